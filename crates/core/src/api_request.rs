@@ -1,0 +1,239 @@
+//! API requests: method, percent-encoded path, query, JSON body, bearer header.
+
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use serde::Serialize;
+
+use crate::encoding::push_encoded;
+use crate::endpoint::Endpoint;
+use crate::error::{Error, UsageError};
+use crate::secret::AccessToken;
+
+/// An API request, independent of the token it will carry. Builder methods never fail; the first
+/// mistake is kept and reported by [`ApiRequest::to_http`].
+///
+/// ```
+/// use helloflex_core::{AccessToken, ApiRequest, Environment};
+/// let request = ApiRequest::get("domainTypes/7/domainValues").query("Lang", "en");
+/// let http = request.to_http(&Environment::Sandbox.base_url(), &AccessToken::new("t0k")).unwrap();
+/// assert_eq!(http.uri(), "https://api.uat-helloflex.com/domainTypes/7/domainValues?Lang=en");
+/// assert_eq!(http.headers()["authorization"], "Bearer t0k");
+/// assert!(http.headers()["authorization"].is_sensitive());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+    retry_safe: Option<bool>,
+    error: Option<UsageError>,
+}
+
+impl ApiRequest {
+    /// A request for `path`, split on `/` with each segment percent-encoded.
+    pub fn new(method: Method, path: &str) -> Self {
+        let mut request = Self {
+            method,
+            path: String::with_capacity(path.len() + 1),
+            query: String::new(),
+            headers: HeaderMap::new(),
+            body: None,
+            retry_safe: None,
+            error: None,
+        };
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            request = request.segment(segment);
+        }
+        request
+    }
+
+    /// `GET path`
+    pub fn get(path: &str) -> Self {
+        Self::new(Method::GET, path)
+    }
+    /// `POST path`
+    pub fn post(path: &str) -> Self {
+        Self::new(Method::POST, path)
+    }
+    /// `PUT path`
+    pub fn put(path: &str) -> Self {
+        Self::new(Method::PUT, path)
+    }
+    /// `PATCH path`
+    pub fn patch(path: &str) -> Self {
+        Self::new(Method::PATCH, path)
+    }
+    /// `DELETE path`
+    pub fn delete(path: &str) -> Self {
+        Self::new(Method::DELETE, path)
+    }
+
+    /// Appends one path segment, percent-encoded (a `/` in it is encoded, not a separator).
+    pub fn segment(mut self, segment: impl AsRef<str>) -> Self {
+        let segment = segment.as_ref();
+        if segment == "." || segment == ".." {
+            self.fail(UsageError::DotSegment(segment.to_owned()));
+            return self;
+        }
+        self.path.push('/');
+        push_encoded(&mut self.path, segment);
+        self
+    }
+
+    /// Appends a query parameter, percent-encoded.
+    pub fn query(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        if !self.query.is_empty() {
+            self.query.push('&');
+        }
+        push_encoded(&mut self.query, key.as_ref());
+        self.query.push('=');
+        push_encoded(&mut self.query, value.as_ref());
+        self
+    }
+
+    /// Sets a JSON body (and `Content-Type: application/json`).
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => self.body = Some(bytes),
+            Err(e) => self.fail(UsageError::Serialize(e.to_string())),
+        }
+        self
+    }
+
+    /// Sets a raw body; the caller sets its `Content-Type` with [`ApiRequest::header`].
+    pub fn body(mut self, bytes: Vec<u8>) -> Self {
+        self.body = Some(bytes);
+        self
+    }
+
+    /// Adds a header. `Authorization` and `Host` belong to the SDK and are refused.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        let header = |reason| UsageError::Header { name: name.to_owned(), reason };
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), _) if n == AUTHORIZATION || n == HOST => self.fail(header("set by the SDK")),
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            (Err(_), _) => self.fail(header("invalid name")),
+            (_, Err(_)) => self.fail(header("invalid value")),
+        }
+        self
+    }
+
+    /// Declares whether replaying this request after a failure is safe. By default only
+    /// idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) are replayed once sent.
+    pub fn retry_safe(mut self, safe: bool) -> Self {
+        self.retry_safe = Some(safe);
+        self
+    }
+
+    /// Whether a failed attempt that may have reached the server can be replayed.
+    pub fn is_retry_safe(&self) -> bool {
+        self.retry_safe.unwrap_or_else(|| self.method.is_idempotent())
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The encoded path (starting with `/`, or empty for the base URL itself).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn fail(&mut self, error: UsageError) {
+        self.error.get_or_insert(error);
+    }
+
+    /// The HTTP request against `base`, carrying `token` in a sensitive `Authorization` header.
+    pub fn to_http(&self, base: &Endpoint, token: &AccessToken) -> Result<Request<Vec<u8>>, Error> {
+        if let Some(e) = &self.error {
+            return Err(e.clone().into());
+        }
+        let mut url = base.join(&self.path);
+        if !self.query.is_empty() {
+            url.push('?');
+            url.push_str(&self.query);
+        }
+        let uri = http::Uri::try_from(url)
+            .map_err(|_| UsageError::WrongState("the request URL is not valid"))?;
+        let mut request = Request::new(self.body.clone().unwrap_or_default());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.clone_from(&self.headers);
+        headers.entry(ACCEPT).or_insert(HeaderValue::from_static("application/json"));
+        if self.body.is_some() && !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        headers.insert(AUTHORIZATION, bearer_header(token)?);
+        Ok(request)
+    }
+}
+
+/// `Bearer <token>`, marked sensitive so HTTP libraries and loggers leave it out.
+pub fn bearer_header(token: &AccessToken) -> Result<HeaderValue, Error> {
+    let mut text = String::with_capacity(7 + token.len());
+    text.push_str("Bearer ");
+    text.push_str(token.expose_secret());
+    let mut value = HeaderValue::try_from(text).map_err(|_| UsageError::Header {
+        name: "authorization".into(),
+        reason: "the token is not a valid header value",
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Environment;
+
+    fn http(request: ApiRequest) -> Result<Request<Vec<u8>>, Error> {
+        request.to_http(&Environment::Live.base_url(), &AccessToken::new("tok"))
+    }
+
+    #[test]
+    fn segments_and_query_are_encoded() {
+        let req = http(ApiRequest::get("news").segment("a/b c?#").query("q", "x&y=z é")).unwrap();
+        assert_eq!(
+            req.uri(),
+            "https://api.helloflex.com/news/a%2Fb%20c%3F%23?q=x%26y%3Dz%20%C3%A9"
+        );
+        assert_eq!(req.headers()[ACCEPT], "application/json");
+        assert!(req.body().is_empty());
+    }
+
+    #[test]
+    fn json_body_sets_content_type() {
+        let req = http(ApiRequest::post("items").json(&serde_json::json!({"name": "x"}))).unwrap();
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(req.body(), br#"{"name":"x"}"#);
+    }
+
+    #[test]
+    fn misuse_is_reported_at_build() {
+        assert!(matches!(
+            http(ApiRequest::get("a/../b")),
+            Err(Error::Usage(UsageError::DotSegment(_)))
+        ));
+        assert!(matches!(
+            http(ApiRequest::get("a").header("Authorization", "x")),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(http(ApiRequest::get("a").header("x", "a\nb")), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn retry_safety_follows_method() {
+        assert!(ApiRequest::get("a").is_retry_safe());
+        assert!(ApiRequest::put("a").is_retry_safe());
+        assert!(!ApiRequest::post("a").is_retry_safe());
+        assert!(!ApiRequest::patch("a").is_retry_safe());
+        assert!(ApiRequest::post("a").retry_safe(true).is_retry_safe());
+    }
+}

@@ -1,0 +1,393 @@
+//! The authorization-code flow (Flextell) as a typestate chain:
+//! [`start_authorization`] -> [`PendingAuthorization`] (serialisable, kept in the web session) ->
+//! [`PendingAuthorization::handle_callback`] -> [`AuthorizedCode`] -> the code-exchange request.
+//! Checking `state` is part of the chain, never left to the caller.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AuthorizationCodeConfig, validate_scopes};
+use crate::encoding::{form_encode, parse_query};
+use crate::error::{Blame, ConfigError, Error};
+use crate::excerpt::Excerpt;
+use crate::oauth_error::OAuthErrorCode;
+use crate::pkce::{VERIFIER_ENTROPY_BYTES, pkce_challenge, verifier_from_entropy};
+use crate::secret::{AuthorizationCode, CsrfState, PkceVerifier, constant_time_eq};
+
+/// Random bytes needed to start one authorization: 32 for `state`, 32 for the PKCE verifier.
+pub const AUTHORIZATION_ENTROPY_BYTES: usize = 64;
+
+/// Longest callback query read.
+const MAX_CALLBACK_BYTES: usize = 8 * 1024;
+
+/// An authorization in progress: what the callback must match. Serialise it into the server-side
+/// session of the browser that started it; it holds secrets, so never into a cookie in clear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    state: CsrfState,
+    verifier: PkceVerifier,
+    redirect_uri: String,
+    issuer: Option<String>,
+}
+
+/// Starts an authorization: the URL to send the user to, and the pending authorization to keep.
+///
+/// ```
+/// use helloflex_core::*;
+/// let config = AuthorizationCodeConfig::new(
+///     ClientIdentity::confidential("app", ClientSecret::new("s")),
+///     Endpoint::parse("https://auth.flextell.example/authorize", InsecureLoopback::Deny)?,
+///     Endpoint::parse("https://auth.flextell.example/token", InsecureLoopback::Deny)?,
+///     Endpoint::parse("https://app.example/callback", InsecureLoopback::Deny)?,
+/// )
+/// .with_scopes(["calls.read"]);
+/// let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8); // from the OS RNG in real use
+/// let (url, pending) = start_authorization(&config, &entropy)?;
+/// assert!(url.starts_with("https://auth.flextell.example/authorize?response_type=code&client_id=app"));
+/// assert!(url.contains("code_challenge_method=S256"));
+/// # Ok::<(), Error>(())
+/// ```
+pub fn start_authorization(
+    config: &AuthorizationCodeConfig,
+    entropy: &[u8; AUTHORIZATION_ENTROPY_BYTES],
+) -> Result<(String, PendingAuthorization), Error> {
+    config.client.validate()?;
+    validate_scopes(&config.scopes)?;
+    let (state_bytes, verifier_bytes) = entropy.split_at(VERIFIER_ENTROPY_BYTES);
+    let mut verifier_entropy = [0u8; VERIFIER_ENTROPY_BYTES];
+    verifier_entropy.copy_from_slice(verifier_bytes);
+    let verifier = verifier_from_entropy(&verifier_entropy);
+    let mut state_entropy = [0u8; VERIFIER_ENTROPY_BYTES];
+    state_entropy.copy_from_slice(state_bytes);
+    let state = CsrfState::new(verifier_from_entropy(&state_entropy).expose_secret());
+    if entropy.iter().all(|b| *b == entropy[0]) {
+        // A zeroed or constant buffer means the caller's RNG was never filled in.
+        return Err(ConfigError::Invalid {
+            name: "entropy",
+            reason: "the random bytes are constant",
+        }
+        .into());
+    }
+    let challenge = pkce_challenge(&verifier);
+    let scope = config.scopes.join(" ");
+    let redirect_uri = config.redirect_uri.as_str().to_owned();
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", config.client.client_id.as_str()),
+        ("redirect_uri", redirect_uri.as_str()),
+    ];
+    if !scope.is_empty() {
+        params.push(("scope", scope.as_str()));
+    }
+    params.push(("state", state.expose_secret()));
+    params.push(("code_challenge", challenge.as_str()));
+    params.push(("code_challenge_method", "S256"));
+    let base = config.authorize_url.as_str();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}{}", form_encode(params));
+    Ok((url, PendingAuthorization { state, verifier, redirect_uri, issuer: config.issuer.clone() }))
+}
+
+/// The callback was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// The query could not be read (too long, not UTF-8, control characters).
+    #[error("malformed callback: {0}")]
+    Malformed(&'static str),
+    /// A parameter appeared twice.
+    #[error("callback repeats the parameter {0:?}")]
+    DuplicateParameter(String),
+    /// No `state`.
+    #[error("callback has no state")]
+    MissingState,
+    /// `state` does not match this session's (a forged or stale callback).
+    #[error("callback state does not match this session")]
+    StateMismatch,
+    /// The configured issuer was required and `iss` was missing.
+    #[error("callback has no iss (RFC 9207) though an issuer is configured")]
+    MissingIssuer,
+    /// `iss` differs from the configured issuer (a mix-up attack, RFC 9207).
+    #[error("callback iss does not match the configured issuer")]
+    IssuerMismatch,
+    /// The authorization server answered with an error (for example `access_denied`).
+    #[error("authorization refused: {code}{}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Denied {
+        /// The error code.
+        code: OAuthErrorCode,
+        /// `error_description`, sanitised.
+        description: Option<String>,
+    },
+    /// Both `code` and `error`.
+    #[error("callback has both a code and an error")]
+    CodeAndError,
+    /// Neither `code` nor `error`.
+    #[error("callback has no code")]
+    MissingCode,
+}
+
+impl CallbackError {
+    /// Who is to blame.
+    pub fn blame(&self) -> Blame {
+        match self {
+            CallbackError::Denied { .. } => Blame::Server,
+            _ => Blame::Protocol,
+        }
+    }
+}
+
+/// A refused callback. If the callback could not be attributed to this authorization (unreadable,
+/// wrong or missing `state`), the pending authorization is handed back unconsumed.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct CallbackRejected {
+    /// Why.
+    pub error: CallbackError,
+    /// The pending authorization, when it is still good for the real callback.
+    pub pending: Option<PendingAuthorization>,
+}
+
+impl From<CallbackRejected> for Error {
+    fn from(r: CallbackRejected) -> Self {
+        Error::Callback(r.error)
+    }
+}
+
+/// A code received on the redirect URI, bound to its PKCE verifier.
+#[derive(Debug)]
+pub struct AuthorizedCode {
+    code: AuthorizationCode,
+    verifier: PkceVerifier,
+    redirect_uri: String,
+}
+
+impl AuthorizedCode {
+    /// The code-exchange request (`grant_type=authorization_code` with `code_verifier`).
+    pub fn exchange_request(
+        &self,
+        config: &AuthorizationCodeConfig,
+    ) -> Result<http::Request<Vec<u8>>, Error> {
+        crate::token_request::authorization_code(
+            config,
+            &self.code,
+            &self.verifier,
+            &self.redirect_uri,
+        )
+    }
+}
+
+struct Params {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+impl PendingAuthorization {
+    /// The redirect URI the authorization was started with.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// Checks a callback: the full redirect URL or just its query. On success the pending
+    /// authorization is consumed (a second callback cannot be accepted).
+    pub fn handle_callback(self, callback: &str) -> Result<AuthorizedCode, CallbackRejected> {
+        let unattributed =
+            |pending: Self, error| CallbackRejected { error, pending: Some(pending) };
+        let params = match read_params(callback) {
+            Ok(p) => p,
+            Err(e) => return Err(unattributed(self, e)),
+        };
+        let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
+            return Err(unattributed(self, CallbackError::MissingState));
+        };
+        if !constant_time_eq(state.as_bytes(), self.state.expose_secret().as_bytes()) {
+            return Err(unattributed(self, CallbackError::StateMismatch));
+        }
+        // From here on the callback belongs to this authorization, which is now used up.
+        let consumed = |error| CallbackRejected { error, pending: None };
+        if let Some(issuer) = &self.issuer {
+            match &params.iss {
+                None => return Err(consumed(CallbackError::MissingIssuer)),
+                Some(iss) if iss != issuer => return Err(consumed(CallbackError::IssuerMismatch)),
+                Some(_) => {}
+            }
+        }
+        match (params.code, params.error) {
+            (Some(_), Some(_)) => Err(consumed(CallbackError::CodeAndError)),
+            (None, Some(error)) => Err(consumed(CallbackError::Denied {
+                code: OAuthErrorCode::parse(&error),
+                description: params
+                    .error_description
+                    .map(|d| Excerpt::of_text(&d, 300).as_str().to_owned()),
+            })),
+            (None, None) => Err(consumed(CallbackError::MissingCode)),
+            (Some(code), None) if code.is_empty() => Err(consumed(CallbackError::MissingCode)),
+            (Some(code), None) => Ok(AuthorizedCode {
+                code: AuthorizationCode::new(code),
+                verifier: self.verifier.clone(),
+                redirect_uri: self.redirect_uri.clone(),
+            }),
+        }
+    }
+}
+
+fn read_params(callback: &str) -> Result<Params, CallbackError> {
+    if callback.len() > MAX_CALLBACK_BYTES {
+        return Err(CallbackError::Malformed("longer than 8 KiB"));
+    }
+    let without_fragment = callback.split('#').next().unwrap_or_default();
+    let query = match without_fragment.split_once('?') {
+        Some((_, query)) => query,
+        None => without_fragment,
+    };
+    let mut params =
+        Params { code: None, state: None, error: None, error_description: None, iss: None };
+    for raw in parse_query(query) {
+        let Ok(key) = String::from_utf8(raw.key) else { continue };
+        let slot = match key.as_str() {
+            "code" => &mut params.code,
+            "state" => &mut params.state,
+            "error" => &mut params.error,
+            "error_description" => &mut params.error_description,
+            "iss" => &mut params.iss,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(CallbackError::DuplicateParameter(key));
+        }
+        let value = String::from_utf8(raw.value)
+            .map_err(|_| CallbackError::Malformed("a parameter is not UTF-8"))?;
+        // Codes and states are visible ASCII (RFC 6749 appendix A); descriptions may have spaces.
+        let allowed = |c: char| {
+            if key == "error_description" { !c.is_control() } else { c.is_ascii_graphic() }
+        };
+        if !value.chars().all(allowed) {
+            return Err(CallbackError::Malformed(
+                "a parameter has characters RFC 6749 does not allow",
+            ));
+        }
+        *slot = Some(value);
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientIdentity, ClientSecret, Endpoint, InsecureLoopback};
+
+    fn config() -> AuthorizationCodeConfig {
+        let e = |u| Endpoint::parse(u, InsecureLoopback::Allow).unwrap();
+        AuthorizationCodeConfig::new(
+            ClientIdentity::confidential("app", ClientSecret::new("s")),
+            e("https://auth.example/authorize"),
+            e("https://auth.example/token"),
+            e("http://127.0.0.1:3000/callback"),
+        )
+        .with_scopes(["calls.read", "calls.write"])
+    }
+
+    fn entropy() -> [u8; 64] {
+        let mut e = [0u8; 64];
+        for (i, b) in e.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        e
+    }
+
+    fn state_of(url: &str) -> String {
+        url.split('&').find_map(|p| p.strip_prefix("state=")).unwrap().to_owned()
+    }
+
+    #[test]
+    fn url_has_every_parameter() {
+        let (url, _) = start_authorization(&config(), &entropy()).unwrap();
+        assert!(url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A3000%2Fcallback"));
+        assert!(url.contains("scope=calls.read%20calls.write"));
+        assert!(url.contains("code_challenge="));
+        assert_eq!(state_of(&url).len(), 43);
+    }
+
+    #[test]
+    fn good_callback_gives_code_and_exchange_request() {
+        let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
+        let state = state_of(&url);
+        let code = pending
+            .handle_callback(&format!("http://127.0.0.1:3000/callback?code=abc&state={state}"))
+            .unwrap();
+        let req = code.exchange_request(&config()).unwrap();
+        let body = std::str::from_utf8(req.body()).unwrap();
+        assert!(body.starts_with("grant_type=authorization_code&code=abc&redirect_uri="));
+        assert!(body.contains("code_verifier="));
+    }
+
+    #[test]
+    fn wrong_state_does_not_consume() {
+        let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
+        let state = state_of(&url);
+        let rejected = pending.handle_callback("code=abc&state=forged").unwrap_err();
+        assert_eq!(rejected.error, CallbackError::StateMismatch);
+        let pending = rejected.pending.unwrap();
+        assert!(pending.handle_callback(&format!("code=abc&state={state}")).is_ok());
+    }
+
+    #[test]
+    fn refusals() {
+        let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
+        let state = state_of(&url);
+        let check = |query: String, expected: CallbackError| {
+            let e = pending.clone().handle_callback(&query).unwrap_err();
+            assert_eq!(e.error, expected, "{query}");
+        };
+        check("code=a".into(), CallbackError::MissingState);
+        check(format!("code=a&state={}", state.to_uppercase()), CallbackError::StateMismatch);
+        check(format!("state={state}"), CallbackError::MissingCode);
+        check(format!("code=a&error=access_denied&state={state}"), CallbackError::CodeAndError);
+        check(
+            format!("code=a&code=b&state={state}"),
+            CallbackError::DuplicateParameter("code".into()),
+        );
+        check(
+            format!("code=a%00&state={state}"),
+            CallbackError::Malformed("a parameter has characters RFC 6749 does not allow"),
+        );
+        check(
+            format!("code=%ff&state={state}"),
+            CallbackError::Malformed("a parameter is not UTF-8"),
+        );
+        check(
+            format!("error=access_denied&error_description=User+said+no&state={state}"),
+            CallbackError::Denied {
+                code: OAuthErrorCode::AccessDenied,
+                description: Some("User said no".into()),
+            },
+        );
+    }
+
+    #[test]
+    fn issuer_is_compared_exactly() {
+        let config = config().with_issuer("https://auth.example");
+        let (url, pending) = start_authorization(&config, &entropy()).unwrap();
+        let state = state_of(&url);
+        for (iss, ok) in [
+            ("https%3A%2F%2Fauth.example", true),
+            ("https%3A%2F%2Fauth.example%2F", false),
+            ("https%3A%2F%2FAUTH.example", false),
+        ] {
+            let result =
+                pending.clone().handle_callback(&format!("code=a&state={state}&iss={iss}"));
+            assert_eq!(result.is_ok(), ok, "{iss}");
+        }
+        let e = pending.handle_callback(&format!("code=a&state={state}")).unwrap_err();
+        assert_eq!(e.error, CallbackError::MissingIssuer);
+    }
+
+    #[test]
+    fn pending_survives_serialisation() {
+        let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
+        let json = serde_json::to_string(&pending).unwrap();
+        let back: PendingAuthorization = serde_json::from_str(&json).unwrap();
+        assert!(back.handle_callback(&format!("code=a&state={}", state_of(&url))).is_ok());
+    }
+}

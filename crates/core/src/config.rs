@@ -1,0 +1,267 @@
+//! Where the APIs live and how this client authenticates to their token endpoints.
+
+use crate::endpoint::{Endpoint, InsecureLoopback};
+use crate::error::{ConfigError, Error};
+use crate::secret::ClientSecret;
+
+/// The HelloFlex sandbox base URL.
+pub const SANDBOX_URL: &str = "https://api.uat-helloflex.com";
+/// The HelloFlex live base URL.
+pub const LIVE_URL: &str = "https://api.helloflex.com";
+/// The HelloFlex token endpoint's path.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+
+/// A HelloFlex environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Environment {
+    /// `https://api.uat-helloflex.com`
+    Sandbox,
+    /// `https://api.helloflex.com`
+    Live,
+    /// Any other base URL (the emulator, a proxy).
+    Custom(Endpoint),
+}
+
+impl Environment {
+    /// A custom environment at `base_url` (HTTPS, or HTTP to loopback when `insecure` allows).
+    pub fn custom(base_url: &str, insecure: InsecureLoopback) -> Result<Self, ConfigError> {
+        Endpoint::parse(base_url, insecure).map(Self::Custom)
+    }
+
+    /// The API base URL.
+    pub fn base_url(&self) -> Endpoint {
+        match self {
+            Environment::Sandbox => Endpoint::from_static(SANDBOX_URL, "api.uat-helloflex.com"),
+            Environment::Live => Endpoint::from_static(LIVE_URL, "api.helloflex.com"),
+            Environment::Custom(e) => e.clone(),
+        }
+    }
+
+    /// The token endpoint: the base URL with `/oauth2/token`.
+    pub fn token_url(&self) -> Endpoint {
+        let base = self.base_url();
+        let mut with_path = base.clone();
+        with_path.set_path_suffix(TOKEN_PATH);
+        with_path
+    }
+}
+
+impl Endpoint {
+    fn set_path_suffix(&mut self, path: &str) {
+        *self = Endpoint::from_parts(self.join(path), self.host().to_owned());
+    }
+}
+
+/// How the client authenticates to a token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientAuthMethod {
+    /// `client_id` and `client_secret` in the form body, as HelloFlex documents
+    /// (`client_secret_post`). The default.
+    #[default]
+    RequestBody,
+    /// HTTP Basic with form-urlencoded id and secret (RFC 6749 section 2.3.1,
+    /// `client_secret_basic`).
+    BasicAuth,
+}
+
+/// A client's identity at a token endpoint.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<ClientSecret>,
+    pub(crate) method: ClientAuthMethod,
+}
+
+impl ClientIdentity {
+    /// A confidential client.
+    pub fn confidential(client_id: impl Into<String>, client_secret: ClientSecret) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: Some(client_secret),
+            method: ClientAuthMethod::default(),
+        }
+    }
+
+    /// A public client (no secret; PKCE protects the code).
+    pub fn public(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: None,
+            method: ClientAuthMethod::default(),
+        }
+    }
+
+    /// Chooses how the secret is sent.
+    pub fn with_method(mut self, method: ClientAuthMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.client_id.is_empty() {
+            return Err(ConfigError::Missing("client_id"));
+        }
+        if self.method == ClientAuthMethod::BasicAuth && self.client_secret.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "auth_method",
+                reason: "HTTP Basic needs a client secret",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Settings for the client-credentials grant (HelloFlex).
+///
+/// ```
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment};
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
+/// assert_eq!(config.token_url().as_str(), "https://api.uat-helloflex.com/oauth2/token");
+/// // The secret never shows in Debug output.
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientCredentialsConfig {
+    pub(crate) client: ClientIdentity,
+    pub(crate) token_url: Endpoint,
+    pub(crate) scopes: Vec<String>,
+}
+
+impl ClientCredentialsConfig {
+    /// A confidential client in `environment`, sending its secret in the form body.
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: ClientSecret,
+        environment: &Environment,
+    ) -> Self {
+        Self {
+            client: ClientIdentity::confidential(client_id, client_secret),
+            token_url: environment.token_url(),
+            scopes: Vec::new(),
+        }
+    }
+
+    /// Uses another token endpoint.
+    pub fn with_token_url(mut self, token_url: Endpoint) -> Self {
+        self.token_url = token_url;
+        self
+    }
+
+    /// Chooses how the secret is sent.
+    pub fn with_auth_method(mut self, method: ClientAuthMethod) -> Self {
+        self.client.method = method;
+        self
+    }
+
+    /// Asks for these scopes.
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> &Endpoint {
+        &self.token_url
+    }
+
+    /// The client.
+    pub fn client(&self) -> &ClientIdentity {
+        &self.client
+    }
+
+    /// The token request for this grant.
+    pub fn token_request(&self) -> Result<http::Request<Vec<u8>>, Error> {
+        crate::token_request::client_credentials(self)
+    }
+}
+
+/// Settings for the authorization-code grant (Flextell).
+#[derive(Debug, Clone)]
+pub struct AuthorizationCodeConfig {
+    pub(crate) client: ClientIdentity,
+    pub(crate) authorize_url: Endpoint,
+    pub(crate) token_url: Endpoint,
+    pub(crate) redirect_uri: Endpoint,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) issuer: Option<String>,
+}
+
+impl AuthorizationCodeConfig {
+    /// A client that sends users to `authorize_url`, receives them back on `redirect_uri` and
+    /// exchanges codes at `token_url`.
+    pub fn new(
+        client: ClientIdentity,
+        authorize_url: Endpoint,
+        token_url: Endpoint,
+        redirect_uri: Endpoint,
+    ) -> Self {
+        Self { client, authorize_url, token_url, redirect_uri, scopes: Vec::new(), issuer: None }
+    }
+
+    /// Asks for these scopes (space-joined in the authorization URL).
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Requires the callback to carry `iss` equal to `issuer`, exactly (RFC 9207).
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The client.
+    pub fn client(&self) -> &ClientIdentity {
+        &self.client
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> &Endpoint {
+        &self.token_url
+    }
+
+    /// The registered redirect URI.
+    pub fn redirect_uri(&self) -> &Endpoint {
+        &self.redirect_uri
+    }
+
+    /// The refresh request for `refresh_token`.
+    pub fn refresh_request(
+        &self,
+        refresh_token: &crate::RefreshToken,
+    ) -> Result<http::Request<Vec<u8>>, Error> {
+        crate::token_request::refresh(self, refresh_token)
+    }
+}
+
+/// A scope token must be printable ASCII without space, `"` or `\` (RFC 6749 section 3.3).
+pub(crate) fn validate_scopes(scopes: &[String]) -> Result<(), ConfigError> {
+    let ok = scopes.iter().all(|s| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            name: "scopes",
+            reason: "a scope is empty or has a character RFC 6749 forbids",
+        })
+    }
+}

@@ -1,0 +1,292 @@
+//! Errors, split by who is to blame: the caller, the configuration, the server saying no, the
+//! server breaking the protocol, or the network.
+//!
+//! No error type here is generic, every enum is `#[non_exhaustive]`, every error is `Clone` (a
+//! failed token fetch is reported to every caller that waited for it) and none holds a secret.
+
+use http::StatusCode;
+
+use crate::api_response::ApiError;
+use crate::callback::CallbackError;
+use crate::excerpt::Excerpt;
+use crate::oauth_error::OAuthError;
+
+/// Who is to blame for an [`Error`], which decides what a caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Blame {
+    /// The program used the SDK wrongly (a bug to fix in the calling code).
+    Caller,
+    /// The configuration is wrong (URLs, credentials, redirect URI).
+    Configuration,
+    /// The server understood and said no (an OAuth error, a 4xx/5xx API answer).
+    Server,
+    /// The server broke the protocol (a body that is not what RFC 6749 or the API promise).
+    Protocol,
+    /// The network or the transport failed.
+    Network,
+}
+
+/// Every error the SDK reports.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The SDK was used wrongly.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The token endpoint answered with an OAuth error (RFC 6749 section 5.2).
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    /// The refresh token is no longer accepted (`invalid_grant` on refresh, or no refresh token
+    /// is left): the user must go through the authorization-code flow again.
+    #[error("re-authorization required: {0}")]
+    ReauthorizationRequired(OAuthError),
+    /// The API answered with an error status.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The server broke the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The transport failed and retrying did not help (or was not safe).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The authorization callback was refused.
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+}
+
+impl Error {
+    /// Who is to blame.
+    pub fn blame(&self) -> Blame {
+        match self {
+            Error::Usage(_) => Blame::Caller,
+            Error::Config(_) => Blame::Configuration,
+            Error::OAuth(e) if e.is_client_misconfigured() => Blame::Configuration,
+            Error::OAuth(_) | Error::ReauthorizationRequired(_) | Error::Api(_) => Blame::Server,
+            Error::Protocol(_) => Blame::Protocol,
+            Error::Transport(_) => Blame::Network,
+            Error::Callback(e) => e.blame(),
+        }
+    }
+
+    /// Whether the user must authorize again (Flextell authorization-code flow).
+    pub fn requires_reauthorization(&self) -> bool {
+        matches!(self, Error::ReauthorizationRequired(_))
+    }
+
+    /// The HTTP status the server answered with, where there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::OAuth(e) | Error::ReauthorizationRequired(e) => Some(e.status()),
+            Error::Api(e) => Some(e.status()),
+            Error::Protocol(e) => e.status(),
+            _ => None,
+        }
+    }
+}
+
+/// The SDK was used in a way it does not support.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// A path segment was `.` or `..` (it would escape the resource).
+    #[error("path segment {0:?} is not allowed")]
+    DotSegment(String),
+    /// A header the SDK owns (`Authorization`, `Host`) was set by hand, or a header was invalid.
+    #[error("header {name:?} cannot be set: {reason}")]
+    Header {
+        /// The header name as given (names are not secret).
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The JSON body could not be serialised.
+    #[error("request body could not be serialised to JSON: {0}")]
+    Serialize(String),
+    /// A call was made in a state that does not allow it.
+    #[error("{0}")]
+    WrongState(&'static str),
+    /// A response body was not the JSON shape the caller asked for.
+    #[error("response body does not match the expected type at {path}: {reason}")]
+    Decode {
+        /// Where in the document (for example `items[3].name`).
+        path: String,
+        /// What was wrong, without quoting any value.
+        reason: String,
+    },
+}
+
+/// The configuration is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A URL could not be accepted.
+    #[error("invalid URL: {reason}")]
+    InvalidUrl {
+        /// Why.
+        reason: &'static str,
+    },
+    /// Plain `http://` to a host that is not loopback.
+    #[error("refusing plain http:// to {host}: only https is allowed for remote hosts")]
+    InsecureUrl {
+        /// The host that was named.
+        host: String,
+    },
+    /// Plain `http://` to loopback without opting in.
+    #[error(
+        "plain http:// to loopback needs InsecureLoopback::Allow (meant for the emulator and tests)"
+    )]
+    InsecureLoopbackNotAllowed,
+    /// A required setting was missing.
+    #[error("missing setting: {0}")]
+    Missing(&'static str),
+    /// A setting had a value that cannot work.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// The server broke the protocol: its answer is not what RFC 6749 or the API promise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The body is larger than the SDK accepts.
+    #[error("response body ({status}) exceeds the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The status line's code.
+        status: StatusCode,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body is not JSON (HTML, plain text, empty, truncated, invalid UTF-8, too deep).
+    #[error("response ({status}) is not valid JSON: {reason}; body starts: {excerpt:?}")]
+    NotJson {
+        /// The status.
+        status: StatusCode,
+        /// The parser's reason, without quoting the body.
+        reason: String,
+        /// A short sanitised excerpt.
+        excerpt: Excerpt,
+    },
+    /// The body is JSON but not an object.
+    #[error("response ({status}) is JSON but not an object")]
+    NotAnObject {
+        /// The status.
+        status: StatusCode,
+    },
+    /// The same field appears twice.
+    #[error("response ({status}) has the field {field:?} more than once")]
+    DuplicateField {
+        /// The status.
+        status: StatusCode,
+        /// The field name (sanitised).
+        field: String,
+    },
+    /// A required field is missing.
+    #[error("response ({status}) lacks the required field {field:?}")]
+    MissingField {
+        /// The status.
+        status: StatusCode,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field has a value of the wrong kind.
+    #[error("response ({status}) has an invalid {field:?}: {reason}")]
+    InvalidField {
+        /// The status.
+        status: StatusCode,
+        /// The field.
+        field: &'static str,
+        /// Why, without quoting the value.
+        reason: &'static str,
+    },
+    /// `token_type` is not `Bearer`.
+    #[error("token type {token_type:?} is not supported (only Bearer)")]
+    UnsupportedTokenType {
+        /// The type the server named (sanitised).
+        token_type: String,
+    },
+    /// The token endpoint answered with a status and body that are neither a token nor an OAuth
+    /// error (an HTML 502 from a proxy, an empty 500, a redirect).
+    #[error(
+        "token endpoint answered {status} without an OAuth error body; body starts: {excerpt:?}"
+    )]
+    UnexpectedResponse {
+        /// The status.
+        status: StatusCode,
+        /// A short sanitised excerpt.
+        excerpt: Excerpt,
+    },
+}
+
+impl ProtocolError {
+    /// The status of the response that broke the protocol.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ProtocolError::BodyTooLarge { status, .. }
+            | ProtocolError::NotJson { status, .. }
+            | ProtocolError::NotAnObject { status }
+            | ProtocolError::DuplicateField { status, .. }
+            | ProtocolError::MissingField { status, .. }
+            | ProtocolError::InvalidField { status, .. }
+            | ProtocolError::UnexpectedResponse { status, .. } => Some(*status),
+            ProtocolError::UnsupportedTokenType { .. } => None,
+        }
+    }
+}
+
+/// What kind of transport failure happened; decides whether a retry is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// No connection was made (refused, DNS, TLS handshake): the request was never sent, so
+    /// replaying it is always safe.
+    Connect,
+    /// The deadline passed (the request may have been sent).
+    Timeout,
+    /// The connection failed after the request may have been sent (reset, truncated body).
+    Io,
+    /// The response body exceeded the transport's size cap.
+    BodyTooLarge,
+    /// The server redirected a request that must not follow redirects.
+    Redirect,
+    /// Anything else.
+    Other,
+}
+
+impl TransportErrorKind {
+    /// Whether the request certainly did not reach the server.
+    pub fn request_not_sent(self) -> bool {
+        matches!(self, TransportErrorKind::Connect)
+    }
+}
+
+/// A transport failure, as reported by a transport to the core.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transport failed ({kind:?}) after {attempts} attempt(s): {message}")]
+pub struct TransportError {
+    /// The kind.
+    pub kind: TransportErrorKind,
+    /// A description from the transport (it must not contain secrets; URLs never do).
+    pub message: String,
+    /// How many attempts were made in the exchange that gave up.
+    pub attempts: u32,
+}
+
+impl TransportError {
+    /// A transport error of `kind` with the transport's description.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: Excerpt::of_text(&message.into(), 300).as_str().to_owned(),
+            attempts: 1,
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Exchanges: one shape for every round trip that may take several HTTP calls.
+//!
+//! The drive loop, written once per transport:
+//!
+//! 1. `poll(now)`.
+//! 2. On [`Poll::Send`], send the request; give the response to `handle_response(now, ..)`, or
+//!    a failure to `handle_transport_error(now, ..)`. Go to 1.
+//! 3. On [`Poll::Sleep`], sleep until the instant. Go to 1.
+//! 4. On [`Poll::NeedToken`], invalidate the rejected token if one is named, get a token from
+//!    the token manager and give it (or the error) to `handle_token`. Go to 1.
+//! 5. On [`Poll::Done`], return the result.
+//!
+//! Every decision (retry or not, how long to wait, replay after a 401) is made here.
+
+use std::time::Instant;
+
+use http::{Request, Response};
+
+use crate::api_request::ApiRequest;
+use crate::api_response::{ApiErrorKind, classify_response};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, ProtocolError, TransportError, TransportErrorKind, UsageError};
+use crate::lifecycle::{Token, TokenId};
+use crate::oauth_error::OAuthErrorCode;
+use crate::retry::{Attempts, RetryPolicy};
+use crate::token_response::{TokenResponse, parse_token_response};
+
+/// What an exchange wants next.
+#[derive(Debug)]
+#[must_use]
+pub enum Poll<T> {
+    /// Send this request.
+    Send(Request<Vec<u8>>),
+    /// Sleep until this instant, then poll again.
+    Sleep(Instant),
+    /// Get a token (first invalidating `rejected`, the token a 401 refused).
+    NeedToken {
+        /// The token to invalidate first, if any.
+        rejected: Option<TokenId>,
+    },
+    /// Finished.
+    Done(T),
+}
+
+/// A multi-step round trip driven by a transport's loop (see the module docs).
+pub trait Exchange {
+    /// What the exchange produces.
+    type Output;
+    /// The next step.
+    fn poll(&mut self, now: Instant) -> Poll<Self::Output>;
+    /// The response to the last [`Poll::Send`], whatever its status.
+    fn handle_response(&mut self, now: Instant, response: Response<Vec<u8>>);
+    /// The last [`Poll::Send`] failed in the transport.
+    fn handle_transport_error(&mut self, now: Instant, error: TransportError);
+    /// The answer to [`Poll::NeedToken`]. Exchanges that never ask may ignore it.
+    fn handle_token(&mut self, token: Result<Token, Error>) {
+        let _ = token;
+    }
+}
+
+#[derive(Debug)]
+enum State<T> {
+    Ready,
+    InFlight,
+    AwaitingToken,
+    Sleeping(Instant),
+    Done(Option<T>),
+}
+
+impl<T> State<T> {
+    fn finish(&mut self, value: T) {
+        *self = State::Done(Some(value));
+    }
+}
+
+/// Whether a token request may be sent again after it may have reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Client credentials: a second request only costs a second token.
+    Safe,
+    /// Code exchange and refresh: the code is single-use and a refresh token may rotate, so a
+    /// replay can burn the grant. Only a request that never left is sent again.
+    OnlyIfNotSent,
+}
+
+/// A token received, with the moment its request was sent (expiry counts from there).
+#[derive(Debug)]
+pub struct Fetched {
+    /// The response.
+    pub response: TokenResponse,
+    /// When the successful request was sent.
+    pub sent_at: Instant,
+}
+
+/// A token request with retries. The output is the parsed response or the final error.
+#[derive(Debug)]
+pub struct TokenExchange {
+    request: Request<Vec<u8>>,
+    replay: Replay,
+    refresh: bool,
+    attempts: Attempts,
+    sent_at: Option<Instant>,
+    state: State<Result<Fetched, Error>>,
+}
+
+impl TokenExchange {
+    /// A client-credentials request (replayed on transient failures).
+    pub fn client_credentials(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
+        Self::new(request, Replay::Safe, false, policy, seed)
+    }
+
+    /// A code exchange (never replayed once it may have been sent).
+    pub fn authorization_code(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
+        Self::new(request, Replay::OnlyIfNotSent, false, policy, seed)
+    }
+
+    /// A refresh (never replayed once it may have been sent; `invalid_grant` becomes
+    /// [`Error::ReauthorizationRequired`]).
+    pub fn refresh(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
+        Self::new(request, Replay::OnlyIfNotSent, true, policy, seed)
+    }
+
+    fn new(
+        request: Request<Vec<u8>>,
+        replay: Replay,
+        refresh: bool,
+        policy: RetryPolicy,
+        seed: u64,
+    ) -> Self {
+        Self {
+            request,
+            replay,
+            refresh,
+            attempts: Attempts::new(policy, seed),
+            sent_at: None,
+            state: State::Ready,
+        }
+    }
+
+    fn retry_or_finish(
+        &mut self,
+        now: Instant,
+        retryable: bool,
+        retry_after: Option<std::time::Duration>,
+        error: Error,
+    ) {
+        match retryable.then(|| self.attempts.next_attempt(now, retry_after)).flatten() {
+            Some(at) => self.state = State::Sleeping(at),
+            None => self.state.finish(Err(error)),
+        }
+    }
+}
+
+impl Exchange for TokenExchange {
+    type Output = Result<Fetched, Error>;
+
+    fn poll(&mut self, now: Instant) -> Poll<Self::Output> {
+        match &mut self.state {
+            State::Done(result) => match result.take() {
+                Some(result) => Poll::Done(result),
+                None => Poll::Done(Err(UsageError::WrongState(
+                    "exchange polled after it finished",
+                )
+                .into())),
+            },
+            State::Sleeping(until) if now < *until => Poll::Sleep(*until),
+            State::InFlight | State::AwaitingToken => Poll::Done(Err(UsageError::WrongState(
+                "exchange polled before its request was answered",
+            )
+            .into())),
+            State::Sleeping(_) | State::Ready => {
+                self.attempts.record(now);
+                self.sent_at = Some(now);
+                self.state = State::InFlight;
+                Poll::Send(self.request.clone())
+            }
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, response: Response<Vec<u8>>) {
+        if !matches!(self.state, State::InFlight) {
+            return;
+        }
+        let status = response.status();
+        match parse_token_response(status, response.body()) {
+            Ok(parsed) => {
+                let sent_at = self.sent_at.unwrap_or(now);
+                self.state.finish(Ok(Fetched { response: parsed, sent_at }));
+            }
+            Err(Error::OAuth(e)) if self.refresh && *e.code() == OAuthErrorCode::InvalidGrant => {
+                self.state.finish(Err(Error::ReauthorizationRequired(e)));
+            }
+            Err(error) => {
+                let overloaded = status.as_u16() == 429;
+                let transient = overloaded
+                    || status.is_server_error()
+                    || status.as_u16() == 408
+                    || matches!(&error, Error::OAuth(e) if e.is_transient());
+                let retryable = match self.replay {
+                    Replay::Safe => transient,
+                    // A 429 says the request was not processed.
+                    Replay::OnlyIfNotSent => overloaded,
+                };
+                let retry_after = crate::retry_after::retry_after(response.headers());
+                self.retry_or_finish(now, retryable, retry_after, error);
+            }
+        }
+    }
+
+    fn handle_transport_error(&mut self, now: Instant, mut error: TransportError) {
+        if !matches!(self.state, State::InFlight) {
+            return;
+        }
+        error.attempts = self.attempts.made();
+        let retryable = match error.kind {
+            TransportErrorKind::Connect => true,
+            TransportErrorKind::Timeout | TransportErrorKind::Io => self.replay == Replay::Safe,
+            _ => false,
+        };
+        let error = match error.kind {
+            TransportErrorKind::BodyTooLarge => ProtocolError::BodyTooLarge {
+                status: http::StatusCode::OK,
+                limit: crate::token_response::MAX_TOKEN_RESPONSE_BYTES,
+            }
+            .into(),
+            _ => Error::Transport(error),
+        };
+        self.retry_or_finish(now, retryable, None, error);
+    }
+}
+
+/// An authenticated API call: gets a token, sends, retries what is safe to retry, and replays
+/// once with a fresh token after a 401.
+#[derive(Debug)]
+pub struct ApiCall {
+    request: ApiRequest,
+    base: Endpoint,
+    token: Option<Token>,
+    rejected: Option<TokenId>,
+    replayed_after_401: bool,
+    attempts: Attempts,
+    state: State<Result<Response<Vec<u8>>, Error>>,
+}
+
+impl ApiCall {
+    /// A call of `request` against `base`.
+    pub fn new(request: ApiRequest, base: Endpoint, policy: RetryPolicy, seed: u64) -> Self {
+        Self {
+            request,
+            base,
+            token: None,
+            rejected: None,
+            replayed_after_401: false,
+            attempts: Attempts::new(policy, seed),
+            state: State::Ready,
+        }
+    }
+}
+
+impl Exchange for ApiCall {
+    type Output = Result<Response<Vec<u8>>, Error>;
+
+    fn poll(&mut self, now: Instant) -> Poll<Self::Output> {
+        match &mut self.state {
+            State::Done(result) => match result.take() {
+                Some(result) => Poll::Done(result),
+                None => {
+                    Poll::Done(Err(UsageError::WrongState("call polled after it finished").into()))
+                }
+            },
+            State::Sleeping(until) if now < *until => Poll::Sleep(*until),
+            State::InFlight => Poll::Done(Err(UsageError::WrongState(
+                "call polled before its request was answered",
+            )
+            .into())),
+            State::AwaitingToken => {
+                Poll::Done(Err(UsageError::WrongState("call polled before handle_token").into()))
+            }
+            State::Sleeping(_) | State::Ready => {
+                let Some(token) = &self.token else {
+                    self.state = State::AwaitingToken;
+                    return Poll::NeedToken { rejected: self.rejected.take() };
+                };
+                match self.request.to_http(&self.base, token.access_token()) {
+                    Ok(request) => {
+                        self.attempts.record(now);
+                        self.state = State::InFlight;
+                        Poll::Send(request)
+                    }
+                    Err(e) => Poll::Done(Err(e)),
+                }
+            }
+        }
+    }
+
+    fn handle_token(&mut self, token: Result<Token, Error>) {
+        if !matches!(self.state, State::AwaitingToken) {
+            return;
+        }
+        match token {
+            Ok(token) => {
+                self.token = Some(token);
+                self.state = State::Ready;
+            }
+            Err(e) => self.state.finish(Err(e)),
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, response: Response<Vec<u8>>) {
+        if !matches!(self.state, State::InFlight) {
+            return;
+        }
+        let error = match classify_response(response.status(), response.headers(), response.body())
+        {
+            Ok(()) => return self.state.finish(Ok(response)),
+            Err(e) => e,
+        };
+        match error.kind() {
+            ApiErrorKind::Unauthorized { .. } if !self.replayed_after_401 => {
+                // The token was refused: drop exactly that one and replay once with a fresh one.
+                self.replayed_after_401 = true;
+                self.rejected = self.token.take().map(|t| t.id());
+                self.state = State::Ready;
+            }
+            _ if error.is_transient() && self.request.is_retry_safe() => {
+                let retry_after = match error.kind() {
+                    ApiErrorKind::RateLimited { retry_after } => *retry_after,
+                    _ => None,
+                };
+                match self.attempts.next_attempt(now, retry_after) {
+                    Some(at) => self.state = State::Sleeping(at),
+                    None => self.state.finish(Err(error.into())),
+                }
+            }
+            _ => self.state.finish(Err(error.into())),
+        }
+    }
+
+    fn handle_transport_error(&mut self, now: Instant, mut error: TransportError) {
+        if !matches!(self.state, State::InFlight) {
+            return;
+        }
+        error.attempts = self.attempts.made();
+        let retryable = match error.kind {
+            TransportErrorKind::Connect => true,
+            TransportErrorKind::Timeout | TransportErrorKind::Io => self.request.is_retry_safe(),
+            _ => false,
+        };
+        match retryable.then(|| self.attempts.next_attempt(now, None)).flatten() {
+            Some(at) => self.state = State::Sleeping(at),
+            None => self.state.finish(Err(Error::Transport(error))),
+        }
+    }
+}

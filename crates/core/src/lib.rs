@@ -1,0 +1,95 @@
+//! The sans-IO core of the HelloFlex / Flextell SDK.
+//!
+//! It builds requests, reads responses and decides what happens next, as pure state machines.
+//! It reads no clock, opens no socket or file, spawns nothing and draws no randomness: `now`
+//! and random bytes are handed in. Transports (`helloflex-transport-reqwest`,
+//! `helloflex-transport-ureq`, or your own) move the bytes; `helloflex-auth` shares the token
+//! lifecycle between threads and tasks.
+//!
+//! A client-credentials token fetch and an API call, driven by hand against canned responses:
+//!
+//! ```
+//! use std::time::Instant;
+//! use helloflex_core::*;
+//!
+//! # #[allow(clippy::disallowed_methods)]
+//! let now = Instant::now();
+//! let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
+//!
+//! // 1. The token lifecycle says this caller must fetch.
+//! let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+//! let Acquire::Fetch(ticket) = cache.acquire(now) else { unreachable!() };
+//!
+//! // 2. The exchange says what to send; a transport would send it.
+//! let mut fetch = TokenExchange::client_credentials(config.token_request()?, RetryPolicy::default(), 1);
+//! let Poll::Send(request) = fetch.poll(now) else { unreachable!() };
+//! assert_eq!(request.uri(), "https://api.uat-helloflex.com/oauth2/token");
+//! let reply = http::Response::new(br#"{"access_token":"t0k","token_type":"Bearer","expires_in":3599}"#.to_vec());
+//! fetch.handle_response(now, reply);
+//! let Poll::Done(Ok(fetched)) = fetch.poll(now) else { unreachable!() };
+//!
+//! // 3. The token goes into the cache, and the API call asks for it.
+//! let set = cache.token_set(&ticket, fetched.response, fetched.sent_at);
+//! cache.complete(now, ticket, Ok(set), 7);
+//! let mut call = ApiCall::new(ApiRequest::get("news"), Environment::Sandbox.base_url(), RetryPolicy::default(), 2);
+//! assert!(matches!(call.poll(now), Poll::NeedToken { rejected: None }));
+//! let Acquire::Use(token) = cache.acquire(now) else { unreachable!() };
+//! call.handle_token(Ok(token));
+//! let Poll::Send(request) = call.poll(now) else { unreachable!() };
+//! assert_eq!(request.headers()["authorization"], "Bearer t0k");
+//! call.handle_response(now, http::Response::new(b"[]".to_vec()));
+//! assert!(matches!(call.poll(now), Poll::Done(Ok(_))));
+//! # Ok::<(), Error>(())
+//! ```
+
+mod api_request;
+mod api_response;
+mod callback;
+mod challenge;
+mod config;
+mod encoding;
+mod endpoint;
+mod error;
+mod excerpt;
+mod exchange;
+mod json;
+mod lifecycle;
+mod oauth_error;
+mod pkce;
+mod retry;
+mod retry_after;
+mod secret;
+mod token_request;
+mod token_response;
+
+pub use api_request::{ApiRequest, bearer_header};
+pub use api_response::{ApiError, ApiErrorKind, ValidationErrors, classify_response, is_success};
+pub use callback::{
+    AUTHORIZATION_ENTROPY_BYTES, AuthorizedCode, CallbackError, CallbackRejected,
+    PendingAuthorization, start_authorization,
+};
+pub use challenge::{BearerChallenge, UnauthorizedCause};
+pub use config::{
+    AuthorizationCodeConfig, ClientAuthMethod, ClientCredentialsConfig, ClientIdentity,
+    Environment, LIVE_URL, SANDBOX_URL, TOKEN_PATH,
+};
+pub use endpoint::{Endpoint, InsecureLoopback};
+pub use error::{
+    Blame, ConfigError, Error, ProtocolError, TransportError, TransportErrorKind, UsageError,
+};
+pub use excerpt::{EXCERPT_CHARS, Excerpt};
+pub use exchange::{ApiCall, Exchange, Fetched, Poll, TokenExchange};
+pub use lifecycle::{
+    Acquire, Completion, Grant, LifecyclePolicy, Ticket, Token, TokenCache, TokenId, TokenSet,
+};
+pub use oauth_error::{OAuthError, OAuthErrorCode};
+pub use pkce::{VERIFIER_ENTROPY_BYTES, pkce_challenge, verifier_from_entropy};
+pub use retry::RetryPolicy;
+pub use retry_after::retry_after;
+pub use secret::{
+    AccessToken, AuthorizationCode, ClientSecret, CsrfState, PkceVerifier, RefreshToken,
+};
+pub use token_response::{
+    MAX_LIFETIME, MAX_TOKEN_BYTES, MAX_TOKEN_RESPONSE_BYTES, MIN_LIFETIME, TokenResponse,
+    parse_token_response,
+};

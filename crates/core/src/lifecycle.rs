@@ -1,0 +1,574 @@
+//! The token lifecycle: one cached token shared by every caller, refreshed early by one of them.
+//!
+//! The machine stores only what events change; whether the token is fresh, due for refresh or
+//! expired is derived from the `now` each call is handed. At most one *ticket* (the right to
+//! fetch or refresh) is live at a time, so N concurrent callers make one token request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::oauth_error::OAuthError;
+use crate::retry::Jitter;
+use crate::secret::{AccessToken, RefreshToken};
+use crate::token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse};
+
+/// Tuning of the lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LifecyclePolicy {
+    /// Lifetime assumed when a response has no `expires_in`.
+    pub default_lifetime: Duration,
+    /// A ticket not completed within this time is taken as lost (its holder vanished) and a new
+    /// one is handed out. Keep it longer than a token exchange's retry deadline.
+    pub ticket_timeout: Duration,
+    /// Backoff after the first failed fetch; doubled per further failure.
+    pub failure_backoff: Duration,
+    /// Largest backoff after failed fetches.
+    pub max_failure_backoff: Duration,
+    /// Longest time a token is refreshed before it expires.
+    pub max_refresh_margin: Duration,
+}
+
+impl Default for LifecyclePolicy {
+    fn default() -> Self {
+        Self {
+            default_lifetime: Duration::from_secs(300),
+            ticket_timeout: Duration::from_secs(60),
+            failure_backoff: Duration::from_secs(1),
+            max_failure_backoff: Duration::from_secs(60),
+            max_refresh_margin: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Identifies one issued access token, so a 401 can invalidate exactly the token it rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenId(u64);
+
+#[derive(Debug)]
+struct TokenInner {
+    id: TokenId,
+    access: AccessToken,
+    expires_at: Instant,
+}
+
+/// A usable access token, cheap to clone (shared, not copied).
+#[derive(Debug, Clone)]
+pub struct Token(Arc<TokenInner>);
+
+impl Token {
+    /// The access token.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.0.access
+    }
+    /// Which issue of the token this is.
+    pub fn id(&self) -> TokenId {
+        self.0.id
+    }
+    /// When it expires (counted from the moment its request was sent).
+    pub fn expires_at(&self) -> Instant {
+        self.0.expires_at
+    }
+}
+
+/// What a token request should be.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Grant {
+    /// A new token from the client's own credentials (client-credentials grant).
+    ClientCredentials,
+    /// A refresh with this refresh token.
+    Refresh(RefreshToken),
+}
+
+/// The right to make the one token request; hand it back through [`TokenCache::complete`] or
+/// [`TokenCache::abandon`].
+#[derive(Debug)]
+#[must_use = "a ticket must be completed or abandoned, or every other caller waits for its timeout"]
+pub struct Ticket {
+    id: u64,
+    grant: Grant,
+}
+
+impl Ticket {
+    /// The request this ticket stands for.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+}
+
+/// The answer of [`TokenCache::acquire`].
+#[derive(Debug)]
+#[must_use]
+pub enum Acquire {
+    /// Use this token.
+    Use(Token),
+    /// Use this token, and refresh in the background with this ticket (it is still valid).
+    UseAndRefresh(Token, Ticket),
+    /// No usable token: fetch one with this ticket, then [`TokenCache::complete`].
+    Fetch(Ticket),
+    /// Another caller is fetching: wait for its completion, or until this instant at the latest,
+    /// then ask again.
+    Wait(Instant),
+    /// No usable token and fetching is backing off after errors, or the user must re-authorize.
+    Fail(Error),
+}
+
+/// A complete token set, ready to be stored and used.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token (the old one kept when the response sent none).
+    pub refresh_token: Option<RefreshToken>,
+    /// When the request that got it was sent.
+    pub issued_at: Instant,
+    /// Its lifetime (the server's, clamped, or the default).
+    pub lifetime: Duration,
+    /// Granted scopes, if listed.
+    pub scope: Option<Vec<String>>,
+    /// Whether a refresh brought a new refresh token.
+    pub rotated: bool,
+}
+
+impl TokenSet {
+    /// A token set from a response to a request sent at `sent_at`; `previous` is the refresh
+    /// token that was used, kept when the response omits a new one.
+    pub fn from_response(
+        response: TokenResponse,
+        sent_at: Instant,
+        previous: Option<&RefreshToken>,
+        default_lifetime: Duration,
+    ) -> Self {
+        let rotated = response.refresh_token.is_some()
+            && previous.is_some_and(|p| Some(p) != response.refresh_token.as_ref());
+        Self {
+            access_token: response.access_token,
+            refresh_token: response.refresh_token.or_else(|| previous.cloned()),
+            issued_at: sent_at,
+            lifetime: response
+                .expires_in
+                .unwrap_or(default_lifetime)
+                .clamp(MIN_LIFETIME, MAX_LIFETIME),
+            scope: response.scope,
+            rotated,
+        }
+    }
+
+    /// When the access token expires.
+    pub fn expires_at(&self) -> Instant {
+        self.issued_at.checked_add(self.lifetime).unwrap_or(self.issued_at)
+    }
+}
+
+/// What [`TokenCache::complete`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Completion {
+    /// The new token is now served.
+    Stored(Token),
+    /// The ticket was no longer live (it timed out and another replaced it): nothing changed.
+    Stale,
+    /// The fetch failed; callers without a valid token get this error until the backoff ends.
+    Failed(Error),
+}
+
+/// Which grant keeps the cache filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    ClientCredentials,
+    RefreshToken,
+}
+
+#[derive(Debug)]
+struct Current {
+    token: Token,
+    refresh_at: Instant,
+    usable_until: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LiveTicket {
+    id: u64,
+    deadline: Instant,
+}
+
+/// The token lifecycle state machine. Not thread-safe by itself: wrap it in a lock and never
+/// hold the lock across I/O (the managers in `helloflex-auth` do this).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{Acquire, LifecyclePolicy, TokenCache, TokenResponse, TokenSet, parse_token_response};
+///
+/// # #[allow(clippy::disallowed_methods)] let t0 = Instant::now();
+/// let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+/// let Acquire::Fetch(ticket) = cache.acquire(t0) else { unreachable!() };
+/// // A second caller waits instead of fetching too.
+/// assert!(matches!(cache.acquire(t0), Acquire::Wait(_)));
+/// let response = parse_token_response(http::StatusCode::OK, br#"{"access_token":"a","expires_in":3599}"#).unwrap();
+/// let set = cache.token_set(&ticket, response, t0);
+/// cache.complete(t0, ticket, Ok(set), 42);
+/// assert!(matches!(cache.acquire(t0 + Duration::from_secs(60)), Acquire::Use(_)));
+/// ```
+#[derive(Debug)]
+pub struct TokenCache {
+    policy: LifecyclePolicy,
+    flow: Flow,
+    current: Option<Current>,
+    refresh_token: Option<RefreshToken>,
+    ticket: Option<LiveTicket>,
+    next_id: u64,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<Error>,
+    reauthorize: Option<Error>,
+}
+
+impl TokenCache {
+    /// A cache filled by the client-credentials grant.
+    pub fn client_credentials(policy: LifecyclePolicy) -> Self {
+        Self::new(policy, Flow::ClientCredentials)
+    }
+
+    /// A cache filled by refreshing user tokens (authorization-code grant). Start it with
+    /// [`TokenCache::insert`] after the code exchange or after loading from a store.
+    pub fn refreshing(policy: LifecyclePolicy) -> Self {
+        Self::new(policy, Flow::RefreshToken)
+    }
+
+    fn new(policy: LifecyclePolicy, flow: Flow) -> Self {
+        Self {
+            policy,
+            flow,
+            current: None,
+            refresh_token: None,
+            ticket: None,
+            next_id: 1,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            reauthorize: None,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &LifecyclePolicy {
+        &self.policy
+    }
+
+    /// Decides what a caller that needs a token does now.
+    pub fn acquire(&mut self, now: Instant) -> Acquire {
+        if self.ticket.is_some_and(|t| now >= t.deadline) {
+            self.ticket = None; // its holder vanished
+        }
+        if let Some(current) = &self.current {
+            if now < current.usable_until {
+                let token = current.token.clone();
+                if now >= current.refresh_at
+                    && let Some(grant) = self.grant_if_allowed(now)
+                {
+                    return Acquire::UseAndRefresh(token, self.issue(now, grant));
+                }
+                return Acquire::Use(token);
+            }
+        }
+        if let Some(ticket) = self.ticket {
+            return Acquire::Wait(ticket.deadline);
+        }
+        if let Some(e) = &self.reauthorize {
+            return Acquire::Fail(e.clone());
+        }
+        if self.retry_at.is_some_and(|at| now < at)
+            && let Some(e) = &self.last_error
+        {
+            return Acquire::Fail(e.clone());
+        }
+        match self.grant() {
+            Some(grant) => Acquire::Fetch(self.issue(now, grant)),
+            None => Acquire::Fail(reauthorization_error()),
+        }
+    }
+
+    fn grant_if_allowed(&self, now: Instant) -> Option<Grant> {
+        if self.ticket.is_some()
+            || self.reauthorize.is_some()
+            || self.retry_at.is_some_and(|at| now < at)
+        {
+            return None;
+        }
+        self.grant()
+    }
+
+    fn grant(&self) -> Option<Grant> {
+        match self.flow {
+            Flow::ClientCredentials => Some(Grant::ClientCredentials),
+            Flow::RefreshToken => self.refresh_token.clone().map(Grant::Refresh),
+        }
+    }
+
+    fn issue(&mut self, now: Instant, grant: Grant) -> Ticket {
+        let id = self.next_id;
+        self.next_id += 1;
+        let deadline = now.checked_add(self.policy.ticket_timeout).unwrap_or(now);
+        self.ticket = Some(LiveTicket { id, deadline });
+        Ticket { id, grant }
+    }
+
+    /// The token set a response to `ticket`'s request makes (keeping the old refresh token when
+    /// the response omits one). Store it, then [`TokenCache::complete`].
+    pub fn token_set(
+        &self,
+        ticket: &Ticket,
+        response: TokenResponse,
+        sent_at: Instant,
+    ) -> TokenSet {
+        let previous = match &ticket.grant {
+            Grant::Refresh(r) => Some(r),
+            Grant::ClientCredentials => None,
+        };
+        TokenSet::from_response(response, sent_at, previous, self.policy.default_lifetime)
+    }
+
+    /// Hands a ticket back with the outcome of its request. `entropy` jitters the next refresh.
+    pub fn complete(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        result: Result<TokenSet, Error>,
+        entropy: u64,
+    ) -> Completion {
+        if self.ticket.is_none_or(|t| t.id != ticket.id) {
+            return Completion::Stale;
+        }
+        self.ticket = None;
+        match result {
+            Ok(set) => Completion::Stored(self.install(set, entropy)),
+            Err(error) => {
+                if error.requires_reauthorization() {
+                    self.refresh_token = None;
+                    self.reauthorize = Some(error.clone());
+                    return Completion::Failed(error);
+                }
+                self.failures = self.failures.saturating_add(1);
+                let exp = self
+                    .policy
+                    .failure_backoff
+                    .saturating_mul(1 << self.failures.saturating_sub(1).min(16));
+                let backoff = exp
+                    .min(self.policy.max_failure_backoff)
+                    .mul_f64(0.5 + 0.5 * Jitter::new(entropy).next_fraction());
+                self.retry_at = now.checked_add(backoff);
+                self.last_error = Some(error.clone());
+                Completion::Failed(error)
+            }
+        }
+    }
+
+    /// Gives a ticket back unused (its holder was cancelled): another caller may fetch at once.
+    pub fn abandon(&mut self, ticket: Ticket) {
+        if self.ticket.is_some_and(|t| t.id == ticket.id) {
+            self.ticket = None;
+        }
+    }
+
+    /// Installs a token set from outside a ticket (after the code exchange, or loaded from a
+    /// store). Any live ticket stays live; its completion will still be accepted.
+    pub fn insert(&mut self, set: TokenSet, entropy: u64) -> Token {
+        self.install(set, entropy)
+    }
+
+    fn install(&mut self, set: TokenSet, entropy: u64) -> Token {
+        let lifetime = set.lifetime;
+        let expires_at = set.expires_at();
+        // Refresh 10-15% of the lifetime early (jittered), at most `max_refresh_margin`; stop
+        // handing the token out 5% before expiry (at most 30 s) so requests in flight are not
+        // rejected on arrival. A 59 s token refreshes ~6-9 s early; a 1 h token 5 min early.
+        let fraction = 0.10 + 0.05 * Jitter::new(entropy).next_fraction();
+        let margin = lifetime.mul_f64(fraction).min(self.policy.max_refresh_margin);
+        let guard = (lifetime / 20).min(Duration::from_secs(30));
+        let refresh_at = expires_at.checked_sub(margin).unwrap_or(set.issued_at);
+        let usable_until = expires_at.checked_sub(guard).unwrap_or(set.issued_at);
+        let id = TokenId(self.next_id);
+        self.next_id += 1;
+        let token = Token(Arc::new(TokenInner { id, access: set.access_token, expires_at }));
+        self.current = Some(Current { token: token.clone(), refresh_at, usable_until });
+        if set.refresh_token.is_some() {
+            self.refresh_token = set.refresh_token;
+        }
+        self.failures = 0;
+        self.retry_at = None;
+        self.last_error = None;
+        self.reauthorize = None;
+        token
+    }
+
+    /// Drops the token with `id` after the API rejected it (a 401). Returns whether it was the
+    /// current one: a caller holding an older token must not throw away a newer one.
+    pub fn invalidate(&mut self, id: TokenId) -> bool {
+        if self.current.as_ref().is_some_and(|c| c.token.id() == id) {
+            self.current = None;
+            return true;
+        }
+        false
+    }
+
+    /// The refresh token held, if any.
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    /// The current token, valid or not.
+    pub fn current(&self) -> Option<&Token> {
+        self.current.as_ref().map(|c| &c.token)
+    }
+
+    /// When the current token is due for refresh.
+    pub fn refresh_at(&self) -> Option<Instant> {
+        self.current.as_ref().map(|c| c.refresh_at)
+    }
+}
+
+fn reauthorization_error() -> Error {
+    Error::ReauthorizationRequired(OAuthError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "invalid_grant",
+        Some("no refresh token is held"),
+        None,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_token_response;
+
+    #[allow(clippy::disallowed_methods)] // tests need one real instant to count from
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn response(lifetime: u64, refresh: Option<&str>) -> TokenResponse {
+        let body = match refresh {
+            Some(r) => {
+                format!(r#"{{"access_token":"a","expires_in":{lifetime},"refresh_token":"{r}"}}"#)
+            }
+            None => format!(r#"{{"access_token":"a","expires_in":{lifetime}}}"#),
+        };
+        parse_token_response(http::StatusCode::OK, body.as_bytes()).unwrap()
+    }
+
+    fn fill(cache: &mut TokenCache, now: Instant, lifetime: u64) -> Token {
+        let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!("expected fetch") };
+        let set = cache.token_set(&ticket, response(lifetime, None), now);
+        match cache.complete(now, ticket, Ok(set), 0) {
+            Completion::Stored(t) => t,
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn one_ticket_at_a_time() {
+        let now = t0();
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        let Acquire::Fetch(_ticket) = cache.acquire(now) else { panic!() };
+        for _ in 0..100 {
+            assert!(matches!(cache.acquire(now), Acquire::Wait(_)));
+        }
+    }
+
+    #[test]
+    fn fifty_nine_second_token_is_served_then_refreshed_early() {
+        let now = t0();
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        fill(&mut cache, now, 59);
+        assert!(matches!(cache.acquire(now + Duration::from_secs(45)), Acquire::Use(_)));
+        let Acquire::UseAndRefresh(_, _ticket) = cache.acquire(now + Duration::from_secs(52))
+        else {
+            panic!()
+        };
+        // Others keep using the still-valid token meanwhile.
+        assert!(matches!(cache.acquire(now + Duration::from_secs(53)), Acquire::Use(_)));
+    }
+
+    #[test]
+    fn hour_token_refreshes_minutes_early() {
+        let now = t0();
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        fill(&mut cache, now, 3600);
+        let refresh_at = cache.refresh_at().unwrap();
+        assert_eq!(refresh_at - now, Duration::from_secs(3300));
+    }
+
+    #[test]
+    fn vanished_ticket_expires() {
+        let now = t0();
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        let Acquire::Fetch(old) = cache.acquire(now) else { panic!() };
+        let Acquire::Wait(until) = cache.acquire(now) else { panic!() };
+        let Acquire::Fetch(new) = cache.acquire(until) else { panic!() };
+        let set = cache.token_set(&old, response(60, None), now);
+        assert!(matches!(cache.complete(until, old, Ok(set), 0), Completion::Stale));
+        let set = cache.token_set(&new, response(60, None), until);
+        assert!(matches!(cache.complete(until, new, Ok(set), 0), Completion::Stored(_)));
+    }
+
+    #[test]
+    fn failure_backs_off_and_keeps_serving_valid_token() {
+        let now = t0();
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        fill(&mut cache, now, 60);
+        let due = now + Duration::from_secs(54);
+        let Acquire::UseAndRefresh(_, ticket) = cache.acquire(due) else { panic!() };
+        let err = Error::Transport(crate::TransportError::new(
+            crate::TransportErrorKind::Connect,
+            "refused",
+        ));
+        assert!(matches!(cache.complete(due, ticket, Err(err), 0), Completion::Failed(_)));
+        // Still valid: served, and no new ticket during the backoff.
+        assert!(matches!(cache.acquire(due), Acquire::Use(_)));
+        // After expiry and within backoff: fail fast.
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!() };
+        let err = Error::Transport(crate::TransportError::new(
+            crate::TransportErrorKind::Connect,
+            "refused",
+        ));
+        let _ = cache.complete(now, ticket, Err(err), 0);
+        assert!(matches!(cache.acquire(now), Acquire::Fail(_)));
+        assert!(matches!(cache.acquire(now + Duration::from_secs(2)), Acquire::Fetch(_)));
+    }
+
+    #[test]
+    fn invalidate_only_the_rejected_token() {
+        let now = t0();
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        let first = fill(&mut cache, now, 3600);
+        assert!(cache.invalidate(first.id()));
+        let second = fill(&mut cache, now, 3600);
+        assert!(!cache.invalidate(first.id()), "an old 401 must not drop the new token");
+        assert!(matches!(cache.acquire(now), Acquire::Use(t) if t.id() == second.id()));
+    }
+
+    #[test]
+    fn refresh_keeps_old_refresh_token_and_reports_rotation() {
+        let now = t0();
+        let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
+        assert!(matches!(cache.acquire(now), Acquire::Fail(e) if e.requires_reauthorization()));
+        let initial =
+            TokenSet::from_response(response(60, Some("r1")), now, None, Duration::from_secs(60));
+        cache.insert(initial, 0);
+        let later = now + Duration::from_secs(59);
+        let Acquire::Fetch(ticket) = cache.acquire(later) else { panic!() };
+        assert!(matches!(ticket.grant(), Grant::Refresh(r) if r.expose_secret() == "r1"));
+        let set = cache.token_set(&ticket, response(60, None), later);
+        assert!(!set.rotated);
+        assert_eq!(set.refresh_token.as_ref().unwrap().expose_secret(), "r1");
+        let _ = cache.complete(later, ticket, Ok(set), 0);
+        let later = later + Duration::from_secs(59);
+        let Acquire::Fetch(ticket) = cache.acquire(later) else { panic!() };
+        let set = cache.token_set(&ticket, response(60, Some("r2")), later);
+        assert!(set.rotated);
+    }
+}

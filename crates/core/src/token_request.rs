@@ -1,0 +1,140 @@
+//! Token endpoint requests: client credentials, code exchange and refresh.
+
+use base64::Engine as _;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request};
+
+use crate::config::{
+    AuthorizationCodeConfig, ClientAuthMethod, ClientCredentialsConfig, ClientIdentity,
+    validate_scopes,
+};
+use crate::encoding::{form_encode, form_encode_value};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, UsageError};
+use crate::secret::{AuthorizationCode, PkceVerifier, RefreshToken};
+
+pub(crate) fn client_credentials(
+    config: &ClientCredentialsConfig,
+) -> Result<Request<Vec<u8>>, Error> {
+    validate_scopes(&config.scopes)?;
+    let scope = config.scopes.join(" ");
+    let mut params = vec![("grant_type", "client_credentials")];
+    if !scope.is_empty() {
+        params.push(("scope", scope.as_str()));
+    }
+    build(&config.token_url, &config.client, params)
+}
+
+pub(crate) fn authorization_code(
+    config: &AuthorizationCodeConfig,
+    code: &AuthorizationCode,
+    verifier: &PkceVerifier,
+    redirect_uri: &str,
+) -> Result<Request<Vec<u8>>, Error> {
+    let params = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.expose_secret()),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier.expose_secret()),
+    ];
+    build(&config.token_url, &config.client, params)
+}
+
+pub(crate) fn refresh(
+    config: &AuthorizationCodeConfig,
+    refresh_token: &RefreshToken,
+) -> Result<Request<Vec<u8>>, Error> {
+    let params =
+        vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+    build(&config.token_url, &config.client, params)
+}
+
+fn build<'a>(
+    url: &Endpoint,
+    client: &'a ClientIdentity,
+    mut params: Vec<(&'static str, &'a str)>,
+) -> Result<Request<Vec<u8>>, Error> {
+    client.validate()?;
+    let mut basic = None;
+    match (client.method, &client.client_secret) {
+        (ClientAuthMethod::BasicAuth, Some(secret)) => {
+            // RFC 6749 section 2.3.1: form-urlencode each part, then base64 "id:secret".
+            let pair = format!(
+                "{}:{}",
+                form_encode_value(&client.client_id),
+                form_encode_value(secret.expose_secret())
+            );
+            basic =
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
+        }
+        (_, secret) => {
+            params.push(("client_id", client.client_id.as_str()));
+            if let Some(secret) = secret {
+                params.push(("client_secret", secret.expose_secret()));
+            }
+        }
+    }
+    let mut request = Request::new(form_encode(params).into_bytes());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = url.uri();
+    let headers = request.headers_mut();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+    if let Some(basic) = basic {
+        let mut value = HeaderValue::try_from(basic).map_err(|_| UsageError::Header {
+            name: "authorization".into(),
+            reason: "not a valid header value",
+        })?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientSecret, Environment};
+
+    #[test]
+    fn client_credentials_in_body_as_documented() {
+        let config =
+            ClientCredentialsConfig::new("id", ClientSecret::new("se cr&t"), &Environment::Sandbox);
+        let req = config.token_request().unwrap();
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.uri(), "https://api.uat-helloflex.com/oauth2/token");
+        assert_eq!(req.headers()[ACCEPT], "application/json");
+        assert_eq!(req.headers()[CONTENT_TYPE], "application/x-www-form-urlencoded");
+        assert!(req.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(
+            std::str::from_utf8(req.body()).unwrap(),
+            "grant_type=client_credentials&client_id=id&client_secret=se%20cr%26t"
+        );
+    }
+
+    #[test]
+    fn basic_auth_form_encodes_before_base64() {
+        let config =
+            ClientCredentialsConfig::new("id:1", ClientSecret::new("a+b/c"), &Environment::Live)
+                .with_auth_method(ClientAuthMethod::BasicAuth)
+                .with_scopes(["news.read", "domain"]);
+        let req = config.token_request().unwrap();
+        let auth = req.headers()[AUTHORIZATION].clone();
+        assert!(auth.is_sensitive());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.to_str().unwrap().strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(decoded, b"id%3A1:a%2Bb%2Fc");
+        assert_eq!(
+            std::str::from_utf8(req.body()).unwrap(),
+            "grant_type=client_credentials&scope=news.read%20domain"
+        );
+    }
+
+    #[test]
+    fn bad_scope_refused() {
+        let config = ClientCredentialsConfig::new("id", ClientSecret::new("s"), &Environment::Live)
+            .with_scopes(["a b"]);
+        assert!(matches!(config.token_request(), Err(Error::Config(_))));
+    }
+}

@@ -1,0 +1,229 @@
+//! Token endpoint responses (RFC 6749 sections 5.1 and 5.2), read leniently where real servers
+//! are sloppy and strictly where a value ends up in a header.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::error::{Error, ProtocolError};
+use crate::excerpt::Excerpt;
+use crate::json::{self, ObjectError};
+use crate::oauth_error::OAuthError;
+use crate::secret::{AccessToken, RefreshToken};
+
+/// Largest token response body read (64 KiB); anything larger is refused unread.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Longest access or refresh token accepted (16 KiB: room for large JWTs, not for abuse).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// `expires_in` is clamped to at least this: a zero or negative lifetime must not turn every
+/// call into a token request.
+pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
+
+/// `expires_in` is clamped to at most this (one year): larger values are meaningless and would
+/// overflow instant arithmetic.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A successful token response.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TokenResponse {
+    /// The access token (visible ASCII only: it is safe to put in a header).
+    pub access_token: AccessToken,
+    /// The lifetime the server gave, clamped to [`MIN_LIFETIME`]`..=`[`MAX_LIFETIME`]; `None`
+    /// when the server did not say.
+    pub expires_in: Option<Duration>,
+    /// A refresh token, if one was sent (an empty one counts as none).
+    pub refresh_token: Option<RefreshToken>,
+    /// The granted scopes, if the server listed them (a string or, leniently, an array).
+    pub scope: Option<Vec<String>>,
+}
+
+/// Reads a token endpoint response.
+///
+/// Accepts any 2xx; `token_type` must be `Bearer` in any case (missing counts as Bearer);
+/// `expires_in` may be a number or a digit string. An `error` field makes it an OAuth error
+/// whatever the status. Everything else (HTML, empty, plain text, truncated JSON, oversized
+/// bodies) is a typed [`ProtocolError`] that keeps the status and a sanitised excerpt.
+///
+/// ```
+/// use http::StatusCode;
+/// use helloflex_core::parse_token_response;
+///
+/// let body = br#"{"access_token":"abc","token_type":"Bearer","expires_in":3599}"#;
+/// let token = parse_token_response(StatusCode::OK, body).unwrap();
+/// assert_eq!(token.access_token.expose_secret(), "abc");
+/// assert_eq!(token.expires_in.unwrap().as_secs(), 3599);
+/// ```
+pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResponse, Error> {
+    if body.len() > MAX_TOKEN_RESPONSE_BYTES {
+        return Err(ProtocolError::BodyTooLarge { status, limit: MAX_TOKEN_RESPONSE_BYTES }.into());
+    }
+    let fields = match json::parse_object(body) {
+        Ok(fields) => fields,
+        Err(e) if !status.is_success() => {
+            // A proxy's HTML page or an empty 5xx: no OAuth error to read.
+            return Err(match e {
+                ObjectError::Duplicate(_) => e.into_protocol(status, body),
+                _ => ProtocolError::UnexpectedResponse { status, excerpt: Excerpt::of_bytes(body) },
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into_protocol(status, body).into()),
+    };
+    if let Some(raw) = fields.get("error") {
+        let Some(code) = json::as_string(raw) else {
+            return Err(invalid(status, "error", "not a string"));
+        };
+        let description = fields.get("error_description").and_then(json::as_string);
+        let uri = fields.get("error_uri").and_then(json::as_string);
+        return Err(OAuthError::new(status, &code, description.as_deref(), uri.as_deref()).into());
+    }
+    if !status.is_success() {
+        return Err(
+            ProtocolError::UnexpectedResponse { status, excerpt: Excerpt::of_bytes(body) }.into()
+        );
+    }
+
+    let access_token = match fields.get("access_token") {
+        None => return Err(ProtocolError::MissingField { status, field: "access_token" }.into()),
+        Some(raw) => {
+            json::as_string(raw).ok_or_else(|| invalid(status, "access_token", "not a string"))?
+        }
+    };
+    check_token(status, "access_token", &access_token)?;
+
+    if let Some(raw) = fields.get("token_type") {
+        let token_type =
+            json::as_string(raw).ok_or_else(|| invalid(status, "token_type", "not a string"))?;
+        if !token_type.eq_ignore_ascii_case("bearer") {
+            return Err(ProtocolError::UnsupportedTokenType {
+                token_type: Excerpt::of_text(&token_type, 32).as_str().to_owned(),
+            }
+            .into());
+        }
+    }
+
+    let expires_in = match fields.get("expires_in") {
+        None => None,
+        Some(raw) => {
+            let seconds = json::as_seconds(raw)
+                .ok_or_else(|| invalid(status, "expires_in", "not a number of seconds"))?;
+            Some(Duration::from_secs(seconds).clamp(MIN_LIFETIME, MAX_LIFETIME))
+        }
+    };
+
+    let refresh_token = match fields.get("refresh_token") {
+        None => None,
+        Some(raw) => {
+            let token = json::as_string(raw)
+                .ok_or_else(|| invalid(status, "refresh_token", "not a string"))?;
+            if token.is_empty() {
+                None
+            } else {
+                check_token(status, "refresh_token", &token)?;
+                Some(RefreshToken::new(token))
+            }
+        }
+    };
+
+    let scope = fields.get("scope").and_then(|raw| {
+        if let Some(text) = json::as_string(raw) {
+            return Some(text.split_ascii_whitespace().map(str::to_owned).collect());
+        }
+        serde_json::from_str::<Vec<String>>(raw.get()).ok()
+    });
+
+    Ok(TokenResponse {
+        access_token: AccessToken::new(access_token),
+        expires_in,
+        refresh_token,
+        scope,
+    })
+}
+
+fn invalid(status: StatusCode, field: &'static str, reason: &'static str) -> Error {
+    ProtocolError::InvalidField { status, field, reason }.into()
+}
+
+/// A token goes into an `Authorization` header or a form body: it must be non-empty visible
+/// ASCII (no space, CR or LF) and of sane size.
+fn check_token(status: StatusCode, field: &'static str, token: &str) -> Result<(), Error> {
+    if token.is_empty() {
+        return Err(invalid(status, field, "empty"));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(invalid(status, field, "longer than the size cap"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(status, field, "contains characters not allowed in a header"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth_error::OAuthErrorCode;
+
+    fn ok(body: &str) -> Result<TokenResponse, Error> {
+        parse_token_response(StatusCode::OK, body.as_bytes())
+    }
+
+    #[test]
+    fn seed_sample_parses() {
+        let t = ok(r#"{"access_token":"<Access-Token>","token_type":"Bearer","expires_in":3599}"#)
+            .unwrap();
+        assert_eq!(t.access_token.expose_secret(), "<Access-Token>");
+        assert_eq!(t.expires_in, Some(Duration::from_secs(3599)));
+        assert!(t.refresh_token.is_none());
+    }
+
+    #[test]
+    fn lenient_token_type_and_expiry() {
+        assert!(ok(r#"{"access_token":"a","token_type":"bEaReR","expires_in":"60"}"#).is_ok());
+        assert!(ok(r#"{"access_token":"a"}"#).unwrap().expires_in.is_none());
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":0}"#).unwrap().expires_in,
+            Some(MIN_LIFETIME)
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":1e400}"#).unwrap().expires_in,
+            Some(MAX_LIFETIME)
+        );
+        assert!(matches!(
+            ok(r#"{"access_token":"a","token_type":"mac"}"#),
+            Err(Error::Protocol(ProtocolError::UnsupportedTokenType { .. }))
+        ));
+    }
+
+    #[test]
+    fn error_in_200_is_oauth_error() {
+        let e = ok(r#"{"error":"invalid_client","error_description":"bad"}"#).unwrap_err();
+        let Error::OAuth(e) = e else { panic!("{e:?}") };
+        assert_eq!(e.code(), &OAuthErrorCode::InvalidClient);
+        assert_eq!(e.description(), Some("bad"));
+    }
+
+    #[test]
+    fn html_502_is_unexpected_response_with_excerpt() {
+        let e =
+            parse_token_response(StatusCode::BAD_GATEWAY, b"<html><body>Bad Gateway</body></html>")
+                .unwrap_err();
+        let Error::Protocol(ProtocolError::UnexpectedResponse { status, excerpt }) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(excerpt.as_str().contains("Bad Gateway"));
+    }
+
+    #[test]
+    fn header_breaking_tokens_refused() {
+        assert!(ok("{\"access_token\":\"a\\r\\nX-Evil: 1\"}").is_err());
+        assert!(ok(r#"{"access_token":""}"#).is_err());
+        assert!(ok(r#"{"access_token":5}"#).is_err());
+        let huge = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(MAX_TOKEN_BYTES + 1));
+        assert!(ok(&huge).is_err());
+    }
+}
