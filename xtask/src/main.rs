@@ -1,1 +1,91 @@
-fn main() {}
+//! The project's own tasks: `cargo xtask <task>`.
+//!
+//! - `ci`: format check, clippy (warnings denied), the whole test suite, docs (warnings denied).
+//! - `test`: the whole test suite (nextest for unit and behaviour tests, then doctests).
+//! - `lint`: format check and clippy only.
+//! - `deps`: the core's normal dependency count (it must stay small).
+
+use std::env;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let task = env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "ci" => lint().and_then(|()| test()).and_then(|()| docs()).and_then(|()| deps()),
+        "test" => test(),
+        "lint" => lint(),
+        "docs" => docs(),
+        "deps" => deps(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|test|lint|docs|deps>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask {task}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `cargo <args>` with `envs`, failing on a non-zero exit.
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("$ cargo {}", args.join(" "));
+    #[allow(clippy::disallowed_methods)] // timing a build step, outside any library
+    let start = Instant::now();
+    let status = Command::new(cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    eprintln!("  ({:.1}s)", start.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn lint() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
+}
+
+fn test() -> Result<(), String> {
+    cargo(&["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"], &[])?;
+    cargo(&["test", "--workspace", "--doc"], &[])
+}
+
+fn docs() -> Result<(), String> {
+    cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])
+}
+
+/// Prints the core's normal (non-dev, non-build) dependencies and fails above the budget.
+fn deps() -> Result<(), String> {
+    const BUDGET: usize = 20;
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["tree", "-p", "helloflex-core", "-e", "normal", "--prefix", "none", "--no-dedupe"])
+        .output()
+        .map_err(|e| format!("could not run cargo tree: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut crates: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    crates.sort_unstable();
+    crates.dedup();
+    crates.retain(|c| *c != "helloflex-core");
+    println!(
+        "helloflex-core: {} normal dependencies (budget {BUDGET}): {}",
+        crates.len(),
+        crates.join(", ")
+    );
+    for forbidden in ["reqwest", "ureq", "tokio", "hyper"] {
+        if crates.contains(&forbidden) {
+            return Err(format!("helloflex-core depends on {forbidden}"));
+        }
+    }
+    if crates.len() > BUDGET { Err(format!("over the budget of {BUDGET}")) } else { Ok(()) }
+}

@@ -1,1 +1,92 @@
-fn main() {}
+//! Hot paths of the core: token-response parsing (ours vs a plain serde struct), API request
+//! building, response classification and the lifecycle's `acquire`.
+
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use helloflex_core::*;
+
+const TOKEN_BODY: &[u8] = br#"{"access_token":"eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjbGllbnQiLCJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl","token_type":"Bearer","expires_in":3599,"scope":"news.read domain.read"}"#;
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct PlainToken {
+    access_token: String,
+    token_type: String,
+    expires_in: Option<u64>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+}
+
+fn parsing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("token_response");
+    group.bench_function("helloflex_lenient", |b| {
+        b.iter(|| parse_token_response(http::StatusCode::OK, black_box(TOKEN_BODY)).unwrap())
+    });
+    group.bench_function("plain_serde_struct", |b| {
+        b.iter(|| serde_json::from_slice::<PlainToken>(black_box(TOKEN_BODY)).unwrap())
+    });
+    group.finish();
+}
+
+fn requests(c: &mut Criterion) {
+    let base = Environment::Sandbox.base_url();
+    let token = AccessToken::new("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.payload.signature");
+    c.bench_function("api_request_build_get", |b| {
+        b.iter(|| {
+            ApiRequest::get(black_box("domainTypes/7/domainValues"))
+                .query("Lang", "en")
+                .to_http(&base, &token)
+                .unwrap()
+        })
+    });
+    let config =
+        ClientCredentialsConfig::new("client", ClientSecret::new("secret"), &Environment::Sandbox);
+    c.bench_function("token_request_build", |b| {
+        b.iter(|| black_box(&config).token_request().unwrap())
+    });
+}
+
+fn classification(c: &mut Criterion) {
+    let ok = http::Response::new(b"[]".to_vec());
+    let validation = http::Response::builder()
+        .status(400)
+        .header("content-type", "application/json")
+        .body(br#"{"Id": ["Value -1 is invalid."], "Lang": ["Should be valid ISO 639-1 language code."]}"#.to_vec())
+        .unwrap();
+    let unauthorized = http::Response::builder()
+        .status(401)
+        .header("www-authenticate", r#"Bearer realm="api", error="invalid_token", error_description="The access token expired""#)
+        .body(Vec::new())
+        .unwrap();
+    let mut group = c.benchmark_group("classify");
+    for (name, r) in
+        [("200", &ok), ("400_validation", &validation), ("401_challenge", &unauthorized)]
+    {
+        group.bench_function(name, |b| {
+            b.iter(|| classify_response(r.status(), r.headers(), black_box(r.body())))
+        });
+    }
+    group.finish();
+}
+
+fn lifecycle(c: &mut Criterion) {
+    let now = Instant::now();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    let Acquire::Fetch(ticket) = cache.acquire(now) else { unreachable!() };
+    let response = parse_token_response(http::StatusCode::OK, TOKEN_BODY).unwrap();
+    let set = cache.token_set(&ticket, response, now);
+    let _ = cache.complete(now, ticket, Ok(set), 1);
+    c.bench_function("lifecycle_acquire_hot", |b| {
+        b.iter(|| match cache.acquire(black_box(now)) {
+            Acquire::Use(t) => t,
+            _ => unreachable!(),
+        })
+    });
+}
+
+criterion_group!(benches, parsing, requests, classification, lifecycle);
+criterion_main!(benches);

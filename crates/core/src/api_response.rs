@@ -160,7 +160,10 @@ pub enum ApiErrorKind {
 /// An API call that the server answered with an error status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.render())]
-pub struct ApiError {
+pub struct ApiError(Box<ApiErrorInner>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ApiErrorInner {
     status: StatusCode,
     kind: ApiErrorKind,
     excerpt: Excerpt,
@@ -169,17 +172,17 @@ pub struct ApiError {
 impl ApiError {
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The classification.
     pub fn kind(&self) -> &ApiErrorKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// The validation errors of a 400, if any.
     pub fn validation(&self) -> Option<&ValidationErrors> {
-        match &self.kind {
+        match &self.0.kind {
             ApiErrorKind::BadRequest(v) => Some(v),
             _ => None,
         }
@@ -187,19 +190,20 @@ impl ApiError {
 
     /// A short sanitised excerpt of the body.
     pub fn excerpt(&self) -> &str {
-        self.excerpt.as_str()
+        self.0.excerpt.as_str()
     }
 
     /// Whether a retry of an idempotent request may succeed (408, 429, 5xx).
     pub fn is_transient(&self) -> bool {
         matches!(
-            self.kind,
+            self.0.kind,
             ApiErrorKind::RequestTimeout | ApiErrorKind::RateLimited { .. } | ApiErrorKind::Server
         )
     }
 
     fn render(&self) -> String {
-        let what = match &self.kind {
+        let ApiErrorInner { status, kind, excerpt } = &*self.0;
+        let what = match kind {
             ApiErrorKind::BadRequest(v) if !v.is_empty() => format!("validation failed: {v}"),
             ApiErrorKind::BadRequest(_) => "bad request".to_owned(),
             ApiErrorKind::Unauthorized { cause, .. } => format!("unauthorized ({cause:?})"),
@@ -224,14 +228,10 @@ impl ApiError {
             ApiErrorKind::Redirect => "redirect not followed".to_owned(),
             ApiErrorKind::Unexpected => "unexpected status".to_owned(),
         };
-        if self.excerpt.is_empty() {
-            format!("API answered {}: {what}", self.status.as_u16())
+        if excerpt.is_empty() {
+            format!("API answered {}: {what}", status.as_u16())
         } else {
-            format!(
-                "API answered {}: {what}; body starts: {:?}",
-                self.status.as_u16(),
-                self.excerpt.as_str()
-            )
+            format!("API answered {}: {what}; body starts: {:?}", status.as_u16(), excerpt.as_str())
         }
     }
 }
@@ -288,7 +288,7 @@ pub fn classify_response(
         500..=599 => ApiErrorKind::Server,
         _ => ApiErrorKind::Unexpected,
     };
-    Err(ApiError { status, kind, excerpt: Excerpt::of_bytes(body) })
+    Err(ApiError(Box::new(ApiErrorInner { status, kind, excerpt: Excerpt::of_bytes(body) })))
 }
 
 fn looks_like_json(headers: &HeaderMap, body: &[u8]) -> bool {

@@ -143,7 +143,7 @@ pub struct CallbackRejected {
     /// Why.
     pub error: CallbackError,
     /// The pending authorization, when it is still good for the real callback.
-    pub pending: Option<PendingAuthorization>,
+    pub pending: Option<Box<PendingAuthorization>>,
 }
 
 impl From<CallbackRejected> for Error {
@@ -193,7 +193,7 @@ impl PendingAuthorization {
     /// authorization is consumed (a second callback cannot be accepted).
     pub fn handle_callback(self, callback: &str) -> Result<AuthorizedCode, CallbackRejected> {
         let unattributed =
-            |pending: Self, error| CallbackRejected { error, pending: Some(pending) };
+            |pending: Self, error| CallbackRejected { error, pending: Some(Box::new(pending)) };
         let params = match read_params(callback) {
             Ok(p) => p,
             Err(e) => return Err(unattributed(self, e)),
@@ -328,7 +328,7 @@ mod tests {
         let state = state_of(&url);
         let rejected = pending.handle_callback("code=abc&state=forged").unwrap_err();
         assert_eq!(rejected.error, CallbackError::StateMismatch);
-        let pending = rejected.pending.unwrap();
+        let pending = *rejected.pending.unwrap();
         assert!(pending.handle_callback(&format!("code=abc&state={state}")).is_ok());
     }
 

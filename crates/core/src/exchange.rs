@@ -28,6 +28,8 @@ use crate::token_response::{TokenResponse, parse_token_response};
 /// What an exchange wants next.
 #[derive(Debug)]
 #[must_use]
+// A `Poll` is moved once per step; boxing the request would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
 pub enum Poll<T> {
     /// Send this request.
     Send(Request<Vec<u8>>),

@@ -263,16 +263,16 @@ impl TokenCache {
         if self.ticket.is_some_and(|t| now >= t.deadline) {
             self.ticket = None; // its holder vanished
         }
-        if let Some(current) = &self.current {
-            if now < current.usable_until {
-                let token = current.token.clone();
-                if now >= current.refresh_at
-                    && let Some(grant) = self.grant_if_allowed(now)
-                {
-                    return Acquire::UseAndRefresh(token, self.issue(now, grant));
-                }
-                return Acquire::Use(token);
+        if let Some(current) = &self.current
+            && now < current.usable_until
+        {
+            let token = current.token.clone();
+            if now >= current.refresh_at
+                && let Some(grant) = self.grant_if_allowed(now)
+            {
+                return Acquire::UseAndRefresh(token, self.issue(now, grant));
             }
+            return Acquire::Use(token);
         }
         if let Some(ticket) = self.ticket {
             return Acquire::Wait(ticket.deadline);
