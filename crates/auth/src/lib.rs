@@ -1,0 +1,51 @@
+//! Grant flows, token managers and the transport seam of the HelloFlex / Flextell SDK.
+//!
+//! The core (`helloflex-core`) decides; this crate makes its single-threaded machines safe to
+//! share between threads ([`BlockingTokenManager`]) and tasks ([`AsyncTokenManager`]), drives
+//! them over any transport ([`BlockingTransport`], [`AsyncTransport`]), and owns the two edges
+//! the core is handed: the [`Clock`] and the OS entropy.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use helloflex_auth::{BlockingTokenManager, BlockingTransport, Request, Response};
+//! use helloflex_core::{ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
+//!
+//! /// A test double: answers token requests and API calls.
+//! struct Canned;
+//! impl BlockingTransport for Canned {
+//!     fn send(&self, request: Request) -> Result<Response, TransportError> {
+//!         let body = if request.uri().path() == "/oauth2/token" {
+//!             br#"{"access_token":"t0k","token_type":"Bearer","expires_in":3599}"#.to_vec()
+//!         } else {
+//!             assert_eq!(request.headers()["authorization"], "Bearer t0k");
+//!             br#"[{"title":"hello"}]"#.to_vec()
+//!         };
+//!         Ok(http::Response::new(body))
+//!     }
+//! }
+//!
+//! let environment = Environment::Sandbox;
+//! let config = ClientCredentialsConfig::new("id", ClientSecret::new("secret"), &environment);
+//! let tokens = BlockingTokenManager::client_credentials(config, Arc::new(Canned));
+//! let news = tokens.call(ApiRequest::get("news"), &environment.base_url(), RetryPolicy::default())?;
+//! assert_eq!(news.status(), 200);
+//! # Ok::<(), helloflex_core::Error>(())
+//! ```
+
+mod blocking;
+mod clock;
+mod drive;
+mod entropy;
+mod grant;
+mod nonblocking;
+mod transport;
+
+pub use blocking::BlockingTokenManager;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
+pub use entropy::{authorization_entropy, jitter_seed, os_bytes};
+pub use grant::ManagerOptions;
+pub use nonblocking::{AsyncTokenManager, Spawner, Task};
+pub use transport::{
+    AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,
+};

@@ -1,0 +1,212 @@
+//! Token managers over mocked transports: single flight under contention, expiry, cancellation,
+//! 401 invalidation. Latency is added to the token endpoint: loopback-fast answers hide races.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use helloflex_auth::*;
+use helloflex_core::{
+    ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy,
+    TransportError,
+};
+use mockall::mock;
+
+mock! {
+    pub Blocking {}
+    impl BlockingTransport for Blocking {
+        fn send(&self, request: Request) -> Result<Response, TransportError>;
+        fn sleep(&self, duration: Duration);
+    }
+}
+
+mock! {
+    pub Async {}
+    #[async_trait]
+    impl AsyncTransport for Async {
+        async fn send(&self, request: Request) -> Result<Response, TransportError>;
+        async fn sleep(&self, duration: Duration);
+    }
+}
+
+fn config() -> ClientCredentialsConfig {
+    ClientCredentialsConfig::new("id", ClientSecret::new("secret"), &Environment::Sandbox)
+}
+
+fn token_body(n: usize, lifetime: u64) -> Response {
+    http::Response::new(
+        format!(r#"{{"access_token":"t{n}","token_type":"Bearer","expires_in":{lifetime}}}"#)
+            .into_bytes(),
+    )
+}
+
+fn is_token_request(request: &Request) -> bool {
+    request.uri().path() == "/oauth2/token"
+}
+
+#[test]
+fn sixty_four_threads_cold_cache_make_one_token_request() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut transport = MockBlocking::new();
+    let seen = Arc::clone(&count);
+    transport.expect_send().returning(move |request| {
+        assert!(is_token_request(&request));
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        std::thread::sleep(Duration::from_millis(25));
+        Ok(token_body(n, 3600))
+    });
+    let manager = BlockingTokenManager::client_credentials(config(), Arc::new(transport));
+    let handles: Vec<_> = (0..64)
+        .map(|_| {
+            let m = manager.clone();
+            std::thread::spawn(move || {
+                m.token().map(|t| t.access_token().expose_secret().to_owned())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().unwrap(), "t1");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn at_expiry_one_request_again_and_old_token_served_meanwhile() {
+    let clock = Arc::new(ManualClock::new());
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut transport = MockBlocking::new();
+    let seen = Arc::clone(&count);
+    transport
+        .expect_send()
+        .returning(move |_| Ok(token_body(seen.fetch_add(1, Ordering::SeqCst) + 1, 60)));
+    let manager = BlockingTokenManager::with_options(
+        config(),
+        Arc::new(transport),
+        clock.clone(),
+        ManagerOptions::default(),
+    );
+    assert_eq!(manager.token().unwrap().access_token().expose_secret(), "t1");
+    // Past expiry: 64 threads, one fetch.
+    clock.advance(Duration::from_secs(61));
+    let handles: Vec<_> = (0..64)
+        .map(|_| {
+            let m = manager.clone();
+            std::thread::spawn(move || m.token().unwrap())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().access_token().expose_secret(), "t2");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn unauthorized_invalidates_and_replays_once() {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut transport = MockBlocking::new();
+    let (t, c) = (Arc::clone(&tokens), Arc::clone(&calls));
+    transport.expect_send().returning(move |request| {
+        if is_token_request(&request) {
+            return Ok(token_body(t.fetch_add(1, Ordering::SeqCst) + 1, 3600));
+        }
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            assert_eq!(request.headers()["authorization"], "Bearer t1");
+            return Ok(http::Response::builder()
+                .status(401)
+                .header("www-authenticate", "Bearer error=\"invalid_token\"")
+                .body(Vec::new())
+                .unwrap());
+        }
+        assert_eq!(request.headers()["authorization"], "Bearer t2");
+        Ok(http::Response::new(b"[]".to_vec()))
+    });
+    let manager = BlockingTokenManager::client_credentials(config(), Arc::new(transport));
+    let response = manager
+        .call(ApiRequest::get("news"), &Environment::Sandbox.base_url(), RetryPolicy::default())
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn fetch_failure_reaches_every_waiter_as_a_typed_error() {
+    let mut transport = MockBlocking::new();
+    transport.expect_send().returning(|_| {
+        Ok(http::Response::builder()
+            .status(401)
+            .body(br#"{"error":"invalid_client"}"#.to_vec())
+            .unwrap())
+    });
+    let manager = BlockingTokenManager::client_credentials(config(), Arc::new(transport));
+    let error = manager.token().unwrap_err();
+    assert!(matches!(error, Error::OAuth(_)), "{error:?}");
+    // Backing off: the next caller fails fast with the same error, no new request.
+    assert!(matches!(manager.token(), Err(Error::OAuth(_))));
+}
+
+/// An async transport with latency on the token endpoint, counting token requests.
+struct Slow {
+    tokens: AtomicUsize,
+    latency: Duration,
+}
+
+#[async_trait]
+impl AsyncTransport for Slow {
+    async fn send(&self, _request: Request) -> Result<Response, TransportError> {
+        let n = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(self.latency).await;
+        Ok(token_body(n, 3600))
+    }
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tasks_cold_cache_make_one_token_request() {
+    let transport =
+        Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_millis(25) });
+    let manager = AsyncTokenManager::client_credentials(config(), transport.clone());
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.token().await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().access_token().expose_secret(), "t1");
+    }
+    assert_eq!(transport.tokens.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_fetch_does_not_wedge_the_others() {
+    let transport =
+        Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_millis(200) });
+    let manager = AsyncTokenManager::client_credentials(config(), transport.clone());
+    // The first caller takes the ticket and is cancelled mid-request.
+    let first = tokio::time::timeout(Duration::from_millis(20), manager.token()).await;
+    assert!(first.is_err());
+    // The next caller is not stuck behind the vanished ticket (its timeout is 60 s).
+    let token = tokio::time::timeout(Duration::from_secs(5), manager.token())
+        .await
+        .expect("wedged")
+        .unwrap();
+    assert_eq!(token.access_token().expose_secret(), "t2");
+}
+
+#[tokio::test]
+async fn mocked_async_transport_and_send_futures() {
+    let mut transport = MockAsync::new();
+    transport.expect_send().times(1).returning(|_| Ok(token_body(1, 3600)));
+    let manager = AsyncTokenManager::client_credentials(config(), Arc::new(transport));
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    let token = assert_send(manager.token()).await.unwrap();
+    assert_eq!(token.access_token().expose_secret(), "t1");
+    assert_eq!(manager.token().await.unwrap().id(), token.id());
+}
