@@ -3,14 +3,15 @@
 use std::sync::{Arc, Condvar, PoisonError};
 
 use helloflex_core::{
-    Acquire, ApiCall, ApiRequest, ClientCredentialsConfig, Endpoint, Error, RetryPolicy, Ticket,
-    Token, TokenId,
+    Acquire, ApiCall, ApiRequest, AuthorizationCodeConfig, ClientCredentialsConfig, Endpoint,
+    Error, PendingAuthorization, RetryPolicy, Ticket, Token, TokenId,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::entropy::jitter_seed;
-use crate::grant::{Cache, GrantConfig, ManagerOptions, TicketGuard};
+use crate::grant::{Cache, GrantConfig, ManagerOptions, Plan, TicketGuard};
+use crate::store::{StoreError, TokenStore};
 use crate::transport::{BlockingTransport, Response};
 
 /// Shares one token lifecycle between every clone and thread: reuse until the refresh margin,
@@ -71,8 +72,54 @@ impl BlockingTokenManager {
         clock: Arc<dyn Clock>,
         options: ManagerOptions,
     ) -> Self {
-        let cache = Cache::new(GrantConfig::ClientCredentials(config), options);
-        Self { shared: Arc::new(Shared { cache, changed: Condvar::new(), transport, clock }) }
+        // Infallible: only the authorization-code grant reads a store.
+        match Self::build(GrantConfig::ClientCredentials(config), transport, clock, options) {
+            Ok(manager) => manager,
+            Err(_) => unreachable!("the client-credentials grant has no store to fail"),
+        }
+    }
+
+    /// A manager for user tokens (authorization-code grant, Flextell): loads `store`, refreshes
+    /// with rotation, stores every new set before it is used. Fails only if the store exists but
+    /// cannot be read.
+    pub fn authorization_code(
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+        transport: Arc<dyn BlockingTransport>,
+        clock: Arc<dyn Clock>,
+        options: ManagerOptions,
+    ) -> Result<Self, StoreError> {
+        Self::build(GrantConfig::AuthorizationCode { config, store }, transport, clock, options)
+    }
+
+    fn build(
+        grant: GrantConfig,
+        transport: Arc<dyn BlockingTransport>,
+        clock: Arc<dyn Clock>,
+        options: ManagerOptions,
+    ) -> Result<Self, StoreError> {
+        let cache = Cache::new(grant, options, &*clock)?;
+        Ok(Self { shared: Arc::new(Shared { cache, changed: Condvar::new(), transport, clock }) })
+    }
+
+    /// Starts a user authorization: the URL to redirect the browser to, and the pending
+    /// authorization to keep in the server-side session until the callback.
+    pub fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
+        self.shared.cache.start_authorization()
+    }
+
+    /// Checks the callback (`state`, errors, `iss`), exchanges the code, stores the tokens.
+    pub fn complete_authorization(
+        &self,
+        pending: PendingAuthorization,
+        callback: &str,
+    ) -> Result<Token, Error> {
+        let shared = &self.shared;
+        let exchange = shared.cache.code_exchange(pending, callback)?;
+        let fetched = drive_blocking(&*shared.transport, &*shared.clock, None, exchange);
+        let token = shared.cache.install_authorized(fetched, &*shared.clock);
+        shared.notify();
+        token
     }
 
     /// A valid token: cached, or fetched by this caller or another (only one request is made).
@@ -146,12 +193,17 @@ impl Shared {
     fn run(&self, ticket: Ticket) {
         let notify = || self.notify();
         let guard = TicketGuard::new(&self.cache, ticket, &notify);
-        let result = match guard.ticket().map(|t| self.cache.grant.exchange(t, &self.cache.retry)) {
-            Some(Ok(exchange)) => drive_blocking(&*self.transport, &*self.clock, None, exchange),
-            Some(Err(error)) => Err(error),
-            None => return,
+        let Some(ticket) = guard.ticket() else { return };
+        let clock = &*self.clock;
+        let result = match self.cache.plan(ticket, clock) {
+            Ok(Plan::Adopt(set)) => Ok(set),
+            Ok(Plan::Send(exchange, _lock)) => {
+                let fetched = drive_blocking(&*self.transport, clock, None, exchange);
+                self.cache.conclude(ticket, fetched, clock)
+            }
+            Err(error) => Err(error),
         };
-        let _ = guard.finish(&*self.clock, result);
+        let _ = guard.finish(clock, result);
     }
 
     fn run_owned(self: Arc<Self>, ticket: Ticket) {

@@ -27,7 +27,11 @@ pub fn drive_blocking<E: Exchange>(
                 Ok(response) => exchange.handle_response(clock.now(), response),
                 Err(error) => exchange.handle_transport_error(clock.now(), error),
             },
-            Poll::Sleep(until) => transport.sleep(until.saturating_duration_since(clock.now())),
+            Poll::Sleep(until) => {
+                let wait = until.saturating_duration_since(clock.now());
+                tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
+                transport.sleep(wait);
+            }
             Poll::NeedToken { rejected } => exchange.handle_token(match tokens {
                 Some(tokens) => tokens.token_for(rejected),
                 None => Err(no_token_source()),
@@ -58,7 +62,9 @@ pub async fn drive_async<E: Exchange + Send>(
                 Err(error) => exchange.handle_transport_error(clock.now(), error),
             },
             Poll::Sleep(until) => {
-                transport.sleep(until.saturating_duration_since(clock.now())).await
+                let wait = until.saturating_duration_since(clock.now());
+                tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
+                transport.sleep(wait).await;
             }
             Poll::NeedToken { rejected } => {
                 let token = match tokens {

@@ -8,14 +8,15 @@ use std::task::Poll;
 
 use event_listener::{Event, EventListener};
 use helloflex_core::{
-    Acquire, ApiCall, ApiRequest, ClientCredentialsConfig, Endpoint, Error, RetryPolicy, Ticket,
-    Token, TokenId,
+    Acquire, ApiCall, ApiRequest, AuthorizationCodeConfig, ClientCredentialsConfig, Endpoint,
+    Error, PendingAuthorization, RetryPolicy, Ticket, Token, TokenId,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::entropy::jitter_seed;
-use crate::grant::{Cache, GrantConfig, ManagerOptions, TicketGuard};
+use crate::grant::{Cache, GrantConfig, ManagerOptions, Plan, TicketGuard};
+use crate::store::{StoreError, TokenStore};
 use crate::transport::{AsyncTransport, Response};
 
 /// A boxed task handed to [`Spawner`].
@@ -82,10 +83,71 @@ impl AsyncTokenManager {
         options: ManagerOptions,
         spawner: Option<Arc<dyn Spawner>>,
     ) -> Self {
-        let cache = Cache::new(GrantConfig::ClientCredentials(config), options);
-        Self {
-            shared: Arc::new(Shared { cache, changed: Event::new(), transport, clock, spawner }),
+        // Infallible: only the authorization-code grant reads a store.
+        match Self::build(
+            GrantConfig::ClientCredentials(config),
+            transport,
+            clock,
+            options,
+            spawner,
+        ) {
+            Ok(manager) => manager,
+            Err(_) => unreachable!("the client-credentials grant has no store to fail"),
         }
+    }
+
+    /// A manager for user tokens (authorization-code grant, Flextell): loads `store`, refreshes
+    /// with rotation, stores every new set before it is used. Fails only if the store exists but
+    /// cannot be read. Pass a `spawner` so a refresh is never cancelled halfway by a dropped
+    /// caller (a rotated refresh token would be lost with it).
+    pub fn authorization_code(
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+        transport: Arc<dyn AsyncTransport>,
+        clock: Arc<dyn Clock>,
+        options: ManagerOptions,
+        spawner: Option<Arc<dyn Spawner>>,
+    ) -> Result<Self, StoreError> {
+        Self::build(
+            GrantConfig::AuthorizationCode { config, store },
+            transport,
+            clock,
+            options,
+            spawner,
+        )
+    }
+
+    fn build(
+        grant: GrantConfig,
+        transport: Arc<dyn AsyncTransport>,
+        clock: Arc<dyn Clock>,
+        options: ManagerOptions,
+        spawner: Option<Arc<dyn Spawner>>,
+    ) -> Result<Self, StoreError> {
+        let cache = Cache::new(grant, options, &*clock)?;
+        Ok(Self {
+            shared: Arc::new(Shared { cache, changed: Event::new(), transport, clock, spawner }),
+        })
+    }
+
+    /// Starts a user authorization: the URL to redirect the browser to, and the pending
+    /// authorization to keep in the server-side session until the callback.
+    pub fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
+        self.shared.cache.start_authorization()
+    }
+
+    /// Checks the callback (`state`, errors, `iss`), exchanges the code, stores the tokens.
+    pub async fn complete_authorization(
+        &self,
+        pending: PendingAuthorization,
+        callback: &str,
+    ) -> Result<Token, Error> {
+        let shared = &self.shared;
+        let exchange = shared.cache.code_exchange(pending, callback)?;
+        let fetched = drive_async(&*shared.transport, &*shared.clock, None, exchange).await;
+        let token = shared.cache.install_authorized(fetched, &*shared.clock);
+        shared.changed.notify(usize::MAX);
+        token
     }
 
     /// A valid token: cached, or fetched by this caller or another (only one request is made).
@@ -150,18 +212,20 @@ impl Shared {
             self.changed.notify(usize::MAX);
         };
         let guard = TicketGuard::new(&self.cache, ticket, &notify);
-        let exchange = match guard.ticket().map(|t| self.cache.grant.exchange(t, &self.cache.retry))
-        {
-            Some(Ok(exchange)) => exchange,
-            Some(Err(error)) => {
-                let _ = guard.finish(&*self.clock, Err(error));
-                return;
+        let Some(ticket) = guard.ticket() else { return };
+        let clock = &*self.clock;
+        let result = match self.cache.plan(ticket, clock) {
+            Ok(Plan::Adopt(set)) => Ok(set),
+            Ok(Plan::Send(exchange, _lock)) => {
+                // If this future is dropped here, `guard` abandons the ticket and wakes the
+                // waiters. For a refresh that may already have rotated the token, pass a
+                // `Spawner` so refreshes run detached and are never cancelled midway.
+                let fetched = drive_async(&*self.transport, clock, None, exchange).await;
+                self.cache.conclude(ticket, fetched, clock)
             }
-            None => return,
+            Err(error) => Err(error),
         };
-        // If this future is dropped here, `guard` abandons the ticket and wakes the waiters.
-        let result = drive_async(&*self.transport, &*self.clock, None, exchange).await;
-        let _ = guard.finish(&*self.clock, result);
+        let _ = guard.finish(clock, result);
     }
 }
 

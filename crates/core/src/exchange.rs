@@ -354,3 +354,20 @@ impl Exchange for ApiCall {
         }
     }
 }
+
+impl<E: Exchange + ?Sized> Exchange for Box<E> {
+    type Output = E::Output;
+
+    fn poll(&mut self, now: Instant) -> Poll<Self::Output> {
+        (**self).poll(now)
+    }
+    fn handle_response(&mut self, now: Instant, response: Response<Vec<u8>>) {
+        (**self).handle_response(now, response);
+    }
+    fn handle_transport_error(&mut self, now: Instant, error: TransportError) {
+        (**self).handle_transport_error(now, error);
+    }
+    fn handle_token(&mut self, token: Result<Token, Error>) {
+        (**self).handle_token(token);
+    }
+}

@@ -4,6 +4,7 @@
 //! expired is derived from the `now` each call is handed. At most one *ticket* (the right to
 //! fetch or refresh) is live at a time, so N concurrent callers make one token request.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,6 +135,18 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
+    /// A token set from its parts (for example, loaded from a store). `lifetime` is used as
+    /// given: zero means already expired.
+    pub fn new(
+        access_token: AccessToken,
+        refresh_token: Option<RefreshToken>,
+        issued_at: Instant,
+        lifetime: Duration,
+        scope: Option<Vec<String>>,
+    ) -> Self {
+        Self { access_token, refresh_token, issued_at, lifetime, scope, rotated: false }
+    }
+
     /// A token set from a response to a request sent at `sent_at`; `previous` is the refresh
     /// token that was used, kept when the response omits a new one.
     pub fn from_response(
@@ -224,7 +237,13 @@ pub struct TokenCache {
     retry_at: Option<Instant>,
     last_error: Option<Error>,
     reauthorize: Option<Error>,
+    /// Refresh tokens this cache has spent (most recent last, a few kept): a store still holding
+    /// one of them is stale, and sending one again would be a reuse.
+    retired: VecDeque<RefreshToken>,
 }
+
+/// How many spent refresh tokens are remembered.
+const RETIRED_KEPT: usize = 8;
 
 impl TokenCache {
     /// A cache filled by the client-credentials grant.
@@ -250,6 +269,7 @@ impl TokenCache {
             retry_at: None,
             last_error: None,
             reauthorize: None,
+            retired: VecDeque::new(),
         }
     }
 
@@ -394,8 +414,14 @@ impl TokenCache {
         self.next_id += 1;
         let token = Token(Arc::new(TokenInner { id, access: set.access_token, expires_at }));
         self.current = Some(Current { token: token.clone(), refresh_at, usable_until });
-        if set.refresh_token.is_some() {
-            self.refresh_token = set.refresh_token;
+        if let Some(new) = set.refresh_token {
+            if let Some(old) = self.refresh_token.take().filter(|old| *old != new) {
+                if self.retired.len() == RETIRED_KEPT {
+                    self.retired.pop_front();
+                }
+                self.retired.push_back(old);
+            }
+            self.refresh_token = Some(new);
         }
         self.failures = 0;
         self.retry_at = None;
@@ -412,6 +438,18 @@ impl TokenCache {
             return true;
         }
         false
+    }
+
+    /// Whether `token` is a refresh token this cache has already spent (rotated away). A store
+    /// holding one is stale: it must be overwritten, never adopted, and the token never sent.
+    pub fn is_retired(&self, token: &RefreshToken) -> bool {
+        self.retired.iter().any(|old| old == token)
+    }
+
+    /// Whether a refresh token found in a shared store is newer than the one held: it differs
+    /// from ours and is not one we spent. Only then may another process's set be adopted.
+    pub fn should_adopt(&self, stored: &RefreshToken) -> bool {
+        self.refresh_token.as_ref() != Some(stored) && !self.is_retired(stored)
     }
 
     /// The refresh token held, if any.
