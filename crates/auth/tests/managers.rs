@@ -210,3 +210,29 @@ async fn mocked_async_transport_and_send_futures() {
     assert_eq!(token.access_token().expose_secret(), "t1");
     assert_eq!(manager.token().await.unwrap().id(), token.id());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tasks_at_expiry_make_one_token_request() {
+    let clock = Arc::new(ManualClock::new());
+    let transport =
+        Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_millis(25) });
+    let manager = AsyncTokenManager::with_options(
+        config(),
+        transport.clone(),
+        clock.clone(),
+        ManagerOptions::default(),
+        None,
+    );
+    assert_eq!(manager.token().await.unwrap().access_token().expose_secret(), "t1");
+    clock.advance(Duration::from_secs(3601));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.token().await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().access_token().expose_secret(), "t2");
+    }
+    assert_eq!(transport.tokens.load(Ordering::SeqCst), 2);
+}
