@@ -38,6 +38,7 @@ mod drive;
 mod entropy;
 mod grant;
 mod nonblocking;
+mod settings;
 mod store;
 mod transport;
 
@@ -47,6 +48,7 @@ pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
 pub use entropy::{authorization_entropy, jitter_seed, os_bytes};
 pub use grant::ManagerOptions;
 pub use nonblocking::{AsyncTokenManager, Spawner, Task};
+pub use settings::{ClientSettings, Credentials};
 pub use store::{FileStore, MemoryStore, StoreError, StoreLock, StoredTokens, TokenStore, unix_ms};
 pub use transport::{
     AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,

@@ -42,6 +42,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
+mod api_reply;
 mod api_request;
 mod api_response;
 mod callback;
@@ -62,6 +63,7 @@ mod secret;
 mod token_request;
 mod token_response;
 
+pub use api_reply::{ApiResponse, decode_json};
 pub use api_request::{ApiRequest, bearer_header};
 pub use api_response::{ApiError, ApiErrorKind, ValidationErrors, classify_response, is_success};
 pub use callback::{

@@ -1,0 +1,116 @@
+//! A successful API response, as both clients hand it to callers.
+
+use http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, UsageError};
+
+/// A successful (2xx) API response.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    inner: http::Response<Vec<u8>>,
+}
+
+impl ApiResponse {
+    /// Wraps a response the core classified as a success.
+    pub fn new(response: http::Response<Vec<u8>>) -> Self {
+        Self { inner: response }
+    }
+
+    /// The status (200, 201, 204, ...).
+    pub fn status(&self) -> StatusCode {
+        self.inner.status()
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.inner.headers()
+    }
+
+    /// The body bytes (empty for a 204).
+    pub fn bytes(&self) -> &[u8] {
+        self.inner.body()
+    }
+
+    /// The body as text (lossy UTF-8).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.inner.body()).into_owned()
+    }
+
+    /// The body decoded as JSON into `T`. A mismatch is a [`UsageError::Decode`] naming where,
+    /// never quoting a value from the body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        decode_json(self.inner.body())
+    }
+
+    /// The underlying `http::Response`.
+    pub fn into_inner(self) -> http::Response<Vec<u8>> {
+        self.inner
+    }
+}
+
+/// Decodes `body` as JSON into `T`, with an error that names the position and the kind of
+/// mismatch (for example ``missing field `name` ``) but never quotes the body's content.
+pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(crate::json::trim_body(body)).map_err(|e| {
+        UsageError::Decode {
+            path: format!("line {} column {}", e.line(), e.column()),
+            reason: unquoted(&e),
+        }
+        .into()
+    })
+}
+
+/// serde's message with every quoted or backticked value removed. Only a `missing field` message
+/// keeps its name: that name comes from the target type. In `unknown field` / `unknown variant`
+/// messages the body chose the name, so it is removed like any value.
+fn unquoted(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" at line ").next().unwrap_or_default();
+    let keeps_name = text.starts_with("missing field");
+    let mut out = String::with_capacity(text.len());
+    let mut in_quote: Option<char> = None;
+    for c in text.chars() {
+        match in_quote {
+            Some(q) if c == q => {
+                in_quote = None;
+                out.push(c);
+            }
+            Some(_) if keeps_name => out.push(c),
+            Some(_) => {}
+            None if c == '"' || c == '`' => {
+                in_quote = Some(c);
+                out.push(c);
+                if !keeps_name {
+                    out.push('…');
+                }
+            }
+            None => out.push(c),
+        }
+    }
+    crate::excerpt::Excerpt::of_text(&out, 200).as_str().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct News {
+        id: u32,
+        title: String,
+    }
+
+    #[test]
+    fn decode_errors_name_the_problem_not_the_value() {
+        let e = decode_json::<News>(br#"{"id": "CANARY-VALUE", "title": "x"}"#).unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains("CANARY"), "{shown}");
+        assert!(shown.contains("invalid type"), "{shown}");
+        let e = decode_json::<News>(br#"{"id": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `title`"), "{e}");
+        let ok: News = decode_json(br#"{"id": 1, "title": "t", "extra": true}"#).unwrap();
+        assert_eq!(ok.id, 1);
+    }
+}

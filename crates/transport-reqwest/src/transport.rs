@@ -1,0 +1,149 @@
+//! [`ReqwestTransport`]: the workspace's [`AsyncTransport`] over reqwest 0.13.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use helloflex_auth::{AsyncTransport, MAX_BODY_BYTES, Request, Response, Spawner, Task};
+use helloflex_core::{TransportError, TransportErrorKind};
+
+/// Time limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Connecting, TLS included.
+    pub connect: Duration,
+    /// The whole call, body included (a server dribbling bytes cannot stretch it).
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(10), total: Duration::from_secs(60) }
+    }
+}
+
+impl Timeouts {
+    /// A connect and a total limit.
+    pub fn new(connect: Duration, total: Duration) -> Self {
+        Self { connect, total }
+    }
+}
+
+/// An async transport over reqwest that honours the transport contract: every status returned
+/// with headers and body, no redirects followed, body capped while reading, timeouts on.
+#[derive(Debug, Clone)]
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+    body_limit: usize,
+}
+
+impl ReqwestTransport {
+    /// A transport with its own client: rustls, redirects off, connect and total timeouts.
+    pub fn new(timeouts: Timeouts, user_agent: &str) -> Result<Self, TransportError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.total)
+            .pool_max_idle_per_host(64)
+            .user_agent(user_agent)
+            .build()
+            .map_err(|e| {
+                TransportError::new(
+                    TransportErrorKind::Other,
+                    format!("building the HTTP client: {e}"),
+                )
+            })?;
+        Ok(Self::with_client(client))
+    }
+
+    /// A transport over an existing client. Build it with
+    /// `redirect(reqwest::redirect::Policy::none())` and timeouts: reqwest cannot turn redirects
+    /// off per request. A response that arrives after a redirect is refused as
+    /// [`TransportErrorKind::Redirect`], but by then the request was re-sent.
+    pub fn with_client(client: reqwest::Client) -> Self {
+        Self { client, body_limit: MAX_BODY_BYTES }
+    }
+
+    /// Caps response bodies at `bytes`.
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+#[async_trait]
+impl AsyncTransport for ReqwestTransport {
+    async fn send(&self, request: Request) -> Result<Response, TransportError> {
+        let sent_to = request.uri().to_string();
+        let request = reqwest::Request::try_from(request).map_err(|e| {
+            TransportError::new(TransportErrorKind::Other, format!("invalid request: {e}"))
+        })?;
+        let mut response = self.client.execute(request).await.map_err(map_error)?;
+        if response.url().as_str().trim_end_matches('/') != sent_to.trim_end_matches('/') {
+            return Err(TransportError::new(
+                TransportErrorKind::Redirect,
+                "the HTTP client followed a redirect",
+            ));
+        }
+        if response.content_length().is_some_and(|len| len > self.body_limit as u64) {
+            return Err(too_large(self.body_limit));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(map_error)? {
+            if body.len() + chunk.len() > self.body_limit {
+                return Err(too_large(self.body_limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = http::Response::new(body);
+        *out.status_mut() = response.status();
+        *out.version_mut() = response.version();
+        *out.headers_mut() = std::mem::take(response.headers_mut());
+        Ok(out)
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+fn too_large(limit: usize) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::BodyTooLarge,
+        format!("response body exceeds {limit} bytes"),
+    )
+}
+
+/// Sorts reqwest's errors by what they say about whether the request was sent.
+fn map_error(error: reqwest::Error) -> TransportError {
+    let kind = if error.is_connect() {
+        TransportErrorKind::Connect
+    } else if error.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if error.is_redirect() {
+        TransportErrorKind::Redirect
+    } else if error.is_body() || error.is_request() || error.is_decode() {
+        TransportErrorKind::Io
+    } else {
+        TransportErrorKind::Other
+    };
+    // Drop the URL: ours never carries secrets, but a caller's query might.
+    TransportError::new(kind, error.without_url().to_string())
+}
+
+/// Runs background refreshes on a tokio runtime.
+#[derive(Debug, Clone)]
+pub struct TokioSpawner(tokio::runtime::Handle);
+
+impl TokioSpawner {
+    /// The runtime this is called from, if any.
+    pub fn current() -> Option<Self> {
+        tokio::runtime::Handle::try_current().ok().map(Self)
+    }
+}
+
+impl Spawner for TokioSpawner {
+    fn spawn(&self, task: Task) {
+        self.0.spawn(task);
+    }
+}

@@ -1,0 +1,159 @@
+//! [`UreqTransport`]: the workspace's [`BlockingTransport`] over ureq 3.
+
+use std::io;
+use std::time::Duration;
+
+use helloflex_auth::{BlockingTransport, MAX_BODY_BYTES, Request, Response};
+use helloflex_core::{TransportError, TransportErrorKind};
+use http::header::{CONTENT_LENGTH, USER_AGENT};
+
+/// Time limits. Each phase is bounded separately (ureq's global and resolve timeouts resolve the
+/// host on a new thread for every call, halving throughput); their sum bounds the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Connecting, TLS included.
+    pub connect: Duration,
+    /// Sending the request (headers, then body).
+    pub send: Duration,
+    /// Waiting for the response headers.
+    pub response: Duration,
+    /// Reading the whole body (a server dribbling bytes cannot stretch it).
+    pub body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            send: Duration::from_secs(10),
+            response: Duration::from_secs(30),
+            body: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timeouts {
+    /// All phases bounded by `each`.
+    pub fn uniform(each: Duration) -> Self {
+        Self { connect: each, send: each, response: each, body: each }
+    }
+}
+
+/// A blocking transport over ureq 3 that honours the transport contract: every status returned
+/// with headers and body, no redirects followed, body capped, every phase timed out.
+#[derive(Debug, Clone)]
+pub struct UreqTransport {
+    agent: ureq::Agent,
+    timeouts: Timeouts,
+    body_limit: usize,
+    user_agent: Option<http::HeaderValue>,
+}
+
+impl Default for UreqTransport {
+    fn default() -> Self {
+        Self::new(Timeouts::default())
+    }
+}
+
+impl UreqTransport {
+    /// A transport with its own agent: rustls, a pool of 32 idle connections per host (ureq's
+    /// default of 3 is too small for 8 threads).
+    pub fn new(timeouts: Timeouts) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(32)
+            .build()
+            .new_agent();
+        Self::with_agent(agent, timeouts)
+    }
+
+    /// A transport over an existing agent. The contract (statuses, redirects, timeouts) is
+    /// applied to each request, whatever the agent's own settings.
+    pub fn with_agent(agent: ureq::Agent, timeouts: Timeouts) -> Self {
+        Self { agent, timeouts, body_limit: MAX_BODY_BYTES, user_agent: None }
+    }
+
+    /// Caps response bodies at `bytes`.
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Sends `User-Agent: value` on requests that do not set one.
+    pub fn with_user_agent(mut self, value: &str) -> Self {
+        self.user_agent = http::HeaderValue::from_str(value).ok();
+        self
+    }
+}
+
+impl BlockingTransport for UreqTransport {
+    fn send(&self, mut request: Request) -> Result<Response, TransportError> {
+        if let Some(ua) = &self.user_agent {
+            request.headers_mut().entry(USER_AGENT).or_insert_with(|| ua.clone());
+        }
+        let t = self.timeouts;
+        let request = self
+            .agent
+            .configure_request(request)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_connect(Some(t.connect))
+            .timeout_send_request(Some(t.send))
+            .timeout_send_body(Some(t.send))
+            .timeout_recv_response(Some(t.response))
+            .timeout_recv_body(Some(t.body))
+            .build();
+        let response = self.agent.run(request).map_err(map_error)?;
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.body_limit as u64) {
+            return Err(too_large(self.body_limit));
+        }
+        let (parts, mut body) = response.into_parts();
+        let bytes = body.with_config().limit(self.body_limit as u64).read_to_vec().map_err(
+            |e| match e {
+                ureq::Error::BodyExceedsLimit(_) => too_large(self.body_limit),
+                other => map_error(other),
+            },
+        )?;
+        Ok(http::Response::from_parts(parts, bytes))
+    }
+}
+
+fn too_large(limit: usize) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::BodyTooLarge,
+        format!("response body exceeds {limit} bytes"),
+    )
+}
+
+/// Sorts ureq's errors by what they say about whether the request was sent.
+fn map_error(error: ureq::Error) -> TransportError {
+    use ureq::Error as E;
+    use ureq::Timeout as T;
+    let kind = match &error {
+        E::HostNotFound | E::ConnectionFailed | E::Tls(_) | E::ConnectProxyFailed(_) => {
+            TransportErrorKind::Connect
+        }
+        E::Timeout(T::Resolve | T::Connect) => TransportErrorKind::Connect,
+        E::Timeout(_) => TransportErrorKind::Timeout,
+        E::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            TransportErrorKind::Connect
+        }
+        E::Io(io) if io.kind() == io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
+        E::Io(_) | E::Protocol(_) | E::BodyStalled => TransportErrorKind::Io,
+        E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => TransportErrorKind::BodyTooLarge,
+        E::TooManyRedirects | E::RedirectFailed => TransportErrorKind::Redirect,
+        _ => TransportErrorKind::Other,
+    };
+    TransportError::new(kind, error.to_string())
+}
