@@ -1,0 +1,186 @@
+//! A faithful HelloFlex + Flextell sandbox on loopback: an OAuth 2.0 authorization server
+//! (client credentials, authorization code with PKCE S256, refresh-token rotation with reuse
+//! detection), the API resources from the vendor docs with their documented errors, fault
+//! injection and counters. Use it as the quickstart's server, in end-to-end tests, and in your
+//! own tests, as Stripe users use stripe-mock.
+//!
+//! It is written independently of `helloflex-core`'s parsing and serialisation (its own form
+//! decoding, its own SHA-256 for PKCE), so a bug cannot hide in both.
+//!
+//! ```
+//! let emulator = helloflex_emulator::start(Default::default())?;
+//! assert!(emulator.base_url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(emulator.counters().total_token_requests(), 0);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Default clients: `demo-client` / `demo-secret` (client credentials, every scope),
+//! `limited-client` / `limited-secret` (only `news.read`), and the web app `flextell-app` /
+//! `flextell-secret` (authorization code, redirect URI `http://127.0.0.1:<any port>/callback`).
+
+// Handlers return `Result<_, Response>` (axum's idiom); a response is the error path's value.
+#![allow(clippy::result_large_err)]
+
+mod admin;
+mod api;
+mod config;
+mod faults;
+mod oauth;
+mod server;
+mod state;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+pub use config::{
+    ALL_SCOPES, ClientRegistration, Consent, DEMO_CLIENT, EmulatorConfig, LIMITED_CLIENT, WEB_APP,
+};
+pub use faults::{Fault, FaultKind};
+pub use state::Counters;
+
+use state::State;
+
+/// A running emulator. Stops when dropped.
+#[derive(Debug)]
+pub struct Emulator {
+    base_url: String,
+    addr: SocketAddr,
+    state: State,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn router(state: State) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/authorize", get(oauth::authorize))
+        .route("/news", get(api::news))
+        .route("/customers/{id}/news", get(api::customer_news))
+        .route("/domainTypes/{id}/domainValues", get(api::domain_values))
+        .route("/items", post(api::create_item).get(api::list_items))
+        .route(
+            "/items/{id}",
+            get(api::get_item).put(api::put_item).patch(api::patch_item).delete(api::delete_item),
+        )
+        .route("/boom", get(api::boom))
+        .route("/_admin/counters", get(admin::counters))
+        .route("/_admin/counters/reset", post(admin::reset_counters))
+        .route("/_admin/faults", post(admin::add_faults).delete(admin::clear_faults))
+        .route("/_admin/revoke", post(admin::revoke))
+        .route("/_admin/consent", post(admin::consent))
+        .route("/_admin/token-lifetime", post(admin::token_lifetime))
+        .fallback(api::not_found)
+        .with_state(state)
+}
+
+/// Starts an emulator on `127.0.0.1` (port 0 picks a free one) on a thread of its own, so it
+/// works from blocking code and from inside another async runtime alike.
+pub fn start(config: EmulatorConfig) -> io::Result<Emulator> {
+    let std_listener = std::net::TcpListener::bind(("127.0.0.1", config.port))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    let state = State::new(config, base_url.clone());
+    let (stop, stopped) = watch::channel(false);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let app = router(state.clone());
+    let serve_state = state.clone();
+    let thread =
+        std::thread::Builder::new().name("helloflex-emulator".into()).spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(listener) => server::serve(listener, app, serve_state, stopped).await,
+                    Err(e) => eprintln!("helloflex-emulator: {e}"),
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_millis(100));
+        })?;
+    Ok(Emulator { base_url, addr, state, stop, thread: Some(thread) })
+}
+
+impl Emulator {
+    /// `http://127.0.0.1:<port>`: the API base URL, and the issuer (`iss`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `<base>/oauth2/token`
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth2/token", self.base_url)
+    }
+
+    /// `<base>/oauth2/authorize`
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth2/authorize", self.base_url)
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.state.lock().counters.clone()
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_counters(&self) {
+        self.state.lock().counters = Counters::default();
+    }
+
+    /// Adds a fault.
+    pub fn add_fault(&self, fault: Fault) {
+        self.state.lock().faults.push(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.state.lock().faults.clear();
+    }
+
+    /// Revokes every token now (of one client, if named).
+    pub fn revoke(&self, client: Option<&str>) {
+        self.state.lock().revoke_all(client);
+    }
+
+    /// Sets the consent behaviour.
+    pub fn set_consent(&self, consent: Consent) {
+        self.state.lock().consent = consent;
+    }
+
+    /// Sets the lifetime of access tokens issued from now (of one client, if named).
+    pub fn set_token_lifetime(&self, lifetime: Duration, client: Option<&str>) {
+        let mut inner = self.state.lock();
+        match client {
+            Some(c) => {
+                inner.client_lifetimes.insert(c.to_owned(), lifetime);
+            }
+            None => inner.token_lifetime = lifetime,
+        }
+    }
+
+    /// Stops serving and waits for the server thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,202 @@
+//! The emulator's memory: clients, codes, tokens, refresh-token families, items, faults,
+//! counters. One mutex; no lock is held across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::config::{ClientRegistration, Consent, EmulatorConfig};
+use crate::faults::Fault;
+
+/// Reads the time (the emulator is a consumer: it owns a real clock).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// A random opaque value with a prefix.
+pub(crate) fn random_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    // The OS RNG failing is not something an emulator can recover from; fall back to time-based
+    // uniqueness rather than panic.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = now().elapsed().as_nanos().to_le_bytes();
+        bytes[..16].copy_from_slice(&nanos);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AccessTokenInfo {
+    pub(crate) client: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) expires_at: Instant,
+    pub(crate) revoked: bool,
+    pub(crate) family: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CodeInfo {
+    pub(crate) client: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) challenge: String,
+    pub(crate) expires_at: Instant,
+    pub(crate) used: bool,
+    pub(crate) family: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshInfo {
+    pub(crate) client: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) family: u64,
+    pub(crate) used: bool,
+}
+
+/// Counters readable through the admin API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counters {
+    /// Token requests by `client_id/grant_type`.
+    pub token_requests: BTreeMap<String, u64>,
+    /// Times a used refresh token was presented again (each revoked its family).
+    pub refresh_token_reuse: u64,
+    /// Authorization-code replays (each revoked what the code had issued).
+    pub code_replays: u64,
+    /// API requests by `METHOD /route`.
+    pub requests: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    /// All token requests.
+    pub fn total_token_requests(&self) -> u64 {
+        self.token_requests.values().sum()
+    }
+
+    /// Token requests of one grant type, all clients.
+    pub fn token_requests_for_grant(&self, grant: &str) -> u64 {
+        self.token_requests
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!("/{grant}")))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub(crate) id: u64,
+    pub(crate) body: serde_json::Value,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: EmulatorConfig,
+    pub(crate) base_url: String,
+    pub(crate) clients: HashMap<String, ClientRegistration>,
+    pub(crate) codes: HashMap<String, CodeInfo>,
+    pub(crate) access: HashMap<String, AccessTokenInfo>,
+    pub(crate) refresh: HashMap<String, RefreshInfo>,
+    pub(crate) revoked_families: Vec<u64>,
+    pub(crate) next_family: u64,
+    pub(crate) items: BTreeMap<u64, Item>,
+    pub(crate) item_bodies: HashMap<String, u64>,
+    pub(crate) next_item: u64,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) counters: Counters,
+    pub(crate) consent: Consent,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) client_lifetimes: HashMap<String, Duration>,
+}
+
+/// Shared state.
+#[derive(Debug, Clone)]
+pub(crate) struct State(Arc<Mutex<Inner>>);
+
+impl State {
+    pub(crate) fn new(config: EmulatorConfig, base_url: String) -> Self {
+        let clients = config.clients.iter().map(|c| (c.id.clone(), c.clone())).collect();
+        Self(Arc::new(Mutex::new(Inner {
+            consent: config.consent,
+            token_lifetime: config.token_lifetime,
+            config,
+            base_url,
+            clients,
+            codes: HashMap::new(),
+            access: HashMap::new(),
+            refresh: HashMap::new(),
+            revoked_families: Vec::new(),
+            next_family: 1,
+            items: BTreeMap::new(),
+            item_bodies: HashMap::new(),
+            next_item: 1,
+            faults: Vec::new(),
+            counters: Counters::default(),
+            client_lifetimes: HashMap::new(),
+        })))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// Issues an access token (and, with a family, a refresh token in it).
+    pub(crate) fn issue(
+        &mut self,
+        client: &str,
+        scopes: &[String],
+        family: Option<u64>,
+    ) -> serde_json::Value {
+        let lifetime = self.client_lifetimes.get(client).copied().unwrap_or(self.token_lifetime);
+        let access = random_token("hfx_at_");
+        self.access.insert(
+            access.clone(),
+            AccessTokenInfo {
+                client: client.into(),
+                scopes: scopes.to_vec(),
+                expires_at: now() + lifetime,
+                revoked: false,
+                family,
+            },
+        );
+        let mut body = serde_json::json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": lifetime.as_secs(),
+            "scope": scopes.join(" "),
+        });
+        if let Some(family) = family {
+            let refresh = random_token("hfx_rt_");
+            self.refresh.insert(
+                refresh.clone(),
+                RefreshInfo { client: client.into(), scopes: scopes.to_vec(), family, used: false },
+            );
+            body["refresh_token"] = serde_json::Value::String(refresh);
+        }
+        body
+    }
+
+    /// Revokes every token of a family.
+    pub(crate) fn revoke_family(&mut self, family: u64) {
+        self.revoked_families.push(family);
+        for info in self.access.values_mut() {
+            if info.family == Some(family) {
+                info.revoked = true;
+            }
+        }
+        self.refresh.retain(|_, r| r.family != family);
+    }
+
+    /// Revokes all tokens, or those of one client.
+    pub(crate) fn revoke_all(&mut self, client: Option<&str>) {
+        for info in self.access.values_mut() {
+            if client.is_none_or(|c| c == info.client) {
+                info.revoked = true;
+            }
+        }
+        self.refresh.retain(|_, r| client.is_some_and(|c| c != r.client));
+    }
+}
