@@ -19,7 +19,7 @@ use http::{Request, Response};
 use crate::api_request::ApiRequest;
 use crate::api_response::{ApiErrorKind, classify_response};
 use crate::endpoint::Endpoint;
-use crate::error::{Error, ProtocolError, TransportError, TransportErrorKind, UsageError};
+use crate::error::{Error, TransportError, TransportErrorKind, UsageError};
 use crate::lifecycle::{Token, TokenId};
 use crate::oauth_error::OAuthErrorCode;
 use crate::retry::{Attempts, RetryPolicy};
@@ -219,14 +219,7 @@ impl Exchange for TokenExchange {
             TransportErrorKind::Timeout | TransportErrorKind::Io => self.replay == Replay::Safe,
             _ => false,
         };
-        let error = match error.kind {
-            TransportErrorKind::BodyTooLarge => ProtocolError::BodyTooLarge {
-                status: http::StatusCode::OK,
-                limit: crate::token_response::MAX_TOKEN_RESPONSE_BYTES,
-            }
-            .into(),
-            _ => Error::Transport(error),
-        };
+        let error = Error::Transport(error);
         self.retry_or_finish(now, retryable, None, error);
     }
 }

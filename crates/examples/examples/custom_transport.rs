@@ -1,0 +1,52 @@
+//! A user-written transport over another HTTP stack (plain hyper), in under 50 lines. It passes
+//! the same behaviour suite as the shipped transports (`crates/suite`).
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use helloflex_auth::{AsyncTransport, MAX_BODY_BYTES, Request, Response};
+use helloflex_core::{TransportError, TransportErrorKind as Kind};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+
+/// Plain hyper: follows no redirects; the body is capped and the whole call is bounded.
+pub struct HyperTransport {
+    client: Client<HttpConnector, Full<Bytes>>,
+    total: Duration,
+    limit: usize,
+}
+
+impl HyperTransport {
+    /// A transport whose calls end within `total` and read at most `limit` body bytes.
+    pub fn new(total: Duration, limit: Option<usize>) -> Self {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Self { client, total, limit: limit.unwrap_or(MAX_BODY_BYTES) }
+    }
+}
+
+#[async_trait]
+impl AsyncTransport for HyperTransport {
+    async fn send(&self, request: Request) -> Result<Response, TransportError> {
+        let fail = |kind, e: &dyn std::fmt::Display| TransportError::new(kind, e.to_string());
+        let call = async {
+            let response = self
+                .client
+                .request(request.map(|b| Full::new(Bytes::from(b))))
+                .await
+                .map_err(|e| fail(if e.is_connect() { Kind::Connect } else { Kind::Io }, &e))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, self.limit).collect().await.map_err(|e| {
+                let too_large = e.is::<http_body_util::LengthLimitError>();
+                fail(if too_large { Kind::BodyTooLarge } else { Kind::Io }, &e)
+            })?;
+            Ok(Response::from_parts(parts, body.to_bytes().to_vec()))
+        };
+        tokio::time::timeout(self.total, call).await.map_err(|e| fail(Kind::Timeout, &e))?
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The behaviour suite lives in `tests/`; this library is empty.

@@ -1,0 +1,442 @@
+//! One behaviour suite, run over every transport (ureq, reqwest, and a user-written hyper
+//! transport) against the emulator on loopback. Each scenario is written once, generic over a
+//! [`Harness`]; the `suite!` macro instantiates it per transport.
+
+#[path = "../../examples/examples/custom_transport.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod custom_transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use helloflex_auth::{AsyncTokenManager, Clock, ManagerOptions, SystemClock};
+use helloflex_core::{
+    ApiErrorKind, ApiRequest, ApiResponse, ClientCredentialsConfig, ClientSecret, Environment,
+    Error, InsecureLoopback, ProtocolError, RetryPolicy, TransportErrorKind, UnauthorizedCause,
+};
+use helloflex_emulator::{DEMO_CLIENT, Emulator, EmulatorConfig, Fault, FaultKind, LIMITED_CLIENT};
+use serde_json::{Value, json};
+
+/// How a scenario wants its client.
+#[derive(Clone)]
+struct Setup {
+    client: (&'static str, &'static str),
+    retry: RetryPolicy,
+    timeout: Duration,
+    body_limit: Option<usize>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            client: DEMO_CLIENT,
+            retry: RetryPolicy::default()
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(50)),
+            timeout: Duration::from_secs(10),
+            body_limit: None,
+        }
+    }
+}
+
+/// A client over one transport, driven synchronously so every scenario reads the same.
+trait Harness: Sized {
+    fn build(emulator: &Emulator, setup: Setup) -> Self;
+    fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error>;
+    /// `n` concurrent callers (threads or tasks) each asking for a token.
+    fn herd(&self, n: usize) -> Vec<Result<String, Error>>;
+}
+
+fn environment(emulator: &Emulator) -> Environment {
+    Environment::custom(emulator.base_url(), InsecureLoopback::Allow).unwrap()
+}
+
+struct Ureq(helloflex_transport_ureq::Client);
+
+impl Harness for Ureq {
+    fn build(emulator: &Emulator, setup: Setup) -> Self {
+        let mut builder = helloflex_transport_ureq::Client::builder()
+            .environment(environment(emulator))
+            .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
+            .retry_policy(setup.retry)
+            .timeouts(helloflex_transport_ureq::Timeouts::uniform(setup.timeout));
+        if let Some(limit) = setup.body_limit {
+            builder = builder.body_limit(limit);
+        }
+        Self(builder.build().unwrap())
+    }
+    fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
+        self.0.request(request).send()
+    }
+    fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let client = self.0.clone();
+                std::thread::spawn(move || {
+                    client.token().map(|t| t.access_token().expose_secret().to_owned())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+}
+
+struct Reqwest(helloflex_transport_reqwest::Client, tokio::runtime::Runtime);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+impl Harness for Reqwest {
+    fn build(emulator: &Emulator, setup: Setup) -> Self {
+        let rt = runtime();
+        let mut builder = helloflex_transport_reqwest::Client::builder()
+            .environment(environment(emulator))
+            .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
+            .retry_policy(setup.retry)
+            .timeouts(helloflex_transport_reqwest::Timeouts::new(setup.timeout, setup.timeout));
+        if let Some(limit) = setup.body_limit {
+            builder = builder.body_limit(limit);
+        }
+        let client = rt.block_on(async { builder.build() }).unwrap();
+        Self(client, rt)
+    }
+    fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
+        self.1.block_on(self.0.request(request).send())
+    }
+    fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
+        self.1.block_on(async {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let client = self.0.clone();
+                    tokio::spawn(async move {
+                        client.token().await.map(|t| t.access_token().expose_secret().to_owned())
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+    }
+}
+
+/// The user-written transport from `examples/custom_transport.rs`, under the async manager.
+struct Custom(AsyncTokenManager, helloflex_core::Endpoint, RetryPolicy, tokio::runtime::Runtime);
+
+impl Harness for Custom {
+    fn build(emulator: &Emulator, setup: Setup) -> Self {
+        let rt = runtime();
+        let env = environment(emulator);
+        let config =
+            ClientCredentialsConfig::new(setup.client.0, ClientSecret::new(setup.client.1), &env);
+        let transport =
+            Arc::new(custom_transport::HyperTransport::new(setup.timeout, setup.body_limit));
+        let manager = rt.block_on(async {
+            AsyncTokenManager::with_options(
+                config,
+                transport,
+                Arc::new(SystemClock),
+                ManagerOptions::default(),
+                None,
+            )
+        });
+        Self(manager, env.base_url(), setup.retry, rt)
+    }
+    fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
+        self.3.block_on(self.0.call(request, &self.1, self.2.clone())).map(ApiResponse::new)
+    }
+    fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
+        self.3.block_on(async {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let m = self.0.clone();
+                    tokio::spawn(async move {
+                        m.token().await.map(|t| t.access_token().expose_secret().to_owned())
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+    }
+}
+
+fn emulator() -> Emulator {
+    helloflex_emulator::start(EmulatorConfig::default()).unwrap()
+}
+
+fn api_error(result: Result<ApiResponse, Error>) -> helloflex_core::ApiError {
+    match result {
+        Err(Error::Api(e)) => e,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn transport_error(result: Result<ApiResponse, Error>) -> TransportErrorKind {
+    match result {
+        Err(Error::Transport(e)) => e.kind,
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+}
+
+// ---- scenarios, each generic over the harness ----
+
+fn success_statuses<H: Harness>() {
+    let emu = emulator();
+    let h = H::build(&emu, Setup::default());
+    let news = h.send(ApiRequest::get("news")).unwrap();
+    assert_eq!(news.status(), 200);
+    assert_eq!(news.json::<Value>().unwrap()[0]["id"], 1);
+    let values = h.send(ApiRequest::get("domainTypes/7/domainValues").query("Lang", "en")).unwrap();
+    assert_eq!(values.json::<Value>().unwrap().as_array().unwrap().len(), 2);
+    // 201, then 200 for the same POST repeated; 204 on delete.
+    let created = h.send(ApiRequest::post("items").json(&json!({"name": "widget"}))).unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        h.send(ApiRequest::post("items").json(&json!({"name": "widget"}))).unwrap().status(),
+        200
+    );
+    let id = created.json::<Value>().unwrap()["id"].as_u64().unwrap();
+    assert_eq!(
+        h.send(ApiRequest::put("items").segment(id.to_string()).json(&json!({"name": "gadget"})))
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        h.send(ApiRequest::patch("items").segment(id.to_string()).json(&json!({"x": 1})))
+            .unwrap()
+            .status(),
+        200
+    );
+    let deleted = h.send(ApiRequest::delete("items").segment(id.to_string())).unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(deleted.bytes().is_empty());
+    assert_eq!(emu.counters().total_token_requests(), 1, "one token for all calls");
+}
+
+fn error_statuses<H: Harness>() {
+    let emu = emulator();
+    let h = H::build(&emu, Setup::default());
+    let e = api_error(h.send(ApiRequest::get("domainTypes/-1/domainValues").query("Lang", "xx")));
+    assert_eq!(e.status(), 400);
+    let v = e.validation().unwrap();
+    assert_eq!(v.get("Id").unwrap(), ["Value -1 is invalid."]);
+    assert_eq!(v.get("Lang").unwrap(), ["Should be valid ISO 639-1 language code."]);
+    assert_eq!(api_error(h.send(ApiRequest::get("nowhere"))).kind(), &ApiErrorKind::NotFound);
+    let e = api_error(h.send(ApiRequest::delete("news")));
+    assert!(
+        matches!(e.kind(), ApiErrorKind::MethodNotAllowed { allow } if allow.contains(&http::Method::GET))
+    );
+    assert_eq!(
+        api_error(h.send(ApiRequest::get("news").header("accept", "text/html"))).kind(),
+        &ApiErrorKind::NotAcceptable
+    );
+    let raw =
+        ApiRequest::post("items").header("content-type", "text/plain").body(b"name=x".to_vec());
+    assert_eq!(api_error(h.send(raw)).kind(), &ApiErrorKind::UnsupportedMediaType);
+    let e = api_error(h.send(ApiRequest::get("boom")));
+    assert_eq!((e.status().as_u16(), e.kind()), (500, &ApiErrorKind::Server));
+    // 403: the limited client lacks domain.read; no token refresh follows.
+    let limited = H::build(&emu, Setup { client: LIMITED_CLIENT, ..Setup::default() });
+    let before = emu.counters().total_token_requests();
+    let e = api_error(limited.send(ApiRequest::get("domainTypes/7/domainValues")));
+    assert!(
+        matches!(e.kind(), ApiErrorKind::Forbidden { challenge: Some(c) } if c.is_insufficient_scope())
+    );
+    assert_eq!(emu.counters().total_token_requests(), before + 1);
+}
+
+fn unauthorized_replays_once<H: Harness>() {
+    let emu = emulator();
+    let h = H::build(&emu, Setup::default());
+    h.send(ApiRequest::get("news")).unwrap();
+    emu.revoke(None);
+    assert_eq!(
+        h.send(ApiRequest::get("news")).unwrap().status(),
+        200,
+        "a revoked token is replaced transparently"
+    );
+    assert_eq!(emu.counters().total_token_requests(), 2);
+    // A 401 that persists is returned after exactly one replay.
+    emu.add_fault(Fault::on_path("/news", FaultKind::Status { status: 401 }).times(2));
+    let before = emu.counters().requests.get("GET /news").copied().unwrap_or(0);
+    let e = api_error(h.send(ApiRequest::get("news")));
+    assert!(matches!(
+        e.kind(),
+        ApiErrorKind::Unauthorized { cause: UnauthorizedCause::Unknown, .. }
+    ));
+    assert_eq!(emu.counters().requests["GET /news"] - before, 2);
+}
+
+fn expired_token_is_refreshed_without_the_caller_noticing<H: Harness>() {
+    let emu = emulator();
+    emu.set_token_lifetime(Duration::from_secs(1), None);
+    let h = H::build(&emu, Setup::default());
+    for _ in 0..6 {
+        assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let tokens = emu.counters().total_token_requests();
+    assert!((2..=4).contains(&tokens), "{tokens} token requests over ~1.8 s of 1 s tokens");
+}
+
+fn rate_limit_and_server_errors<H: Harness>() {
+    let emu = emulator();
+    let h = H::build(&emu, Setup::default());
+    h.send(ApiRequest::get("news")).unwrap();
+    emu.add_fault(
+        Fault::on_path("/news", FaultKind::RateLimit { retry_after: "1".into() }).times(1),
+    );
+    let started = SystemClock.now();
+    assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After was honoured");
+    // GET is retried after a 503; POST is not.
+    emu.add_fault(Fault::on_path("/news", FaultKind::Status { status: 503 }).times(1));
+    assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+    emu.add_fault(Fault::on_path("/items", FaultKind::Status { status: 503 }).times(1));
+    assert_eq!(
+        api_error(h.send(ApiRequest::post("items").json(&json!({"name": "n"})))).status(),
+        503
+    );
+    assert_eq!(
+        h.send(ApiRequest::post("items").json(&json!({"name": "n"}))).unwrap().status(),
+        201,
+        "the first POST never reached the handler"
+    );
+}
+
+fn connection_faults<H: Harness>() {
+    let emu = emulator();
+    let h = H::build(&emu, Setup::default());
+    h.send(ApiRequest::get("news")).unwrap();
+    emu.add_fault(Fault::on_path("/news", FaultKind::Drop).times(1));
+    assert_eq!(
+        h.send(ApiRequest::get("news")).unwrap().status(),
+        200,
+        "GET replayed after a reset"
+    );
+    emu.add_fault(Fault::on_path("/items", FaultKind::Drop).times(1));
+    assert_eq!(
+        transport_error(h.send(ApiRequest::post("items").json(&json!({"name": "z"})))),
+        TransportErrorKind::Io
+    );
+    // Connection refused: nothing listens any more.
+    drop(emu);
+    let e = h.send(ApiRequest::post("items").json(&json!({"name": "z"})));
+    assert_eq!(transport_error(e), TransportErrorKind::Connect);
+}
+
+fn slow_drip_hits_the_deadline<H: Harness>() {
+    let emu = emulator();
+    let setup =
+        Setup { retry: RetryPolicy::never(), timeout: Duration::from_secs(1), ..Setup::default() };
+    let h = H::build(&emu, setup);
+    h.send(ApiRequest::get("news")).unwrap();
+    emu.add_fault(Fault::on_path("/news", FaultKind::SlowDrip { ms_per_byte: 100 }));
+    let started = SystemClock.now();
+    let kind = transport_error(h.send(ApiRequest::get("news")));
+    assert!(matches!(kind, TransportErrorKind::Timeout | TransportErrorKind::Io), "{kind:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+fn redirects_are_not_followed<H: Harness>() {
+    let emu = emulator();
+    let elsewhere = emulator();
+    let h = H::build(&emu, Setup::default());
+    h.send(ApiRequest::get("news")).unwrap();
+    let location = format!("{}/news", elsewhere.base_url());
+    emu.add_fault(Fault::on_path(
+        "/news",
+        FaultKind::Redirect { status: 302, location: location.clone() },
+    ));
+    assert_eq!(api_error(h.send(ApiRequest::get("news"))).kind(), &ApiErrorKind::Redirect);
+    // A token endpoint redirect is not followed either: the secret goes nowhere else.
+    emu.revoke(None);
+    emu.add_fault(Fault::on_path(
+        "/oauth2/token",
+        FaultKind::Redirect {
+            status: 307,
+            location: format!("{}/oauth2/token", elsewhere.base_url()),
+        },
+    ));
+    let e = h.send(ApiRequest::get("domainTypes/1/domainValues"));
+    assert!(matches!(e, Err(Error::Protocol(ProtocolError::UnexpectedResponse { .. }))), "{e:?}");
+    assert!(
+        elsewhere.counters().requests.is_empty()
+            && elsewhere.counters().total_token_requests() == 0
+    );
+}
+
+fn body_cap<H: Harness>() {
+    let emu = emulator();
+    let h = H::build(&emu, Setup { body_limit: Some(120), ..Setup::default() });
+    assert_eq!(transport_error(h.send(ApiRequest::get("news"))), TransportErrorKind::BodyTooLarge);
+}
+
+fn herd_makes_one_token_request<H: Harness>(callers: usize) {
+    let emu = emulator();
+    emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Latency { ms: 25 }));
+    let h = H::build(&emu, Setup::default());
+    let tokens = h.herd(callers);
+    let first = tokens[0].as_ref().unwrap().clone();
+    assert!(tokens.iter().all(|t| t.as_ref().unwrap() == &first));
+    assert_eq!(emu.counters().total_token_requests(), 1);
+}
+
+macro_rules! suite {
+    ($module:ident, $harness:ty, $herd:expr) => {
+        mod $module {
+            use super::*;
+            #[test]
+            fn success_statuses() {
+                super::success_statuses::<$harness>();
+            }
+            #[test]
+            fn error_statuses() {
+                super::error_statuses::<$harness>();
+            }
+            #[test]
+            fn unauthorized_replays_once() {
+                super::unauthorized_replays_once::<$harness>();
+            }
+            #[test]
+            fn expired_token_is_refreshed_without_the_caller_noticing() {
+                super::expired_token_is_refreshed_without_the_caller_noticing::<$harness>();
+            }
+            #[test]
+            fn rate_limit_and_server_errors() {
+                super::rate_limit_and_server_errors::<$harness>();
+            }
+            #[test]
+            fn connection_faults() {
+                super::connection_faults::<$harness>();
+            }
+            #[test]
+            fn slow_drip_hits_the_deadline() {
+                super::slow_drip_hits_the_deadline::<$harness>();
+            }
+            #[test]
+            fn redirects_are_not_followed() {
+                super::redirects_are_not_followed::<$harness>();
+            }
+            #[test]
+            fn body_cap() {
+                super::body_cap::<$harness>();
+            }
+            #[test]
+            fn herd_makes_one_token_request() {
+                super::herd_makes_one_token_request::<$harness>($herd);
+            }
+        }
+    };
+}
+
+suite!(ureq, Ureq, 64);
+suite!(reqwest, Reqwest, 1000);
+suite!(custom_hyper, Custom, 1000);
