@@ -1,7 +1,7 @@
 //! The project's own tasks: `cargo xtask <task>`.
 //!
 //! - `ci`: format check, clippy (warnings denied), the whole test suite, docs (warnings denied).
-//! - `test`: the whole test suite (nextest for unit and behaviour tests, then doctests).
+//! - `test`: the whole test suite (nextest for unit and behaviour tests, doctests, the quickstart).
 //! - `lint`: format check and clippy only.
 //! - `deps`: the core's normal dependency count (it must stay small).
 
@@ -57,7 +57,9 @@ fn lint() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     cargo(&["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"], &[])?;
-    cargo(&["test", "--workspace", "--doc"], &[])
+    cargo(&["test", "--workspace", "--doc"], &[])?;
+    // The README's first command must keep working.
+    cargo(&["run", "--quiet", "--example", "quickstart"], &[])
 }
 
 fn docs() -> Result<(), String> {
