@@ -9,12 +9,19 @@ mod custom_transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use helloflex_auth::{AsyncTokenManager, Clock, ManagerOptions, SystemClock};
-use helloflex_core::{
-    ApiErrorKind, ApiRequest, ApiResponse, ClientCredentialsConfig, ClientSecret, Environment,
-    Error, InsecureLoopback, ProtocolError, RetryPolicy, TransportErrorKind, UnauthorizedCause,
+use helloflex_auth::{
+    AsyncTokenManager, BlockingTransport, Clock, ManagerOptions, MemoryStore, SystemClock,
+    TokenStore,
 };
-use helloflex_emulator::{DEMO_CLIENT, Emulator, EmulatorConfig, Fault, FaultKind, LIMITED_CLIENT};
+use helloflex_core::{
+    ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError,
+    ClientCredentialsConfig, ClientIdentity, ClientSecret, Endpoint, Environment, Error,
+    InsecureLoopback, PendingAuthorization, ProtocolError, RetryPolicy, TransportErrorKind,
+    UnauthorizedCause,
+};
+use helloflex_emulator::{
+    DEMO_CLIENT, Emulator, EmulatorConfig, Fault, FaultKind, LIMITED_CLIENT, WEB_APP,
+};
 use serde_json::{Value, json};
 
 /// How a scenario wants its client.
@@ -41,6 +48,18 @@ impl Default for Setup {
 /// A client over one transport, driven synchronously so every scenario reads the same.
 trait Harness: Sized {
     fn build(emulator: &Emulator, setup: Setup) -> Self;
+    /// A client for user tokens (Flextell, authorization-code grant) kept in `store`.
+    fn build_user(
+        emulator: &Emulator,
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+    ) -> Self;
+    fn start_authorization(&self) -> (String, PendingAuthorization);
+    fn complete_authorization(
+        &self,
+        pending: PendingAuthorization,
+        callback: &str,
+    ) -> Result<(), Error>;
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error>;
     /// `n` concurrent callers (threads or tasks) each asking for a token.
     fn herd(&self, n: usize) -> Vec<Result<String, Error>>;
@@ -63,6 +82,26 @@ impl Harness for Ureq {
             builder = builder.body_limit(limit);
         }
         Self(builder.build().unwrap())
+    }
+    fn build_user(
+        emulator: &Emulator,
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+    ) -> Self {
+        let builder = helloflex_transport_ureq::Client::builder()
+            .environment(environment(emulator))
+            .authorization_code(config, store);
+        Self(builder.build().unwrap())
+    }
+    fn start_authorization(&self) -> (String, PendingAuthorization) {
+        self.0.start_authorization().unwrap()
+    }
+    fn complete_authorization(
+        &self,
+        pending: PendingAuthorization,
+        callback: &str,
+    ) -> Result<(), Error> {
+        self.0.complete_authorization(pending, callback).map(drop)
     }
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
         self.0.request(request).send()
@@ -99,6 +138,28 @@ impl Harness for Reqwest {
         }
         let client = rt.block_on(async { builder.build() }).unwrap();
         Self(client, rt)
+    }
+    fn build_user(
+        emulator: &Emulator,
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+    ) -> Self {
+        let rt = runtime();
+        let builder = helloflex_transport_reqwest::Client::builder()
+            .environment(environment(emulator))
+            .authorization_code(config, store);
+        let client = rt.block_on(async { builder.build() }).unwrap();
+        Self(client, rt)
+    }
+    fn start_authorization(&self) -> (String, PendingAuthorization) {
+        self.0.start_authorization().unwrap()
+    }
+    fn complete_authorization(
+        &self,
+        pending: PendingAuthorization,
+        callback: &str,
+    ) -> Result<(), Error> {
+        self.1.block_on(self.0.complete_authorization(pending, callback)).map(drop)
     }
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
         self.1.block_on(self.0.request(request).send())
@@ -143,6 +204,36 @@ impl Harness for Custom {
             )
         });
         Self(manager, env.base_url(), setup.retry, rt)
+    }
+    fn build_user(
+        emulator: &Emulator,
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+    ) -> Self {
+        let rt = runtime();
+        let transport =
+            Arc::new(custom_transport::HyperTransport::new(Duration::from_secs(10), None));
+        let manager = rt.block_on(async {
+            AsyncTokenManager::authorization_code(
+                config,
+                store,
+                transport,
+                Arc::new(SystemClock),
+                ManagerOptions::default(),
+                None,
+            )
+        });
+        Self(manager.unwrap(), environment(emulator).base_url(), RetryPolicy::default(), rt)
+    }
+    fn start_authorization(&self) -> (String, PendingAuthorization) {
+        self.0.start_authorization().unwrap()
+    }
+    fn complete_authorization(
+        &self,
+        pending: PendingAuthorization,
+        callback: &str,
+    ) -> Result<(), Error> {
+        self.3.block_on(self.0.complete_authorization(pending, callback)).map(drop)
     }
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
         self.3.block_on(self.0.call(request, &self.1, self.2.clone())).map(ApiResponse::new)
@@ -379,6 +470,52 @@ fn body_cap<H: Harness>() {
     assert_eq!(transport_error(h.send(ApiRequest::get("news"))), TransportErrorKind::BodyTooLarge);
 }
 
+fn flextell_config(emulator: &Emulator) -> AuthorizationCodeConfig {
+    let e = |url: &str| Endpoint::parse(url, InsecureLoopback::Allow).unwrap();
+    AuthorizationCodeConfig::new(
+        ClientIdentity::confidential(WEB_APP.0, ClientSecret::new(WEB_APP.1)),
+        e(&emulator.authorize_url()),
+        e(&emulator.token_url()),
+        e("http://127.0.0.1:3000/callback"),
+    )
+    .with_scopes(["news.read"])
+    .with_issuer(emulator.base_url())
+}
+
+/// Plays the browser: follows the authorize URL to the emulator, returns the callback URL.
+fn approve(url: &str) -> String {
+    let browser = helloflex_transport_ureq::UreqTransport::default();
+    let answer = browser.send(http::Request::get(url).body(Vec::new()).unwrap()).unwrap();
+    answer.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn authorization_code_flow<H: Harness>() {
+    let emu = emulator();
+    emu.set_token_lifetime(Duration::from_secs(1), Some(WEB_APP.0));
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let h = H::build_user(&emu, flextell_config(&emu), store.clone());
+    // Before authorizing there is nothing to refresh with.
+    assert!(h.send(ApiRequest::get("news")).unwrap_err().requires_reauthorization());
+    let (url, pending) = h.start_authorization();
+    // A forged callback is refused and the pending authorization is not consumed by it.
+    let forged = h.complete_authorization(pending.clone(), "code=x&state=forged");
+    assert!(matches!(forged, Err(Error::Callback(CallbackError::StateMismatch))));
+    h.complete_authorization(pending, &approve(&url)).unwrap();
+    assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+    let first = store.load().unwrap().unwrap().refresh_token.unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200, "refreshed unnoticed");
+    let second = store.load().unwrap().unwrap().refresh_token.unwrap();
+    assert_ne!(first, second, "the refresh token rotated and the new one was stored");
+    assert_eq!(emu.counters().refresh_token_reuse, 0);
+    assert_eq!(emu.counters().token_requests_for_grant("refresh_token"), 1);
+    // Denied consent surfaces as a typed error.
+    emu.set_consent(helloflex_emulator::Consent::AutoDeny);
+    let (url, pending) = h.start_authorization();
+    let denied = h.complete_authorization(pending, &approve(&url));
+    assert!(matches!(denied, Err(Error::Callback(CallbackError::Denied { .. }))), "{denied:?}");
+}
+
 fn herd_makes_one_token_request<H: Harness>(callers: usize) {
     let emu = emulator();
     emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Latency { ms: 25 }));
@@ -428,6 +565,10 @@ macro_rules! suite {
             #[test]
             fn body_cap() {
                 super::body_cap::<$harness>();
+            }
+            #[test]
+            fn authorization_code_flow() {
+                super::authorization_code_flow::<$harness>();
             }
             #[test]
             fn herd_makes_one_token_request() {

@@ -1,0 +1,40 @@
+//! Drives the example web app end to end against the emulator with a cookie-keeping HTTP
+//! client: login -> consent (auto-approved) -> callback -> code exchange -> a page using the
+//! tokens. No browser.
+
+#[path = "../examples/web_app.rs"]
+#[allow(dead_code)]
+mod web_app;
+
+use helloflex_emulator::{EmulatorConfig, WEB_APP};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_and_read_news() {
+    let emulator = helloflex_emulator::start(EmulatorConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let self_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = web_app::App::new(emulator.base_url(), &self_url, WEB_APP.0, WEB_APP.1).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app.router()).await });
+
+    let browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let page = browser.get(format!("{self_url}/login")).send().await.unwrap();
+    assert_eq!(page.url().path(), "/news", "login -> authorize -> callback -> news");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("HelloFlex sandbox is up"), "{html}");
+    let counters = emulator.counters();
+    assert_eq!(counters.token_requests_for_grant("authorization_code"), 1);
+
+    // The session keeps the tokens: the next page makes no token request.
+    let html = browser.get(format!("{self_url}/news")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("News"));
+    assert_eq!(emulator.counters().total_token_requests(), 1);
+
+    // A callback for another session's authorization is refused.
+    let stranger = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = stranger.get(format!("{self_url}/callback?code=x&state=y")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+}
