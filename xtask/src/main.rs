@@ -55,7 +55,25 @@ fn lint() -> Result<(), String> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
 }
 
+/// Installs the pinned oidc-provider for the interop tests (into a git-ignored folder).
+fn interop_server() -> Result<(), String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/interop/server");
+    if dir.join("node_modules/oidc-provider").exists() {
+        return Ok(());
+    }
+    eprintln!("$ npm ci (crates/interop/server)");
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir)
+        .status()
+        .map_err(|e| {
+            format!("could not run npm (node and npm are needed for the interop tests): {e}")
+        })?;
+    if status.success() { Ok(()) } else { Err(format!("npm ci failed ({status})")) }
+}
+
 fn test() -> Result<(), String> {
+    interop_server()?;
     cargo(&["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"], &[])?;
     cargo(&["test", "--workspace", "--doc"], &[])?;
     // The README's first command must keep working.

@@ -25,7 +25,7 @@ pub struct ClientRegistration {
     pub scopes: Vec<String>,
     /// Grants it may use (`client_credentials`, `authorization_code`, `refresh_token`).
     pub grants: Vec<String>,
-    /// Registered redirect URIs (loopback ones match on any port, RFC 8252 section 7.3).
+    /// Registered redirect URIs, matched exactly.
     pub redirect_uris: Vec<String>,
 }
 
@@ -70,6 +70,16 @@ pub struct EmulatorConfig {
     pub consent: Consent,
     /// Registered clients.
     pub clients: Vec<ClientRegistration>,
+}
+
+impl EmulatorConfig {
+    /// Registers one more redirect URI for `client_id` (matching is exact, as real servers do).
+    pub fn with_redirect_uri(mut self, client_id: &str, uri: &str) -> Self {
+        if let Some(client) = self.clients.iter_mut().find(|c| c.id == client_id) {
+            client.redirect_uris.push(uri.to_owned());
+        }
+        self
+    }
 }
 
 /// The default machine client: `demo-client` / `demo-secret`, every scope.

@@ -16,7 +16,8 @@
 //!
 //! Default clients: `demo-client` / `demo-secret` (client credentials, every scope),
 //! `limited-client` / `limited-secret` (only `news.read`), and the web app `flextell-app` /
-//! `flextell-secret` (authorization code, redirect URI `http://127.0.0.1:<any port>/callback`).
+//! `flextell-secret` (authorization code, redirect URIs `http://127.0.0.1:3000/callback` and
+//! `http://localhost:3000/callback`; add more with [`EmulatorConfig::with_redirect_uri`]).
 
 // Handlers return `Result<_, Response>` (axum's idiom); a response is the error path's value.
 #![allow(clippy::result_large_err)]

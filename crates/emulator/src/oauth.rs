@@ -233,7 +233,10 @@ pub(crate) async fn token(
             }
             let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(sha2::Sha256::digest(verifier.as_bytes()));
-            if verifier.len() < 43 || verifier.len() > 128 || computed != info.challenge {
+            // RFC 7636 section 4.1: 43-128 unreserved characters.
+            let well_formed = (43..=128).contains(&verifier.len())
+                && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            if !well_formed || computed != info.challenge {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
@@ -286,17 +289,9 @@ pub(crate) async fn token(
     response
 }
 
-/// Loopback redirect URIs match on any port (RFC 8252 section 7.3); others exactly.
+/// Redirect URIs match exactly, as oidc-provider does for web clients (docs/interop.md).
 fn redirect_registered(registered: &[String], uri: &str) -> bool {
-    let strip_port = |u: &str| -> Option<String> {
-        let rest = u.strip_prefix("http://")?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]").then(|| format!("http://{host}/{path}"))
-    };
-    registered
-        .iter()
-        .any(|r| r == uri || (strip_port(r).is_some() && strip_port(r) == strip_port(uri)))
+    registered.iter().any(|r| r == uri)
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {

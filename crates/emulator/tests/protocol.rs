@@ -229,15 +229,22 @@ async fn authorize_errors_and_denial() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "an unregistered redirect URI is never redirected to");
-    let url = format!(
-        "{base}/oauth2/authorize?response_type=code&client_id=flextell-app&redirect_uri={}&state=s1&code_challenge={}&code_challenge_method=S256",
-        enc("http://127.0.0.1:49152/callback"),
-        challenge(VERIFIER)
+    // Exact matching: another port on loopback is not the registered URI (as oidc-provider).
+    let authorize = |redirect: &str| {
+        format!(
+            "{base}/oauth2/authorize?response_type=code&client_id=flextell-app&redirect_uri={}&state=s1&code_challenge={}&code_challenge_method=S256",
+            enc(redirect),
+            challenge(VERIFIER)
+        )
+    };
+    assert_eq!(
+        http().get(authorize("http://127.0.0.1:49152/callback")).send().await.unwrap().status(),
+        400
     );
-    let r = http().get(url).send().await.unwrap();
+    let r = http().get(authorize("http://127.0.0.1:3000/callback")).send().await.unwrap();
     let location = r.headers()["location"].to_str().unwrap();
     assert!(
-        location.starts_with("http://127.0.0.1:49152/callback?error=access_denied"),
+        location.starts_with("http://127.0.0.1:3000/callback?error=access_denied"),
         "{location}"
     );
     emu.set_consent(Consent::Prompt);

@@ -10,9 +10,11 @@ use helloflex_emulator::{EmulatorConfig, WEB_APP};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_and_read_news() {
-    let emulator = helloflex_emulator::start(EmulatorConfig::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let self_url = format!("http://{}", listener.local_addr().unwrap());
+    let config =
+        EmulatorConfig::default().with_redirect_uri(WEB_APP.0, &format!("{self_url}/callback"));
+    let emulator = helloflex_emulator::start(config).unwrap();
     let app = web_app::App::new(emulator.base_url(), &self_url, WEB_APP.0, WEB_APP.1).unwrap();
     tokio::spawn(async move { axum::serve(listener, app.router()).await });
 

@@ -1,0 +1,1 @@
+//! The interop tests live in `tests/`; they start `server/server.mjs` (oidc-provider) themselves.
