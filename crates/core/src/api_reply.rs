@@ -52,13 +52,22 @@ impl ApiResponse {
 /// Decodes `body` as JSON into `T`, with an error that names the position and the kind of
 /// mismatch (for example ``missing field `name` ``) but never quotes the body's content.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(crate::json::trim_body(body)).map_err(|e| {
-        UsageError::Decode {
-            path: format!("line {} column {}", e.line(), e.column()),
-            reason: unquoted(&e),
-        }
-        .into()
-    })
+    let mut deserializer = serde_json::Deserializer::from_slice(crate::json::trim_body(body));
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        // Map keys in the path come from the body: sanitised like any server text.
+        let path = crate::excerpt::Excerpt::of_text(&e.path().to_string(), 200).as_str().to_owned();
+        let inner = e.inner();
+        let reason =
+            format!("{} (line {} column {})", unquoted(inner), inner.line(), inner.column());
+        Error::from(UsageError::Decode { path, reason })
+    })?;
+    deserializer.end().map_err(|e| {
+        Error::from(UsageError::Decode {
+            path: ".".into(),
+            reason: format!("{} (line {} column {})", unquoted(&e), e.line(), e.column()),
+        })
+    })?;
+    Ok(value)
 }
 
 /// serde's message with every quoted or backticked value removed. Only a `missing field` message
@@ -110,6 +119,11 @@ mod tests {
         assert!(shown.contains("invalid type"), "{shown}");
         let e = decode_json::<News>(br#"{"id": 1}"#).unwrap_err();
         assert!(e.to_string().contains("missing field `title`"), "{e}");
+        let e =
+            decode_json::<Vec<News>>(br#"[{"id": 1, "title": "a"}, {"id": "x", "title": "b"}]"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("at [1].id"), "{e}");
+        assert!(decode_json::<News>(br#"{"id": 1, "title": "t"} trailing"#).is_err());
         let ok: News = decode_json(br#"{"id": 1, "title": "t", "extra": true}"#).unwrap();
         assert_eq!(ok.id, 1);
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AuthorizationCodeConfig, validate_scopes};
 use crate::encoding::{form_encode, parse_query};
+
 use crate::error::{Blame, ConfigError, Error};
 use crate::excerpt::Excerpt;
 use crate::oauth_error::OAuthErrorCode;
@@ -213,7 +214,8 @@ impl PendingAuthorization {
                 Some(_) => {}
             }
         }
-        match (params.code, params.error) {
+        let present = |v: Option<String>| v.filter(|v| !v.is_empty());
+        match (present(params.code), present(params.error)) {
             (Some(_), Some(_)) => Err(consumed(CallbackError::CodeAndError)),
             (None, Some(error)) => Err(consumed(CallbackError::Denied {
                 code: OAuthErrorCode::parse(&error),
@@ -241,6 +243,9 @@ fn read_params(callback: &str) -> Result<Params, CallbackError> {
         Some((_, query)) => query,
         None => without_fragment,
     };
+    if !crate::encoding::percent_well_formed(query) {
+        return Err(CallbackError::Malformed("a parameter has a broken percent-encoding"));
+    }
     let mut params =
         Params { code: None, state: None, error: None, error_description: None, iss: None };
     for raw in parse_query(query) {
@@ -356,6 +361,12 @@ mod tests {
             format!("code=%ff&state={state}"),
             CallbackError::Malformed("a parameter is not UTF-8"),
         );
+        check(
+            format!("code=a%&state={state}"),
+            CallbackError::Malformed("a parameter has a broken percent-encoding"),
+        );
+        check("code=a&state=".into(), CallbackError::MissingState);
+        check(format!("state={state}&error=&code="), CallbackError::MissingCode);
         check(
             format!("error=access_denied&error_description=User+said+no&state={state}"),
             CallbackError::Denied {

@@ -120,89 +120,95 @@ pub(crate) fn cause_from_text(text: &str) -> Option<UnauthorizedCause> {
 }
 
 fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
+    let mut end = max.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &text[..end]
+    text.get(..end).unwrap_or_default()
 }
 
 type Challenge = (String, Vec<(String, String)>);
 
+/// A read position over the header; every access is checked.
+struct Cursor<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_while(&mut self, keep: impl Fn(u8) -> bool) {
+        while self.peek().is_some_and(&keep) {
+            self.pos += 1;
+        }
+    }
+
+    fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &str {
+        let start = self.pos;
+        self.skip_while(keep);
+        self.text.get(start..self.pos).unwrap_or_default()
+    }
+
+    /// A quoted string after its opening quote; `\` escapes; an unterminated one takes the rest.
+    fn quoted(&mut self) -> String {
+        let mut value = String::new();
+        let rest = self.text.get(self.pos..).unwrap_or_default();
+        let mut chars = rest.char_indices();
+        while let Some((offset, c)) = chars.next() {
+            match c {
+                '"' => {
+                    self.pos += offset + 1;
+                    return value;
+                }
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                }
+                c => value.push(c),
+            }
+        }
+        self.pos = self.text.len();
+        value
+    }
+}
+
 /// Splits `scheme param=value, param="quoted", scheme2 ...` into challenges. Tolerates missing
 /// commas, unterminated quotes and stray characters.
 fn parse_challenges(input: &str) -> Vec<Challenge> {
-    let bytes = input.as_bytes();
-    let mut pos = 0;
+    let mut cursor = Cursor { text: input, pos: 0 };
     let mut out: Vec<Challenge> = Vec::new();
-    let skip = |pos: &mut usize, also_commas: bool| {
-        while *pos < bytes.len()
-            && (bytes[*pos].is_ascii_whitespace() || (also_commas && bytes[*pos] == b','))
-        {
-            *pos += 1;
-        }
-    };
-    while pos < bytes.len() {
-        skip(&mut pos, true);
-        let start = pos;
-        while pos < bytes.len() && is_tchar(bytes[pos]) {
-            pos += 1;
-        }
-        if pos == start {
-            pos += 1; // a stray character: step over it
+    while cursor.peek().is_some() {
+        cursor.skip_while(|b| b.is_ascii_whitespace() || b == b',');
+        let word = cursor.take_while(is_tchar).to_owned();
+        if word.is_empty() {
+            cursor.pos += 1; // a stray character: step over it
             continue;
         }
-        let word = &input[start..pos];
-        let after_word = pos;
-        skip(&mut pos, false);
-        if pos < bytes.len() && bytes[pos] == b'=' {
-            pos += 1;
-            skip(&mut pos, false);
-            let value = if pos < bytes.len() && bytes[pos] == b'"' {
-                read_quoted(input, &mut pos)
+        let after_word = cursor.pos;
+        cursor.skip_while(|b| b.is_ascii_whitespace());
+        if cursor.peek() == Some(b'=') {
+            cursor.pos += 1;
+            cursor.skip_while(|b| b.is_ascii_whitespace());
+            let value = if cursor.peek() == Some(b'"') {
+                cursor.pos += 1;
+                cursor.quoted()
             } else {
-                let value_start = pos;
-                while pos < bytes.len() && bytes[pos] != b',' && !bytes[pos].is_ascii_whitespace() {
-                    pos += 1;
-                }
-                input[value_start..pos].to_owned()
+                cursor.take_while(|b| b != b',' && !b.is_ascii_whitespace()).to_owned()
             };
             match out.last_mut() {
-                Some((_, params)) => params.push((word.to_owned(), value)),
-                None => out.push((String::new(), vec![(word.to_owned(), value)])),
+                Some((_, params)) => params.push((word, value)),
+                None => out.push((String::new(), vec![(word, value)])),
             }
         } else {
-            pos = after_word;
-            out.push((word.to_owned(), Vec::new()));
+            cursor.pos = after_word;
+            out.push((word, Vec::new()));
         }
     }
     out
-}
-
-fn read_quoted(input: &str, pos: &mut usize) -> String {
-    let bytes = input.as_bytes();
-    *pos += 1; // opening quote
-    let mut value = String::new();
-    let mut chars = input[*pos..].char_indices();
-    while let Some((offset, c)) = chars.next() {
-        match c {
-            '"' => {
-                *pos += offset + 1;
-                return value;
-            }
-            '\\' => {
-                if let Some((_, escaped)) = chars.next() {
-                    value.push(escaped);
-                }
-            }
-            c => value.push(c),
-        }
-    }
-    *pos = bytes.len(); // unterminated: take the rest
-    value
 }
 
 fn is_tchar(b: u8) -> bool {

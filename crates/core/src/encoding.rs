@@ -34,6 +34,14 @@ pub(crate) fn form_encode_value(value: &str) -> String {
     out
 }
 
+/// Whether every `%` in `text` starts a `%XX` escape.
+pub(crate) fn percent_well_formed(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().filter(|(_, b)| **b == b'%').all(|(i, _)| {
+        bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
 /// A query parameter decoded to bytes; not yet checked to be UTF-8.
 pub(crate) struct RawParam {
     pub(crate) key: Vec<u8>,
@@ -67,6 +75,14 @@ mod tests {
         let body =
             form_encode([("grant_type", "client_credentials"), ("client_secret", "a b&c=d%/+")]);
         assert_eq!(body, "grant_type=client_credentials&client_secret=a%20b%26c%3Dd%25%2F%2B");
+    }
+
+    #[test]
+    fn percent_escapes_checked() {
+        assert!(percent_well_formed("a%20b%2F"));
+        assert!(!percent_well_formed("a%"));
+        assert!(!percent_well_formed("a%2"));
+        assert!(!percent_well_formed("a%zz"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ impl Excerpt {
     /// An excerpt of `bytes` (decoded lossily) of at most [`EXCERPT_CHARS`] characters.
     pub fn of_bytes(bytes: &[u8]) -> Self {
         // Decoding more than we keep wastes time on huge bodies; 4 bytes per char is the UTF-8 max.
-        let head = &bytes[..bytes.len().min(EXCERPT_CHARS * 4)];
+        let head = bytes.get(..EXCERPT_CHARS * 4).unwrap_or(bytes);
         Self(sanitize(&String::from_utf8_lossy(head), EXCERPT_CHARS))
     }
 

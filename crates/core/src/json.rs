@@ -189,7 +189,10 @@ pub(crate) fn as_seconds(raw: &RawValue) -> Option<u64> {
     if let Ok(n) = number_text.parse::<u64>() {
         return Some(n);
     }
-    if number_text.starts_with('-') && number_text[1..].bytes().all(|b| b.is_ascii_digit()) {
+    if number_text
+        .strip_prefix('-')
+        .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Some(0);
     }
     // Floats, exponents and values past u64 (1e400 parses as infinity): `as` saturates.

@@ -42,6 +42,12 @@
 //! # Ok::<(), Error>(())
 //! ```
 
+// No panics on any input: the core's code (not its tests) may not unwrap, index or panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
+
 mod api_reply;
 mod api_request;
 mod api_response;

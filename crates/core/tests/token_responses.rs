@@ -147,3 +147,61 @@ fn no_secret_in_any_error_text() {
         }
     }
 }
+
+#[test]
+fn ten_kilobyte_description_is_truncated() {
+    let body = format!(
+        r#"{{"error":"invalid_request","error_description":"{}<script>x</script>"}}"#,
+        "word ".repeat(2048)
+    );
+    let Err(Error::OAuth(e)) = parse_token_response(http::StatusCode::BAD_REQUEST, body.as_bytes())
+    else {
+        panic!()
+    };
+    assert!(e.description().unwrap().chars().count() <= 301);
+    assert!(e.to_string().len() < 400);
+}
+
+#[test]
+fn narrower_scope_than_asked_is_accepted_and_reported() {
+    let t =
+        parse_token_response(http::StatusCode::OK, br#"{"access_token":"a","scope":"news.read"}"#)
+            .unwrap();
+    assert_eq!(t.scope.unwrap(), vec!["news.read"]);
+    let t = parse_token_response(http::StatusCode::OK, br#"{"access_token":"a"}"#).unwrap();
+    assert!(t.scope.is_none());
+}
+
+#[test]
+fn no_secret_in_any_request_url() {
+    use helloflex_core::*;
+    let secret = "CANARYclientsecret0123456789";
+    let config =
+        ClientCredentialsConfig::new("id", ClientSecret::new(secret), &Environment::Sandbox);
+    for method in [ClientAuthMethod::RequestBody, ClientAuthMethod::BasicAuth] {
+        let request = config.clone().with_auth_method(method).token_request().unwrap();
+        assert!(!request.uri().to_string().contains(secret));
+    }
+    let token = AccessToken::new("CANARYaccesstoken0123456789");
+    let request = ApiRequest::get("news")
+        .query("q", "x")
+        .to_http(&Environment::Sandbox.base_url(), &token)
+        .unwrap();
+    assert!(!request.uri().to_string().contains(token.expose_secret()));
+    let refresh = RefreshToken::new("CANARYrefreshtoken0123456789");
+    let ac = AuthorizationCodeConfig::new(
+        ClientIdentity::confidential("app", ClientSecret::new(secret)),
+        Endpoint::parse("https://a.example/authorize", InsecureLoopback::Deny).unwrap(),
+        Endpoint::parse("https://a.example/token", InsecureLoopback::Deny).unwrap(),
+        Endpoint::parse("https://app.example/cb", InsecureLoopback::Deny).unwrap(),
+    );
+    let request = ac.refresh_request(&refresh).unwrap();
+    let uri = request.uri().to_string();
+    assert!(!uri.contains(refresh.expose_secret()) && !uri.contains(secret));
+    // The authorize URL carries the state and the PKCE challenge (public), never the verifier.
+    let entropy: [u8; 64] = std::array::from_fn(|i| (i * 7) as u8);
+    let (url, pending) = start_authorization(&ac, &entropy).unwrap();
+    let json = serde_json::to_value(&pending).unwrap();
+    assert!(!url.contains(json["verifier"].as_str().unwrap()));
+    assert!(!url.contains(secret));
+}

@@ -41,6 +41,8 @@ pub enum FaultKind {
     },
     /// Closes the connection without answering.
     Drop,
+    /// Accepts the request and never answers (until the emulator stops).
+    Hang,
     /// Answers normally, one body byte every `ms_per_byte` milliseconds.
     SlowDrip {
         /// Delay between bytes.

@@ -140,6 +140,10 @@ async fn handle(
             response
         }
         Some(FaultKind::Drop) => return Err(Dropped),
+        Some(FaultKind::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Err(Dropped);
+        }
         Some(FaultKind::SlowDrip { ms_per_byte }) => {
             let response = respond(app, request).await;
             let (parts, body) = response.into_parts();

@@ -63,6 +63,8 @@ trait Harness: Sized {
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error>;
     /// `n` concurrent callers (threads or tasks) each asking for a token.
     fn herd(&self, n: usize) -> Vec<Result<String, Error>>;
+    /// `workers` concurrent callers making `calls` GETs of `path` each; the errors they saw.
+    fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error>;
 }
 
 fn environment(emulator: &Emulator) -> Environment {
@@ -117,6 +119,17 @@ impl Harness for Ureq {
             .collect();
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     }
+    fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error> {
+        let threads: Vec<_> = (0..workers)
+            .map(|_| {
+                let client = self.0.clone();
+                std::thread::spawn(move || {
+                    (0..calls).filter_map(|_| client.get(path).send().err()).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    }
 }
 
 struct Reqwest(helloflex_transport_reqwest::Client, tokio::runtime::Runtime);
@@ -163,6 +176,29 @@ impl Harness for Reqwest {
     }
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
         self.1.block_on(self.0.request(request).send())
+    }
+    fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error> {
+        self.1.block_on(async {
+            let tasks: Vec<_> = (0..workers)
+                .map(|_| {
+                    let client = self.0.clone();
+                    tokio::spawn(async move {
+                        let mut errors = Vec::new();
+                        for _ in 0..calls {
+                            if let Err(e) = client.get(path).send().await {
+                                errors.push(e);
+                            }
+                        }
+                        errors
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.extend(t.await.unwrap());
+            }
+            out
+        })
     }
     fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
         self.1.block_on(async {
@@ -237,6 +273,31 @@ impl Harness for Custom {
     }
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
         self.3.block_on(self.0.call(request, &self.1, self.2.clone())).map(ApiResponse::new)
+    }
+    fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error> {
+        self.3.block_on(async {
+            let tasks: Vec<_> = (0..workers)
+                .map(|_| {
+                    let (m, base, retry) = (self.0.clone(), self.1.clone(), self.2.clone());
+                    tokio::spawn(async move {
+                        let mut errors = Vec::new();
+                        for _ in 0..calls {
+                            if let Err(e) =
+                                m.call(ApiRequest::get(path), &base, retry.clone()).await
+                            {
+                                errors.push(e);
+                            }
+                        }
+                        errors
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.extend(t.await.unwrap());
+            }
+            out
+        })
     }
     fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
         self.3.block_on(async {
@@ -516,6 +577,96 @@ fn authorization_code_flow<H: Harness>() {
     assert!(matches!(denied, Err(Error::Callback(CallbackError::Denied { .. }))), "{denied:?}");
 }
 
+fn silent_server_and_repeated_failures<H: Harness>() {
+    let emu = emulator();
+    let setup =
+        Setup { timeout: Duration::from_secs(1), retry: RetryPolicy::never(), ..Setup::default() };
+    let h = H::build(&emu, setup);
+    h.send(ApiRequest::get("news")).unwrap();
+    // Accepted, never answered: the deadline fires.
+    emu.add_fault(Fault::on_path("/news", FaultKind::Hang).times(1));
+    let started = SystemClock.now();
+    assert_eq!(transport_error(h.send(ApiRequest::get("news"))), TransportErrorKind::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Ten 503s in a row: bounded attempts (4 by default) and bounded time.
+    let h = H::build(&emu, Setup::default());
+    emu.add_fault(Fault::on_path("/news", FaultKind::Status { status: 503 }).times(10));
+    let before = emu.counters().requests.get("GET /news").copied().unwrap_or(0);
+    let started = SystemClock.now();
+    assert_eq!(api_error(h.send(ApiRequest::get("news"))).status(), 503);
+    assert_eq!(emu.counters().requests["GET /news"] - before, 4);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    emu.clear_faults();
+    // A truncated body: GET is replayed, POST is not.
+    emu.add_fault(Fault::on_path("/news", FaultKind::Truncate).times(1));
+    assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+    emu.add_fault(Fault::on_path("/items", FaultKind::Truncate).times(1));
+    let kind = transport_error(h.send(ApiRequest::post("items").json(&json!({"name": "t"}))));
+    assert!(matches!(kind, TransportErrorKind::Io | TransportErrorKind::Other), "{kind:?}");
+}
+
+fn token_endpoint_redirects_and_resets<H: Harness>() {
+    let emu = emulator();
+    let elsewhere = emulator();
+    for status in [302, 307, 308] {
+        let h = H::build(&emu, Setup::default());
+        emu.clear_faults();
+        emu.add_fault(Fault::on_path(
+            "/oauth2/token",
+            FaultKind::Redirect {
+                status,
+                location: format!("{}/oauth2/token", elsewhere.base_url()),
+            },
+        ));
+        let e = h.send(ApiRequest::get("news"));
+        assert!(
+            matches!(e, Err(Error::Protocol(ProtocolError::UnexpectedResponse { .. }))),
+            "{status}: {e:?}"
+        );
+    }
+    assert!(elsewhere.counters().requests.is_empty(), "the secret was never sent elsewhere");
+    emu.clear_faults();
+    // A code exchange cut after it was sent is not replayed (the code is single-use).
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let h = H::build_user(&emu, flextell_config(&emu), store);
+    let (url, pending) = h.start_authorization();
+    let callback = approve(&url);
+    emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Drop).times(1));
+    let before = emu.counters().requests.get("POST /oauth2/token").copied().unwrap_or(0);
+    let result = h.complete_authorization(pending, &callback);
+    assert!(matches!(result, Err(Error::Transport(_))), "{result:?}");
+    assert_eq!(
+        emu.counters().requests["POST /oauth2/token"] - before,
+        1,
+        "sent once, never replayed"
+    );
+}
+
+fn load_on_one_second_tokens<H: Harness>() {
+    let emu = emulator();
+    emu.set_token_lifetime(Duration::from_secs(1), Some(WEB_APP.0));
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let h = H::build_user(&emu, flextell_config(&emu), store);
+    let (url, pending) = h.start_authorization();
+    h.complete_authorization(pending, &approve(&url)).unwrap();
+    let started = SystemClock.now();
+    let errors = h.load(64, 157, "news"); // 10,048 calls
+    let elapsed = started.elapsed();
+    assert!(
+        errors.is_empty(),
+        "{} errors reached callers, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.refresh_token_reuse, 0);
+    // About one refresh per 0.85-0.9 s of 1 s tokens (refreshed 10-15% early), never a storm.
+    let refreshes = counters.token_requests_for_grant("refresh_token");
+    let expected = elapsed.as_secs_f64() / 0.85;
+    assert!((refreshes as f64) <= expected + 2.0, "{refreshes} refreshes in {elapsed:?}");
+    eprintln!("load: 10,048 calls in {elapsed:?}, {refreshes} refreshes, 0 errors, 0 reuse events");
+}
+
 fn herd_makes_one_token_request<H: Harness>(callers: usize) {
     let emu = emulator();
     emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Latency { ms: 25 }));
@@ -569,6 +720,18 @@ macro_rules! suite {
             #[test]
             fn authorization_code_flow() {
                 super::authorization_code_flow::<$harness>();
+            }
+            #[test]
+            fn silent_server_and_repeated_failures() {
+                super::silent_server_and_repeated_failures::<$harness>();
+            }
+            #[test]
+            fn token_endpoint_redirects_and_resets() {
+                super::token_endpoint_redirects_and_resets::<$harness>();
+            }
+            #[test]
+            fn load_on_one_second_tokens() {
+                super::load_on_one_second_tokens::<$harness>();
             }
             #[test]
             fn herd_makes_one_token_request() {
