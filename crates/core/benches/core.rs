@@ -29,6 +29,12 @@ fn parsing(c: &mut Criterion) {
     group.bench_function("plain_serde_struct", |b| {
         b.iter(|| serde_json::from_slice::<PlainToken>(black_box(TOKEN_BODY)).unwrap())
     });
+    group.bench_function("oauth2_basic_token_response", |b| {
+        b.iter(|| {
+            serde_json::from_slice::<oauth2::basic::BasicTokenResponse>(black_box(TOKEN_BODY))
+                .unwrap()
+        })
+    });
     group.finish();
 }
 

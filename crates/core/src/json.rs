@@ -76,11 +76,7 @@ pub(crate) fn trim_body(body: &[u8]) -> &[u8] {
 pub(crate) fn parse_object(body: &[u8]) -> Result<Fields<'_>, ObjectError> {
     let body = trim_body(body);
     if body.first() != Some(&b'{') {
-        // Distinguish "valid JSON, wrong shape" from "not JSON at all".
-        return match serde_json::from_slice::<de::IgnoredAny>(body) {
-            Ok(_) => Err(ObjectError::NotAnObject),
-            Err(e) => Err(ObjectError::NotJson(reason(&e))),
-        };
+        return Err(not_an_object(body));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let result = deserializer.deserialize_map(FieldsVisitor);
@@ -99,6 +95,20 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Fields<'_>, ObjectError> {
             }
         }
     }
+}
+
+/// The error for a body that does not start with `{`: valid JSON of the wrong shape, or not
+/// JSON at all.
+pub(crate) fn not_an_object(body: &[u8]) -> ObjectError {
+    match serde_json::from_slice::<de::IgnoredAny>(body) {
+        Ok(_) => ObjectError::NotAnObject,
+        Err(e) => ObjectError::NotJson(reason(&e)),
+    }
+}
+
+/// The error for a body starting with `{` that serde_json refused.
+pub(crate) fn object_error(e: &serde_json::Error) -> ObjectError {
+    ObjectError::NotJson(reason(e))
 }
 
 /// serde_json's messages name positions and expectations, never the input's content; the
@@ -165,26 +175,34 @@ impl<'de> de::Deserialize<'de> for KeySeed<'de> {
 
 /// A raw value read as a string (`None` if it is not a JSON string).
 pub(crate) fn as_string(raw: &RawValue) -> Option<String> {
-    let text = raw.get();
-    if !text.starts_with('"') {
-        return None;
+    match as_plain_str(raw) {
+        Some(plain) => Some(plain.to_owned()),
+        None if raw.get().starts_with('"') => serde_json::from_str::<String>(raw.get()).ok(),
+        None => None,
     }
-    serde_json::from_str::<String>(text).ok()
+}
+
+/// The contents of a JSON string without escapes, borrowed (the common case: no allocation and
+/// no second parse). `None` for other values and for strings with escapes.
+pub(crate) fn as_plain_str(raw: &RawValue) -> Option<&str> {
+    let inner = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
 }
 
 /// A raw value read as a whole number of seconds: a JSON number (fractions dropped, negative or
 /// out of range clamped to `0..=u64::MAX`) or a string of digits.
 pub(crate) fn as_seconds(raw: &RawValue) -> Option<u64> {
     let text = raw.get();
+    let unquoted;
     let number_text = if text.starts_with('"') {
-        let s = as_string(raw)?;
-        let s = s.trim().to_owned();
+        unquoted = as_string(raw)?;
+        let s = unquoted.trim();
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         s
     } else {
-        text.to_owned()
+        text
     };
     if let Ok(n) = number_text.parse::<u64>() {
         return Some(n);

@@ -7,6 +7,8 @@ use http::StatusCode;
 
 use crate::error::{Error, ProtocolError};
 use crate::excerpt::Excerpt;
+use serde_json::value::RawValue;
+
 use crate::json::{self, ObjectError};
 use crate::oauth_error::OAuthError;
 use crate::secret::{AccessToken, RefreshToken};
@@ -60,7 +62,7 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
     if body.len() > MAX_TOKEN_RESPONSE_BYTES {
         return Err(ProtocolError::BodyTooLarge { status, limit: MAX_TOKEN_RESPONSE_BYTES }.into());
     }
-    let fields = match json::parse_object(body) {
+    let fields = match read_fields(body) {
         Ok(fields) => fields,
         Err(e) if !status.is_success() => {
             // A proxy's HTML page or an empty 5xx: no OAuth error to read.
@@ -94,7 +96,9 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
     };
     check_token(status, "access_token", &access_token)?;
 
-    if let Some(raw) = fields.get("token_type") {
+    if let Some(raw) = fields.get("token_type")
+        && !json::as_plain_str(raw).is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
+    {
         let token_type =
             json::as_string(raw).ok_or_else(|| invalid(status, "token_type", "not a string"))?;
         if !token_type.eq_ignore_ascii_case("bearer") {
@@ -140,6 +144,63 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         expires_in,
         refresh_token,
         scope,
+    })
+}
+
+/// The fields RFC 6749 defines, borrowed raw from the body so each is read leniently on its own.
+/// serde's derived visitor matches names without allocating and refuses a repeated field.
+#[derive(serde::Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    access_token: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    token_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    expires_in: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refresh_token: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    scope: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error_description: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error_uri: Option<&'a RawValue>,
+}
+
+impl<'a> Fields<'a> {
+    /// `name`'s raw value; JSON `null` counts as absent.
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        let raw = match name {
+            "access_token" => self.access_token,
+            "token_type" => self.token_type,
+            "expires_in" => self.expires_in,
+            "refresh_token" => self.refresh_token,
+            "scope" => self.scope,
+            "error" => self.error,
+            "error_description" => self.error_description,
+            "error_uri" => self.error_uri,
+            _ => None,
+        };
+        raw.filter(|r| r.get() != "null")
+    }
+}
+
+fn read_fields(body: &[u8]) -> Result<Fields<'_>, ObjectError> {
+    let trimmed = json::trim_body(body);
+    if trimmed.first() != Some(&b'{') {
+        return Err(json::not_an_object(trimmed));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(trimmed);
+    let fields = serde::Deserialize::deserialize(&mut deserializer)
+        .and_then(|f| deserializer.end().map(|()| f));
+    fields.map_err(|e| {
+        let text = e.to_string();
+        match text.strip_prefix("duplicate field `").and_then(|rest| rest.split('`').next()) {
+            Some(field) => ObjectError::Duplicate(field.to_owned()),
+            None => json::object_error(&e),
+        }
     })
 }
 
