@@ -46,6 +46,12 @@ pub fn drive_blocking<E: Exchange>(
 pub trait AsyncTokenSource: Send + Sync {
     /// A valid token, after invalidating `rejected` if given.
     async fn token_for(&self, rejected: Option<TokenId>) -> Result<Token, Error>;
+
+    /// A cached token, if one can be had without waiting (the common case): spares the driver a
+    /// boxed future per call. `None` means "ask [`AsyncTokenSource::token_for`]".
+    fn try_token_now(&self) -> Option<Token> {
+        None
+    }
 }
 
 /// Runs `exchange` to completion on an async transport.
@@ -68,7 +74,12 @@ pub async fn drive_async<E: Exchange + Send>(
             }
             Poll::NeedToken { rejected } => {
                 let token = match tokens {
-                    Some(tokens) => tokens.token_for(rejected).await,
+                    Some(tokens) => {
+                        match rejected.is_none().then(|| tokens.try_token_now()).flatten() {
+                            Some(token) => Ok(token),
+                            None => tokens.token_for(rejected).await,
+                        }
+                    }
                     None => Err(no_token_source()),
                 };
                 exchange.handle_token(token);

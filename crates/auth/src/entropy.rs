@@ -1,5 +1,8 @@
 //! Entropy: the one place that draws random bytes (for `state`, PKCE and jitter).
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use helloflex_core::{AUTHORIZATION_ENTROPY_BYTES, ConfigError, Error};
 
 /// Random bytes from the operating system.
@@ -15,7 +18,13 @@ pub fn authorization_entropy() -> Result<[u8; AUTHORIZATION_ENTROPY_BYTES], Erro
     os_bytes()
 }
 
-/// A seed for jitter. Jitter only spreads load, so if the OS RNG fails a fixed seed will do.
+/// A seed for jitter, cheap enough for every call: one OS-random base per process (drawn once),
+/// mixed with a counter (SplitMix64's increment). Jitter only spreads load; it is not a secret,
+/// so if the OS RNG fails a fixed base will do.
 pub fn jitter_seed() -> u64 {
-    os_bytes::<8>().map(u64::from_le_bytes).unwrap_or(0x5DEE_CE66_D1CE_4E5B)
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE
+        .get_or_init(|| os_bytes::<8>().map(u64::from_le_bytes).unwrap_or(0x5DEE_CE66_D1CE_4E5B));
+    base ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
 }

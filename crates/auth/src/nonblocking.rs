@@ -237,6 +237,21 @@ impl AsyncTokenSource for AsyncTokenManager {
         }
         self.token().await
     }
+
+    fn try_token_now(&self) -> Option<Token> {
+        // Bound first: the lock is released at the end of this statement, before any arm locks.
+        let step = self.shared.cache.lock().acquire(self.shared.clock.now());
+        match step {
+            Acquire::Use(token) => Some(token),
+            // Anything else (a refresh to start, a fetch, a wait) goes the full way; give a
+            // ticket straight back so the full path can take it.
+            Acquire::UseAndRefresh(_, ticket) | Acquire::Fetch(ticket) => {
+                self.shared.cache.lock().abandon(ticket);
+                None
+            }
+            Acquire::Wait(_) | Acquire::Fail(_) => None,
+        }
+    }
 }
 
 /// Waits until either future finishes.

@@ -150,6 +150,15 @@ impl ApiRequest {
 
     /// The HTTP request against `base`, carrying `token` in a sensitive `Authorization` header.
     pub fn to_http(&self, base: &Endpoint, token: &AccessToken) -> Result<Request<Vec<u8>>, Error> {
+        self.to_http_with(base, bearer_header(token)?)
+    }
+
+    /// The HTTP request against `base` with a prepared `Authorization` value (a cached token's).
+    pub fn to_http_with(
+        &self,
+        base: &Endpoint,
+        authorization: HeaderValue,
+    ) -> Result<Request<Vec<u8>>, Error> {
         if let Some(e) = &self.error {
             return Err(e.clone().into());
         }
@@ -169,7 +178,7 @@ impl ApiRequest {
         if self.body.is_some() && !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        headers.insert(AUTHORIZATION, bearer_header(token)?);
+        headers.insert(AUTHORIZATION, authorization);
         Ok(request)
     }
 }

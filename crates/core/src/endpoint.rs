@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::Uri;
 
@@ -21,9 +22,10 @@ pub enum InsecureLoopback {
 /// fragment. Trailing slashes are removed so paths can be appended.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Always parses as an absolute URI (checked in [`Endpoint::parse`]).
-    text: String,
-    host: String,
+    /// Always parses as an absolute URI (checked in [`Endpoint::parse`]). Shared: every API call
+    /// holds its base URL, and a clone must not allocate.
+    text: Arc<str>,
+    host: Arc<str>,
 }
 
 impl Endpoint {
@@ -74,17 +76,17 @@ impl Endpoint {
         while text.ends_with('/') {
             text.pop();
         }
-        Ok(Self { text, host })
+        Ok(Self { text: text.into(), host: host.into() })
     }
 
     /// A constant URL known to be valid HTTPS.
     pub(crate) fn from_static(url: &'static str, host: &'static str) -> Self {
-        Self { text: url.to_owned(), host: host.to_owned() }
+        Self { text: url.into(), host: host.into() }
     }
 
     /// An endpoint from an already validated one with a path appended.
     pub(crate) fn from_parts(text: String, host: String) -> Self {
-        Self { text, host }
+        Self { text: text.into(), host: host.into() }
     }
 
     /// The URL as text, without a trailing slash.

@@ -276,7 +276,10 @@ impl Exchange for ApiCall {
                     self.state = State::AwaitingToken;
                     return Poll::NeedToken { rejected: self.rejected.take() };
                 };
-                match self.request.to_http(&self.base, token.access_token()) {
+                match token
+                    .authorization()
+                    .and_then(|value| self.request.to_http_with(&self.base, value))
+                {
                     Ok(request) => {
                         self.attempts.record(now);
                         self.state = State::InFlight;

@@ -52,6 +52,9 @@ struct TokenInner {
     id: TokenId,
     access: AccessToken,
     expires_at: Instant,
+    /// `Bearer <token>`, built once: every call clones it (a reference count, no allocation).
+    /// `None` if the token cannot be a header value (the parser refuses those; kept defensive).
+    authorization: Option<http::HeaderValue>,
 }
 
 /// A usable access token, cheap to clone (shared, not copied).
@@ -70,6 +73,14 @@ impl Token {
     /// When it expires (counted from the moment its request was sent).
     pub fn expires_at(&self) -> Instant {
         self.0.expires_at
+    }
+
+    /// The `Authorization: Bearer ...` header value, marked sensitive.
+    pub fn authorization(&self) -> Result<http::HeaderValue, Error> {
+        match &self.0.authorization {
+            Some(value) => Ok(value.clone()),
+            None => crate::api_request::bearer_header(&self.0.access),
+        }
     }
 }
 
@@ -412,7 +423,9 @@ impl TokenCache {
         let usable_until = expires_at.checked_sub(guard).unwrap_or(set.issued_at);
         let id = TokenId(self.next_id);
         self.next_id += 1;
-        let token = Token(Arc::new(TokenInner { id, access: set.access_token, expires_at }));
+        let authorization = crate::api_request::bearer_header(&set.access_token).ok();
+        let token =
+            Token(Arc::new(TokenInner { id, access: set.access_token, expires_at, authorization }));
         self.current = Some(Current { token: token.clone(), refresh_at, usable_until });
         if let Some(new) = set.refresh_token {
             if let Some(old) = self.refresh_token.take().filter(|old| *old != new) {

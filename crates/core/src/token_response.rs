@@ -74,12 +74,12 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         }
         Err(e) => return Err(e.into_protocol(status, body).into()),
     };
-    if let Some(raw) = fields.get("error") {
+    if let Some(raw) = present(fields.error) {
         let Some(code) = json::as_string(raw) else {
             return Err(invalid(status, "error", "not a string"));
         };
-        let description = fields.get("error_description").and_then(json::as_string);
-        let uri = fields.get("error_uri").and_then(json::as_string);
+        let description = present(fields.error_description).and_then(json::as_string);
+        let uri = present(fields.error_uri).and_then(json::as_string);
         return Err(OAuthError::new(status, &code, description.as_deref(), uri.as_deref()).into());
     }
     if !status.is_success() {
@@ -88,7 +88,7 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         );
     }
 
-    let access_token = match fields.get("access_token") {
+    let access_token = match present(fields.access_token) {
         None => return Err(ProtocolError::MissingField { status, field: "access_token" }.into()),
         Some(raw) => {
             json::as_string(raw).ok_or_else(|| invalid(status, "access_token", "not a string"))?
@@ -96,7 +96,7 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
     };
     check_token(status, "access_token", &access_token)?;
 
-    if let Some(raw) = fields.get("token_type")
+    if let Some(raw) = present(fields.token_type)
         && !json::as_plain_str(raw).is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
     {
         let token_type =
@@ -109,7 +109,7 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         }
     }
 
-    let expires_in = match fields.get("expires_in") {
+    let expires_in = match present(fields.expires_in) {
         None => None,
         Some(raw) => {
             let seconds = json::as_seconds(raw)
@@ -118,7 +118,7 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         }
     };
 
-    let refresh_token = match fields.get("refresh_token") {
+    let refresh_token = match present(fields.refresh_token) {
         None => None,
         Some(raw) => {
             let token = json::as_string(raw)
@@ -132,7 +132,7 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         }
     };
 
-    let scope = fields.get("scope").and_then(|raw| {
+    let scope = present(fields.scope).and_then(|raw| {
         if let Some(text) = json::as_string(raw) {
             return Some(text.split_ascii_whitespace().map(str::to_owned).collect());
         }
@@ -169,22 +169,9 @@ struct Fields<'a> {
     error_uri: Option<&'a RawValue>,
 }
 
-impl<'a> Fields<'a> {
-    /// `name`'s raw value; JSON `null` counts as absent.
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        let raw = match name {
-            "access_token" => self.access_token,
-            "token_type" => self.token_type,
-            "expires_in" => self.expires_in,
-            "refresh_token" => self.refresh_token,
-            "scope" => self.scope,
-            "error" => self.error,
-            "error_description" => self.error_description,
-            "error_uri" => self.error_uri,
-            _ => None,
-        };
-        raw.filter(|r| r.get() != "null")
-    }
+/// A field's raw value; JSON `null` counts as absent.
+fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
 }
 
 fn read_fields(body: &[u8]) -> Result<Fields<'_>, ObjectError> {
@@ -217,7 +204,8 @@ fn check_token(status: StatusCode, field: &'static str, token: &str) -> Result<(
     if token.len() > MAX_TOKEN_BYTES {
         return Err(invalid(status, field, "longer than the size cap"));
     }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+    // Branchless so it vectorises: every byte in 0x21..=0x7E (visible ASCII, no space, CR or LF).
+    if !token.bytes().fold(true, |ok, b| ok & (b.wrapping_sub(0x21) < 0x5E)) {
         return Err(invalid(status, field, "contains characters not allowed in a header"));
     }
     Ok(())

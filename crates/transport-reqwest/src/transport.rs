@@ -74,12 +74,20 @@ impl ReqwestTransport {
 #[async_trait]
 impl AsyncTransport for ReqwestTransport {
     async fn send(&self, request: Request) -> Result<Response, TransportError> {
-        let sent_to = request.uri().to_string();
+        let sent_to = request.uri().clone();
         let request = reqwest::Request::try_from(request).map_err(|e| {
             TransportError::new(TransportErrorKind::Other, format!("invalid request: {e}"))
         })?;
         let mut response = self.client.execute(request).await.map_err(map_error)?;
-        if response.url().as_str().trim_end_matches('/') != sent_to.trim_end_matches('/') {
+        let url = response.url();
+        let same_target = url.host_str() == sent_to.host()
+            && url.port_or_known_default()
+                == sent_to.port_u16().or(match sent_to.scheme_str() {
+                    Some("https") => Some(443),
+                    _ => Some(80),
+                })
+            && url.path().trim_end_matches('/') == sent_to.path().trim_end_matches('/');
+        if !same_target {
             return Err(TransportError::new(
                 TransportErrorKind::Redirect,
                 "the HTTP client followed a redirect",
@@ -88,7 +96,7 @@ impl AsyncTransport for ReqwestTransport {
         if response.content_length().is_some_and(|len| len > self.body_limit as u64) {
             return Err(too_large(self.body_limit));
         }
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(response.content_length().map_or(0, |l| l as usize));
         while let Some(chunk) = response.chunk().await.map_err(map_error)? {
             if body.len() + chunk.len() > self.body_limit {
                 return Err(too_large(self.body_limit));

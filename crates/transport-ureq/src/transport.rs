@@ -48,6 +48,9 @@ pub struct UreqTransport {
     timeouts: Timeouts,
     body_limit: usize,
     user_agent: Option<http::HeaderValue>,
+    /// A caller's agent may have any settings: the contract is applied to each request. Our own
+    /// agent has it built in, which spares a config copy per call.
+    per_request_config: bool,
 }
 
 impl Default for UreqTransport {
@@ -60,18 +63,33 @@ impl UreqTransport {
     /// A transport with its own agent: rustls, a pool of 32 idle connections per host (ureq's
     /// default of 3 is too small for 8 threads).
     pub fn new(timeouts: Timeouts) -> Self {
+        let t = timeouts;
         let agent = ureq::Agent::config_builder()
             .max_idle_connections(64)
             .max_idle_connections_per_host(32)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_connect(Some(t.connect))
+            .timeout_send_request(Some(t.send))
+            .timeout_send_body(Some(t.send))
+            .timeout_recv_response(Some(t.response))
+            .timeout_recv_body(Some(t.body))
             .build()
             .new_agent();
-        Self::with_agent(agent, timeouts)
+        Self { per_request_config: false, ..Self::with_agent(agent, timeouts) }
     }
 
     /// A transport over an existing agent. The contract (statuses, redirects, timeouts) is
     /// applied to each request, whatever the agent's own settings.
     pub fn with_agent(agent: ureq::Agent, timeouts: Timeouts) -> Self {
-        Self { agent, timeouts, body_limit: MAX_BODY_BYTES, user_agent: None }
+        Self {
+            agent,
+            timeouts,
+            body_limit: MAX_BODY_BYTES,
+            user_agent: None,
+            per_request_config: true,
+        }
     }
 
     /// Caps response bodies at `bytes`.
@@ -93,6 +111,9 @@ impl BlockingTransport for UreqTransport {
             request.headers_mut().entry(USER_AGENT).or_insert_with(|| ua.clone());
         }
         let t = self.timeouts;
+        if !self.per_request_config {
+            return self.finish(self.agent.run(request).map_err(map_error)?);
+        }
         let request = self
             .agent
             .configure_request(request)
@@ -106,6 +127,13 @@ impl BlockingTransport for UreqTransport {
             .timeout_recv_body(Some(t.body))
             .build();
         let response = self.agent.run(request).map_err(map_error)?;
+        self.finish(response)
+    }
+}
+
+impl UreqTransport {
+    /// Reads a response's body under the cap.
+    fn finish(&self, response: http::Response<ureq::Body>) -> Result<Response, TransportError> {
         let declared = response
             .headers()
             .get(CONTENT_LENGTH)

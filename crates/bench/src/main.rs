@@ -1,0 +1,837 @@
+//! `loadbench`: run by `cargo xtask bench`. Starts the emulator (a separate process, so this
+//! process's memory is the client's alone), then measures side by side in one run, in
+//! interleaved rounds, reporting medians and ratios:
+//!
+//! 1. authenticated GET throughput: SDK vs raw client with a fixed bearer header, plus a
+//!    raw-vs-raw control row (the noise floor);
+//! 2. herds of 1,000 callers, cold and at expiry, with and without 25 ms of token latency,
+//!    beside a token per call and a hand-written mutex cache;
+//! 3. latency across token rollover (1 s tokens) vs long-lived tokens, with an SVG chart;
+//! 4. allocations per call and peak RSS over 100,000 calls.
+//!
+//! Every loop is bounded in count and in time. Usage:
+//! `loadbench --emulator <path> --out <dir>` (writes `<dir>/load.md` and `<dir>/rollover.svg`).
+
+#![allow(clippy::disallowed_methods)] // a benchmark reads the clock; that is its job
+
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
+
+/// Counts allocations (stats_alloc wraps the system allocator; no unsafe code here).
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Allocations so far (allocs + reallocs), process-wide.
+fn allocations_so_far() -> u64 {
+    let stats = GLOBAL.stats();
+    (stats.allocations + stats.reallocations) as u64
+}
+
+const DEMO: (&str, &str) = ("demo-client", "demo-secret");
+const ROLL: (&str, &str) = ("roll-client", "roll-secret");
+const ROUNDS: usize = 15;
+const ROUND: Duration = Duration::from_millis(300);
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Emulator {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_emulator(path: &str) -> Result<Emulator> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(path)
+        .args(["--port", &port.to_string(), "--client", &format!("{}:{}", ROLL.0, ROLL.1)])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("the emulator did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Emulator { child, base })
+}
+
+fn admin(base: &str, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{base}/_admin/{path}");
+    let mut response = match body {
+        Some(json) => {
+            agent.post(&url).header("content-type", "application/json").send(json.to_string())?
+        }
+        None => agent.get(&url).call()?,
+    };
+    let text = response.body_mut().read_to_string()?;
+    Ok(if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? })
+}
+
+fn token_requests(base: &str) -> Result<u64> {
+    let counters = admin(base, "counters", None)?;
+    Ok(counters["token_requests"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum()))
+}
+
+fn reset(base: &str) -> Result<()> {
+    admin(base, "counters/reset", Some(serde_json::json!({})))?;
+    Ok(())
+}
+
+fn environment(base: &str) -> Result<Environment> {
+    Ok(Environment::custom(base, InsecureLoopback::Allow)?)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+// ---------- 1. throughput ----------
+
+async fn async_rate<F, Fut>(concurrency: usize, call: F) -> f64
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let done = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + ROUND;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (call, done) = (call.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if call().await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
+}
+
+fn blocking_rate<F>(threads: usize, call: F) -> f64
+where
+    F: Fn() -> bool + Send + Sync + Clone + 'static,
+{
+    let done = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + ROUND;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (call, done) = (call.clone(), done.clone());
+            std::thread::spawn(move || {
+                while Instant::now() < deadline {
+                    if call() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+    done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
+}
+
+/// One configuration's rates, round by round: raw, SDK, raw again (the control).
+struct Row {
+    name: String,
+    rounds: Vec<[f64; 3]>,
+}
+
+impl Row {
+    fn rates(&self, i: usize) -> f64 {
+        median(self.rounds.iter().map(|r| r[i]).collect())
+    }
+    /// Median over rounds of the SDK's rate against the mean of the raw runs around it: pairing
+    /// within a round cancels the machine's slow drift.
+    fn ratio(&self) -> f64 {
+        median(self.rounds.iter().map(|r| r[1] / ((r[0] + r[2]) / 2.0)).collect())
+    }
+    /// The same for raw against raw: the noise floor.
+    fn control(&self) -> f64 {
+        median(self.rounds.iter().map(|r| r[2] / r[0]).collect())
+    }
+}
+
+fn raw_reqwest() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()?)
+}
+
+fn raw_ureq() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections(64)
+        .max_idle_connections_per_host(32)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(Duration::from_secs(30)))
+        .timeout_recv_body(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<Row>> {
+    let env = environment(base)?;
+    let sdk = rt.block_on(async {
+        helloflex_transport_reqwest::Client::builder()
+            .environment(env.clone())
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .build()
+    })?;
+    let bearer = format!("Bearer {}", rt.block_on(sdk.token())?.access_token().expose_secret());
+    let url = format!("{base}/news");
+    let raw = raw_reqwest()?;
+    let mut rows = Vec::new();
+    for concurrency in [1usize, 32] {
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            let mut round = [0.0; 3];
+            // Interleaved: raw, SDK, raw again (the control) in every round.
+            for (slot, which) in [(0, "raw"), (1, "sdk"), (2, "raw")] {
+                let rate = rt.block_on(async {
+                    if which == "sdk" {
+                        let sdk = sdk.clone();
+                        async_rate(concurrency, move || {
+                            let sdk = sdk.clone();
+                            async move { sdk.get("news").send().await.is_ok() }
+                        })
+                        .await
+                    } else {
+                        let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
+                        async_rate(concurrency, move || {
+                            let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
+                            async move {
+                                match raw
+                                    .get(&url)
+                                    .header("authorization", &bearer)
+                                    .header("accept", "application/json")
+                                    .send()
+                                    .await
+                                {
+                                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                                    Err(_) => false,
+                                }
+                            }
+                        })
+                        .await
+                    }
+                });
+                round[slot] = rate;
+            }
+            rounds.push(round);
+        }
+        rows.push(Row { name: format!("async (reqwest), concurrency {concurrency}"), rounds });
+    }
+    let sdk = helloflex_transport_ureq::Client::builder()
+        .environment(env)
+        .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+        .build()?;
+    let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
+    let agent = raw_ureq();
+    for threads in [1usize, 8] {
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            let raw_call = {
+                let (agent, url, bearer) = (agent.clone(), url.clone(), bearer.clone());
+                move || match agent
+                    .get(&url)
+                    .header("authorization", &bearer)
+                    .header("accept", "application/json")
+                    .call()
+                {
+                    Ok(mut r) => r.status().is_success() && r.body_mut().read_to_vec().is_ok(),
+                    Err(_) => false,
+                }
+            };
+            let raw_rate = blocking_rate(threads, raw_call.clone());
+            let client = sdk.clone();
+            let sdk_rate = blocking_rate(threads, move || client.get("news").send().is_ok());
+            rounds.push([raw_rate, sdk_rate, blocking_rate(threads, raw_call)]);
+        }
+        rows.push(Row { name: format!("blocking (ureq), {threads} thread(s)"), rounds });
+    }
+    Ok(rows)
+}
+
+// ---------- 2. herds ----------
+
+async fn raw_token(http: &reqwest::Client, base: &str) -> Option<String> {
+    let body =
+        format!("grant_type=client_credentials&client_id={}&client_secret={}", DEMO.0, DEMO.1);
+    let r = http
+        .post(format!("{base}/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
+    json["access_token"].as_str().map(str::to_owned)
+}
+
+fn herds(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<(String, u64, u64)>> {
+    const CALLERS: usize = 1000;
+    let env = environment(base)?;
+    let mut rows = Vec::new();
+    let mut measure = |name: &str, run: &dyn Fn(&str) -> Result<()>| -> Result<()> {
+        let mut counts = Vec::new();
+        for latency in [0u64, 25] {
+            admin(base, "faults", None).ok(); // (GET is a 405: harmless; keeps the admin path warm)
+            let _ =
+                ureq::Agent::new_with_defaults().delete(&format!("{base}/_admin/faults")).call();
+            if latency > 0 {
+                admin(
+                    base,
+                    "faults",
+                    Some(
+                        serde_json::json!({"path": "/oauth2/token", "kind": "latency", "ms": latency}),
+                    ),
+                )?;
+            }
+            run(base)?;
+            counts.push(token_requests(base)?);
+        }
+        let _ = ureq::Agent::new_with_defaults().delete(&format!("{base}/_admin/faults")).call();
+        rows.push((name.to_owned(), counts[0], counts[1]));
+        Ok(())
+    };
+    measure("helloflex-rs, cold cache", &|base| {
+        reset(base)?;
+        rt.block_on(async {
+            let client = helloflex_transport_reqwest::Client::builder()
+                .environment(env.clone())
+                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+                .build()?;
+            let tasks: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let c = client.clone();
+                    tokio::spawn(async move { c.token().await.is_ok() })
+                })
+                .collect();
+            for t in tasks {
+                t.await?;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })
+    })?;
+    measure("helloflex-rs, at expiry (1 s tokens)", &|base| {
+        rt.block_on(async {
+            let client = helloflex_transport_reqwest::Client::builder()
+                .environment(env.clone())
+                .client_credentials(ROLL.0, ClientSecret::new(ROLL.1))
+                .build()?;
+            client.token().await?;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            reset(base)?;
+            let tasks: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let c = client.clone();
+                    tokio::spawn(async move { c.token().await.is_ok() })
+                })
+                .collect();
+            for t in tasks {
+                t.await?;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })
+    })?;
+    measure("a token per call (oauth2-rs README pattern)", &|base| {
+        reset(base)?;
+        rt.block_on(async {
+            let http = raw_reqwest()?;
+            let tasks: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let (h, b) = (http.clone(), base.to_owned());
+                    tokio::spawn(async move { raw_token(&h, &b).await })
+                })
+                .collect();
+            for t in tasks {
+                t.await?;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })
+    })?;
+    measure("hand-written mutex cache (check, unlock, fetch, store)", &|base| {
+        reset(base)?;
+        rt.block_on(async {
+            let http = raw_reqwest()?;
+            let cache: Arc<Mutex<Option<String>>> = Arc::default();
+            let tasks: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let (h, b, cache) = (http.clone(), base.to_owned(), cache.clone());
+                    tokio::spawn(async move {
+                        let cached = cache.lock().ok().and_then(|c| c.clone());
+                        if cached.is_none() {
+                            let fresh = raw_token(&h, &b).await;
+                            if let Ok(mut c) = cache.lock() {
+                                *c = fresh;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await?;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })
+    })?;
+    Ok(rows)
+}
+
+// ---------- 3. rollover ----------
+
+struct Rollover {
+    p50: (Duration, Duration),
+    p99: (Duration, Duration),
+    calls: (usize, usize),
+    /// (seconds since start, latency) per call of the last short-token round.
+    samples_short: Vec<(f64, Duration)>,
+    samples_long: Vec<(f64, Duration)>,
+    refreshes: u64,
+}
+
+fn rollover(rt: &tokio::runtime::Runtime, base: &str) -> Result<Rollover> {
+    const WINDOW: Duration = Duration::from_secs(3);
+    const TASKS: usize = 8;
+    let env = environment(base)?;
+    admin(base, "token-lifetime", Some(serde_json::json!({"seconds": 1, "client": ROLL.0})))?;
+    let window = |client: helloflex_transport_reqwest::Client| -> Vec<(f64, Duration)> {
+        rt.block_on(async move {
+            let start = Instant::now();
+            let deadline = start + WINDOW;
+            let samples = Arc::new(Mutex::new(Vec::with_capacity(200_000)));
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let (client, samples) = (client.clone(), samples.clone());
+                    tokio::spawn(async move {
+                        let mut local = Vec::new();
+                        while Instant::now() < deadline && local.len() < 200_000 {
+                            let t = Instant::now();
+                            let ok = client.get("news").send().await.is_ok();
+                            if ok {
+                                local.push(((t - start).as_secs_f64(), t.elapsed()));
+                            }
+                        }
+                        if let Ok(mut s) = samples.lock() {
+                            s.extend(local);
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            samples.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default()
+        })
+    };
+    let build = |creds: (&str, &str)| {
+        rt.block_on(async {
+            helloflex_transport_reqwest::Client::builder()
+                .environment(env.clone())
+                .client_credentials(creds.0, ClientSecret::new(creds.1))
+                .build()
+        })
+    };
+    let short_client = build(ROLL)?;
+    let long_client = build(DEMO)?;
+    rt.block_on(async {
+        let _ = short_client.token().await;
+        let _ = long_client.token().await;
+    });
+    let (mut p99s, mut p99l, mut p50s, mut p50l) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut samples_short, mut samples_long) = (Vec::new(), Vec::new());
+    reset(base)?;
+    for _ in 0..2 {
+        // Interleaved: long-lived tokens, then 1 s tokens, twice.
+        let long = window(long_client.clone());
+        let short = window(short_client.clone());
+        for (samples, p50, p99) in [(&long, &mut p50l, &mut p99l), (&short, &mut p50s, &mut p99s)] {
+            let mut lat: Vec<Duration> = samples.iter().map(|(_, d)| *d).collect();
+            lat.sort();
+            p50.push(percentile(&lat, 0.5).as_secs_f64());
+            p99.push(percentile(&lat, 0.99).as_secs_f64());
+        }
+        samples_short = short;
+        samples_long = long;
+    }
+    let counters = admin(base, "counters", None)?;
+    let refreshes =
+        counters["token_requests"][format!("{}/client_credentials", ROLL.0)].as_u64().unwrap_or(0);
+    let secs = |v: Vec<f64>| Duration::from_secs_f64(median(v));
+    Ok(Rollover {
+        p50: (secs(p50s), secs(p50l)),
+        p99: (secs(p99s), secs(p99l)),
+        calls: (samples_short.len(), samples_long.len()),
+        samples_short,
+        samples_long,
+        refreshes,
+    })
+}
+
+fn svg(r: &Rollover) -> String {
+    // Per-100 ms bucket p99 latency for both scenarios of the last round.
+    let bucket = |samples: &[(f64, Duration)]| -> Vec<(f64, f64)> {
+        let mut buckets: Vec<Vec<Duration>> = vec![Vec::new(); 30];
+        for (t, d) in samples {
+            let i = ((t * 10.0) as usize).min(29);
+            buckets[i].push(*d);
+        }
+        buckets
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, mut b)| {
+                b.sort();
+                (i as f64 / 10.0 + 0.05, percentile(&b, 0.99).as_secs_f64() * 1e6)
+            })
+            .collect()
+    };
+    let short = bucket(&r.samples_short);
+    let long = bucket(&r.samples_long);
+    let max_us = short.iter().chain(long.iter()).map(|(_, y)| *y).fold(100.0, f64::max) * 1.1;
+    let (w, h, left, bottom) = (720.0, 320.0, 60.0, 40.0);
+    let x = |t: f64| left + t / 3.0 * (w - left - 20.0);
+    let y = |us: f64| h - bottom - us / max_us * (h - bottom - 20.0);
+    let line = |points: &[(f64, f64)]| {
+        points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"##
+    );
+    let _ = write!(
+        out,
+        r##"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="14">p99 latency per 100 ms, 8 concurrent callers: 1 s tokens (rolling over) vs long-lived tokens</text>"##
+    );
+    for s in 0..=3 {
+        let _ = write!(
+            out,
+            r##"<line x1="{0:.1}" y1="20" x2="{0:.1}" y2="{1}" stroke="#ddd"/><text x="{0:.1}" y="{2}" text-anchor="middle">{s} s</text>"##,
+            x(s as f64),
+            h - bottom,
+            h - bottom + 16.0
+        );
+    }
+    for frac in [0.0, 0.5, 1.0] {
+        let v = max_us / 1.1 * frac;
+        let _ = write!(
+            out,
+            r##"<text x="{}" y="{:.1}" text-anchor="end">{:.0} µs</text>"##,
+            left - 6.0,
+            y(v) + 4.0,
+            v
+        );
+    }
+    let _ = write!(
+        out,
+        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{}"/>"##,
+        line(&long)
+    );
+    let _ = write!(
+        out,
+        r##"<polyline fill="none" stroke="#d62728" stroke-width="2" points="{}"/>"##,
+        line(&short)
+    );
+    let _ = write!(
+        out,
+        r##"<text x="{}" y="{}" fill="#d62728">1 s tokens ({} refreshes over all windows)</text><text x="{}" y="{}" fill="#1f77b4">long-lived tokens</text></svg>"##,
+        w - 260.0,
+        34,
+        r.refreshes,
+        w - 260.0,
+        50
+    );
+    out
+}
+
+// ---------- 4. allocations and memory ----------
+
+fn allocations(rt: &tokio::runtime::Runtime, base: &str) -> Result<(f64, f64, f64)> {
+    use helloflex_core::*;
+    // The SDK's own per-call work without the network: cached token, request built, answer classified.
+    let now = Instant::now();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    let Acquire::Fetch(ticket) = cache.acquire(now) else { return Err("expected a fetch".into()) };
+    let response =
+        parse_token_response(http::StatusCode::OK, br#"{"access_token":"t0k","expires_in":3600}"#)?;
+    let set = cache.token_set(&ticket, response, now);
+    let _ = cache.complete(now, ticket, Ok(set), 1);
+    let env = environment(base)?.base_url();
+    let canned = http::Response::new(b"[]".to_vec());
+    const N: u64 = 10_000;
+    let before = allocations_so_far();
+    for _ in 0..N {
+        let Acquire::Use(token) = cache.acquire(now) else { return Err("expected a token".into()) };
+        let request = ApiRequest::get("news").to_http(&env, token.access_token())?;
+        std::hint::black_box(&request);
+        classify_response(canned.status(), canned.headers(), canned.body())
+            .map_err(|e| e.to_string())?;
+    }
+    let core = (allocations_so_far() - before) as f64 / N as f64;
+    // Whole calls, sequentially: SDK client vs raw reqwest with a fixed header.
+    let client = rt.block_on(async {
+        helloflex_transport_reqwest::Client::builder()
+            .environment(environment(base)?)
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .build()
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+    })?;
+    let bearer = format!("Bearer {}", rt.block_on(client.token())?.access_token().expose_secret());
+    let raw = raw_reqwest()?;
+    let url = format!("{base}/news");
+    const CALLS: u64 = 2_000;
+    let (sdk, rawc) = rt.block_on(async {
+        for _ in 0..100 {
+            let _ = client.get("news").send().await;
+            let _ = raw.get(&url).header("authorization", &bearer).send().await;
+        }
+        let before = allocations_so_far();
+        for _ in 0..CALLS {
+            let _ = client.get("news").send().await;
+        }
+        let sdk = allocations_so_far() - before;
+        let before = allocations_so_far();
+        for _ in 0..CALLS {
+            if let Ok(r) = raw
+                .get(&url)
+                .header("authorization", &bearer)
+                .header("accept", "application/json")
+                .send()
+                .await
+            {
+                let _ = r.bytes().await;
+            }
+        }
+        (sdk, allocations_so_far() - before)
+    });
+    Ok((core, sdk as f64 / CALLS as f64, rawc as f64 / CALLS as f64))
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+            })
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Run in a child process: 100,000 calls at concurrency 32, then the peak RSS.
+fn memory_phase(base: &str, raw: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    const CALLS: usize = 100_000;
+    const TASKS: usize = 32;
+    let started = Instant::now();
+    rt.block_on(async {
+        let client = helloflex_transport_reqwest::Client::builder()
+            .environment(environment(base)?)
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .build()?;
+        let bearer = format!("Bearer {}", client.token().await?.access_token().expose_secret());
+        let http = raw_reqwest()?;
+        let url = format!("{base}/news");
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (client, http, url, bearer) =
+                    (client.clone(), http.clone(), url.clone(), bearer.clone());
+                tokio::spawn(async move {
+                    for _ in 0..CALLS / TASKS {
+                        if started.elapsed() > Duration::from_secs(60) {
+                            break;
+                        }
+                        if raw {
+                            if let Ok(r) =
+                                http.get(&url).header("authorization", &bearer).send().await
+                            {
+                                let _ = r.bytes().await;
+                            }
+                        } else {
+                            let _ = client.get("news").send().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    println!("peak_rss_kib={} seconds={:.2}", peak_rss_kib(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn memory(base: &str) -> Result<[(u64, f64); 2]> {
+    let exe = std::env::current_exe()?;
+    let mut out = [(0, 0.0); 2];
+    for (i, kind) in ["sdk", "raw"].iter().enumerate() {
+        let output = Command::new(&exe)
+            .args(["--phase", "memory", "--base", base, "--kind", kind])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let field = |name: &str| {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        out[i] = (field("peak_rss_kib=") as u64, field("seconds="));
+    }
+    Ok(out)
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn main() -> Result<()> {
+    if arg("--phase").as_deref() == Some("memory") {
+        let base = arg("--base").ok_or("--base")?;
+        return memory_phase(&base, arg("--kind").as_deref() == Some("raw"));
+    }
+    let emulator_path = arg("--emulator").ok_or("--emulator <path>")?;
+    let out_dir = std::path::PathBuf::from(arg("--out").ok_or("--out <dir>")?);
+    std::fs::create_dir_all(&out_dir)?;
+    let emulator = start_emulator(&emulator_path)?;
+    let base = emulator.base.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
+    // The roll client's tokens live 1 s (herd at expiry, rollover).
+    admin(&base, "token-lifetime", Some(serde_json::json!({"seconds": 1, "client": ROLL.0})))?;
+    eprintln!(
+        "loadbench: throughput ({ROUNDS} interleaved rounds of {} ms per row)",
+        ROUND.as_millis()
+    );
+    let rows = throughput(&rt, &base)?;
+    eprintln!("loadbench: herds");
+    let herd = herds(&rt, &base)?;
+    eprintln!("loadbench: rollover");
+    let roll = rollover(&rt, &base)?;
+    eprintln!("loadbench: allocations and memory");
+    let (core_allocs, sdk_allocs, raw_allocs) = allocations(&rt, &base)?;
+    let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = memory(&base)?;
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "### 1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {} ms: raw, SDK, raw)\n",
+        ROUND.as_millis()
+    );
+    let _ = writeln!(
+        md,
+        "Rates are medians (requests/s); ratios are medians of per-round ratios (the SDK against the raw runs around it).\n"
+    );
+    let _ = writeln!(md, "| client | SDK | raw | SDK / raw | raw / raw (control) |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for r in &rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | **{:.3}x** | {:.3}x |",
+            r.name,
+            r.rates(1),
+            r.rates(0),
+            r.ratio(),
+            r.control()
+        );
+    }
+    let _ = writeln!(md, "\n### 2. Herds: 1,000 concurrent callers, token requests made\n");
+    let _ = writeln!(md, "| pattern | loopback | +25 ms token latency |");
+    let _ = writeln!(md, "|---|---:|---:|");
+    for (name, fast, slow) in &herd {
+        let _ = writeln!(md, "| {name} | {fast} | {slow} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n### 3. Latency across token rollover (8 concurrent callers, 3 s windows, interleaved, medians of 2)\n"
+    );
+    let _ = writeln!(md, "| tokens | calls (last window) | p50 | p99 |");
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| 1 s, rolling over ({} refreshes in all windows) | {} | {:.0} µs | {:.0} µs |",
+        roll.refreshes,
+        roll.calls.0,
+        roll.p50.0.as_secs_f64() * 1e6,
+        roll.p99.0.as_secs_f64() * 1e6
+    );
+    let _ = writeln!(
+        md,
+        "| long-lived | {} | {:.0} µs | {:.0} µs |",
+        roll.calls.1,
+        roll.p50.1.as_secs_f64() * 1e6,
+        roll.p99.1.as_secs_f64() * 1e6
+    );
+    let _ = writeln!(
+        md,
+        "\nrollover p99 / long-lived p99: **{:.3}x**; p50: {:.3}x\n",
+        roll.p99.0.as_secs_f64() / roll.p99.1.as_secs_f64(),
+        roll.p50.0.as_secs_f64() / roll.p50.1.as_secs_f64()
+    );
+    let _ = writeln!(md, "![p99 latency across token rollover](rollover.svg)\n");
+    let _ = writeln!(md, "### 4. Memory and allocations\n");
+    let _ = writeln!(md, "| measure | SDK | raw reqwest |");
+    let _ = writeln!(md, "|---|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| allocations per call, the SDK's own work (cached token, request built, answer classified; no network) | {core_allocs:.1} | - |"
+    );
+    let _ = writeln!(
+        md,
+        "| allocations per call, whole call over reqwest (sequential) | {sdk_allocs:.1} | {raw_allocs:.1} |"
+    );
+    let _ = writeln!(
+        md,
+        "| peak RSS after 100,000 calls at concurrency 32 (separate process) | {} KiB ({sdk_secs:.1} s) | {} KiB ({raw_secs:.1} s) |",
+        sdk_rss, raw_rss
+    );
+    std::fs::write(out_dir.join("load.md"), md)?;
+    std::fs::write(out_dir.join("rollover.svg"), svg(&roll))?;
+    drop(emulator);
+    eprintln!("loadbench: done");
+    Ok(())
+}
