@@ -89,6 +89,19 @@ pub enum StoreError {
     Unavailable(&'static str),
 }
 
+impl StoreError {
+    /// The SDK error for a store that could not be read at start-up (a configuration problem:
+    /// the file is the caller's). Names neither the path's contents nor any token.
+    pub fn into_error(self) -> helloflex_core::Error {
+        let reason = match self {
+            StoreError::Corrupt { .. } => "the token file is corrupt",
+            StoreError::Io { .. } => "the token store could not be read",
+            StoreError::Unavailable(_) => "the token store is unavailable",
+        };
+        helloflex_core::ConfigError::Invalid { name: "token store", reason }.into()
+    }
+}
+
 /// Where user tokens are kept. Implementations must be safe to share between threads.
 pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// The stored set, if any.

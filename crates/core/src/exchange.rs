@@ -75,6 +75,34 @@ impl<T> State<T> {
     }
 }
 
+impl<O> State<Result<O, Error>> {
+    /// What `poll` answers in every state but `Ready` (and a sleep that is over), the same for
+    /// every exchange: the result once, a sleep, or a misuse error.
+    fn settled(&mut self, now: Instant) -> Option<Poll<Result<O, Error>>> {
+        let misuse = |what| Some(Poll::Done(Err(UsageError::WrongState(what).into())));
+        match self {
+            State::Done(result) => match result.take() {
+                Some(result) => Some(Poll::Done(result)),
+                None => misuse("exchange polled after it finished"),
+            },
+            State::Sleeping(until) if now < *until => Some(Poll::Sleep(*until)),
+            State::InFlight => misuse("exchange polled before its request was answered"),
+            State::AwaitingToken => misuse("exchange polled before handle_token"),
+            State::Sleeping(_) | State::Ready => None,
+        }
+    }
+}
+
+/// Whether a transport failure may be retried: a request that never left always may; one that
+/// may have reached the server only if replaying it is safe.
+fn transport_retryable(kind: TransportErrorKind, replay_safe: bool) -> bool {
+    match kind {
+        TransportErrorKind::Connect => true,
+        TransportErrorKind::Timeout | TransportErrorKind::Io => replay_safe,
+        _ => false,
+    }
+}
+
 /// Whether a token request may be sent again after it may have reached the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replay {
@@ -157,26 +185,13 @@ impl Exchange for TokenExchange {
     type Output = Result<Fetched, Error>;
 
     fn poll(&mut self, now: Instant) -> Poll<Self::Output> {
-        match &mut self.state {
-            State::Done(result) => match result.take() {
-                Some(result) => Poll::Done(result),
-                None => Poll::Done(Err(UsageError::WrongState(
-                    "exchange polled after it finished",
-                )
-                .into())),
-            },
-            State::Sleeping(until) if now < *until => Poll::Sleep(*until),
-            State::InFlight | State::AwaitingToken => Poll::Done(Err(UsageError::WrongState(
-                "exchange polled before its request was answered",
-            )
-            .into())),
-            State::Sleeping(_) | State::Ready => {
-                self.attempts.record(now);
-                self.sent_at = Some(now);
-                self.state = State::InFlight;
-                Poll::Send(self.request.clone())
-            }
+        if let Some(settled) = self.state.settled(now) {
+            return settled;
         }
+        self.attempts.record(now);
+        self.sent_at = Some(now);
+        self.state = State::InFlight;
+        Poll::Send(self.request.clone())
     }
 
     fn handle_response(&mut self, now: Instant, response: Response<Vec<u8>>) {
@@ -214,11 +229,7 @@ impl Exchange for TokenExchange {
             return;
         }
         error.attempts = self.attempts.made();
-        let retryable = match error.kind {
-            TransportErrorKind::Connect => true,
-            TransportErrorKind::Timeout | TransportErrorKind::Io => self.replay == Replay::Safe,
-            _ => false,
-        };
+        let retryable = transport_retryable(error.kind, self.replay == Replay::Safe);
         let error = Error::Transport(error);
         self.retry_or_finish(now, retryable, None, error);
     }
@@ -256,38 +267,20 @@ impl Exchange for ApiCall {
     type Output = Result<Response<Vec<u8>>, Error>;
 
     fn poll(&mut self, now: Instant) -> Poll<Self::Output> {
-        match &mut self.state {
-            State::Done(result) => match result.take() {
-                Some(result) => Poll::Done(result),
-                None => {
-                    Poll::Done(Err(UsageError::WrongState("call polled after it finished").into()))
-                }
-            },
-            State::Sleeping(until) if now < *until => Poll::Sleep(*until),
-            State::InFlight => Poll::Done(Err(UsageError::WrongState(
-                "call polled before its request was answered",
-            )
-            .into())),
-            State::AwaitingToken => {
-                Poll::Done(Err(UsageError::WrongState("call polled before handle_token").into()))
+        if let Some(settled) = self.state.settled(now) {
+            return settled;
+        }
+        let Some(token) = &self.token else {
+            self.state = State::AwaitingToken;
+            return Poll::NeedToken { rejected: self.rejected.take() };
+        };
+        match token.authorization().and_then(|value| self.request.to_http_with(&self.base, value)) {
+            Ok(request) => {
+                self.attempts.record(now);
+                self.state = State::InFlight;
+                Poll::Send(request)
             }
-            State::Sleeping(_) | State::Ready => {
-                let Some(token) = &self.token else {
-                    self.state = State::AwaitingToken;
-                    return Poll::NeedToken { rejected: self.rejected.take() };
-                };
-                match token
-                    .authorization()
-                    .and_then(|value| self.request.to_http_with(&self.base, value))
-                {
-                    Ok(request) => {
-                        self.attempts.record(now);
-                        self.state = State::InFlight;
-                        Poll::Send(request)
-                    }
-                    Err(e) => Poll::Done(Err(e)),
-                }
-            }
+            Err(e) => Poll::Done(Err(e)),
         }
     }
 
@@ -339,11 +332,7 @@ impl Exchange for ApiCall {
             return;
         }
         error.attempts = self.attempts.made();
-        let retryable = match error.kind {
-            TransportErrorKind::Connect => true,
-            TransportErrorKind::Timeout | TransportErrorKind::Io => self.request.is_retry_safe(),
-            _ => false,
-        };
+        let retryable = transport_retryable(error.kind, self.request.is_retry_safe());
         match retryable.then(|| self.attempts.next_attempt(now, None)).flatten() {
             Some(at) => self.state = State::Sleeping(at),
             None => self.state.finish(Err(Error::Transport(error))),

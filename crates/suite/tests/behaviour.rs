@@ -134,6 +134,36 @@ impl Harness for Ureq {
 
 struct Reqwest(helloflex_transport_reqwest::Client, tokio::runtime::Runtime);
 
+/// Runs `n` tasks made by `task` on `rt` at once and collects their outputs.
+fn spawn_all<T, Fut>(rt: &tokio::runtime::Runtime, n: usize, task: impl Fn() -> Fut) -> Vec<T>
+where
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|_| rt.spawn(task())).collect();
+    rt.block_on(async {
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+}
+
+/// `calls` sequential calls, keeping the errors.
+async fn errors_of<R, F: std::future::Future<Output = Result<R, Error>>>(
+    calls: usize,
+    call: impl Fn() -> F,
+) -> Vec<Error> {
+    let mut errors = Vec::new();
+    for _ in 0..calls {
+        if let Err(e) = call().await {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -178,43 +208,18 @@ impl Harness for Reqwest {
         self.1.block_on(self.0.request(request).send())
     }
     fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error> {
-        self.1.block_on(async {
-            let tasks: Vec<_> = (0..workers)
-                .map(|_| {
-                    let client = self.0.clone();
-                    tokio::spawn(async move {
-                        let mut errors = Vec::new();
-                        for _ in 0..calls {
-                            if let Err(e) = client.get(path).send().await {
-                                errors.push(e);
-                            }
-                        }
-                        errors
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.extend(t.await.unwrap());
-            }
-            out
+        let client = self.0.clone();
+        spawn_all(&self.1, workers, || {
+            let c = client.clone();
+            async move { errors_of(calls, || c.get(path).send()).await }
         })
+        .concat()
     }
     fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
-        self.1.block_on(async {
-            let tasks: Vec<_> = (0..n)
-                .map(|_| {
-                    let client = self.0.clone();
-                    tokio::spawn(async move {
-                        client.token().await.map(|t| t.access_token().expose_secret().to_owned())
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
-            }
-            out
+        let client = self.0.clone();
+        spawn_all(&self.1, n, || {
+            let c = client.clone();
+            async move { c.token().await.map(|t| t.access_token().expose_secret().to_owned()) }
         })
     }
 }
@@ -275,45 +280,20 @@ impl Harness for Custom {
         self.3.block_on(self.0.call(request, &self.1, self.2.clone())).map(ApiResponse::new)
     }
     fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error> {
-        self.3.block_on(async {
-            let tasks: Vec<_> = (0..workers)
-                .map(|_| {
-                    let (m, base, retry) = (self.0.clone(), self.1.clone(), self.2.clone());
-                    tokio::spawn(async move {
-                        let mut errors = Vec::new();
-                        for _ in 0..calls {
-                            if let Err(e) =
-                                m.call(ApiRequest::get(path), &base, retry.clone()).await
-                            {
-                                errors.push(e);
-                            }
-                        }
-                        errors
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.extend(t.await.unwrap());
+        let (manager, base, retry) = (self.0.clone(), self.1.clone(), self.2.clone());
+        spawn_all(&self.3, workers, || {
+            let (m, base, retry) = (manager.clone(), base.clone(), retry.clone());
+            async move {
+                errors_of(calls, || m.call(ApiRequest::get(path), &base, retry.clone())).await
             }
-            out
         })
+        .concat()
     }
     fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
-        self.3.block_on(async {
-            let tasks: Vec<_> = (0..n)
-                .map(|_| {
-                    let m = self.0.clone();
-                    tokio::spawn(async move {
-                        m.token().await.map(|t| t.access_token().expose_secret().to_owned())
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
-            }
-            out
+        let manager = self.0.clone();
+        spawn_all(&self.3, n, || {
+            let m = manager.clone();
+            async move { m.token().await.map(|t| t.access_token().expose_secret().to_owned()) }
         })
     }
 }

@@ -154,10 +154,7 @@ impl ClientBuilder {
                 settings.manager.clone(),
                 spawner(),
             )
-            .map_err(|e| helloflex_core::ConfigError::Invalid {
-                name: "token store",
-                reason: store_reason(&e),
-            })?,
+            .map_err(helloflex_auth::StoreError::into_error)?,
             _ => return Err(helloflex_core::ConfigError::Missing("a supported grant").into()),
         };
         Ok(Client { tokens, base: settings.environment.base_url(), retry: settings.retry })
@@ -166,13 +163,6 @@ impl ClientBuilder {
 
 fn spawner() -> Option<Arc<dyn Spawner>> {
     TokioSpawner::current().map(|s| Arc::new(s) as Arc<dyn Spawner>)
-}
-
-fn store_reason(e: &helloflex_auth::StoreError) -> &'static str {
-    match e {
-        helloflex_auth::StoreError::Corrupt { .. } => "the token file is corrupt",
-        _ => "the token store could not be read",
-    }
 }
 
 impl Client {

@@ -153,21 +153,11 @@ impl ClientBuilder {
                     clock,
                     settings.manager.clone(),
                 )
-                .map_err(|e| helloflex_core::ConfigError::Invalid {
-                    name: "token store",
-                    reason: store_reason(&e),
-                })?
+                .map_err(helloflex_auth::StoreError::into_error)?
             }
             _ => return Err(helloflex_core::ConfigError::Missing("a supported grant").into()),
         };
         Ok(Client { tokens, base: settings.environment.base_url(), retry: settings.retry })
-    }
-}
-
-fn store_reason(e: &helloflex_auth::StoreError) -> &'static str {
-    match e {
-        helloflex_auth::StoreError::Corrupt { .. } => "the token file is corrupt",
-        _ => "the token store could not be read",
     }
 }
 

@@ -7,6 +7,23 @@ use helloflex_auth::{BlockingTransport, MAX_BODY_BYTES, Request, Response};
 use helloflex_core::{TransportError, TransportErrorKind};
 use http::header::{CONTENT_LENGTH, USER_AGENT};
 
+/// The transport contract on a ureq config builder (agent-wide or per request; ureq's scope
+/// trait is private, so a macro rather than a generic function): every status returned, no
+/// redirect followed, every phase timed out.
+macro_rules! contract {
+    ($builder:expr, $t:expr) => {
+        $builder
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_connect(Some($t.connect))
+            .timeout_send_request(Some($t.send))
+            .timeout_send_body(Some($t.send))
+            .timeout_recv_response(Some($t.response))
+            .timeout_recv_body(Some($t.body))
+    };
+}
+
 /// Time limits. Each phase is bounded separately (ureq's global and resolve timeouts resolve the
 /// host on a new thread for every call, halving throughput); their sum bounds the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,20 +80,10 @@ impl UreqTransport {
     /// A transport with its own agent: rustls, a pool of 32 idle connections per host (ureq's
     /// default of 3 is too small for 8 threads).
     pub fn new(timeouts: Timeouts) -> Self {
-        let t = timeouts;
-        let agent = ureq::Agent::config_builder()
+        let pooled = ureq::Agent::config_builder()
             .max_idle_connections(64)
-            .max_idle_connections_per_host(32)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .timeout_connect(Some(t.connect))
-            .timeout_send_request(Some(t.send))
-            .timeout_send_body(Some(t.send))
-            .timeout_recv_response(Some(t.response))
-            .timeout_recv_body(Some(t.body))
-            .build()
-            .new_agent();
+            .max_idle_connections_per_host(32);
+        let agent = contract!(pooled, timeouts).build().new_agent();
         Self { per_request_config: false, ..Self::with_agent(agent, timeouts) }
     }
 
@@ -114,18 +121,7 @@ impl BlockingTransport for UreqTransport {
         if !self.per_request_config {
             return self.finish(self.agent.run(request).map_err(map_error)?);
         }
-        let request = self
-            .agent
-            .configure_request(request)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .timeout_connect(Some(t.connect))
-            .timeout_send_request(Some(t.send))
-            .timeout_send_body(Some(t.send))
-            .timeout_recv_response(Some(t.response))
-            .timeout_recv_body(Some(t.body))
-            .build();
+        let request = contract!(self.agent.configure_request(request), t).build();
         let response = self.agent.run(request).map_err(map_error)?;
         self.finish(response)
     }
