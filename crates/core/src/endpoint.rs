@@ -1,7 +1,7 @@
 //! Validated absolute URLs: HTTPS, or plain HTTP to a loopback host when the caller opted in.
 
+use core::net::IpAddr;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::Uri;

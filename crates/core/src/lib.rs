@@ -2,9 +2,8 @@
 //!
 //! It builds requests, reads responses and decides what happens next, as pure state machines.
 //! It reads no clock, opens no socket or file, spawns nothing and draws no randomness: `now`
-//! and random bytes are handed in. Transports (`helloflex-transport-reqwest`,
-//! `helloflex-transport-ureq`, or your own) move the bytes; `helloflex-auth` shares the token
-//! lifecycle between threads and tasks.
+//! and random bytes are handed in. The transport crates (blocking and async, or your own) move the
+//! bytes; `helloflex-auth` shares the token lifecycle between threads and tasks.
 //!
 //! A client-credentials token fetch and an API call, driven by hand against canned responses:
 //!

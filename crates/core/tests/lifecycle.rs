@@ -1,0 +1,127 @@
+//! The token lifecycle through its public API: one ticket at a time, refresh timing, vanished
+//! tickets, failures and backoff, 401 invalidation, rotation.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use helloflex_core::*;
+use support::t0;
+
+fn response(lifetime: u64, refresh: Option<&str>) -> TokenResponse {
+    let body = match refresh {
+        Some(r) => {
+            format!(r#"{{"access_token":"a","expires_in":{lifetime},"refresh_token":"{r}"}}"#)
+        }
+        None => format!(r#"{{"access_token":"a","expires_in":{lifetime}}}"#),
+    };
+    parse_token_response(http::StatusCode::OK, body.as_bytes()).unwrap()
+}
+
+fn fill(cache: &mut TokenCache, now: Instant, lifetime: u64) -> Token {
+    let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!("expected fetch") };
+    let set = cache.token_set(&ticket, response(lifetime, None), now);
+    match cache.complete(now, ticket, Ok(set), 0) {
+        Completion::Stored(t) => t,
+        c => panic!("{c:?}"),
+    }
+}
+
+#[test]
+fn one_ticket_at_a_time() {
+    let now = t0();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    let Acquire::Fetch(_ticket) = cache.acquire(now) else { panic!() };
+    for _ in 0..100 {
+        assert!(matches!(cache.acquire(now), Acquire::Wait(_)));
+    }
+}
+
+#[test]
+fn fifty_nine_second_token_is_served_then_refreshed_early() {
+    let now = t0();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    fill(&mut cache, now, 59);
+    assert!(matches!(cache.acquire(now + Duration::from_secs(45)), Acquire::Use(_)));
+    let Acquire::UseAndRefresh(_, _ticket) = cache.acquire(now + Duration::from_secs(52)) else {
+        panic!()
+    };
+    // Others keep using the still-valid token meanwhile.
+    assert!(matches!(cache.acquire(now + Duration::from_secs(53)), Acquire::Use(_)));
+}
+
+#[test]
+fn hour_token_refreshes_minutes_early() {
+    let now = t0();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    fill(&mut cache, now, 3600);
+    let refresh_at = cache.refresh_at().unwrap();
+    assert_eq!(refresh_at - now, Duration::from_secs(3300));
+}
+
+#[test]
+fn vanished_ticket_expires() {
+    let now = t0();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    let Acquire::Fetch(old) = cache.acquire(now) else { panic!() };
+    let Acquire::Wait(until) = cache.acquire(now) else { panic!() };
+    let Acquire::Fetch(new) = cache.acquire(until) else { panic!() };
+    let set = cache.token_set(&old, response(60, None), now);
+    assert!(matches!(cache.complete(until, old, Ok(set), 0), Completion::Stale));
+    let set = cache.token_set(&new, response(60, None), until);
+    assert!(matches!(cache.complete(until, new, Ok(set), 0), Completion::Stored(_)));
+}
+
+#[test]
+fn failure_backs_off_and_keeps_serving_valid_token() {
+    let now = t0();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    fill(&mut cache, now, 60);
+    let due = now + Duration::from_secs(54);
+    let Acquire::UseAndRefresh(_, ticket) = cache.acquire(due) else { panic!() };
+    let err =
+        Error::Transport(crate::TransportError::new(crate::TransportErrorKind::Connect, "refused"));
+    assert!(matches!(cache.complete(due, ticket, Err(err), 0), Completion::Failed(_)));
+    // Still valid: served, and no new ticket during the backoff.
+    assert!(matches!(cache.acquire(due), Acquire::Use(_)));
+    // After expiry and within backoff: fail fast.
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!() };
+    let err =
+        Error::Transport(crate::TransportError::new(crate::TransportErrorKind::Connect, "refused"));
+    let _ = cache.complete(now, ticket, Err(err), 0);
+    assert!(matches!(cache.acquire(now), Acquire::Fail(_)));
+    assert!(matches!(cache.acquire(now + Duration::from_secs(2)), Acquire::Fetch(_)));
+}
+
+#[test]
+fn invalidate_only_the_rejected_token() {
+    let now = t0();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    let first = fill(&mut cache, now, 3600);
+    assert!(cache.invalidate(first.id()));
+    let second = fill(&mut cache, now, 3600);
+    assert!(!cache.invalidate(first.id()), "an old 401 must not drop the new token");
+    assert!(matches!(cache.acquire(now), Acquire::Use(t) if t.id() == second.id()));
+}
+
+#[test]
+fn refresh_keeps_old_refresh_token_and_reports_rotation() {
+    let now = t0();
+    let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
+    assert!(matches!(cache.acquire(now), Acquire::Fail(e) if e.requires_reauthorization()));
+    let initial =
+        TokenSet::from_response(response(60, Some("r1")), now, None, Duration::from_secs(60));
+    cache.insert(initial, 0);
+    let later = now + Duration::from_secs(59);
+    let Acquire::Fetch(ticket) = cache.acquire(later) else { panic!() };
+    assert!(matches!(ticket.grant(), Grant::Refresh(r) if r.expose_secret() == "r1"));
+    let set = cache.token_set(&ticket, response(60, None), later);
+    assert!(!set.rotated);
+    assert_eq!(set.refresh_token.as_ref().unwrap().expose_secret(), "r1");
+    let _ = cache.complete(later, ticket, Ok(set), 0);
+    let later = later + Duration::from_secs(59);
+    let Acquire::Fetch(ticket) = cache.acquire(later) else { panic!() };
+    let set = cache.token_set(&ticket, response(60, Some("r2")), later);
+    assert!(set.rotated);
+}
