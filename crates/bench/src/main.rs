@@ -311,7 +311,6 @@ fn herds(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<(String, u64, u
     let mut measure = |name: &str, run: &dyn Fn(&str) -> Result<()>| -> Result<()> {
         let mut counts = Vec::new();
         for latency in [0u64, 25] {
-            admin(base, "faults", None).ok(); // (GET is a 405: harmless; keeps the admin path warm)
             let _ =
                 ureq::Agent::new_with_defaults().delete(&format!("{base}/_admin/faults")).call();
             if latency > 0 {
