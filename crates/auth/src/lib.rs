@@ -49,7 +49,7 @@ pub use entropy::{authorization_entropy, jitter_seed, os_bytes};
 pub use grant::ManagerOptions;
 pub use nonblocking::{AsyncTokenManager, Spawner, Task};
 pub use settings::{ClientSettings, Credentials};
-pub use store::{FileStore, MemoryStore, StoreError, StoreLock, StoredTokens, TokenStore, unix_ms};
+pub use store::{FileStore, MemoryStore, StoreError, StoreLock, StoredTokens, TokenStore};
 pub use transport::{
     AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,
 };

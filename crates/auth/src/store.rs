@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use helloflex_core::{AccessToken, RefreshToken, TokenSet};
 use serde::{Deserialize, Serialize};
@@ -293,9 +293,4 @@ fn restricted(options: &mut OpenOptions) -> &mut OpenOptions {
         options.mode(0o600);
     }
     options
-}
-
-/// Milliseconds since the Unix epoch of `time` (0 before the epoch).
-pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
