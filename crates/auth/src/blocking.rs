@@ -1,18 +1,29 @@
-//! The blocking token manager: `Mutex` + `Condvar` around the core's lifecycle.
+//! The blocking token manager: the shared body ([`crate::manager`]) waited on with a `Condvar`,
+//! its jobs run on the calling thread (a background refresh on a thread of its own).
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Condvar, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use helloflex_core::{
-    Acquire, ApiCall, ApiRequest, AuthorizationCodeConfig, ClientCredentialsConfig, Endpoint,
-    Error, PendingAuthorization, RetryPolicy, Ticket, Token, TokenId,
+    ApiCall, ApiRequest, ClientCredentialsConfig, Endpoint, Error, Fetched, PendingAuthorization,
+    RetryPolicy, Token, TokenExchange, TokenId,
 };
 
-use crate::clock::{Clock, SystemClock};
 use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::entropy::jitter_seed;
-use crate::grant::{Cache, GrantConfig, ManagerOptions, Plan, TicketGuard};
-use crate::store::{StoreError, TokenStore};
+use crate::fill::{StoreOp, StoreReply};
+use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
+use crate::store::StoreError;
 use crate::transport::{BlockingTransport, Response};
+
+impl Signal for Condvar {
+    fn notify(&self) {
+        self.notify_all();
+    }
+}
 
 /// Shares one token lifecycle between every clone and thread: reuse until the refresh margin,
 /// refresh in the background while the old token is served, one token request at a time.
@@ -37,129 +48,100 @@ use crate::transport::{BlockingTransport, Response};
 /// ```
 #[derive(Debug, Clone)]
 pub struct BlockingTokenManager {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
 }
 
-struct Shared {
-    cache: Cache,
-    changed: Condvar,
+struct Inner {
+    shared: Shared<Condvar>,
     transport: Arc<dyn BlockingTransport>,
-    clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("cache", &self.cache)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+        self.shared.fmt(f)
+    }
+}
+
+impl ManagerBuilder {
+    /// A blocking manager over `transport`.
+    pub fn blocking(self, transport: Arc<dyn BlockingTransport>) -> BlockingTokenManager {
+        let shared = Shared::new(self.grant, self.options, self.clock, Condvar::new());
+        BlockingTokenManager { inner: Arc::new(Inner { shared, transport }) }
     }
 }
 
 impl BlockingTokenManager {
-    /// A manager for the client-credentials grant, on the system clock with default options.
+    /// A manager for the client-credentials grant, on the system clock with default options
+    /// (see [`ManagerBuilder`] for the rest).
     pub fn client_credentials(
         config: ClientCredentialsConfig,
         transport: Arc<dyn BlockingTransport>,
     ) -> Self {
-        Self::with_options(config, transport, Arc::new(SystemClock), ManagerOptions::default())
-    }
-
-    /// A manager with a chosen clock and options.
-    pub fn with_options(
-        config: ClientCredentialsConfig,
-        transport: Arc<dyn BlockingTransport>,
-        clock: Arc<dyn Clock>,
-        options: ManagerOptions,
-    ) -> Self {
-        // Infallible: only the authorization-code grant reads a store.
-        match Self::build(GrantConfig::ClientCredentials(config), transport, clock, options) {
-            Ok(manager) => manager,
-            Err(_) => unreachable!("the client-credentials grant has no store to fail"),
-        }
-    }
-
-    /// A manager for user tokens (authorization-code grant, Flextell): loads `store`, refreshes
-    /// with rotation, stores every new set before it is used. Fails only if the store exists but
-    /// cannot be read.
-    pub fn authorization_code(
-        config: AuthorizationCodeConfig,
-        store: Arc<dyn TokenStore>,
-        transport: Arc<dyn BlockingTransport>,
-        clock: Arc<dyn Clock>,
-        options: ManagerOptions,
-    ) -> Result<Self, StoreError> {
-        Self::build(GrantConfig::AuthorizationCode { config, store }, transport, clock, options)
-    }
-
-    fn build(
-        grant: GrantConfig,
-        transport: Arc<dyn BlockingTransport>,
-        clock: Arc<dyn Clock>,
-        options: ManagerOptions,
-    ) -> Result<Self, StoreError> {
-        let cache = Cache::new(grant, options, &*clock)?;
-        Ok(Self { shared: Arc::new(Shared { cache, changed: Condvar::new(), transport, clock }) })
+        ManagerBuilder::client_credentials(config).blocking(transport)
     }
 
     /// Starts a user authorization: the URL to redirect the browser to, and the pending
     /// authorization to keep in the server-side session until the callback.
     pub fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
-        self.shared.cache.start_authorization()
+        self.inner.shared.start_authorization()
     }
 
-    /// Checks the callback (`state`, errors, `iss`), exchanges the code, stores the tokens.
+    /// Checks the callback (`state`, errors, `iss`), exchanges the code, stores the tokens and
+    /// starts a new generation (a refresh of the previous grant still in flight is discarded).
+    /// `pending` is only borrowed: a forged callback (wrong `state`) leaves it good for the
+    /// genuine one, and a callback accepted once is refused the second time.
     pub fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<Token, Error> {
-        let shared = &self.shared;
-        let exchange = shared.cache.code_exchange(pending, callback)?;
-        let fetched = drive_blocking(&*shared.transport, &*shared.clock, None, exchange);
-        let token = shared.cache.install_authorized(fetched, &*shared.clock);
-        shared.notify();
-        token
+        let job = self.inner.shared.begin_authorization(pending, callback)?;
+        self.inner.run(job)
     }
 
     /// A valid token: cached, or fetched by this caller or another (only one request is made).
     pub fn token(&self) -> Result<Token, Error> {
-        let shared = &self.shared;
-        // The condvar waits on the cache's own lock: between `acquire` answering `Wait` and the
-        // wait starting, no completion can slip by unseen.
-        let mut cache = shared.cache.lock();
+        let shared = &self.inner.shared;
+        // The condvar waits on the state's own lock: between the decision to wait and the wait
+        // starting, no completion can slip by unseen.
+        let mut state = shared.lock();
         loop {
             let now = shared.clock.now();
-            match cache.acquire(now) {
-                Acquire::Use(token) => return Ok(token),
-                Acquire::UseAndRefresh(token, ticket) => {
-                    drop(cache);
-                    self.refresh_in_background(ticket);
+            match shared.decide(&mut state, now) {
+                Next::Use(token) => return Ok(token),
+                Next::Fail(error) => return Err(error),
+                Next::Refresh(token, job) => {
+                    drop(state);
+                    self.refresh_in_background(job);
                     return Ok(token);
                 }
-                Acquire::Fetch(ticket) => {
-                    drop(cache);
-                    shared.run(ticket);
-                    cache = shared.cache.lock();
+                Next::Fetch(job) => {
+                    drop(state);
+                    let _ = self.inner.run(*job);
+                    state = shared.lock();
                 }
-                Acquire::Wait(until) => {
+                Next::Wait(until) => {
                     let wait = remaining(until, now);
-                    cache = shared
-                        .changed
-                        .wait_timeout(cache, wait)
+                    state = shared
+                        .signal
+                        .wait_timeout(state, wait)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
                 }
-                Acquire::Fail(error) => return Err(error),
             }
         }
     }
 
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
     pub fn invalidate(&self, id: TokenId) {
-        if self.shared.cache.lock().invalidate(id) {
-            tracing::info!(target: "helloflex::token", "access token invalidated after 401");
-        }
+        self.inner.shared.invalidate(id);
+    }
+
+    /// The last store write that failed after a token request succeeded, until a write
+    /// succeeds again. The new tokens were kept in memory (the refresh token they replaced is
+    /// spent), so this process works on; a restart would find the older set in the store.
+    pub fn store_error(&self) -> Option<StoreError> {
+        self.inner.shared.store_error()
     }
 
     /// Runs an API call: token attached, transient failures retried, one replay after a 401.
@@ -170,44 +152,65 @@ impl BlockingTokenManager {
         retry: RetryPolicy,
     ) -> Result<Response, Error> {
         let exchange = ApiCall::new(request, base.clone(), retry, jitter_seed());
-        drive_blocking(&*self.shared.transport, &*self.shared.clock, Some(self), exchange)
+        let inner = &*self.inner;
+        drive_blocking(&*inner.transport, &*inner.shared.clock, Some(self), exchange)
     }
 
-    fn refresh_in_background(&self, ticket: Ticket) {
-        let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("helloflex-refresh".into())
-            .spawn(move || shared.run_owned(ticket));
-        if let Err(error) = spawned {
-            // No thread to be had: the ticket went with the closure and is abandoned on drop.
-            tracing::warn!(target: "helloflex::token", %error, "could not start a background refresh");
+    fn refresh_in_background(&self, job: Box<Job>) {
+        let inner = Arc::clone(&self.inner);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<Job>>(1);
+        let spawned =
+            std::thread::Builder::new().name("helloflex-refresh".into()).spawn(move || {
+                if let Ok(job) = rx.recv() {
+                    let _ = inner.run(*job);
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = tx.send(job);
+            }
+            Err(error) => {
+                // No thread to be had: refresh on this one rather than give the ticket up.
+                tracing::warn!(target: "helloflex::token", %error, "no thread for a background refresh; refreshing inline");
+                let _ = self.inner.run(*job);
+            }
         }
     }
 }
 
-impl Shared {
-    fn notify(&self) {
-        self.changed.notify_all();
-    }
-
-    fn run(&self, ticket: Ticket) {
-        let notify = || self.notify();
-        let guard = TicketGuard::new(&self.cache, ticket, &notify);
-        let Some(ticket) = guard.ticket() else { return };
-        let clock = &*self.clock;
-        let result = match self.cache.plan(ticket, clock) {
-            Ok(Plan::Adopt(set)) => Ok(set),
-            Ok(Plan::Send(exchange, _lock)) => {
-                let fetched = drive_blocking(&*self.transport, clock, None, exchange);
-                self.cache.conclude(ticket, fetched, clock)
+impl Inner {
+    /// Runs a job on this thread: the shared loop, whose blocking steps are ready at once.
+    fn run(&self, job: Job) -> Result<Token, Error> {
+        let mut job = pin!(manager::run(&self.shared, self, job));
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(result) = job.as_mut().poll(&mut cx) {
+                return result;
             }
-            Err(error) => Err(error),
-        };
-        let _ = guard.finish(clock, result);
+            // Unreachable with ready steps; yielding keeps it correct if a step ever is not.
+            std::thread::yield_now();
+        }
     }
+}
 
-    fn run_owned(self: Arc<Self>, ticket: Ticket) {
-        self.run(ticket);
+/// The blocking flavour's steps: each does its I/O on the calling thread, then is ready.
+impl Steps for Inner {
+    fn store(&self, op: StoreOp) -> impl Future<Output = StoreReply> + Send {
+        std::future::ready(match self.shared.store() {
+            Some(store) => op.run(&**store),
+            None => op.lost(),
+        })
+    }
+    fn fetch(
+        &self,
+        exchange: Box<TokenExchange>,
+    ) -> impl Future<Output = Result<Fetched, Error>> + Send {
+        let clock = &*self.shared.clock;
+        std::future::ready(drive_blocking(&*self.transport, clock, None, exchange))
+    }
+    fn sleep(&self, until: Instant) -> impl Future<Output = ()> + Send {
+        self.transport.sleep(remaining(until, self.shared.clock.now()));
+        std::future::ready(())
     }
 }
 

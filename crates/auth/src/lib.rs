@@ -36,7 +36,8 @@ mod blocking;
 mod clock;
 mod drive;
 mod entropy;
-mod grant;
+mod fill;
+mod manager;
 mod nonblocking;
 mod settings;
 mod store;
@@ -46,10 +47,12 @@ pub use blocking::BlockingTokenManager;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
 pub use entropy::{authorization_entropy, jitter_seed, os_bytes};
-pub use grant::ManagerOptions;
-pub use nonblocking::{AsyncTokenManager, Spawner, Task};
+pub use manager::{ManagerBuilder, ManagerOptions};
+pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
 pub use settings::{ClientSettings, Credentials};
-pub use store::{FileStore, MemoryStore, StoreError, StoreLock, StoredTokens, TokenStore};
+pub use store::{
+    FileStore, Lease, LeaseAttempt, MemoryStore, Record, StoreError, StoredTokens, Swap, TokenStore,
+};
 pub use transport::{
     AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,
 };

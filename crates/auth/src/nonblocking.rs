@@ -1,186 +1,167 @@
-//! The async token manager: the core's lifecycle behind a `std` mutex (never held across an
-//! `.await`) and a runtime-agnostic event for waiters. Futures are `Send` and cancel-safe.
+//! The async token manager: the shared body ([`crate::manager`]) waited on with a
+//! runtime-agnostic event, its jobs run detached on the caller's [`AsyncRuntime`] so that a
+//! dropped caller never cancels a request that may have reached the server.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use event_listener::{Event, EventListener};
+use std::time::Instant;
+
 use helloflex_core::{
-    Acquire, ApiCall, ApiRequest, AuthorizationCodeConfig, ClientCredentialsConfig, Endpoint,
-    Error, PendingAuthorization, RetryPolicy, Ticket, Token, TokenId,
+    ApiCall, ApiRequest, ClientCredentialsConfig, Endpoint, Error, Fetched, PendingAuthorization,
+    RetryPolicy, Token, TokenExchange, TokenId, UsageError,
 };
 
-use crate::clock::{Clock, SystemClock};
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::entropy::jitter_seed;
-use crate::grant::{Cache, GrantConfig, ManagerOptions, Plan, TicketGuard};
-use crate::store::{StoreError, TokenStore};
+use crate::fill::{StoreOp, StoreReply};
+use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
+use crate::store::StoreError;
 use crate::transport::{AsyncTransport, Response};
 
-/// A boxed task handed to [`Spawner`].
+/// A boxed task handed to an [`AsyncRuntime`].
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// Runs background refreshes on the caller's runtime. Without one, the caller that is due to
-/// refresh does it before returning its (still valid) token.
-pub trait Spawner: Send + Sync {
-    /// Starts `task` detached.
+/// What the async manager needs from the caller's runtime (quinn's `Runtime` is the model):
+/// a way to run a task detached, and a way to run blocking store I/O off the executor.
+pub trait AsyncRuntime: Send + Sync + std::fmt::Debug {
+    /// Starts `task` detached; it runs to the end even if every caller went away.
     fn spawn(&self, task: Task);
+
+    /// Runs `work` (blocking store I/O) where it cannot stall the executor; the returned future
+    /// finishes when it has run.
+    fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send + 'static>) -> Task;
+}
+
+impl Signal for Event {
+    fn notify(&self) {
+        Event::notify(self, usize::MAX);
+    }
 }
 
 /// The async counterpart of [`crate::BlockingTokenManager`]: one token lifecycle shared by every
-/// clone and task; N concurrent callers make one token request; a dropped future never wedges
-/// the others (its ticket is abandoned on drop).
+/// clone and task; N concurrent callers make one token request.
+///
+/// With an [`AsyncRuntime`] (the transport crates' clients always pass one) every token request
+/// runs as a detached task: once sent, its outcome is concluded and stored even if every caller
+/// was dropped (a client disconnect, a `timeout`), so a rotated refresh token is never lost, and
+/// blocking store I/O runs off the executor. Without one, the caller runs the request itself:
+/// a caller dropped mid-request loses the answer, the next caller sends the same request again
+/// (a refresh inside the server's reuse window, at best), and store I/O runs inline.
 #[derive(Clone)]
 pub struct AsyncTokenManager {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
 }
 
-struct Shared {
-    cache: Cache,
-    changed: Event,
+struct Inner {
+    shared: Shared<Event>,
     transport: Arc<dyn AsyncTransport>,
-    clock: Arc<dyn Clock>,
-    spawner: Option<Arc<dyn Spawner>>,
+    runtime: Option<Arc<dyn AsyncRuntime>>,
 }
 
 impl std::fmt::Debug for AsyncTokenManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncTokenManager")
-            .field("cache", &self.shared.cache)
-            .finish_non_exhaustive()
+        self.inner.shared.fmt(f)
     }
 }
 
-enum Step {
-    Done(Result<Token, Error>),
-    Refresh(Token, Ticket),
-    Fetch(Ticket),
+/// A decision taken under the lock; a wait listens before the lock is released.
+enum Decided {
+    Next(Next),
     Wait(EventListener, std::time::Instant),
 }
 
+impl ManagerBuilder {
+    /// An async manager over `transport`, its token requests run detached on `runtime` (see
+    /// [`AsyncTokenManager`] for what changes without one).
+    pub fn nonblocking(
+        self,
+        transport: Arc<dyn AsyncTransport>,
+        runtime: Option<Arc<dyn AsyncRuntime>>,
+    ) -> AsyncTokenManager {
+        let shared = Shared::new(self.grant, self.options, self.clock, Event::new());
+        AsyncTokenManager { inner: Arc::new(Inner { shared, transport, runtime }) }
+    }
+}
+
 impl AsyncTokenManager {
-    /// A manager for the client-credentials grant, on the system clock with default options.
+    /// A manager for the client-credentials grant, on the system clock with default options and
+    /// no runtime (see [`ManagerBuilder`] for the rest).
     pub fn client_credentials(
         config: ClientCredentialsConfig,
         transport: Arc<dyn AsyncTransport>,
     ) -> Self {
-        Self::with_options(
-            config,
-            transport,
-            Arc::new(SystemClock),
-            ManagerOptions::default(),
-            None,
-        )
-    }
-
-    /// A manager with a chosen clock, options and background spawner.
-    pub fn with_options(
-        config: ClientCredentialsConfig,
-        transport: Arc<dyn AsyncTransport>,
-        clock: Arc<dyn Clock>,
-        options: ManagerOptions,
-        spawner: Option<Arc<dyn Spawner>>,
-    ) -> Self {
-        // Infallible: only the authorization-code grant reads a store.
-        match Self::build(
-            GrantConfig::ClientCredentials(config),
-            transport,
-            clock,
-            options,
-            spawner,
-        ) {
-            Ok(manager) => manager,
-            Err(_) => unreachable!("the client-credentials grant has no store to fail"),
-        }
-    }
-
-    /// A manager for user tokens (authorization-code grant, Flextell): loads `store`, refreshes
-    /// with rotation, stores every new set before it is used. Fails only if the store exists but
-    /// cannot be read. Pass a `spawner` so a refresh is never cancelled halfway by a dropped
-    /// caller (a rotated refresh token would be lost with it).
-    pub fn authorization_code(
-        config: AuthorizationCodeConfig,
-        store: Arc<dyn TokenStore>,
-        transport: Arc<dyn AsyncTransport>,
-        clock: Arc<dyn Clock>,
-        options: ManagerOptions,
-        spawner: Option<Arc<dyn Spawner>>,
-    ) -> Result<Self, StoreError> {
-        Self::build(
-            GrantConfig::AuthorizationCode { config, store },
-            transport,
-            clock,
-            options,
-            spawner,
-        )
-    }
-
-    fn build(
-        grant: GrantConfig,
-        transport: Arc<dyn AsyncTransport>,
-        clock: Arc<dyn Clock>,
-        options: ManagerOptions,
-        spawner: Option<Arc<dyn Spawner>>,
-    ) -> Result<Self, StoreError> {
-        let cache = Cache::new(grant, options, &*clock)?;
-        Ok(Self {
-            shared: Arc::new(Shared { cache, changed: Event::new(), transport, clock, spawner }),
-        })
+        ManagerBuilder::client_credentials(config).nonblocking(transport, None)
     }
 
     /// Starts a user authorization: the URL to redirect the browser to, and the pending
     /// authorization to keep in the server-side session until the callback.
     pub fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
-        self.shared.cache.start_authorization()
+        self.inner.shared.start_authorization()
     }
 
-    /// Checks the callback (`state`, errors, `iss`), exchanges the code, stores the tokens.
+    /// Checks the callback (`state`, errors, `iss`), exchanges the code, stores the tokens and
+    /// starts a new generation. `pending` is only borrowed: a forged callback (wrong `state`)
+    /// leaves it good for the genuine one, and a callback accepted once is refused the second
+    /// time. With a runtime the exchange runs detached: dropping this future does not lose the
+    /// tokens.
     pub async fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<Token, Error> {
-        let shared = &self.shared;
-        let exchange = shared.cache.code_exchange(pending, callback)?;
-        let fetched = drive_async(&*shared.transport, &*shared.clock, None, exchange).await;
-        let token = shared.cache.install_authorized(fetched, &*shared.clock);
-        shared.changed.notify(usize::MAX);
-        token
+        let job = self.inner.shared.begin_authorization(pending, callback)?;
+        match &self.inner.runtime {
+            Some(runtime) => {
+                let handoff = Arc::new(Handoff::default());
+                let (inner, sender) = (Arc::clone(&self.inner), Sender(Arc::clone(&handoff)));
+                runtime.spawn(Box::pin(async move {
+                    let result = inner.run(job).await;
+                    sender.send(result);
+                }));
+                handoff.recv().await
+            }
+            None => self.inner.run(job).await,
+        }
     }
 
     /// A valid token: cached, or fetched by this caller or another (only one request is made).
     pub async fn token(&self) -> Result<Token, Error> {
-        let shared = &self.shared;
+        let inner = &self.inner;
+        let shared = &inner.shared;
         loop {
-            let step = {
-                let mut cache = shared.cache.lock();
-                let now = shared.clock.now();
-                match cache.acquire(now) {
-                    Acquire::Use(token) => Step::Done(Ok(token)),
-                    Acquire::Fail(error) => Step::Done(Err(error)),
-                    Acquire::UseAndRefresh(token, ticket) => Step::Refresh(token, ticket),
-                    Acquire::Fetch(ticket) => Step::Fetch(ticket),
-                    // Listening before the lock is released: no completion can be missed.
-                    Acquire::Wait(until) => Step::Wait(shared.changed.listen(), until),
+            let decided = {
+                let mut state = shared.lock();
+                match shared.decide(&mut state, shared.clock.now()) {
+                    Next::Wait(until) => Decided::Wait(shared.signal.listen(), until),
+                    next => Decided::Next(next),
                 }
             };
-            match step {
-                Step::Done(result) => return result,
-                Step::Refresh(token, ticket) => {
-                    match &shared.spawner {
-                        Some(spawner) => {
-                            let owned = Arc::clone(shared);
-                            spawner.spawn(Box::pin(async move { owned.run(ticket).await }));
+            match decided {
+                Decided::Next(Next::Use(token)) => return Ok(token),
+                Decided::Next(Next::Fail(error)) => return Err(error),
+                Decided::Next(Next::Refresh(token, job)) => {
+                    match &inner.runtime {
+                        Some(runtime) => runtime.spawn(inner.detached(job)),
+                        None => {
+                            let _ = inner.run(*job).await;
                         }
-                        None => shared.run(ticket).await,
                     }
                     return Ok(token);
                 }
-                Step::Fetch(ticket) => shared.run(ticket).await,
-                Step::Wait(listener, until) => {
-                    let timeout = shared.transport.sleep(remaining(until, shared.clock.now()));
+                // Detached: this caller then waits like any other, and may be dropped.
+                Decided::Next(Next::Fetch(job)) => match &inner.runtime {
+                    Some(runtime) => runtime.spawn(inner.detached(job)),
+                    None => {
+                        let _ = inner.run(*job).await;
+                    }
+                },
+                Decided::Next(Next::Wait(_)) => {}
+                Decided::Wait(listener, until) => {
+                    let timeout = inner.transport.sleep(remaining(until, shared.clock.now()));
                     first_of(listener, timeout).await;
                 }
             }
@@ -189,9 +170,13 @@ impl AsyncTokenManager {
 
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
     pub fn invalidate(&self, id: TokenId) {
-        if self.shared.cache.lock().invalidate(id) {
-            tracing::info!(target: "helloflex::token", "access token invalidated after 401");
-        }
+        self.inner.shared.invalidate(id);
+    }
+
+    /// The last store write that failed after a token request succeeded, until a write
+    /// succeeds again (see [`crate::BlockingTokenManager::store_error`]).
+    pub fn store_error(&self) -> Option<StoreError> {
+        self.inner.shared.store_error()
     }
 
     /// Runs an API call: token attached, transient failures retried, one replay after a 401.
@@ -202,30 +187,47 @@ impl AsyncTokenManager {
         retry: RetryPolicy,
     ) -> Result<Response, Error> {
         let exchange = ApiCall::new(request, base.clone(), retry, jitter_seed());
-        drive_async(&*self.shared.transport, &*self.shared.clock, Some(self), exchange).await
+        let inner = &*self.inner;
+        drive_async(&*inner.transport, &*inner.shared.clock, Some(self), exchange).await
     }
 }
 
-impl Shared {
-    async fn run(&self, ticket: Ticket) {
-        let notify = || {
-            self.changed.notify(usize::MAX);
-        };
-        let guard = TicketGuard::new(&self.cache, ticket, &notify);
-        let Some(ticket) = guard.ticket() else { return };
-        let clock = &*self.clock;
-        let result = match self.cache.plan(ticket, clock) {
-            Ok(Plan::Adopt(set)) => Ok(set),
-            Ok(Plan::Send(exchange, _lock)) => {
-                // If this future is dropped here, `guard` abandons the ticket and wakes the
-                // waiters. For a refresh that may already have rotated the token, pass a
-                // `Spawner` so refreshes run detached and are never cancelled midway.
-                let fetched = drive_async(&*self.transport, clock, None, exchange).await;
-                self.cache.conclude(ticket, fetched, clock)
-            }
-            Err(error) => Err(error),
-        };
-        let _ = guard.finish(clock, result);
+impl Inner {
+    fn detached(self: &Arc<Self>, job: Box<Job>) -> Task {
+        let inner = Arc::clone(self);
+        Box::pin(async move {
+            let _ = inner.run(*job).await;
+        })
+    }
+
+    async fn run(&self, job: Job) -> Result<Token, Error> {
+        manager::run(&self.shared, self, job).await
+    }
+}
+
+/// The async flavour's steps: requests through the async transport, store calls off the
+/// executor when a runtime is at hand.
+impl Steps for Inner {
+    async fn store(&self, op: StoreOp) -> StoreReply {
+        let Some(store) = self.shared.store() else { return op.lost() };
+        let Some(runtime) = &self.runtime else { return op.run(&**store) };
+        let lost = op.lost();
+        let slot = Arc::new(Mutex::new(None));
+        let (filled, store) = (Arc::clone(&slot), Arc::clone(store));
+        runtime
+            .spawn_blocking(Box::new(move || {
+                let reply = op.run(&*store);
+                *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(reply);
+            }))
+            .await;
+        let reply = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        reply.unwrap_or(lost)
+    }
+    async fn fetch(&self, exchange: Box<TokenExchange>) -> Result<Fetched, Error> {
+        drive_async(&*self.transport, &*self.shared.clock, None, exchange).await
+    }
+    async fn sleep(&self, until: Instant) {
+        self.transport.sleep(remaining(until, self.shared.clock.now())).await;
     }
 }
 
@@ -239,17 +241,49 @@ impl AsyncTokenSource for AsyncTokenManager {
     }
 
     fn try_token_now(&self) -> Option<Token> {
-        // Bound first: the lock is released at the end of this statement, before any arm locks.
-        let step = self.shared.cache.lock().acquire(self.shared.clock.now());
-        match step {
-            Acquire::Use(token) => Some(token),
-            // Anything else (a refresh to start, a fetch, a wait) goes the full way; give a
-            // ticket straight back so the full path can take it.
-            Acquire::UseAndRefresh(_, ticket) | Acquire::Fetch(ticket) => {
-                self.shared.cache.lock().abandon(ticket);
-                None
+        self.inner.shared.peek()
+    }
+}
+
+/// Carries a detached job's result back to the caller that started it.
+#[derive(Default)]
+struct Handoff {
+    slot: Mutex<Option<Result<Token, Error>>>,
+    ready: Event,
+}
+
+impl Handoff {
+    async fn recv(&self) -> Result<Token, Error> {
+        loop {
+            let listener = self.ready.listen();
+            if let Some(result) = self.slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                return result;
             }
-            Acquire::Wait(_) | Acquire::Fail(_) => None,
+            listener.await;
+        }
+    }
+}
+
+/// Fills the [`Handoff`]; if the task is dropped unfinished (the runtime shut down), says so.
+struct Sender(Arc<Handoff>);
+
+impl Sender {
+    fn send(self, result: Result<Token, Error>) {
+        *self.0.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+        self.0.ready.notify(usize::MAX);
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let mut slot = self.0.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(Err(UsageError::WrongState(
+                "the runtime dropped the authorization task before it finished",
+            )
+            .into()));
+            drop(slot);
+            self.0.ready.notify(usize::MAX);
         }
     }
 }

@@ -9,7 +9,7 @@ use helloflex_core::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::grant::ManagerOptions;
+use crate::manager::ManagerOptions;
 use crate::store::TokenStore;
 
 /// Which grant keeps a client's tokens.

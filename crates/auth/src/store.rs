@@ -1,19 +1,19 @@
 //! Token stores: where user tokens (authorization-code grant) live between calls and processes.
 //!
-//! Replacing the stored set is a compare-and-swap on the refresh token it was refreshed from, so
-//! several processes sharing one store cannot lose a rotation; the file store also serialises
-//! refreshes across processes with a lock file.
+//! Every write is a compare-and-swap on the record's version, fenced by the refresh lease, so
+//! several processes sharing one store cannot lose a rotation or overwrite a newer grant; the
+//! lease (with an expiry) makes one of them refresh while the others adopt its result.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use helloflex_core::{AccessToken, RefreshToken, TokenSet};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 
 /// Largest token file read (1 MiB); a larger file is reported corrupt, not read.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -51,7 +51,11 @@ impl StoredTokens {
     /// A token set for the cache; an expired access token gets a zero lifetime (refreshed at once).
     pub fn to_set(&self, clock: &dyn Clock) -> TokenSet {
         let expires = UNIX_EPOCH + Duration::from_millis(self.expires_at_unix_ms);
-        let left = expires.duration_since(clock.wall()).unwrap_or(Duration::ZERO);
+        // A file can say anything: never trust a stored expiry beyond the longest lifetime.
+        let left = expires
+            .duration_since(clock.wall())
+            .unwrap_or(Duration::ZERO)
+            .min(helloflex_core::MAX_LIFETIME);
         TokenSet::new(
             self.access_token.clone(),
             self.refresh_token.clone(),
@@ -84,54 +88,199 @@ pub enum StoreError {
         /// Why, without quoting the content.
         reason: String,
     },
+    /// Another holder kept the refresh lease past this holder's deadline.
+    #[error("token store lease still held by another holder after {waited_ms} ms")]
+    LeaseBusy {
+        /// How long this holder waited.
+        waited_ms: u64,
+    },
+    /// A remote store failed (connection, timeout, refused command), described without values.
+    #[error("token store {op} failed: {reason}")]
+    Remote {
+        /// What was being done.
+        op: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A test double refused on purpose.
     #[error("token store unavailable: {0}")]
     Unavailable(&'static str),
 }
 
 impl StoreError {
-    /// The SDK error for a store that could not be read at start-up (a configuration problem:
-    /// the file is the caller's). Names neither the path's contents nor any token.
+    /// The SDK error for this store failure ([`helloflex_core::Error::Store`]). Names no token.
     pub fn into_error(self) -> helloflex_core::Error {
-        let reason = match self {
-            StoreError::Corrupt { .. } => "the token file is corrupt",
-            StoreError::Io { .. } => "the token store could not be read",
-            StoreError::Unavailable(_) => "the token store is unavailable",
+        let op = match &self {
+            StoreError::Io { op, .. } | StoreError::Remote { op, .. } => op,
+            StoreError::Corrupt { .. } => "read",
+            StoreError::LeaseBusy { .. } => "lease",
+            StoreError::Unavailable(_) => "access",
         };
-        helloflex_core::ConfigError::Invalid { name: "token store", reason }.into()
+        helloflex_core::StoreFailure::new(op, self.to_string()).into()
     }
 }
 
-/// Where user tokens are kept. Implementations must be safe to share between threads.
+impl From<StoreError> for helloflex_core::Error {
+    fn from(error: StoreError) -> Self {
+        error.into_error()
+    }
+}
+
+/// A stored token set and its version. Every successful write makes a new version, so a write
+/// can be made conditional on the version it was planned from (compare-and-swap).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Record {
+    /// The tokens.
+    pub tokens: StoredTokens,
+    /// The version (1 for the first write; 0 stands for "nothing stored").
+    pub version: u64,
+}
+
+impl Record {
+    /// A record of `tokens` at `version`.
+    pub fn new(tokens: StoredTokens, version: u64) -> Self {
+        Self { tokens, version }
+    }
+}
+
+/// The right to refresh for every process sharing a store, until `expires`. Its `fence` grows
+/// with every lease granted, so a write from a holder whose lease lapsed (and was granted to
+/// someone else) is refused: the lease is an optimisation, the fenced write keeps it correct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The fencing number of this grant.
+    pub fence: u64,
+    /// When the lease lapses (wall time: leases are shared between processes).
+    pub expires: SystemTime,
+}
+
+impl Lease {
+    /// A lease with `fence`, lapsing at `expires`.
+    pub fn new(fence: u64, expires: SystemTime) -> Self {
+        Self { fence, expires }
+    }
+}
+
+/// The answer to [`TokenStore::lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseAttempt {
+    /// The lease is this holder's.
+    Acquired(Lease),
+    /// Another holder has it; ask again after this long (meanwhile, re-read the store: the other
+    /// holder may land a new set).
+    Busy {
+        /// When to ask again.
+        retry_in: Duration,
+    },
+}
+
+/// The answer to [`TokenStore::swap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Swap {
+    /// Written as this version.
+    Stored {
+        /// The new version.
+        version: u64,
+    },
+    /// Not written: the store moved past the expected version, or the lease was fenced off.
+    Conflict,
+}
+
+/// Where user tokens (authorization-code grant) live between calls and processes.
+///
+/// The token manager never holds its own lock while it calls a store, and the async manager
+/// runs store calls off the executor (through its runtime), so a store may block on I/O.
+/// A store shared by several processes implements [`TokenStore::lease`] (and `release`); one
+/// used by a single process need not (the manager already makes one request at a time).
+///
+/// The manager's protocol for a refresh: take the lease -> re-read (another holder may have
+/// refreshed: adopt its set) -> send -> [`TokenStore::swap`] on the version read, fenced by the
+/// lease -> release. A new authorization swaps on the version it read, without a lease.
 pub trait TokenStore: Send + Sync + std::fmt::Debug {
-    /// The stored set, if any.
-    fn load(&self) -> Result<Option<StoredTokens>, StoreError>;
+    /// The stored record, if any.
+    fn load(&self) -> Result<Option<Record>, StoreError>;
 
-    /// Stores `new` only if the stored refresh token is still `expected` (or nothing is stored
-    /// and `expected` is `None`). Returns whether it was stored.
-    fn compare_and_swap(
+    /// Writes `new` if the stored version is still `expected` (0: nothing stored) and, when a
+    /// `lease` is given, no newer lease was granted since.
+    fn swap(
         &self,
-        expected: Option<&RefreshToken>,
+        expected: u64,
         new: &StoredTokens,
-    ) -> Result<bool, StoreError>;
+        lease: Option<&Lease>,
+    ) -> Result<Swap, StoreError>;
 
-    /// Holds a lock that serialises refreshes across processes, until the guard drops. Stores
-    /// used by one process only need not lock (the token manager already single-flights).
-    fn lock_for_refresh(&self) -> Result<Option<StoreLock>, StoreError> {
-        Ok(None)
+    /// Asks for the refresh lease for `ttl`. The default grants it at once (fence 0): right for
+    /// a store only one process uses.
+    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
+        let _ = ttl;
+        Ok(LeaseAttempt::Acquired(Lease::new(0, UNIX_EPOCH)))
+    }
+
+    /// Gives a lease back early (it also lapses by itself).
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let _ = lease;
+        Ok(())
     }
 }
 
-/// A held refresh lock; released on drop.
-#[derive(Debug)]
-pub struct StoreLock {
-    _file: File,
+/// The lease bookkeeping both built-in stores keep: the highest fence granted and until when.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct LeaseState {
+    fence: u64,
+    until_unix_ms: u64,
 }
 
-/// Tokens in memory: lost at exit.
-#[derive(Debug, Default)]
+impl LeaseState {
+    fn grant(&mut self, now: SystemTime, ttl: Duration) -> LeaseAttempt {
+        let now_ms = unix_ms(now);
+        if now_ms < self.until_unix_ms {
+            let left = Duration::from_millis(self.until_unix_ms - now_ms);
+            return LeaseAttempt::Busy { retry_in: left.min(Duration::from_millis(250)) };
+        }
+        self.fence += 1;
+        let expires = now.checked_add(ttl).unwrap_or(now);
+        self.until_unix_ms = unix_ms(expires);
+        LeaseAttempt::Acquired(Lease::new(self.fence, expires))
+    }
+
+    fn release(&mut self, lease: &Lease) {
+        if lease.fence == self.fence {
+            self.until_unix_ms = 0;
+        }
+    }
+
+    /// Whether a write under `lease` is still allowed: no newer lease was granted.
+    fn admits(&self, lease: Option<&Lease>) -> bool {
+        lease.is_none_or(|l| l.fence == 0 || l.fence == self.fence)
+    }
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Tokens in memory: lost at exit. Leases are kept too, so several managers sharing one
+/// `MemoryStore` behave like several processes sharing a remote store (handy in tests).
+#[derive(Debug)]
 pub struct MemoryStore {
-    tokens: Mutex<Option<StoredTokens>>,
+    inner: Mutex<MemoryInner>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    record: Option<Record>,
+    lease: LeaseState,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 impl MemoryStore {
@@ -139,40 +288,84 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// An empty store whose leases lapse by `clock` (a manual clock in tests).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Mutex::default(), clock }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl TokenStore for MemoryStore {
-    fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
-        Ok(self.tokens.lock().unwrap_or_else(PoisonError::into_inner).clone())
+    fn load(&self) -> Result<Option<Record>, StoreError> {
+        Ok(self.inner().record.clone())
     }
 
-    fn compare_and_swap(
+    fn swap(
         &self,
-        expected: Option<&RefreshToken>,
+        expected: u64,
         new: &StoredTokens,
-    ) -> Result<bool, StoreError> {
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = tokens.as_ref().and_then(|t| t.refresh_token.as_ref());
-        if tokens.is_some() && current != expected {
-            return Ok(false);
+        lease: Option<&Lease>,
+    ) -> Result<Swap, StoreError> {
+        let mut inner = self.inner();
+        let current = inner.record.as_ref().map_or(0, |r| r.version);
+        if current != expected || !inner.lease.admits(lease) {
+            return Ok(Swap::Conflict);
         }
-        *tokens = Some(new.clone());
-        Ok(true)
+        let version = current + 1;
+        inner.record = Some(Record::new(new.clone(), version));
+        Ok(Swap::Stored { version })
+    }
+
+    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
+        let now = self.clock.wall();
+        Ok(self.inner().lease.grant(now, ttl))
+    }
+
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.inner().lease.release(lease);
+        Ok(())
     }
 }
 
-/// Tokens in a JSON file: written atomically (temporary file, fsync, rename), mode 0600 on Unix,
-/// refreshes serialised across processes by `<file>.lock`. A corrupt file is reported, never
-/// overwritten.
+/// Tokens in a JSON file: written atomically (a new temporary file, fsync, rename, directory
+/// fsync), mode 0600 on Unix. Each write bumps a version kept in the file; the refresh lease
+/// lives in `<file>.lease`; both are changed only inside short critical sections under an OS
+/// lock on `<file>.lock` (never held across a network request). A corrupt file is reported,
+/// never overwritten.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
+    clock: Arc<dyn Clock>,
+}
+
+/// The file's content: the tokens and the version.
+#[derive(Serialize, Deserialize)]
+struct FileRecord {
+    #[serde(flatten)]
+    tokens: StoredTokens,
+    /// Absent in files written before versions existed: taken as version 1.
+    #[serde(default = "first_version")]
+    version: u64,
+}
+
+fn first_version() -> u64 {
+    1
 }
 
 impl FileStore {
     /// A store at `path` (created on first write; its directory must exist).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self { path: path.into(), clock: Arc::new(SystemClock) }
+    }
+
+    /// The same store with leases timed by `clock` (a manual clock in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The file.
@@ -184,22 +377,38 @@ impl FileStore {
         move |e| StoreError::Io { op, path: self.path.clone(), kind: e.kind() }
     }
 
-    fn lock_path(&self) -> PathBuf {
+    fn sibling(&self, suffix: &str) -> PathBuf {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
+        name.push(suffix);
         self.path.with_file_name(name)
     }
 
-    fn exclusive(&self) -> Result<File, StoreError> {
+    /// Runs `f` holding the OS lock on `<file>.lock`: a few small reads and writes, no network.
+    fn exclusive<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         let file = restricted(OpenOptions::new().create(true).truncate(false).write(true))
-            .open(self.lock_path())
+            .open(self.sibling(".lock"))
             .map_err(self.io("lock"))?;
         file.lock().map_err(self.io("lock"))?;
-        Ok(file)
+        f()
     }
 
-    fn read(&self) -> Result<Option<StoredTokens>, StoreError> {
-        let file = match File::open(&self.path) {
+    fn read(&self) -> Result<Option<Record>, StoreError> {
+        let Some(bytes) = self.read_bytes(&self.path)? else { return Ok(None) };
+        let record: FileRecord =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!(
+                    "not a token set: {:?} at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            })?;
+        Ok(Some(Record::new(record.tokens, record.version)))
+    }
+
+    fn read_bytes(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io("read")(e)),
@@ -207,42 +416,54 @@ impl FileStore {
         let len = file.metadata().map_err(self.io("read"))?.len();
         if len > MAX_FILE_BYTES {
             return Err(StoreError::Corrupt {
-                path: self.path.clone(),
+                path: path.to_path_buf(),
                 reason: "larger than 1 MiB".into(),
             });
         }
         let mut bytes = Vec::with_capacity(len as usize);
         io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES), &mut bytes)
             .map_err(self.io("read"))?;
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
-            path: self.path.clone(),
-            reason: format!(
-                "not a token set: {:?} at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        })
+        Ok(Some(bytes))
     }
 
-    fn write(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(tokens).map_err(|_| StoreError::Corrupt {
-            path: self.path.clone(),
-            reason: "could not serialise".into(),
-        })?;
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
+    fn lease_state(&self) -> Result<LeaseState, StoreError> {
+        let path = self.sibling(".lease");
+        match self.read_bytes(&path)? {
+            None => Ok(LeaseState::default()),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|_| StoreError::Corrupt { path, reason: "not a lease record".into() }),
+        }
+    }
+
+    fn write_lease(&self, state: &LeaseState) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(state).map_err(|_| self.unserialisable())?;
+        self.write_atomically(&self.sibling(".lease"), &json)
+    }
+
+    fn unserialisable(&self) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), reason: "could not serialise".into() }
+    }
+
+    /// Writes `bytes` to `target` through a temporary file created new (never an existing file
+    /// or a link), 0600, synced, renamed over `target`, and the directory synced.
+    fn write_atomically(&self, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
         tmp_name.push(format!(".tmp.{}", std::process::id()));
-        let tmp = self.path.with_file_name(tmp_name);
+        let tmp = target.with_file_name(tmp_name);
+        // A leftover from a crashed writer of this pid: we hold the lock, so it is ours to drop.
+        let _ = fs::remove_file(&tmp);
         let result = (|| {
-            let mut file = restricted(OpenOptions::new().create(true).truncate(true).write(true))
-                .open(&tmp)?;
-            file.write_all(&json)?;
+            let mut file =
+                restricted(OpenOptions::new().create_new(true).write(true)).open(&tmp)?;
+            file.write_all(bytes)?;
             file.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            // Make the rename itself durable.
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)?.sync_all()?;
-            }
+            fs::rename(&tmp, target)?;
+            // Make the rename itself durable (a bare file name lives in the current directory).
+            let dir = match target.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            File::open(dir)?.sync_all()?;
             Ok(())
         })();
         if result.is_err() {
@@ -253,35 +474,46 @@ impl FileStore {
 }
 
 impl TokenStore for FileStore {
-    fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+    fn load(&self) -> Result<Option<Record>, StoreError> {
         self.read()
     }
 
-    fn compare_and_swap(
+    fn swap(
         &self,
-        expected: Option<&RefreshToken>,
+        expected: u64,
         new: &StoredTokens,
-    ) -> Result<bool, StoreError> {
-        let _lock = self.exclusive()?;
-        let current = self.read()?;
-        if let Some(current) = &current
-            && current.refresh_token.as_ref() != expected
-        {
-            return Ok(false);
-        }
-        self.write(new)?;
-        Ok(true)
+        lease: Option<&Lease>,
+    ) -> Result<Swap, StoreError> {
+        self.exclusive(|| {
+            let current = self.read()?.map_or(0, |r| r.version);
+            if current != expected || !self.lease_state()?.admits(lease) {
+                return Ok(Swap::Conflict);
+            }
+            let version = current + 1;
+            let record = FileRecord { tokens: new.clone(), version };
+            let json = serde_json::to_vec_pretty(&record).map_err(|_| self.unserialisable())?;
+            self.write_atomically(&self.path, &json)?;
+            Ok(Swap::Stored { version })
+        })
     }
 
-    fn lock_for_refresh(&self) -> Result<Option<StoreLock>, StoreError> {
-        // A second lock file: `compare_and_swap` takes `.lock` itself while this is held.
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".refresh-lock");
-        let file = restricted(OpenOptions::new().create(true).truncate(false).write(true))
-            .open(self.path.with_file_name(name))
-            .map_err(self.io("lock"))?;
-        file.lock().map_err(self.io("lock"))?;
-        Ok(Some(StoreLock { _file: file }))
+    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
+        self.exclusive(|| {
+            let mut state = self.lease_state()?;
+            let attempt = state.grant(self.clock.wall(), ttl);
+            if matches!(attempt, LeaseAttempt::Acquired(_)) {
+                self.write_lease(&state)?;
+            }
+            Ok(attempt)
+        })
+    }
+
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.exclusive(|| {
+            let mut state = self.lease_state()?;
+            state.release(lease);
+            self.write_lease(&state)
+        })
     }
 }
 

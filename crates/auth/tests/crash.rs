@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::*;
-use helloflex_core::RefreshToken;
 use support::{FakeServer, config};
 
 const CHILD: &str = "HELLOFLEX_CRASH_CHILD_DIR";
@@ -21,38 +20,38 @@ const CHILD: &str = "HELLOFLEX_CRASH_CHILD_DIR";
 struct AbortOnRotation(FileStore);
 
 impl TokenStore for AbortOnRotation {
-    fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+    fn load(&self) -> Result<Option<Record>, StoreError> {
         self.0.load()
     }
-    fn compare_and_swap(
+    fn swap(
         &self,
-        expected: Option<&RefreshToken>,
+        expected: u64,
         new: &StoredTokens,
-    ) -> Result<bool, StoreError> {
-        if expected.is_some() {
+        lease: Option<&Lease>,
+    ) -> Result<Swap, StoreError> {
+        if lease.is_some() {
             std::process::abort(); // killed after the server rotated, before anything was stored
         }
-        self.0.compare_and_swap(expected, new)
+        self.0.swap(expected, new, lease)
     }
-    fn lock_for_refresh(&self) -> Result<Option<StoreLock>, StoreError> {
-        self.0.lock_for_refresh()
+    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
+        self.0.lease(ttl)
+    }
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.0.release(lease)
     }
 }
 
 fn child(dir: &Path) {
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let store = Arc::new(AbortOnRotation(FileStore::new(dir.join("tokens.json"))));
-    let m = BlockingTokenManager::authorization_code(
-        config(),
-        store,
-        server.clone(),
-        clock.clone(),
-        ManagerOptions::default(),
-    )
-    .unwrap();
+    let file = FileStore::new(dir.join("tokens.json")).with_clock(clock.clone());
+    let store = Arc::new(AbortOnRotation(file));
+    let m = ManagerBuilder::authorization_code(config(), store)
+        .clock(clock.clone())
+        .blocking(server.clone());
     let (url, pending) = m.start_authorization().unwrap();
-    m.complete_authorization(pending, &server.approve(&url)).unwrap();
+    m.complete_authorization(&pending, &server.approve(&url)).unwrap();
     clock.advance(Duration::from_secs(61));
     let _ = m.token(); // refreshes, then aborts while storing
     unreachable!("the store write should have aborted the process");
@@ -83,7 +82,7 @@ fn killed_between_receiving_and_storing_a_rotation() {
     // Restart: the store holds the complete set from before the rotation.
     let path: PathBuf = dir.join("tokens.json");
     let stored = FileStore::new(&path).load().unwrap().expect("a complete token set");
-    assert!(stored.refresh_token.is_some());
+    assert!(stored.tokens.refresh_token.is_some());
     // Only the token file, its lock files, and no half-written temporary file.
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -92,15 +91,12 @@ fn killed_between_receiving_and_storing_a_rotation() {
     // The refresh token in it was burnt by the server's rotation: a typed error, no panic.
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let m = BlockingTokenManager::authorization_code(
-        config(),
-        Arc::new(FileStore::new(&path)),
-        server,
-        clock.clone(),
-        ManagerOptions::default(),
-    )
-    .unwrap();
-    clock.advance(Duration::from_secs(61));
+    let store = FileStore::new(&path).with_clock(clock.clone());
+    let m = ManagerBuilder::authorization_code(config(), Arc::new(store))
+        .clock(clock.clone())
+        .blocking(server);
+    // The dead process's refresh lease lapses by itself; then this one takes over.
+    clock.advance(Duration::from_secs(600));
     assert!(m.token().unwrap_err().requires_reauthorization());
     std::fs::remove_dir_all(&dir).unwrap();
 }

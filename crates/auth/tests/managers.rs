@@ -80,12 +80,9 @@ fn at_expiry_one_request_again_and_old_token_served_meanwhile() {
     transport
         .expect_send()
         .returning(move |_| Ok(token_body(seen.fetch_add(1, Ordering::SeqCst) + 1, 60)));
-    let manager = BlockingTokenManager::with_options(
-        config(),
-        Arc::new(transport),
-        clock.clone(),
-        ManagerOptions::default(),
-    );
+    let manager = ManagerBuilder::client_credentials(config())
+        .clock(clock.clone())
+        .blocking(Arc::new(transport));
     assert_eq!(manager.token().unwrap().access_token().expose_secret(), "t1");
     // Past expiry: 64 threads, one fetch.
     clock.advance(Duration::from_secs(61));
@@ -216,13 +213,9 @@ async fn a_thousand_tasks_at_expiry_make_one_token_request() {
     let clock = Arc::new(ManualClock::new());
     let transport =
         Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_millis(25) });
-    let manager = AsyncTokenManager::with_options(
-        config(),
-        transport.clone(),
-        clock.clone(),
-        ManagerOptions::default(),
-        None,
-    );
+    let manager = ManagerBuilder::client_credentials(config())
+        .clock(clock.clone())
+        .nonblocking(transport.clone(), None);
     assert_eq!(manager.token().await.unwrap().access_token().expose_secret(), "t1");
     clock.advance(Duration::from_secs(3601));
     let tasks: Vec<_> = (0..1000)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use helloflex_auth::*;
-use helloflex_core::{Error, RefreshToken};
+use helloflex_core::Error;
 use support::{FakeServer, config};
 
 fn manager(
@@ -16,20 +16,15 @@ fn manager(
     store: Arc<dyn TokenStore>,
     clock: &Arc<ManualClock>,
 ) -> BlockingTokenManager {
-    BlockingTokenManager::authorization_code(
-        config(),
-        store,
-        server.clone(),
-        clock.clone(),
-        ManagerOptions::default(),
-    )
-    .unwrap()
+    ManagerBuilder::authorization_code(config(), store)
+        .clock(clock.clone())
+        .blocking(server.clone())
 }
 
 fn authorize(manager: &BlockingTokenManager, server: &FakeServer) -> String {
     let (url, pending) = manager.start_authorization().unwrap();
     let callback = server.approve(&url);
-    let token = manager.complete_authorization(pending, &callback).unwrap();
+    let token = manager.complete_authorization(&pending, &callback).unwrap();
     token.access_token().expose_secret().to_owned()
 }
 
@@ -42,19 +37,20 @@ struct Recording {
 }
 
 impl TokenStore for Recording {
-    fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+    fn load(&self) -> Result<Option<Record>, StoreError> {
         self.inner.load()
     }
-    fn compare_and_swap(
+    fn swap(
         &self,
-        expected: Option<&RefreshToken>,
+        expected: u64,
         new: &StoredTokens,
-    ) -> Result<bool, StoreError> {
+        lease: Option<&Lease>,
+    ) -> Result<Swap, StoreError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("disk full"));
         }
         self.writes.lock().unwrap().push(new.access_token.expose_secret().to_owned());
-        self.inner.compare_and_swap(expected, new)
+        self.inner.swap(expected, new, lease)
     }
 }
 
@@ -72,7 +68,7 @@ fn code_flow_with_pkce_then_rotation_stored_before_use() {
     assert_ne!(first, second);
     // The rotated set reached the store before this caller got the new access token.
     assert_eq!(store.writes.lock().unwrap().last().unwrap(), &second);
-    let stored = store.load().unwrap().unwrap();
+    let stored = store.load().unwrap().unwrap().tokens;
     let refreshed_with = server.refresh_requests.lock().unwrap().clone();
     assert_eq!(refreshed_with.len(), 1);
     assert_ne!(stored.refresh_token.unwrap().expose_secret(), refreshed_with[0], "rotation stored");
@@ -108,6 +104,8 @@ fn store_failure_keeps_new_tokens_and_never_resends_the_burnt_one() {
     store.fail.store(true, Ordering::SeqCst);
     clock.advance(Duration::from_secs(61));
     let kept = m.token().unwrap();
+    // The failed write is reported, typed, and the new set kept in memory.
+    assert!(matches!(m.store_error(), Some(StoreError::Unavailable(_))));
     // The store still holds the burnt token; it must be neither adopted nor sent again.
     store.fail.store(false, Ordering::SeqCst);
     clock.advance(Duration::from_secs(61));
@@ -118,7 +116,8 @@ fn store_failure_keeps_new_tokens_and_never_resends_the_burnt_one() {
     assert_ne!(sent[0], sent[1], "the burnt refresh token was sent again");
     assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0);
     // Once writes work again the stale store is repaired with the newest set.
-    assert_eq!(store.load().unwrap().unwrap().access_token, *latest.access_token());
+    assert_eq!(store.load().unwrap().unwrap().tokens.access_token, *latest.access_token());
+    assert!(m.store_error().is_none());
 }
 
 #[test]
@@ -129,7 +128,7 @@ fn invalid_grant_means_reauthorize_without_a_retry_loop() {
     let m = manager(&server, store.clone(), &clock);
     authorize(&m, &server);
     // Another client spends our refresh token behind our back.
-    let stolen = store.load().unwrap().unwrap().refresh_token.unwrap();
+    let stolen = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
     let request = config().refresh_request(&stolen).unwrap();
     let _ = server.send(request).unwrap();
     clock.advance(Duration::from_secs(61));
@@ -187,15 +186,8 @@ fn file_store_is_private_atomic_and_refuses_corruption() {
     assert_eq!(again.token().unwrap().access_token(), m.token().unwrap().access_token());
     // A corrupt file is an error, and is left as it was.
     std::fs::write(&path, b"{\"access_token\": tru").unwrap();
-    let e = BlockingTokenManager::authorization_code(
-        config(),
-        Arc::new(FileStore::new(&path)),
-        server.clone(),
-        clock.clone(),
-        ManagerOptions::default(),
-    )
-    .unwrap_err();
-    assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+    let e = manager(&server, Arc::new(FileStore::new(&path)), &clock).token().unwrap_err();
+    assert!(matches!(e, Error::Store(_)), "{e:?}");
     assert!(!e.to_string().contains("tru"));
     assert_eq!(std::fs::read(&path).unwrap(), b"{\"access_token\": tru");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -207,7 +199,14 @@ fn wrong_state_callback_keeps_the_flow_alive() {
     let clock = Arc::new(ManualClock::new());
     let m = manager(&server, Arc::new(MemoryStore::new()), &clock);
     let (url, pending) = m.start_authorization().unwrap();
-    let error = m.complete_authorization(pending.clone(), "code=x&state=forged").unwrap_err();
+    let error = m.complete_authorization(&pending, "code=x&state=forged").unwrap_err();
     assert!(matches!(error, Error::Callback(helloflex_core::CallbackError::StateMismatch)));
-    assert!(m.complete_authorization(pending, &server.approve(&url)).is_ok());
+    assert!(m.complete_authorization(&pending, "").is_err(), "no state at all");
+    let callback = server.approve(&url);
+    assert!(m.complete_authorization(&pending, &callback).is_ok());
+    // Delivered twice (a reload): refused locally, the code is not exchanged again.
+    let before = server.token_requests.load(Ordering::SeqCst);
+    let again = m.complete_authorization(&pending, &callback).unwrap_err();
+    assert!(matches!(again, Error::Callback(helloflex_core::CallbackError::AlreadyCompleted)));
+    assert_eq!(server.token_requests.load(Ordering::SeqCst), before);
 }

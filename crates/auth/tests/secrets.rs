@@ -51,17 +51,12 @@ fn canary_never_appears() {
         // Authorization-code flow with rotation, the canary as the client secret.
         let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
         let clock = Arc::new(ManualClock::new());
-        let m = BlockingTokenManager::authorization_code(
-            config(),
-            Arc::new(MemoryStore::new()),
-            server.clone(),
-            clock.clone(),
-            ManagerOptions::default(),
-        )
-        .unwrap();
+        let m = ManagerBuilder::authorization_code(config(), Arc::new(MemoryStore::new()))
+            .clock(clock.clone())
+            .blocking(server.clone());
         let (url, pending) = m.start_authorization().unwrap();
         shown.push_str(&format!("{pending:?} {m:?}"));
-        m.complete_authorization(pending, &server.approve(&url)).unwrap();
+        m.complete_authorization(&pending, &server.approve(&url)).unwrap();
         clock.advance(Duration::from_secs(61));
         let token = m.token().unwrap();
         shown.push_str(&format!("{token:?}"));

@@ -124,6 +124,10 @@ pub enum CallbackError {
     /// Neither `code` nor `error`.
     #[error("callback has no code")]
     MissingCode,
+    /// This authorization's callback was already accepted once (a reload, a double submit, a
+    /// replay): its code is never exchanged twice.
+    #[error("this authorization was already completed")]
+    AlreadyCompleted,
 }
 
 impl CallbackError {
@@ -131,6 +135,7 @@ impl CallbackError {
     pub fn blame(&self) -> Blame {
         match self {
             CallbackError::Denied { .. } => Blame::Server,
+            CallbackError::AlreadyCompleted => Blame::Caller,
             _ => Blame::Protocol,
         }
     }
@@ -190,23 +195,41 @@ impl PendingAuthorization {
         &self.redirect_uri
     }
 
+    /// Identifies this authorization without revealing its `state`: a SHA-256 digest of it.
+    /// Remember the ids of completed authorizations to refuse a callback delivered twice.
+    pub fn id(&self) -> AuthorizationId {
+        AuthorizationId(hmac_sha256::Hash::hash(self.state.expose_secret().as_bytes()))
+    }
+
     /// Checks a callback: the full redirect URL or just its query. On success the pending
     /// authorization is consumed (a second callback cannot be accepted).
     pub fn handle_callback(self, callback: &str) -> Result<AuthorizedCode, CallbackRejected> {
-        let unattributed =
-            |pending: Self, error| CallbackRejected { error, pending: Some(Box::new(pending)) };
-        let params = match read_params(callback) {
-            Ok(p) => p,
-            Err(e) => return Err(unattributed(self, e)),
-        };
+        match self.check_callback(callback) {
+            Ok(code) => Ok(code),
+            Err(Rejection { error, attributed: false }) => {
+                Err(CallbackRejected { error, pending: Some(Box::new(self)) })
+            }
+            Err(Rejection { error, attributed: true }) => {
+                Err(CallbackRejected { error, pending: None })
+            }
+        }
+    }
+
+    /// Checks a callback without consuming the pending authorization, for a caller that keeps
+    /// it (a token manager remembering which authorizations completed). The error says whether
+    /// the callback belonged to this authorization: a wrong or missing `state` does not, so the
+    /// genuine callback may still arrive.
+    pub fn check_callback(&self, callback: &str) -> Result<AuthorizedCode, Rejection> {
+        let unattributed = |error| Rejection { error, attributed: false };
+        let params = read_params(callback).map_err(unattributed)?;
         let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
-            return Err(unattributed(self, CallbackError::MissingState));
+            return Err(unattributed(CallbackError::MissingState));
         };
         if !constant_time_eq(state.as_bytes(), self.state.expose_secret().as_bytes()) {
-            return Err(unattributed(self, CallbackError::StateMismatch));
+            return Err(unattributed(CallbackError::StateMismatch));
         }
         // From here on the callback belongs to this authorization, which is now used up.
-        let consumed = |error| CallbackRejected { error, pending: None };
+        let consumed = |error| Rejection { error, attributed: true };
         if let Some(issuer) = &self.issuer {
             match &params.iss {
                 None => return Err(consumed(CallbackError::MissingIssuer)),
@@ -224,13 +247,40 @@ impl PendingAuthorization {
                     .map(|d| Excerpt::of_text(&d, 300).as_str().to_owned()),
             })),
             (None, None) => Err(consumed(CallbackError::MissingCode)),
-            (Some(code), None) if code.is_empty() => Err(consumed(CallbackError::MissingCode)),
             (Some(code), None) => Ok(AuthorizedCode {
                 code: AuthorizationCode::new(code),
                 verifier: self.verifier.clone(),
                 redirect_uri: self.redirect_uri.clone(),
             }),
         }
+    }
+}
+
+/// Identifies one authorization (a digest of its `state`, not the state itself).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AuthorizationId([u8; 32]);
+
+impl std::fmt::Debug for AuthorizationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthorizationId(..)")
+    }
+}
+
+/// A callback refused by [`PendingAuthorization::check_callback`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+#[non_exhaustive]
+pub struct Rejection {
+    /// Why.
+    pub error: CallbackError,
+    /// Whether the callback carried this authorization's `state` (it is then used up: the
+    /// server will not accept its code twice). `false` for a forged or unreadable callback.
+    pub attributed: bool,
+}
+
+impl From<Rejection> for Error {
+    fn from(r: Rejection) -> Self {
+        Error::Callback(r.error)
     }
 }
 

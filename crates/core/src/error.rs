@@ -25,6 +25,8 @@ pub enum Blame {
     Protocol,
     /// The network or the transport failed.
     Network,
+    /// The token store failed (a file, a database, a cache).
+    Storage,
 }
 
 /// Every error the SDK reports.
@@ -56,6 +58,9 @@ pub enum Error {
     /// The authorization callback was refused.
     #[error(transparent)]
     Callback(#[from] CallbackError),
+    /// The token store failed (reading, writing or leasing user tokens).
+    #[error(transparent)]
+    Store(#[from] StoreFailure),
 }
 
 impl Error {
@@ -69,6 +74,7 @@ impl Error {
             Error::Protocol(_) => Blame::Protocol,
             Error::Transport(_) => Blame::Network,
             Error::Callback(e) => e.blame(),
+            Error::Store(_) => Blame::Storage,
         }
     }
 
@@ -85,6 +91,25 @@ impl Error {
             Error::Protocol(e) => e.status(),
             _ => None,
         }
+    }
+}
+
+/// A token store failed. It names the operation and the cause (an OS error kind, a corrupt
+/// record, a lease held too long), never a token, so it is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("token store {op} failed: {reason}")]
+#[non_exhaustive]
+pub struct StoreFailure {
+    /// What was being done: `read`, `write`, `lease`.
+    pub op: &'static str,
+    /// Why, without quoting any stored value.
+    pub reason: String,
+}
+
+impl StoreFailure {
+    /// A failure of `op` for `reason`.
+    pub fn new(op: &'static str, reason: impl Into<String>) -> Self {
+        Self { op, reason: reason.into() }
     }
 }
 

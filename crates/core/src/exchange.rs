@@ -104,12 +104,18 @@ fn transport_retryable(kind: TransportErrorKind, replay_safe: bool) -> bool {
 }
 
 /// Whether a token request may be sent again after it may have reached the server.
+///
+/// The replay rule (`docs/ARCHITECTURE.md`, "Replaying a token request"): a transient failure
+/// (connection reset, timeout, 5xx, 408, 429) is retried within the same call, the same request,
+/// bounded by the retry deadline; a definitive answer (any other status, `invalid_grant`) never
+/// is. A refresh follows it: servers that rotate refresh tokens keep a short reuse window for
+/// exactly this retry, and giving up instead only hands the replay to the next caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replay {
-    /// Client credentials: a second request only costs a second token.
-    Safe,
-    /// Code exchange and refresh: the code is single-use and a refresh token may rotate, so a
-    /// replay can burn the grant. Only a request that never left is sent again.
+    /// Client credentials and refresh: retried on transient failures.
+    Transient,
+    /// Code exchange: the code is single-use, and a server that sees it twice revokes what it
+    /// issued for it. Only a request that never left (or a 429, not processed) is sent again.
     OnlyIfNotSent,
 }
 
@@ -134,9 +140,9 @@ pub struct TokenExchange {
 }
 
 impl TokenExchange {
-    /// A client-credentials request (replayed on transient failures).
+    /// A client-credentials request (retried on transient failures).
     pub fn client_credentials(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
-        Self::new(request, Replay::Safe, false, policy, seed)
+        Self::new(request, Replay::Transient, false, policy, seed)
     }
 
     /// A code exchange (never replayed once it may have been sent).
@@ -144,10 +150,20 @@ impl TokenExchange {
         Self::new(request, Replay::OnlyIfNotSent, false, policy, seed)
     }
 
-    /// A refresh (never replayed once it may have been sent; `invalid_grant` becomes
-    /// [`Error::ReauthorizationRequired`]).
+    /// A refresh: retried on transient failures within this exchange (the same request, bounded
+    /// by the deadline), never after a definitive answer; `invalid_grant` becomes
+    /// [`Error::ReauthorizationRequired`].
     pub fn refresh(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
-        Self::new(request, Replay::OnlyIfNotSent, true, policy, seed)
+        Self::new(request, Replay::Transient, true, policy, seed)
+    }
+
+    /// The latest instant this exchange can still be running, if it starts at `start` and one
+    /// attempt takes at most `attempt_timeout`: no retry starts after the policy's deadline, and
+    /// the last attempt then runs for at most `attempt_timeout`. A ticket held for this exchange
+    /// must live at least this long, or a waiting caller would send the same request again.
+    pub fn deadline(&self, start: Instant, attempt_timeout: std::time::Duration) -> Instant {
+        let budget = self.attempts.policy().deadline.saturating_add(attempt_timeout);
+        start.checked_add(budget).unwrap_or(start)
     }
 
     fn new(
@@ -214,7 +230,7 @@ impl Exchange for TokenExchange {
                     || status.as_u16() == 408
                     || matches!(&error, Error::OAuth(e) if e.is_transient());
                 let retryable = match self.replay {
-                    Replay::Safe => transient,
+                    Replay::Transient => transient,
                     // A 429 says the request was not processed.
                     Replay::OnlyIfNotSent => overloaded,
                 };
@@ -229,7 +245,7 @@ impl Exchange for TokenExchange {
             return;
         }
         error.attempts = self.attempts.made();
-        let retryable = transport_retryable(error.kind, self.replay == Replay::Safe);
+        let retryable = transport_retryable(error.kind, self.replay == Replay::Transient);
         let error = Error::Transport(error);
         self.retry_or_finish(now, retryable, None, error);
     }

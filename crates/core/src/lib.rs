@@ -72,8 +72,8 @@ pub use api_reply::{ApiResponse, decode_json};
 pub use api_request::{ApiRequest, bearer_header};
 pub use api_response::{ApiError, ApiErrorKind, ValidationErrors, classify_response, is_success};
 pub use callback::{
-    AUTHORIZATION_ENTROPY_BYTES, AuthorizedCode, CallbackError, CallbackRejected,
-    PendingAuthorization, start_authorization,
+    AUTHORIZATION_ENTROPY_BYTES, AuthorizationId, AuthorizedCode, CallbackError, CallbackRejected,
+    PendingAuthorization, Rejection, start_authorization,
 };
 pub use challenge::{BearerChallenge, UnauthorizedCause};
 pub use config::{
@@ -82,7 +82,8 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, InsecureLoopback};
 pub use error::{
-    Blame, ConfigError, Error, ProtocolError, TransportError, TransportErrorKind, UsageError,
+    Blame, ConfigError, Error, ProtocolError, StoreFailure, TransportError, TransportErrorKind,
+    UsageError,
 };
 pub use excerpt::{EXCERPT_CHARS, Excerpt};
 pub use exchange::{ApiCall, Exchange, Fetched, Poll, TokenExchange};

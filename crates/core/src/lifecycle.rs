@@ -21,7 +21,9 @@ pub struct LifecyclePolicy {
     /// Lifetime assumed when a response has no `expires_in`.
     pub default_lifetime: Duration,
     /// A ticket not completed within this time is taken as lost (its holder vanished) and a new
-    /// one is handed out. Keep it longer than a token exchange's retry deadline.
+    /// one is handed out. A holder that knows how long its request can take extends it with
+    /// [`TokenCache::hold`] (the managers in `helloflex-auth` always do: a ticket lives as long
+    /// as its exchange's own deadline).
     pub ticket_timeout: Duration,
     /// Backoff after the first failed fetch; doubled per further failure.
     pub failure_backoff: Duration,
@@ -92,6 +94,9 @@ pub enum Grant {
     ClientCredentials,
     /// A refresh with this refresh token.
     Refresh(RefreshToken),
+    /// Nothing is held in memory yet: read the token set from the store the tokens are kept in
+    /// (user tokens are loaded lazily, by the first caller, so no store is read at build time).
+    Reload,
 }
 
 /// The right to make the one token request; hand it back through [`TokenCache::complete`] or
@@ -239,6 +244,8 @@ pub struct TokenCache {
     /// Refresh tokens this cache has spent (most recent last, a few kept): a store still holding
     /// one of them is stale, and sending one again would be a reuse.
     retired: VecDeque<RefreshToken>,
+    /// User tokens not yet read from their store: the first fetch is a [`Grant::Reload`].
+    unloaded: bool,
 }
 
 /// How many spent refresh tokens are remembered.
@@ -269,6 +276,7 @@ impl TokenCache {
             last_error: None,
             reauthorize: None,
             retired: VecDeque::new(),
+            unloaded: flow == Flow::RefreshToken,
         }
     }
 
@@ -323,7 +331,23 @@ impl TokenCache {
     fn grant(&self) -> Option<Grant> {
         match self.flow {
             Flow::ClientCredentials => Some(Grant::ClientCredentials),
-            Flow::RefreshToken => self.refresh_token.clone().map(Grant::Refresh),
+            Flow::RefreshToken => match &self.refresh_token {
+                Some(token) => Some(Grant::Refresh(token.clone())),
+                None => self.unloaded.then_some(Grant::Reload),
+            },
+        }
+    }
+
+    /// Extends the live `ticket` to `deadline`: its holder knows how long its request can take
+    /// (the exchange's own deadline), and waiting callers must not take it over before then.
+    /// Returns whether the ticket was still live.
+    pub fn hold(&mut self, ticket: &Ticket, deadline: Instant) -> bool {
+        match &mut self.ticket {
+            Some(live) if live.id == ticket.id => {
+                live.deadline = deadline;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -345,7 +369,7 @@ impl TokenCache {
     ) -> TokenSet {
         let previous = match &ticket.grant {
             Grant::Refresh(r) => Some(r),
-            Grant::ClientCredentials => None,
+            Grant::ClientCredentials | Grant::Reload => None,
         };
         TokenSet::from_response(response, sent_at, previous, self.policy.default_lifetime)
     }
@@ -362,6 +386,9 @@ impl TokenCache {
             return Completion::Stale;
         }
         self.ticket = None;
+        if matches!(ticket.grant, Grant::Reload) {
+            self.unloaded = false;
+        }
         match result {
             Ok(set) => Completion::Stored(self.install(set, entropy)),
             Err(error) => {
@@ -392,10 +419,28 @@ impl TokenCache {
         }
     }
 
-    /// Installs a token set from outside a ticket (after the code exchange, or loaded from a
-    /// store). Any live ticket stays live; its completion will still be accepted.
+    /// Installs a token set from outside a ticket (loaded from a store). Any live ticket stays
+    /// live; its completion will still be accepted.
     pub fn insert(&mut self, set: TokenSet, entropy: u64) -> Token {
         self.install(set, entropy)
+    }
+
+    /// Installs the tokens of a new authorization (a completed code exchange): a new generation.
+    /// A ticket still live belongs to the grant this one replaces, so it is dropped: its
+    /// completion will be [`Completion::Stale`] and never lands on top of the new grant.
+    pub fn authorize(&mut self, set: TokenSet, entropy: u64) -> Token {
+        self.ticket = None;
+        if let Some(old) = self.refresh_token.take() {
+            self.retire(old);
+        }
+        self.install(set, entropy)
+    }
+
+    fn retire(&mut self, token: RefreshToken) {
+        if self.retired.len() == RETIRED_KEPT {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(token);
     }
 
     fn install(&mut self, set: TokenSet, entropy: u64) -> Token {
@@ -417,13 +462,11 @@ impl TokenCache {
         self.current = Some(Current { token: token.clone(), refresh_at, usable_until });
         if let Some(new) = set.refresh_token {
             if let Some(old) = self.refresh_token.take().filter(|old| *old != new) {
-                if self.retired.len() == RETIRED_KEPT {
-                    self.retired.pop_front();
-                }
-                self.retired.push_back(old);
+                self.retire(old);
             }
             self.refresh_token = Some(new);
         }
+        self.unloaded = false;
         self.failures = 0;
         self.retry_at = None;
         self.last_error = None;
@@ -451,6 +494,11 @@ impl TokenCache {
     /// from ours and is not one we spent. Only then may another process's set be adopted.
     pub fn should_adopt(&self, stored: &RefreshToken) -> bool {
         self.refresh_token.as_ref() != Some(stored) && !self.is_retired(stored)
+    }
+
+    /// The refresh tokens this cache has spent, oldest first (a few are kept).
+    pub fn retired(&self) -> impl Iterator<Item = &RefreshToken> {
+        self.retired.iter()
     }
 
     /// The refresh token held, if any.

@@ -115,6 +115,10 @@ impl Attempts {
         self.made
     }
 
+    pub(crate) fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
     /// When to retry after a retryable failure, or `None` to give up.
     pub(crate) fn next_attempt(
         &mut self,

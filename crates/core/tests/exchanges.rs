@@ -120,11 +120,50 @@ fn oauth_errors_are_not_retried() {
 }
 
 #[test]
-fn refresh_is_never_replayed_once_sent_and_invalid_grant_means_reauthorize() {
+fn refresh_is_retried_on_transient_failures_and_invalid_grant_means_reauthorize() {
     let request = || token_request();
-    for kind in [TransportErrorKind::Io, TransportErrorKind::Timeout] {
+    // The replay rule: a transient failure is retried within the call, the same request.
+    for kind in [TransportErrorKind::Io, TransportErrorKind::Timeout, TransportErrorKind::Connect] {
         let run = drive(
             TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+            vec![Reply::Fail(kind), Reply::Http(response(200, &[], TOKEN))],
+            no_tokens,
+        );
+        assert!(run.output.is_ok(), "{kind:?}");
+        assert_eq!(run.sent.len(), 2);
+        assert_eq!(run.sent[0].body(), run.sent[1].body(), "the same request");
+    }
+    for status in [502, 503, 408, 429] {
+        let run = drive(
+            TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+            vec![Reply::Http(response(status, &[], "")), Reply::Http(response(200, &[], TOKEN))],
+            no_tokens,
+        );
+        assert!(run.output.is_ok(), "{status}");
+        assert_eq!(run.sent.len(), 2);
+    }
+    // A definitive answer is never replayed.
+    let run = drive(
+        TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+        vec![Reply::Http(response(400, &[], r#"{"error":"invalid_grant"}"#))],
+        no_tokens,
+    );
+    assert_eq!(run.sent.len(), 1);
+    assert!(run.output.unwrap_err().requires_reauthorization());
+    let run = drive(
+        TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+        vec![Reply::Http(response(401, &[], r#"{"error":"invalid_client"}"#))],
+        no_tokens,
+    );
+    assert_eq!(run.sent.len(), 1);
+    assert!(run.output.is_err());
+}
+
+#[test]
+fn code_exchange_is_never_replayed_once_sent() {
+    for kind in [TransportErrorKind::Io, TransportErrorKind::Timeout] {
+        let run = drive(
+            TokenExchange::authorization_code(token_request(), RetryPolicy::default(), 1),
             vec![Reply::Fail(kind)],
             no_tokens,
         );
@@ -132,25 +171,18 @@ fn refresh_is_never_replayed_once_sent_and_invalid_grant_means_reauthorize() {
         assert_eq!(run.sent.len(), 1);
     }
     let run = drive(
-        TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+        TokenExchange::authorization_code(token_request(), RetryPolicy::default(), 1),
         vec![Reply::Http(response(502, &[], ""))],
         no_tokens,
     );
     assert_eq!(run.sent.len(), 1);
-    assert!(run.output.is_err());
     // A connection that never opened is safe to retry.
     let run = drive(
-        TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+        TokenExchange::authorization_code(token_request(), RetryPolicy::default(), 1),
         vec![Reply::Fail(TransportErrorKind::Connect), Reply::Http(response(200, &[], TOKEN))],
         no_tokens,
     );
     assert!(run.output.is_ok());
-    let run = drive(
-        TokenExchange::refresh(request(), RetryPolicy::default(), 1),
-        vec![Reply::Http(response(400, &[], r#"{"error":"invalid_grant"}"#))],
-        no_tokens,
-    );
-    assert!(run.output.unwrap_err().requires_reauthorization());
 }
 
 #[test]

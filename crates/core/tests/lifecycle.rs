@@ -109,6 +109,10 @@ fn invalidate_only_the_rejected_token() {
 fn refresh_keeps_old_refresh_token_and_reports_rotation() {
     let now = t0();
     let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
+    // Nothing held yet: the first caller reads the store; an empty store means re-authorize.
+    let Acquire::Fetch(load) = cache.acquire(now) else { panic!() };
+    assert!(matches!(load.grant(), Grant::Reload));
+    let _ = cache.complete(now, load, Err(no_tokens()), 0);
     assert!(matches!(cache.acquire(now), Acquire::Fail(e) if e.requires_reauthorization()));
     let initial =
         TokenSet::from_response(response(60, Some("r1")), now, None, Duration::from_secs(60));
@@ -124,4 +128,46 @@ fn refresh_keeps_old_refresh_token_and_reports_rotation() {
     let Acquire::Fetch(ticket) = cache.acquire(later) else { panic!() };
     let set = cache.token_set(&ticket, response(60, Some("r2")), later);
     assert!(set.rotated);
+}
+
+fn no_tokens() -> helloflex_core::Error {
+    helloflex_core::Error::ReauthorizationRequired(helloflex_core::OAuthError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "invalid_grant",
+        None,
+        None,
+    ))
+}
+
+#[test]
+fn a_new_authorization_makes_an_in_flight_refresh_stale() {
+    let now = t0();
+    let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
+    cache.insert(
+        TokenSet::from_response(response(60, Some("r1")), now, None, Duration::from_secs(60)),
+        0,
+    );
+    let later = now + Duration::from_secs(59);
+    let Acquire::Fetch(refresh) = cache.acquire(later) else { panic!() };
+    // The user signs in again (another account, say) while the refresh is in flight.
+    let fresh = cache.authorize(
+        TokenSet::from_response(response(60, Some("n1")), later, None, Duration::from_secs(60)),
+        0,
+    );
+    let old = cache.token_set(&refresh, response(60, Some("r2")), later);
+    assert!(matches!(cache.complete(later, refresh, Ok(old), 0), Completion::Stale));
+    assert!(matches!(cache.acquire(later), Acquire::Use(t) if t.id() == fresh.id()));
+    assert_eq!(cache.refresh_token().unwrap().expose_secret(), "n1");
+}
+
+#[test]
+fn a_held_ticket_is_not_taken_over_before_its_deadline() {
+    let now = t0();
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!() };
+    let long = now + Duration::from_secs(600);
+    assert!(cache.hold(&ticket, long));
+    let before = long - Duration::from_secs(1);
+    assert!(matches!(cache.acquire(before), Acquire::Wait(until) if until == long));
+    assert!(matches!(cache.acquire(long), Acquire::Fetch(_)));
 }

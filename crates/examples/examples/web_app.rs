@@ -131,7 +131,7 @@ async fn callback(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Respo
         return (StatusCode::BAD_REQUEST, "no authorization in progress for this session")
             .into_response();
     };
-    match client.complete_authorization(pending, &uri.to_string()).await {
+    match client.complete_authorization(&pending, &uri.to_string()).await {
         Ok(_) => Redirect::to("/news").into_response(),
         Err(e) => (StatusCode::FORBIDDEN, format!("sign-in failed: {e}")).into_response(),
     }

@@ -148,7 +148,7 @@ trait Harness: Sized + Send + 'static {
     fn user(server: &Server, store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>) -> Self;
     fn get(&self, path: &str) -> Result<serde_json::Value, Error>;
     fn start(&self) -> (String, PendingAuthorization);
-    fn complete(&self, pending: PendingAuthorization, callback: &str) -> Result<(), Error>;
+    fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<(), Error>;
     fn clone_for_thread(&self) -> Self;
 }
 
@@ -188,7 +188,7 @@ impl Harness for Ureq {
     fn start(&self) -> (String, PendingAuthorization) {
         self.0.start_authorization().unwrap()
     }
-    fn complete(&self, pending: PendingAuthorization, callback: &str) -> Result<(), Error> {
+    fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<(), Error> {
         self.0.complete_authorization(pending, callback).map(drop)
     }
     fn clone_for_thread(&self) -> Self {
@@ -238,7 +238,7 @@ impl Harness for Reqwest {
     fn start(&self) -> (String, PendingAuthorization) {
         self.0.start_authorization().unwrap()
     }
-    fn complete(&self, pending: PendingAuthorization, callback: &str) -> Result<(), Error> {
+    fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<(), Error> {
         self.1.block_on(self.0.complete_authorization(pending, callback)).map(drop)
     }
     fn clone_for_thread(&self) -> Self {
@@ -305,9 +305,9 @@ fn authorization_code_flow_rotation_and_reuse<H: Harness>() {
     let store = Arc::new(MemoryStore::new());
     let client = H::user(&server, store.clone(), clock.clone());
     let (url, pending) = client.start();
-    client.complete(pending, &server.approve(&url)).unwrap();
+    client.complete(&pending, &server.approve(&url)).unwrap();
     assert_eq!(client.get("api/news").unwrap()[0]["client"], "webapp");
-    let first: StoredTokens = store.load().unwrap().unwrap();
+    let first: StoredTokens = store.load().unwrap().unwrap().tokens;
 
     // Past expiry (the provider's 2 s and our clock both): 32 callers, one refresh. A second
     // refresh with the same token would make the provider revoke the grant.
@@ -322,7 +322,7 @@ fn authorization_code_flow_rotation_and_reuse<H: Harness>() {
     for t in threads {
         t.join().unwrap().unwrap();
     }
-    let second = store.load().unwrap().unwrap();
+    let second = store.load().unwrap().unwrap().tokens;
     assert_ne!(first.refresh_token, second.refresh_token, "the provider rotated the refresh token");
     // Another refresh later still works: the grant was not revoked by a race.
     std::thread::sleep(Duration::from_millis(2100));
@@ -331,7 +331,7 @@ fn authorization_code_flow_rotation_and_reuse<H: Harness>() {
 
     // The old refresh token is now rejected: a client still holding it must re-authorize.
     let stale = Arc::new(MemoryStore::new());
-    stale.compare_and_swap(None, &first).unwrap();
+    stale.swap(0, &first, None).unwrap();
     let old = H::user(&server, stale, clock.clone());
     clock.advance(Duration::from_secs(3));
     let error = old.get("api/news").unwrap_err();

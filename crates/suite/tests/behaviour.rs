@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::{
-    AsyncTokenManager, BlockingTransport, Clock, ManagerOptions, MemoryStore, SystemClock,
+    AsyncTokenManager, BlockingTransport, Clock, ManagerBuilder, MemoryStore, SystemClock,
     TokenStore,
 };
 use helloflex_core::{
@@ -57,7 +57,7 @@ trait Harness: Sized {
     fn start_authorization(&self) -> (String, PendingAuthorization);
     fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<(), Error>;
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error>;
@@ -100,7 +100,7 @@ impl Harness for Ureq {
     }
     fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<(), Error> {
         self.0.complete_authorization(pending, callback).map(drop)
@@ -199,7 +199,7 @@ impl Harness for Reqwest {
     }
     fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<(), Error> {
         self.1.block_on(self.0.complete_authorization(pending, callback)).map(drop)
@@ -235,15 +235,7 @@ impl Harness for Custom {
             ClientCredentialsConfig::new(setup.client.0, ClientSecret::new(setup.client.1), &env);
         let transport =
             Arc::new(custom_transport::HyperTransport::new(setup.timeout, setup.body_limit));
-        let manager = rt.block_on(async {
-            AsyncTokenManager::with_options(
-                config,
-                transport,
-                Arc::new(SystemClock),
-                ManagerOptions::default(),
-                None,
-            )
-        });
+        let manager = ManagerBuilder::client_credentials(config).nonblocking(transport, None);
         Self(manager, env.base_url(), setup.retry, rt)
     }
     fn build_user(
@@ -254,24 +246,16 @@ impl Harness for Custom {
         let rt = runtime();
         let transport =
             Arc::new(custom_transport::HyperTransport::new(Duration::from_secs(10), None));
-        let manager = rt.block_on(async {
-            AsyncTokenManager::authorization_code(
-                config,
-                store,
-                transport,
-                Arc::new(SystemClock),
-                ManagerOptions::default(),
-                None,
-            )
-        });
-        Self(manager.unwrap(), environment(emulator).base_url(), RetryPolicy::default(), rt)
+        let manager =
+            ManagerBuilder::authorization_code(config, store).nonblocking(transport, None);
+        Self(manager, environment(emulator).base_url(), RetryPolicy::default(), rt)
     }
     fn start_authorization(&self) -> (String, PendingAuthorization) {
         self.0.start_authorization().unwrap()
     }
     fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<(), Error> {
         self.3.block_on(self.0.complete_authorization(pending, callback)).map(drop)
@@ -539,21 +523,26 @@ fn authorization_code_flow<H: Harness>() {
     assert!(h.send(ApiRequest::get("news")).unwrap_err().requires_reauthorization());
     let (url, pending) = h.start_authorization();
     // A forged callback is refused and the pending authorization is not consumed by it.
-    let forged = h.complete_authorization(pending.clone(), "code=x&state=forged");
+    let forged = h.complete_authorization(&pending, "code=x&state=forged");
     assert!(matches!(forged, Err(Error::Callback(CallbackError::StateMismatch))));
-    h.complete_authorization(pending, &approve(&url)).unwrap();
+    let callback = approve(&url);
+    h.complete_authorization(&pending, &callback).unwrap();
+    // The same callback again (a reload, a double submit): refused locally, no second exchange.
+    let again = h.complete_authorization(&pending, &callback);
+    assert!(matches!(again, Err(Error::Callback(CallbackError::AlreadyCompleted))), "{again:?}");
+    assert_eq!(emu.counters().token_requests_for_grant("authorization_code"), 1);
     assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
-    let first = store.load().unwrap().unwrap().refresh_token.unwrap();
+    let first = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200, "refreshed unnoticed");
-    let second = store.load().unwrap().unwrap().refresh_token.unwrap();
+    let second = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
     assert_ne!(first, second, "the refresh token rotated and the new one was stored");
     assert_eq!(emu.counters().refresh_token_reuse, 0);
     assert_eq!(emu.counters().token_requests_for_grant("refresh_token"), 1);
     // Denied consent surfaces as a typed error.
     emu.set_consent(helloflex_emulator::Consent::AutoDeny);
     let (url, pending) = h.start_authorization();
-    let denied = h.complete_authorization(pending, &approve(&url));
+    let denied = h.complete_authorization(&pending, &approve(&url));
     assert!(matches!(denied, Err(Error::Callback(CallbackError::Denied { .. }))), "{denied:?}");
 }
 
@@ -613,7 +602,7 @@ fn token_endpoint_redirects_and_resets<H: Harness>() {
     let callback = approve(&url);
     emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Drop).times(1));
     let before = emu.counters().requests.get("POST /oauth2/token").copied().unwrap_or(0);
-    let result = h.complete_authorization(pending, &callback);
+    let result = h.complete_authorization(&pending, &callback);
     assert!(matches!(result, Err(Error::Transport(_))), "{result:?}");
     assert_eq!(
         emu.counters().requests["POST /oauth2/token"] - before,
@@ -628,7 +617,7 @@ fn load_on_one_second_tokens<H: Harness>() {
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let h = H::build_user(&emu, flextell_config(&emu), store);
     let (url, pending) = h.start_authorization();
-    h.complete_authorization(pending, &approve(&url)).unwrap();
+    h.complete_authorization(&pending, &approve(&url)).unwrap();
     let started = SystemClock.now();
     let errors = h.load(64, 157, "news"); // 10,048 calls
     let elapsed = started.elapsed();

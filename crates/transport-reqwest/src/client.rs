@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use helloflex_auth::{
-    AsyncTokenManager, ClientSettings, Clock, Credentials, ManagerOptions, Spawner, TokenStore,
+    AsyncRuntime, AsyncTokenManager, ClientSettings, Clock, Credentials, ManagerBuilder,
+    ManagerOptions, TokenStore,
 };
 use helloflex_core::{
     ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod, ClientSecret, Endpoint,
@@ -11,7 +12,7 @@ use helloflex_core::{
 };
 use serde::Serialize;
 
-use crate::transport::{ReqwestTransport, Timeouts, TokioSpawner};
+use crate::transport::{ReqwestTransport, Timeouts, TokioRuntime};
 
 /// An async HelloFlex / Flextell API client: tokens fetched, cached, refreshed early and
 /// single-flighted behind every call; a 401 replays the call once with a fresh token.
@@ -139,30 +140,20 @@ impl ClientBuilder {
         let settings = self.settings;
         let clock = settings.clock.clone();
         let tokens = match settings.resolve()? {
-            Credentials::ClientCredentials(config) => AsyncTokenManager::with_options(
-                config,
-                transport,
-                clock,
-                settings.manager.clone(),
-                spawner(),
-            ),
-            Credentials::AuthorizationCode(config, store) => AsyncTokenManager::authorization_code(
-                config,
-                store,
-                transport,
-                clock,
-                settings.manager.clone(),
-                spawner(),
-            )
-            .map_err(helloflex_auth::StoreError::into_error)?,
+            Credentials::ClientCredentials(config) => ManagerBuilder::client_credentials(config),
+            Credentials::AuthorizationCode(config, store) => {
+                ManagerBuilder::authorization_code(config, store)
+            }
             _ => return Err(helloflex_core::ConfigError::Missing("a supported grant").into()),
         };
+        let options = settings.manager.clone().with_attempt_timeout(self.timeouts.total);
+        let tokens = tokens.clock(clock).options(options).nonblocking(transport, runtime());
         Ok(Client { tokens, base: settings.environment.base_url(), retry: settings.retry })
     }
 }
 
-fn spawner() -> Option<Arc<dyn Spawner>> {
-    TokioSpawner::current().map(|s| Arc::new(s) as Arc<dyn Spawner>)
+fn runtime() -> Option<Arc<dyn AsyncRuntime>> {
+    TokioRuntime::current().map(|r| Arc::new(r) as Arc<dyn AsyncRuntime>)
 }
 
 impl Client {
@@ -212,10 +203,11 @@ impl Client {
         self.tokens.start_authorization()
     }
 
-    /// Flextell: checks the callback, exchanges the code, stores the tokens.
+    /// Flextell: checks the callback, exchanges the code, stores the tokens. `pending` is
+    /// borrowed: a forged callback leaves it usable, and a callback accepted once is refused.
     pub async fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<Token, Error> {
         self.tokens.complete_authorization(pending, callback).await

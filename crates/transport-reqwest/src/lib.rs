@@ -21,4 +21,4 @@ mod transport;
 
 pub use client::{Client, ClientBuilder, RequestBuilder};
 pub use helloflex_core::{ApiResponse, Error};
-pub use transport::{ReqwestTransport, Timeouts, TokioSpawner};
+pub use transport::{ReqwestTransport, Timeouts, TokioRuntime};

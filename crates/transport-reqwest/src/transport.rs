@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use helloflex_auth::{AsyncTransport, MAX_BODY_BYTES, Request, Response, Spawner, Task};
+use helloflex_auth::{AsyncRuntime, AsyncTransport, MAX_BODY_BYTES, Request, Response, Task};
 use helloflex_core::{TransportError, TransportErrorKind};
 
 /// Time limits.
@@ -139,19 +139,32 @@ fn map_error(error: reqwest::Error) -> TransportError {
     TransportError::new(kind, error.without_url().to_string())
 }
 
-/// Runs background refreshes on a tokio runtime.
+/// The token manager's [`AsyncRuntime`] on tokio: token requests run as detached tasks, store
+/// I/O on tokio's blocking pool.
 #[derive(Debug, Clone)]
-pub struct TokioSpawner(tokio::runtime::Handle);
+pub struct TokioRuntime(tokio::runtime::Handle);
 
-impl TokioSpawner {
+impl TokioRuntime {
     /// The runtime this is called from, if any.
     pub fn current() -> Option<Self> {
         tokio::runtime::Handle::try_current().ok().map(Self)
     }
+
+    /// A given runtime.
+    pub fn new(handle: tokio::runtime::Handle) -> Self {
+        Self(handle)
+    }
 }
 
-impl Spawner for TokioSpawner {
+impl AsyncRuntime for TokioRuntime {
     fn spawn(&self, task: Task) {
-        self.0.spawn(task);
+        drop(self.0.spawn(task));
+    }
+
+    fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send + 'static>) -> Task {
+        let handle = self.0.spawn_blocking(work);
+        Box::pin(async move {
+            let _ = handle.await;
+        })
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use helloflex_auth::{
-    BlockingTokenManager, ClientSettings, Clock, Credentials, ManagerOptions, TokenStore,
+    BlockingTokenManager, ClientSettings, Clock, Credentials, ManagerBuilder, ManagerOptions,
+    TokenStore,
 };
 use helloflex_core::{
     ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod, ClientSecret, Endpoint,
@@ -139,24 +140,18 @@ impl ClientBuilder {
         let settings = self.settings;
         let clock = settings.clock.clone();
         let tokens = match settings.resolve()? {
-            Credentials::ClientCredentials(config) => BlockingTokenManager::with_options(
-                config,
-                transport,
-                clock,
-                settings.manager.clone(),
-            ),
+            Credentials::ClientCredentials(config) => ManagerBuilder::client_credentials(config),
             Credentials::AuthorizationCode(config, store) => {
-                BlockingTokenManager::authorization_code(
-                    config,
-                    store,
-                    transport,
-                    clock,
-                    settings.manager.clone(),
-                )
-                .map_err(helloflex_auth::StoreError::into_error)?
+                ManagerBuilder::authorization_code(config, store)
             }
             _ => return Err(helloflex_core::ConfigError::Missing("a supported grant").into()),
         };
+        let attempt = self.timeouts.connect
+            + self.timeouts.send
+            + self.timeouts.response
+            + self.timeouts.body;
+        let options = settings.manager.clone().with_attempt_timeout(attempt);
+        let tokens = tokens.clock(clock).options(options).blocking(transport);
         Ok(Client { tokens, base: settings.environment.base_url(), retry: settings.retry })
     }
 }
@@ -208,10 +203,11 @@ impl Client {
         self.tokens.start_authorization()
     }
 
-    /// Flextell: checks the callback, exchanges the code, stores the tokens.
+    /// Flextell: checks the callback, exchanges the code, stores the tokens. `pending` is
+    /// borrowed: a forged callback leaves it usable, and a callback accepted once is refused.
     pub fn complete_authorization(
         &self,
-        pending: PendingAuthorization,
+        pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<Token, Error> {
         self.tokens.complete_authorization(pending, callback)

@@ -46,6 +46,36 @@ pub struct FakeServer {
     pub reuse_events: AtomicUsize,
     pub latency: Duration,
     pub lifetime: u64,
+    /// Refresh requests answered 503 before they reach the server's logic (a proxy hiccup).
+    pub refresh_503s: AtomicUsize,
+    /// While closed, refresh requests wait here (a slow network), counted as arrived first.
+    pub gate: Gate,
+    pub arrived_refreshes: AtomicUsize,
+    /// When set, a transport sleep (retry backoff) moves this clock instead of waiting.
+    pub sleeps_advance: Mutex<Option<std::sync::Arc<helloflex_auth::ManualClock>>>,
+}
+
+/// A door requests wait at until it is opened.
+#[derive(Default)]
+pub struct Gate {
+    closed: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    pub fn close(&self) {
+        *self.closed.lock().unwrap() = true;
+    }
+    pub fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.changed.notify_all();
+    }
+    pub fn pass(&self) {
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            closed = self.changed.wait(closed).unwrap();
+        }
+    }
 }
 
 impl FakeServer {
@@ -57,7 +87,34 @@ impl FakeServer {
             reuse_events: AtomicUsize::new(0),
             latency,
             lifetime,
+            refresh_503s: AtomicUsize::new(0),
+            gate: Gate::default(),
+            arrived_refreshes: AtomicUsize::new(0),
+            sleeps_advance: Mutex::new(None),
         }
+    }
+
+    /// Retry backoffs move `clock` instead of waiting (for transient-failure scenarios).
+    pub fn sleeps_advance(&self, clock: &std::sync::Arc<helloflex_auth::ManualClock>) {
+        *self.sleeps_advance.lock().unwrap() = Some(clock.clone());
+    }
+
+    fn pause(&self, duration: Duration) {
+        match &*self.sleeps_advance.lock().unwrap() {
+            Some(clock) => clock.advance(duration),
+            None => std::thread::sleep(duration),
+        }
+    }
+
+    /// Waits (real time) until `n` refresh requests have arrived at the gate.
+    pub fn wait_for_refreshes(&self, n: usize) {
+        for _ in 0..2000 {
+            if self.arrived_refreshes.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("{n} refresh requests never arrived");
     }
 
     /// Simulates the user approving: issues a code for `authorize_url` and returns the callback.
@@ -120,9 +177,20 @@ fn oauth_error(status: u16, code: &str) -> Response {
 impl BlockingTransport for FakeServer {
     fn send(&self, request: Request) -> Result<Response, TransportError> {
         assert_eq!(request.uri().path(), "/token");
-        self.token_requests.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(self.latency);
         let params = form(request.body());
+        if params["grant_type"] == "refresh_token" {
+            self.arrived_refreshes.fetch_add(1, Ordering::SeqCst);
+            self.gate.pass();
+            if self
+                .refresh_503s
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Ok(http::Response::builder().status(503).body(Vec::new()).unwrap());
+            }
+        }
+        self.token_requests.fetch_add(1, Ordering::SeqCst);
         let mut state = self.state.lock().unwrap();
         match params["grant_type"].as_str() {
             "authorization_code" => {
@@ -158,5 +226,45 @@ impl BlockingTransport for FakeServer {
             }
             _ => Ok(oauth_error(400, "unsupported_grant_type")),
         }
+    }
+
+    fn sleep(&self, duration: Duration) {
+        self.pause(duration);
+    }
+}
+
+/// The fake server behind an async transport: each request runs on tokio's blocking pool, so a
+/// closed gate never stalls the executor.
+pub struct AsyncFake(pub std::sync::Arc<FakeServer>);
+
+#[async_trait::async_trait]
+impl helloflex_auth::AsyncTransport for AsyncFake {
+    async fn send(&self, request: Request) -> Result<Response, TransportError> {
+        let server = std::sync::Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || server.send(request)).await.unwrap()
+    }
+    async fn sleep(&self, duration: Duration) {
+        // Backoffs move the manual clock; a waiter's long timeout (the ticket's deadline) must
+        // not, or waiting would itself expire the ticket being waited for.
+        if duration <= Duration::from_secs(30) && self.0.sleeps_advance.lock().unwrap().is_some() {
+            return self.0.pause(duration);
+        }
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// The async manager's runtime on tokio (what the reqwest crate provides, for these tests).
+#[derive(Debug)]
+pub struct Tokio(pub tokio::runtime::Handle);
+
+impl helloflex_auth::AsyncRuntime for Tokio {
+    fn spawn(&self, task: helloflex_auth::Task) {
+        drop(self.0.spawn(task));
+    }
+    fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send>) -> helloflex_auth::Task {
+        let handle = self.0.spawn_blocking(work);
+        Box::pin(async move {
+            let _ = handle.await;
+        })
     }
 }

@@ -1,0 +1,414 @@
+//! The fill job: everything the holder of a ticket does, written once as a sans-IO machine.
+//!
+//! Plan (take the store's lease, re-read, adopt or send), send, conclude (a token set), store,
+//! complete. The blocking and async managers only run its steps: [`Step::Store`] on the store,
+//! [`Step::Fetch`] through the transport's drive loop, [`Step::Sleep`] on their clock. No lock
+//! is held while a step runs; the job holds no reference to the manager.
+//!
+//! A refresh, step by step (what each step prevents):
+//! 1. Lease the store for the job's whole budget: one holder across processes refreshes.
+//!    Busy: re-read and adopt the set the other holder lands; ask again until the deadline.
+//! 2. Re-read: another holder may have rotated already; adopt its set instead of sending a
+//!    refresh token that is now spent.
+//! 3. Send (transient failures retried inside the exchange, the same request).
+//! 4. Swap the new set in on the version read in 2, fenced by the lease, before anyone uses it.
+//!    A conflict means someone wrote after we read (a new authorization): re-read and adopt.
+//!    A failed write keeps the set in memory (the old refresh token is burnt) and is reported.
+//! 5. On `invalid_grant`, re-read before giving up: another holder may have won the race.
+//! 6. Release the lease.
+
+use std::time::{Duration, Instant};
+
+use helloflex_core::{Error, Fetched, RefreshToken, TokenExchange, TokenSet, UsageError};
+
+use crate::clock::Clock;
+use crate::store::{Lease, LeaseAttempt, Record, StoreError, StoredTokens, Swap, TokenStore};
+
+/// Time allowed for the store's own calls within one job.
+const STORE_SLACK: Duration = Duration::from_secs(10);
+
+/// A store call, owned so that it can be run on another thread.
+#[derive(Debug)]
+pub(crate) enum StoreOp {
+    Lease(Duration),
+    Load,
+    Swap { expected: u64, new: Box<StoredTokens>, lease: Option<Lease> },
+    Release(Lease),
+}
+
+/// The answer to a [`StoreOp`].
+#[derive(Debug)]
+pub(crate) enum StoreReply {
+    Lease(Result<LeaseAttempt, StoreError>),
+    Load(Result<Option<Record>, StoreError>),
+    Swap(Result<Swap, StoreError>),
+    Released,
+}
+
+impl StoreOp {
+    /// Runs the call: the one place a job meets its store.
+    pub(crate) fn run(self, store: &dyn TokenStore) -> StoreReply {
+        match self {
+            StoreOp::Lease(ttl) => StoreReply::Lease(store.lease(ttl)),
+            StoreOp::Load => StoreReply::Load(store.load()),
+            StoreOp::Swap { expected, new, lease } => {
+                StoreReply::Swap(store.swap(expected, &new, lease.as_ref()))
+            }
+            StoreOp::Release(lease) => {
+                if let Err(error) = store.release(&lease) {
+                    tracing::debug!(target: "helloflex::store", %error, "lease release failed; it lapses by itself");
+                }
+                StoreReply::Released
+            }
+        }
+    }
+
+    /// The answer when the call could not be run at all (the worker running it was lost).
+    pub(crate) fn lost(&self) -> StoreReply {
+        let error =
+            || StoreError::Remote { op: "call", reason: "the store call did not finish".into() };
+        match self {
+            StoreOp::Lease(_) => StoreReply::Lease(Err(error())),
+            StoreOp::Load => StoreReply::Load(Err(error())),
+            StoreOp::Swap { .. } => StoreReply::Swap(Err(error())),
+            StoreOp::Release(_) => StoreReply::Released,
+        }
+    }
+}
+
+/// What the job wants next.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Run this call on the store, then [`FillJob::handle_store`].
+    Store(StoreOp),
+    /// Run this exchange to completion, then [`FillJob::handle_fetched`].
+    Fetch(Box<TokenExchange>),
+    /// Sleep until then, then poll again.
+    Sleep(Instant),
+    /// Finished.
+    Done(Outcome),
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The token set for the cache, or the error for every waiting caller.
+    pub(crate) result: Result<TokenSet, Error>,
+    /// A store write that failed after the server answered (the set is kept in memory only).
+    pub(crate) store_error: Option<StoreError>,
+}
+
+/// What the job is for.
+#[derive(Debug)]
+pub(crate) enum Purpose {
+    /// A token from the client's own credentials: no store.
+    ClientCredentials,
+    /// Read the stored set (nothing held in memory yet).
+    Reload,
+    /// Refresh with `held`; `retired` are refresh tokens this process already spent.
+    Refresh { held: RefreshToken, retired: Vec<RefreshToken> },
+    /// Store the tokens of a new authorization (a code exchange), replacing what is stored.
+    Authorize,
+}
+
+/// Where the job is. `Await*` phases wait for the answer to the step just emitted.
+#[derive(Debug)]
+enum Phase {
+    Lease,
+    AwaitLease,
+    /// The lease is busy: read the store (adopt what the holder lands), then ask again then.
+    BusyRead(Instant),
+    AwaitBusyRead(Instant),
+    BusySleep(Instant),
+    Load,
+    AwaitLoad,
+    Fetch,
+    AwaitFetch,
+    Swap(TokenSet),
+    AwaitSwap(TokenSet),
+    /// Read again after a conflict or an `invalid_grant`; without a newer set, end with this.
+    Reread(Result<TokenSet, Error>),
+    AwaitReread(Result<TokenSet, Error>),
+    Release(Result<TokenSet, Error>),
+    AwaitRelease(Result<TokenSet, Error>),
+    Finished,
+}
+
+/// One ticket's work (see the module docs).
+#[derive(Debug)]
+pub(crate) struct FillJob {
+    purpose: Purpose,
+    exchange: Option<Box<TokenExchange>>,
+    phase: Phase,
+    lease: Option<Lease>,
+    /// The version read (after taking the lease); writes are conditional on it.
+    version: u64,
+    /// A new authorization's set, while its version is read.
+    fresh: Option<TokenSet>,
+    store_error: Option<StoreError>,
+    default_lifetime: Duration,
+    started: Instant,
+    lease_ttl: Duration,
+    deadline: Instant,
+    swaps_left: u8,
+}
+
+impl FillJob {
+    /// A job for `purpose` that sends `exchange` (none for a reload), started at `now`; one
+    /// attempt of the exchange takes at most `attempt_timeout`.
+    pub(crate) fn new(
+        purpose: Purpose,
+        exchange: Option<TokenExchange>,
+        now: Instant,
+        attempt_timeout: Duration,
+        default_lifetime: Duration,
+    ) -> Self {
+        let send_budget = exchange.as_ref().map_or(Duration::ZERO, |e| {
+            e.deadline(now, attempt_timeout).saturating_duration_since(now)
+        });
+        let lease_ttl = send_budget.saturating_add(STORE_SLACK);
+        // A refresh may first wait for another holder's lease to lapse.
+        let wait = match purpose {
+            Purpose::Refresh { .. } => lease_ttl,
+            _ => Duration::ZERO,
+        };
+        let phase = match purpose {
+            Purpose::ClientCredentials | Purpose::Authorize => Phase::Fetch,
+            Purpose::Reload => Phase::Load,
+            Purpose::Refresh { .. } => Phase::Lease,
+        };
+        Self {
+            purpose,
+            exchange: exchange.map(Box::new),
+            phase,
+            lease: None,
+            version: 0,
+            fresh: None,
+            store_error: None,
+            default_lifetime,
+            started: now,
+            lease_ttl,
+            deadline: now.checked_add(lease_ttl.saturating_add(wait)).unwrap_or(now),
+            swaps_left: 3,
+        }
+    }
+
+    /// The latest instant the job can still be running: its ticket must live this long.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The next step.
+    pub(crate) fn poll(&mut self, clock: &dyn Clock) -> Step {
+        let now = clock.now();
+        let (phase, step) = match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Lease => (Phase::AwaitLease, Step::Store(StoreOp::Lease(self.lease_ttl))),
+            Phase::BusyRead(retry) => (Phase::AwaitBusyRead(retry), Step::Store(StoreOp::Load)),
+            Phase::BusySleep(until) if now < until => (Phase::BusySleep(until), Step::Sleep(until)),
+            Phase::BusySleep(_) => (Phase::AwaitLease, Step::Store(StoreOp::Lease(self.lease_ttl))),
+            Phase::Load => (Phase::AwaitLoad, Step::Store(StoreOp::Load)),
+            Phase::Fetch => match self.exchange.take() {
+                Some(exchange) => (Phase::AwaitFetch, Step::Fetch(exchange)),
+                None => return self.finish(Err(misuse("a fill job had no request to send"))),
+            },
+            Phase::Swap(set) => {
+                let op = StoreOp::Swap {
+                    expected: self.version,
+                    new: Box::new(StoredTokens::from_set(&set, clock)),
+                    lease: self.lease.clone(),
+                };
+                (Phase::AwaitSwap(set), Step::Store(op))
+            }
+            Phase::Reread(result) => (Phase::AwaitReread(result), Step::Store(StoreOp::Load)),
+            Phase::Release(result) => match self.lease.take() {
+                Some(lease) => (Phase::AwaitRelease(result), Step::Store(StoreOp::Release(lease))),
+                None => return self.finish(result),
+            },
+            Phase::Finished => {
+                return self.finish(Err(misuse("a fill job was polled after it finished")));
+            }
+            waiting => {
+                let step = Step::Done(Outcome {
+                    result: Err(misuse("a fill job was polled before its step was answered")),
+                    store_error: None,
+                });
+                (waiting, step)
+            }
+        };
+        self.phase = phase;
+        step
+    }
+
+    fn finish(&mut self, result: Result<TokenSet, Error>) -> Step {
+        self.phase = Phase::Finished;
+        Step::Done(Outcome { result, store_error: self.store_error.take() })
+    }
+
+    /// The answer of the exchange from [`Step::Fetch`].
+    pub(crate) fn handle_fetched(&mut self, result: Result<Fetched, Error>) {
+        if !matches!(self.phase, Phase::AwaitFetch) {
+            return;
+        }
+        let held = match &self.purpose {
+            Purpose::Refresh { held, .. } => Some(held),
+            _ => None,
+        };
+        self.phase = match result {
+            Ok(fetched) => {
+                let set = TokenSet::from_response(
+                    fetched.response,
+                    fetched.sent_at,
+                    held,
+                    self.default_lifetime,
+                );
+                match self.purpose {
+                    Purpose::Refresh { .. } => {
+                        tracing::info!(target: "helloflex::token", rotated = set.rotated, "refresh token grant succeeded");
+                        Phase::Swap(set)
+                    }
+                    // A new authorization replaces what is stored: read the version first.
+                    Purpose::Authorize => {
+                        self.fresh = Some(set);
+                        Phase::Load
+                    }
+                    Purpose::ClientCredentials | Purpose::Reload => Phase::Release(Ok(set)),
+                }
+            }
+            // Another holder may have refreshed with our token first: look before giving up.
+            Err(error) if error.requires_reauthorization() && held.is_some() => {
+                Phase::Reread(Err(error))
+            }
+            Err(error) => Phase::Release(Err(error)),
+        };
+    }
+
+    /// The answer to the last [`Step::Store`].
+    pub(crate) fn handle_store(&mut self, clock: &dyn Clock, reply: StoreReply) {
+        let now = clock.now();
+        self.phase = match (std::mem::replace(&mut self.phase, Phase::Finished), reply) {
+            (Phase::AwaitLease, StoreReply::Lease(Ok(LeaseAttempt::Acquired(lease)))) => {
+                self.lease = Some(lease);
+                Phase::Load
+            }
+            (Phase::AwaitLease, StoreReply::Lease(Ok(LeaseAttempt::Busy { retry_in }))) => {
+                let retry = now.checked_add(retry_in).unwrap_or(now);
+                if retry > self.deadline {
+                    let waited_ms = now.saturating_duration_since(self.started).as_millis();
+                    let error = StoreError::LeaseBusy { waited_ms: waited_ms as u64 };
+                    Phase::Release(Err(error.into()))
+                } else {
+                    Phase::BusyRead(retry)
+                }
+            }
+            (Phase::AwaitLease, StoreReply::Lease(Err(error))) => {
+                // Refreshing unleased could race another holder into a reuse; fail, typed.
+                Phase::Release(Err(error.into()))
+            }
+            (Phase::AwaitBusyRead(retry), StoreReply::Load(loaded)) => {
+                match self.adoptable(loaded.ok().flatten().as_ref(), clock) {
+                    Some(set) => Phase::Release(Ok(set)),
+                    None => Phase::BusySleep(retry),
+                }
+            }
+            (Phase::AwaitLoad, StoreReply::Load(loaded)) => self.loaded(loaded, clock),
+            (Phase::AwaitSwap(set), StoreReply::Swap(swapped)) => match swapped {
+                Ok(Swap::Stored { version }) => {
+                    self.version = version;
+                    Phase::Release(Ok(set))
+                }
+                // An authorization swaps again on the version it reads now (it replaces
+                // whatever is stored); a refresh looks at who wrote.
+                Ok(Swap::Conflict) if matches!(self.purpose, Purpose::Authorize) => {
+                    self.swaps_left = self.swaps_left.saturating_sub(1);
+                    if self.swaps_left == 0 {
+                        self.store_error = Some(StoreError::Remote {
+                            op: "write",
+                            reason: "the stored version kept changing".into(),
+                        });
+                        Phase::Release(Ok(set))
+                    } else {
+                        self.fresh = Some(set);
+                        Phase::Load
+                    }
+                }
+                Ok(Swap::Conflict) => Phase::Reread(Ok(set)),
+                Err(error) => {
+                    self.store_error = Some(error);
+                    Phase::Release(Ok(set))
+                }
+            },
+            (Phase::AwaitReread(fallback), StoreReply::Load(loaded)) => {
+                match self.adoptable(loaded.ok().flatten().as_ref(), clock) {
+                    Some(set) => Phase::Release(Ok(set)),
+                    None => Phase::Release(fallback),
+                }
+            }
+            (Phase::AwaitRelease(result), _) => Phase::Release(result),
+            // An answer to a question not asked: ignore it, stay where we were.
+            (phase, _) => phase,
+        };
+    }
+
+    /// The store's answer to a plain read.
+    fn loaded(&mut self, loaded: Result<Option<Record>, StoreError>, clock: &dyn Clock) -> Phase {
+        match (&self.purpose, loaded) {
+            (Purpose::Reload, Ok(Some(record))) => {
+                self.version = record.version;
+                Phase::Release(Ok(record.tokens.to_set(clock)))
+            }
+            (Purpose::Reload, Ok(None)) => Phase::Release(Err(nothing_stored())),
+            (Purpose::Authorize, loaded) => {
+                let fresh = self.fresh.take();
+                match (loaded, fresh) {
+                    (Ok(record), Some(set)) => {
+                        self.version = record.map_or(0, |r| r.version);
+                        Phase::Swap(set)
+                    }
+                    (Err(error), Some(set)) => {
+                        self.store_error = Some(error);
+                        Phase::Release(Ok(set))
+                    }
+                    (_, None) => Phase::Release(Err(misuse("an authorization had no tokens"))),
+                }
+            }
+            (Purpose::Refresh { .. }, Ok(record)) => {
+                if let Some(set) = self.adoptable(record.as_ref(), clock) {
+                    return Phase::Release(Ok(set));
+                }
+                self.version = record.map_or(0, |r| r.version);
+                Phase::Fetch
+            }
+            (_, Err(error)) => Phase::Release(Err(error.into())),
+            (Purpose::ClientCredentials, Ok(_)) => {
+                Phase::Release(Err(misuse("a client-credentials job read a store")))
+            }
+        }
+    }
+
+    /// The stored set, if another holder refreshed past the token this job holds: its refresh
+    /// token differs from ours and is not one this process already spent.
+    fn adoptable(&self, record: Option<&Record>, clock: &dyn Clock) -> Option<TokenSet> {
+        let Purpose::Refresh { held, retired } = &self.purpose else { return None };
+        let record = record?;
+        let theirs = record.tokens.refresh_token.as_ref()?;
+        if theirs == held || retired.contains(theirs) {
+            return None;
+        }
+        tracing::info!(target: "helloflex::token", "adopting tokens another holder refreshed");
+        Some(record.tokens.to_set(clock))
+    }
+}
+
+/// No tokens are stored: the user must authorize.
+pub(crate) fn nothing_stored() -> Error {
+    Error::ReauthorizationRequired(helloflex_core::OAuthError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "invalid_grant",
+        Some("no tokens are stored: the user must authorize"),
+        None,
+    ))
+}
+
+fn misuse(what: &'static str) -> Error {
+    UsageError::WrongState(what).into()
+}

@@ -1,0 +1,472 @@
+//! The token manager's one body: every decision the blocking and async managers make, made
+//! here once. A flavour adds only how it waits ([`Signal`]) and how it runs a job's steps.
+//!
+//! The lock wraps the core's pure calls and this module's bookkeeping only; no store or network
+//! call ever runs under it.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use helloflex_core::{
+    Acquire, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
+    Completion, Error, Fetched, Grant, LifecyclePolicy, PendingAuthorization, RetryPolicy, Ticket,
+    Token, TokenCache, TokenExchange, TokenId, UsageError,
+};
+
+use crate::clock::{Clock, SystemClock};
+use crate::entropy::{authorization_entropy, jitter_seed};
+use crate::fill::{FillJob, Outcome, Purpose, Step, StoreOp, StoreReply};
+use crate::store::{StoreError, TokenStore};
+
+/// Settings shared by every token manager.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ManagerOptions {
+    /// Token lifecycle tuning (refresh margin, default lifetime, backoff).
+    pub lifecycle: LifecyclePolicy,
+    /// Retries of one token request (a refresh included: see the replay rule).
+    pub retry: RetryPolicy,
+    /// The longest one HTTP attempt can take on the transport (its connect plus total
+    /// timeouts). With the retry deadline it bounds a token request, and so how long its ticket
+    /// and its store lease live: a waiting caller never takes over a request still in flight.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for ManagerOptions {
+    fn default() -> Self {
+        Self {
+            lifecycle: LifecyclePolicy::default(),
+            retry: RetryPolicy::default(),
+            attempt_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl ManagerOptions {
+    /// Sets the lifecycle tuning.
+    pub fn with_lifecycle(mut self, lifecycle: LifecyclePolicy) -> Self {
+        self.lifecycle = lifecycle;
+        self
+    }
+    /// Sets the token-request retries.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+    /// Sets the longest one HTTP attempt can take.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+}
+
+/// How a manager's cache is filled.
+#[derive(Debug, Clone)]
+pub(crate) enum GrantConfig {
+    ClientCredentials(ClientCredentialsConfig),
+    AuthorizationCode { config: AuthorizationCodeConfig, store: Arc<dyn TokenStore> },
+}
+
+/// How many completed authorizations are remembered (to refuse a callback delivered twice).
+const COMPLETED_KEPT: usize = 4096;
+
+/// Wakes the callers waiting for a job.
+pub(crate) trait Signal: Send + Sync {
+    fn notify(&self);
+}
+
+/// What the lock guards.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) cache: TokenCache,
+    /// Authorizations whose callback was accepted (or attributed and refused), oldest first.
+    completed: VecDeque<AuthorizationId>,
+    /// The last store write that failed after the server answered, until a write succeeds.
+    store_error: Option<StoreError>,
+}
+
+/// What a caller that needs a token does next.
+pub(crate) enum Next {
+    Use(Token),
+    /// Use the token, and start this job in the background.
+    Refresh(Token, Box<Job>),
+    /// Run (or start) this job, then ask again.
+    Fetch(Box<Job>),
+    /// Someone else's job runs: wait for a signal, or until then, and ask again.
+    Wait(Instant),
+    Fail(Error),
+}
+
+/// A job and the ticket it completes (none for an authorization, which makes a generation).
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) ticket: Option<Ticket>,
+    pub(crate) fill: FillJob,
+}
+
+/// The shared body of a manager.
+pub(crate) struct Shared<S> {
+    state: Mutex<State>,
+    pub(crate) signal: S,
+    grant: GrantConfig,
+    options: ManagerOptions,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl<S: Signal> std::fmt::Debug for Shared<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("TokenManager");
+        out.field("grant", &self.grant);
+        // `try_lock`: formatting must never wait for (or deadlock on) the lock.
+        match self.state.try_lock() {
+            Ok(state) => out.field("cache", &state.cache),
+            Err(_) => out.field("cache", &"<locked>"),
+        };
+        out.finish_non_exhaustive()
+    }
+}
+
+impl<S: Signal> Shared<S> {
+    pub(crate) fn new(
+        grant: GrantConfig,
+        options: ManagerOptions,
+        clock: Arc<dyn Clock>,
+        signal: S,
+    ) -> Self {
+        let cache = match &grant {
+            GrantConfig::ClientCredentials(_) => {
+                TokenCache::client_credentials(options.lifecycle.clone())
+            }
+            GrantConfig::AuthorizationCode { .. } => {
+                TokenCache::refreshing(options.lifecycle.clone())
+            }
+        };
+        let state = State { cache, completed: VecDeque::new(), store_error: None };
+        Self { state: Mutex::new(state), signal, grant, options, clock }
+    }
+
+    /// The lock. Each step under it is one pure call, so a panic cannot leave it half-updated
+    /// and a poisoned lock is still usable.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store user tokens live in, if this grant has one.
+    pub(crate) fn store(&self) -> Option<&Arc<dyn TokenStore>> {
+        match &self.grant {
+            GrantConfig::AuthorizationCode { store, .. } => Some(store),
+            GrantConfig::ClientCredentials(_) => None,
+        }
+    }
+
+    /// Decides what a caller that needs a token does, under the lock.
+    pub(crate) fn decide(&self, state: &mut State, now: Instant) -> Next {
+        match state.cache.acquire(now) {
+            Acquire::Use(token) => Next::Use(token),
+            Acquire::Wait(until) => Next::Wait(until),
+            Acquire::Fail(error) => Next::Fail(error),
+            Acquire::UseAndRefresh(token, ticket) => match self.job(state, ticket, now) {
+                Ok(job) => Next::Refresh(token, job),
+                // The token is still good: serve it; the failure is recorded for later callers.
+                Err(_) => Next::Use(token),
+            },
+            Acquire::Fetch(ticket) => match self.job(state, ticket, now) {
+                Ok(job) => Next::Fetch(job),
+                Err(error) => Next::Fail(error),
+            },
+        }
+    }
+
+    /// The job for `ticket`, whose ticket then lives as long as the job can run.
+    fn job(&self, state: &mut State, ticket: Ticket, now: Instant) -> Result<Box<Job>, Error> {
+        let seed = jitter_seed();
+        let retry = self.options.retry.clone();
+        let built = match (&self.grant, ticket.grant()) {
+            (GrantConfig::ClientCredentials(config), _) => config.token_request().map(|r| {
+                (
+                    Purpose::ClientCredentials,
+                    Some(TokenExchange::client_credentials(r, retry, seed)),
+                )
+            }),
+            (GrantConfig::AuthorizationCode { config, .. }, Grant::Refresh(held)) => {
+                config.refresh_request(held).map(|r| {
+                    let retired = state.cache.retired().cloned().collect();
+                    let purpose = Purpose::Refresh { held: held.clone(), retired };
+                    (purpose, Some(TokenExchange::refresh(r, retry, seed)))
+                })
+            }
+            (GrantConfig::AuthorizationCode { .. }, _) => Ok((Purpose::Reload, None)),
+        };
+        let (purpose, exchange) = match built {
+            Ok(built) => built,
+            Err(error) => {
+                let _ = state.cache.complete(now, ticket, Err(error.clone()), seed);
+                return Err(error);
+            }
+        };
+        let fill = FillJob::new(
+            purpose,
+            exchange,
+            now,
+            self.options.attempt_timeout,
+            self.options.lifecycle.default_lifetime,
+        );
+        state.cache.hold(&ticket, fill.deadline());
+        Ok(Box::new(Job { ticket: Some(ticket), fill }))
+    }
+
+    /// Hands a finished job's outcome back: the cache completes the ticket (or, for an
+    /// authorization, starts a new generation), store failures are recorded, waiters woken.
+    pub(crate) fn finish(&self, ticket: Option<Ticket>, outcome: Outcome) -> Result<Token, Error> {
+        let Outcome { result, store_error } = outcome;
+        let now = self.clock.now();
+        let seed = jitter_seed();
+        let mut state = self.lock();
+        let failed_write = store_error.is_some();
+        if let Some(error) = store_error {
+            tracing::error!(target: "helloflex::store", %error, "storing new tokens failed; they are kept in memory only");
+            state.store_error = Some(error);
+        } else if result.is_ok() && self.store().is_some() {
+            state.store_error = None;
+        }
+        let answer = match ticket {
+            None => match result {
+                Ok(set) => {
+                    tracing::info!(target: "helloflex::token", stored = !failed_write, "authorization code exchanged");
+                    Ok(state.cache.authorize(set, seed))
+                }
+                Err(error) => Err(error),
+            },
+            Some(ticket) => {
+                let refresh = matches!(ticket.grant(), Grant::Refresh(_));
+                match state.cache.complete(now, ticket, result, seed) {
+                    Completion::Stored(token) => {
+                        let left = token.expires_at().saturating_duration_since(now);
+                        tracing::debug!(target: "helloflex::token", refresh, expires_in_s = left.as_secs(), "token installed");
+                        Ok(token)
+                    }
+                    Completion::Failed(error) => {
+                        tracing::warn!(target: "helloflex::token", refresh, reauthorize = error.requires_reauthorization(), %error, "token request failed");
+                        Err(error)
+                    }
+                    _ => {
+                        tracing::debug!(target: "helloflex::token", "stale token completion ignored");
+                        Err(UsageError::WrongState("the token request was superseded").into())
+                    }
+                }
+            }
+        };
+        drop(state);
+        self.signal.notify();
+        answer
+    }
+
+    /// Gives an unfinished job's ticket back (its runner was cancelled before sending).
+    pub(crate) fn abandon(&self, ticket: Ticket) {
+        tracing::debug!(target: "helloflex::token", "token request abandoned");
+        self.lock().cache.abandon(ticket);
+        self.signal.notify();
+    }
+
+    /// Drops the token with `id` after the API refused it; a newer token is left alone.
+    pub(crate) fn invalidate(&self, id: TokenId) {
+        if self.lock().cache.invalidate(id) {
+            tracing::info!(target: "helloflex::token", "access token invalidated after 401");
+        }
+    }
+
+    /// A cached token, if one is usable now without any request.
+    pub(crate) fn peek(&self) -> Option<Token> {
+        let mut state = self.lock();
+        match state.cache.acquire(self.clock.now()) {
+            Acquire::Use(token) => Some(token),
+            Acquire::UseAndRefresh(_, ticket) | Acquire::Fetch(ticket) => {
+                state.cache.abandon(ticket);
+                None
+            }
+            Acquire::Wait(_) | Acquire::Fail(_) => None,
+        }
+    }
+
+    /// The last failed store write, if no write succeeded since.
+    pub(crate) fn store_error(&self) -> Option<StoreError> {
+        self.lock().store_error.clone()
+    }
+
+    fn auth_code(&self) -> Result<&AuthorizationCodeConfig, Error> {
+        match &self.grant {
+            GrantConfig::AuthorizationCode { config, .. } => Ok(config),
+            GrantConfig::ClientCredentials(_) => Err(UsageError::WrongState(
+                "this token manager uses the client-credentials grant, not the authorization-code flow",
+            )
+            .into()),
+        }
+    }
+
+    /// Starts an authorization with OS entropy.
+    pub(crate) fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
+        helloflex_core::start_authorization(self.auth_code()?, &authorization_entropy()?)
+    }
+
+    /// Checks a callback for `pending` and returns the code exchange to run. A wrong or missing
+    /// `state` leaves `pending` good for the genuine callback; an authorization whose callback
+    /// was accepted once is refused locally, so a code is never exchanged twice.
+    pub(crate) fn begin_authorization(
+        &self,
+        pending: &PendingAuthorization,
+        callback: &str,
+    ) -> Result<Job, Error> {
+        let config = self.auth_code()?;
+        let id = pending.id();
+        if self.lock().completed.contains(&id) {
+            return Err(CallbackError::AlreadyCompleted.into());
+        }
+        let checked = pending.check_callback(callback);
+        let attributed = match &checked {
+            Ok(_) => true,
+            Err(rejection) => rejection.attributed,
+        };
+        if attributed {
+            let mut state = self.lock();
+            if state.completed.contains(&id) {
+                // Another caller took this callback in between.
+                return Err(CallbackError::AlreadyCompleted.into());
+            }
+            if state.completed.len() == COMPLETED_KEPT {
+                state.completed.pop_front();
+            }
+            state.completed.push_back(id);
+        }
+        let request = checked?.exchange_request(config)?;
+        let exchange =
+            TokenExchange::authorization_code(request, self.options.retry.clone(), jitter_seed());
+        let fill = FillJob::new(
+            Purpose::Authorize,
+            Some(exchange),
+            self.clock.now(),
+            self.options.attempt_timeout,
+            self.options.lifecycle.default_lifetime,
+        );
+        Ok(Job { ticket: None, fill })
+    }
+}
+
+/// Builds a token manager: the grant, then the clock and options, then the flavour.
+///
+/// ```
+/// use std::sync::Arc;
+/// use helloflex_auth::{ManagerBuilder, BlockingTransport, Request, Response};
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, TransportError};
+///
+/// struct Canned;
+/// impl BlockingTransport for Canned {
+///     fn send(&self, _request: Request) -> Result<Response, TransportError> {
+///         Ok(http::Response::new(br#"{"access_token":"t0k","expires_in":3599}"#.to_vec()))
+///     }
+/// }
+///
+/// let config = ClientCredentialsConfig::new("id", ClientSecret::new("secret"), &Environment::Sandbox);
+/// let tokens = ManagerBuilder::client_credentials(config).blocking(Arc::new(Canned));
+/// assert_eq!(tokens.token()?.access_token().expose_secret(), "t0k");
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until a flavour is chosen"]
+pub struct ManagerBuilder {
+    pub(crate) grant: GrantConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) options: ManagerOptions,
+}
+
+impl ManagerBuilder {
+    /// A manager for the client-credentials grant (HelloFlex).
+    pub fn client_credentials(config: ClientCredentialsConfig) -> Self {
+        Self::new(GrantConfig::ClientCredentials(config))
+    }
+
+    /// A manager for user tokens (authorization-code grant, Flextell) kept in `store`. The
+    /// store is read by the first caller that needs a token, not here.
+    pub fn authorization_code(config: AuthorizationCodeConfig, store: Arc<dyn TokenStore>) -> Self {
+        Self::new(GrantConfig::AuthorizationCode { config, store })
+    }
+
+    fn new(grant: GrantConfig) -> Self {
+        Self { grant, clock: Arc::new(SystemClock), options: ManagerOptions::default() }
+    }
+
+    /// The clock (a [`crate::ManualClock`] in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Lifecycle, retries and the attempt timeout.
+    pub fn options(mut self, options: ManagerOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+/// Holds a job's ticket while the job runs; if the runner unwinds or its future is dropped
+/// before the job finished, the ticket is given back so the next caller need not wait.
+pub(crate) struct TicketGuard<'a, S: Signal> {
+    shared: &'a Shared<S>,
+    ticket: Option<Ticket>,
+}
+
+impl<'a, S: Signal> TicketGuard<'a, S> {
+    pub(crate) fn new(shared: &'a Shared<S>, ticket: Option<Ticket>) -> Self {
+        Self { shared, ticket }
+    }
+
+    /// The ticket, for [`Shared::finish`]: the guard no longer gives it back.
+    pub(crate) fn take(mut self) -> Option<Ticket> {
+        self.ticket.take()
+    }
+}
+
+impl<S: Signal> Drop for TicketGuard<'_, S> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.shared.abandon(ticket);
+        }
+    }
+}
+
+/// How a flavour carries out a job's steps: the only thing that differs between them.
+pub(crate) trait Steps: Sync {
+    /// Runs a store call.
+    fn store(&self, op: StoreOp) -> impl Future<Output = StoreReply> + Send;
+    /// Runs a token exchange to its end.
+    fn fetch(
+        &self,
+        exchange: Box<TokenExchange>,
+    ) -> impl Future<Output = Result<Fetched, Error>> + Send;
+    /// Waits until `until`.
+    fn sleep(&self, until: Instant) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs a job's steps to the end and hands its outcome back: the one loop both flavours use.
+pub(crate) async fn run<S: Signal, D: Steps>(
+    shared: &Shared<S>,
+    steps: &D,
+    job: Job,
+) -> Result<Token, Error> {
+    let Job { ticket, mut fill } = job;
+    let guard = TicketGuard::new(shared, ticket);
+    let clock = &*shared.clock;
+    let outcome = loop {
+        match fill.poll(clock) {
+            Step::Store(op) => {
+                let reply = steps.store(op).await;
+                fill.handle_store(clock, reply);
+            }
+            Step::Fetch(exchange) => fill.handle_fetched(steps.fetch(exchange).await),
+            Step::Sleep(until) => steps.sleep(until).await,
+            Step::Done(outcome) => break outcome,
+        }
+    };
+    shared.finish(guard.take(), outcome)
+}

@@ -1,0 +1,374 @@
+//! The seven ways the first managers could burn or mix a grant, each a deterministic scenario
+//! (manual clock, scripted server) run over both flavours of the one manager. The async flavour
+//! runs on a single executor thread, so any blocking call on it would stall the others.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use helloflex_auth::*;
+use helloflex_core::{CallbackError, Error, PendingAuthorization, Token};
+use support::{AsyncFake, FakeServer, Tokio, config};
+
+/// What a scenario needs from a manager, blocking or async.
+trait Flavour: Sized + Send + Sync + 'static {
+    fn new(server: &Arc<FakeServer>, store: Arc<dyn TokenStore>, clock: &Arc<ManualClock>) -> Self;
+    fn token(&self) -> Result<Token, Error>;
+    /// Starts `token()` elsewhere; the closure waits for its answer.
+    fn token_elsewhere(self: &Arc<Self>) -> Box<dyn FnOnce() -> Result<Token, Error>>;
+    fn start(&self) -> (String, PendingAuthorization);
+    fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<Token, Error>;
+}
+
+struct Blocking(BlockingTokenManager);
+
+impl Flavour for Blocking {
+    fn new(server: &Arc<FakeServer>, store: Arc<dyn TokenStore>, clock: &Arc<ManualClock>) -> Self {
+        Self(
+            ManagerBuilder::authorization_code(config(), store)
+                .clock(clock.clone())
+                .blocking(server.clone()),
+        )
+    }
+    fn token(&self) -> Result<Token, Error> {
+        self.0.token()
+    }
+    fn token_elsewhere(self: &Arc<Self>) -> Box<dyn FnOnce() -> Result<Token, Error>> {
+        let m = self.0.clone();
+        let thread = std::thread::spawn(move || m.token());
+        Box::new(move || thread.join().unwrap())
+    }
+    fn start(&self) -> (String, PendingAuthorization) {
+        self.0.start_authorization().unwrap()
+    }
+    fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<Token, Error> {
+        self.0.complete_authorization(pending, callback)
+    }
+}
+
+struct Async(AsyncTokenManager, tokio::runtime::Runtime);
+
+impl Flavour for Async {
+    fn new(server: &Arc<FakeServer>, store: Arc<dyn TokenStore>, clock: &Arc<ManualClock>) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let runtime: Arc<dyn AsyncRuntime> = Arc::new(Tokio(rt.handle().clone()));
+        let manager = ManagerBuilder::authorization_code(config(), store)
+            .clock(clock.clone())
+            .nonblocking(Arc::new(AsyncFake(server.clone())), Some(runtime));
+        Self(manager, rt)
+    }
+    fn token(&self) -> Result<Token, Error> {
+        self.1.block_on(self.0.token())
+    }
+    fn token_elsewhere(self: &Arc<Self>) -> Box<dyn FnOnce() -> Result<Token, Error>> {
+        let m = self.0.clone();
+        let task = self.1.spawn(async move { m.token().await });
+        let me = Arc::clone(self);
+        Box::new(move || me.1.block_on(task).unwrap())
+    }
+    fn start(&self) -> (String, PendingAuthorization) {
+        self.0.start_authorization().unwrap()
+    }
+    fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<Token, Error> {
+        self.1.block_on(self.0.complete_authorization(pending, callback))
+    }
+}
+
+/// A server issuing 600 s tokens, a manual clock and a manager over `store`, authorized.
+fn setup<F: Flavour>(
+    store: Arc<dyn TokenStore>,
+) -> (Arc<FakeServer>, Arc<ManualClock>, Arc<F>, Token) {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let clock = Arc::new(ManualClock::new());
+    let m = Arc::new(F::new(&server, store, &clock));
+    let (url, pending) = m.start();
+    let token = m.complete(&pending, &server.approve(&url)).unwrap();
+    (server, clock, m, token)
+}
+
+fn secret(token: &Token) -> String {
+    token.access_token().expose_secret().to_owned()
+}
+
+fn stored_access(store: &dyn TokenStore) -> String {
+    store.load().unwrap().unwrap().tokens.access_token.expose_secret().to_owned()
+}
+
+/// Behaviour 2: A refresh slower than any fixed ticket timeout is still sent once: a caller arriving
+/// while it is in flight waits for it, however long it takes within its own deadline.
+fn slow_refresh_is_sent_once<F: Flavour>() {
+    let (server, clock, m, _) = setup::<F>(Arc::new(MemoryStore::new()));
+    clock.advance(Duration::from_secs(601));
+    server.gate.close();
+    let first = m.token_elsewhere();
+    server.wait_for_refreshes(1);
+    clock.advance(Duration::from_secs(90)); // past the old fixed 60 s ticket timeout
+    let second = m.token_elsewhere();
+    std::thread::sleep(Duration::from_millis(50));
+    server.gate.open();
+    let (a, b) = (first().unwrap(), second().unwrap());
+    assert_eq!(a.id(), b.id());
+    assert_eq!(server.arrived_refreshes.load(Ordering::SeqCst), 1, "the refresh was sent twice");
+    assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0);
+}
+
+/// Behaviour 3: A forged callback does not end the real login; a callback delivered twice is refused
+/// locally and its code is not exchanged again.
+fn callbacks_cannot_be_used_against_the_user<F: Flavour>() {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let clock = Arc::new(ManualClock::new());
+    let m = F::new(&server, Arc::new(MemoryStore::new()), &clock);
+    let (url, pending) = m.start();
+    let forged = m.complete(&pending, "code=attacker&state=forged").unwrap_err();
+    assert!(matches!(forged, Error::Callback(CallbackError::StateMismatch)));
+    let missing = m.complete(&pending, "code=attacker").unwrap_err();
+    assert!(matches!(missing, Error::Callback(CallbackError::MissingState)));
+    let callback = server.approve(&url);
+    m.complete(&pending, &callback).unwrap();
+    let exchanged = server.token_requests.load(Ordering::SeqCst);
+    let again = m.complete(&pending, &callback).unwrap_err();
+    assert!(matches!(again, Error::Callback(CallbackError::AlreadyCompleted)), "{again:?}");
+    assert_eq!(server.token_requests.load(Ordering::SeqCst), exchanged, "code exchanged twice");
+    // A kept copy of the pending authorization (it is `Clone` + `Deserialize`) is no way around.
+    let copy: PendingAuthorization = pending.clone();
+    assert!(m.complete(&copy, &callback).is_err());
+    assert_eq!(server.token_requests.load(Ordering::SeqCst), exchanged);
+}
+
+/// A store whose writes wait at a gate.
+#[derive(Debug, Default)]
+struct SlowStore {
+    inner: MemoryStore,
+    gate: Arc<GateFlag>,
+}
+
+#[derive(Debug, Default)]
+struct GateFlag {
+    closed: Mutex<bool>,
+    changed: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl GateFlag {
+    fn set(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.changed.notify_all();
+    }
+}
+
+impl TokenStore for SlowStore {
+    fn load(&self) -> Result<Option<Record>, StoreError> {
+        self.inner.load()
+    }
+    fn swap(
+        &self,
+        expected: u64,
+        new: &StoredTokens,
+        lease: Option<&Lease>,
+    ) -> Result<Swap, StoreError> {
+        self.gate.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut closed = self.gate.closed.lock().unwrap();
+        while *closed {
+            closed = self.gate.changed.wait(closed).unwrap();
+        }
+        drop(closed);
+        self.inner.swap(expected, new, lease)
+    }
+}
+
+/// Behaviour 4: No lock is held across store I/O: while a refresh's store write hangs, callers with a
+/// valid token get it at once (and on the async flavour the one executor thread stays free).
+fn store_io_never_holds_up_valid_callers<F: Flavour>() {
+    let store = Arc::new(SlowStore::default());
+    let (_server, clock, m, first) = setup::<F>(store.clone());
+    store.gate.set(true);
+    clock.advance(Duration::from_secs(560)); // in the refresh window, still valid
+    let served = m.token().unwrap();
+    assert_eq!(served.id(), first.id(), "the valid token is served while refreshing");
+    for _ in 0..2000 {
+        if store.gate.waiting.load(Ordering::SeqCst) > 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.gate.waiting.load(Ordering::SeqCst), 2, "the refresh reached the store");
+    // The write hangs; ten more callers are served, none waits for it.
+    let (done, finished) = mpsc::channel();
+    let callers = Arc::clone(&m);
+    std::thread::spawn(move || {
+        for _ in 0..10 {
+            let _ = done.send(callers.token().map(|t| t.id()));
+        }
+    });
+    for _ in 0..10 {
+        let id = finished.recv_timeout(Duration::from_secs(20)).expect("a caller was held up");
+        assert_eq!(id.unwrap(), first.id());
+    }
+    store.gate.set(false);
+}
+
+/// Behaviour 5: A refresh still in flight when the user completes a new authorization is stale: memory
+/// and store both end with the new grant.
+fn new_authorization_supersedes_an_inflight_refresh<F: Flavour>() {
+    let store = Arc::new(MemoryStore::new());
+    let (server, clock, m, _) = setup::<F>(store.clone());
+    clock.advance(Duration::from_secs(601));
+    server.gate.close();
+    let waiting = m.token_elsewhere();
+    server.wait_for_refreshes(1);
+    let (url, pending) = m.start();
+    let fresh = m.complete(&pending, &server.approve(&url)).unwrap();
+    server.gate.open();
+    assert_eq!(waiting().unwrap().id(), fresh.id(), "the waiting caller gets the new grant");
+    assert_eq!(m.token().unwrap().id(), fresh.id());
+    assert_eq!(stored_access(&*store), secret(&fresh), "the store holds the new grant");
+}
+
+/// A store whose next read answers with an older record (a lagging replica, a race).
+#[derive(Debug, Default)]
+struct Lagging {
+    inner: MemoryStore,
+    stale: Mutex<Option<Record>>,
+}
+
+impl TokenStore for Lagging {
+    fn load(&self) -> Result<Option<Record>, StoreError> {
+        match self.stale.lock().unwrap().take() {
+            Some(old) => Ok(Some(old)),
+            None => self.inner.load(),
+        }
+    }
+    fn swap(
+        &self,
+        expected: u64,
+        new: &StoredTokens,
+        lease: Option<&Lease>,
+    ) -> Result<Swap, StoreError> {
+        self.inner.swap(expected, new, lease)
+    }
+}
+
+/// Behaviour 6: On `invalid_grant` the store is read again: the instance that lost a race to another one
+/// adopts the set the winner stored instead of declaring the user logged out.
+fn invalid_grant_rereads_the_store<F: Flavour>() {
+    let store = Arc::new(Lagging::default());
+    let (server, clock, m, _) = setup::<F>(store.clone());
+    // Another instance refreshes with the same token and stores the result.
+    let before = store.inner.load().unwrap().unwrap();
+    let held = before.tokens.refresh_token.clone().unwrap();
+    let answer =
+        helloflex_auth::BlockingTransport::send(&*server, config().refresh_request(&held).unwrap())
+            .unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+    let mut winner = before.tokens.clone();
+    winner.access_token =
+        helloflex_core::AccessToken::new(theirs["access_token"].as_str().unwrap());
+    winner.refresh_token =
+        Some(helloflex_core::RefreshToken::new(theirs["refresh_token"].as_str().unwrap()));
+    winner.expires_at_unix_ms += 600_000;
+    store.inner.swap(before.version, &winner, None).unwrap();
+    // Our read before sending still sees the old record.
+    *store.stale.lock().unwrap() = Some(before);
+    clock.advance(Duration::from_secs(601));
+    let token = m.token().expect("adopted the winner's set, not logged out");
+    assert_eq!(secret(&token), theirs["access_token"].as_str().unwrap());
+}
+
+/// Behaviour 7: The replay rule: a refresh that fails transiently is retried within the same call, the
+/// same request; the caller never sees the hiccup.
+fn transient_refresh_failure_is_retried_in_the_call<F: Flavour>() {
+    let store = Arc::new(MemoryStore::new());
+    let (server, clock, m, first) = setup::<F>(store.clone());
+    server.sleeps_advance(&clock);
+    server.refresh_503s.store(1, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(601));
+    let token = m.token().expect("the 503 was retried inside the call");
+    assert_ne!(token.id(), first.id());
+    assert_eq!(server.arrived_refreshes.load(Ordering::SeqCst), 2, "sent, then sent again");
+    assert_eq!(server.refresh_requests.lock().unwrap().len(), 1, "one reached the server");
+    assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0);
+    assert_eq!(stored_access(&*store), secret(&token));
+}
+
+macro_rules! over_both_flavours {
+    ($($scenario:ident),* $(,)?) => {
+        mod blocking {
+            use super::*;
+            $(#[test] fn $scenario() { super::$scenario::<Blocking>() })*
+        }
+        mod nonblocking {
+            use super::*;
+            $(#[test] fn $scenario() { super::$scenario::<Async>() })*
+        }
+    };
+}
+
+over_both_flavours!(
+    slow_refresh_is_sent_once,
+    callbacks_cannot_be_used_against_the_user,
+    store_io_never_holds_up_valid_callers,
+    new_authorization_supersedes_an_inflight_refresh,
+    invalid_grant_rereads_the_store,
+    transient_refresh_failure_is_retried_in_the_call,
+);
+
+/// Behaviour 1: A dropped async caller never burns the grant: the caller is dropped at each point of a
+/// refresh (before it is sent, while it is in flight, as the answer lands) and of a code
+/// exchange; the request it started is concluded and stored anyway, and no refresh token is
+/// ever sent twice.
+#[test]
+fn dropped_async_callers_never_burn_the_grant() {
+    for delay_ms in [0u64, 1, 5, 20, 60, 150] {
+        let store = Arc::new(MemoryStore::new());
+        let (server, clock, m, _) = setup::<Async>(store.clone());
+        clock.advance(Duration::from_secs(601));
+        server.gate.close();
+        let dropped = m.1.block_on(async {
+            tokio::time::timeout(Duration::from_millis(delay_ms), m.0.token()).await
+        });
+        assert!(dropped.is_err(), "the caller was dropped mid-refresh");
+        server.gate.open();
+        let token = m.token().unwrap();
+        assert_eq!(server.refresh_requests.lock().unwrap().len(), 1, "dropped at {delay_ms} ms");
+        assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0, "dropped at {delay_ms} ms");
+        assert_eq!(stored_access(&*store), secret(&token), "the rotated set was stored");
+    }
+    // A code exchange dropped at each point: the tokens still land, the code is used once.
+    for delay_ms in [0u64, 1, 5, 20, 60] {
+        let server = Arc::new(FakeServer::new(Duration::from_millis(30), 600));
+        let clock = Arc::new(ManualClock::new());
+        let store = Arc::new(MemoryStore::new());
+        let m = Async::new(&server, store.clone(), &clock);
+        let (url, pending) = m.start();
+        let callback = server.approve(&url);
+        let dropped = m.1.block_on(async {
+            tokio::time::timeout(
+                Duration::from_millis(delay_ms),
+                m.0.complete_authorization(&pending, &callback),
+            )
+            .await
+        });
+        if dropped.is_err() {
+            // Whatever point it was dropped at, the exchange finishes and is stored.
+            for _ in 0..400 {
+                if store.load().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let token = m.token().unwrap();
+        assert_eq!(stored_access(&*store), secret(&token), "dropped at {delay_ms} ms");
+        assert_eq!(server.token_requests.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            m.complete(&pending, &callback),
+            Err(Error::Callback(CallbackError::AlreadyCompleted))
+        ));
+    }
+}
