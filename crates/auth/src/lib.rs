@@ -33,23 +33,25 @@
 //! ```
 
 mod blocking;
+mod client;
 mod clock;
 mod drive;
 mod entropy;
 mod fill;
 mod manager;
 mod nonblocking;
-mod settings;
 mod store;
 mod transport;
 
 pub use blocking::BlockingTokenManager;
+pub use client::{
+    Client, ClientBuilder, Connector, HttpOptions, OwnAsync, OwnBlocking, RequestBuilder, Timeouts,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
 pub use entropy::{authorization_entropy, jitter_seed, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
-pub use settings::{ClientSettings, Credentials};
 pub use store::{
     FileStore, Lease, LeaseAttempt, MemoryStore, Record, StoreError, StoredTokens, Swap, TokenStore,
 };

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::{
-    AsyncTokenManager, BlockingTransport, Clock, ManagerBuilder, MemoryStore, SystemClock,
-    TokenStore,
+    AsyncTokenManager, BlockingTransport, ClientBuilder, Clock, Connector, MemoryStore, OwnAsync,
+    SystemClock, Timeouts, TokenStore,
 };
 use helloflex_core::{
-    ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError,
-    ClientCredentialsConfig, ClientIdentity, ClientSecret, Endpoint, Environment, Error,
-    InsecureLoopback, PendingAuthorization, ProtocolError, RetryPolicy, TransportErrorKind,
-    UnauthorizedCause,
+    ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError, ClientIdentity,
+    ClientSecret, Endpoint, Environment, Error, InsecureLoopback, PendingAuthorization,
+    ProtocolError, RetryPolicy, TransportErrorKind, UnauthorizedCause,
 };
 use helloflex_emulator::{
     DEMO_CLIENT, Emulator, EmulatorConfig, Fault, FaultKind, LIMITED_CLIENT, WEB_APP,
@@ -132,8 +131,6 @@ impl Harness for Ureq {
     }
 }
 
-struct Reqwest(helloflex_transport_reqwest::Client, tokio::runtime::Runtime);
-
 /// Runs `n` tasks made by `task` on `rt` at once and collects their outputs.
 fn spawn_all<T, Fut>(rt: &tokio::runtime::Runtime, n: usize, task: impl Fn() -> Fut) -> Vec<T>
 where
@@ -168,19 +165,49 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-impl Harness for Reqwest {
+/// How an async harness gets its connector: reqwest's, or the hyper transport from
+/// `examples/custom_transport.rs` handed to the same ready client.
+trait AsyncConnector: Connector<Manager = AsyncTokenManager> + Sized {
+    fn for_setup(timeout: Duration, body_limit: Option<usize>) -> Self;
+}
+
+impl AsyncConnector for helloflex_transport_reqwest::Reqwest {
+    fn for_setup(_: Duration, _: Option<usize>) -> Self {
+        Self::default()
+    }
+}
+
+impl AsyncConnector for OwnAsync {
+    fn for_setup(timeout: Duration, body_limit: Option<usize>) -> Self {
+        let transport = custom_transport::HyperTransport::new(timeout, body_limit);
+        let runtime = helloflex_transport_reqwest::TokioRuntime::current()
+            .map(|r| Arc::new(r) as Arc<dyn helloflex_auth::AsyncRuntime>);
+        OwnAsync(Arc::new(transport), runtime)
+    }
+}
+
+/// The async client over connector `C`, with the runtime its calls are blocked on.
+struct AsyncClient<C>(helloflex_auth::Client<AsyncTokenManager, C>, tokio::runtime::Runtime);
+
+type Reqwest = AsyncClient<helloflex_transport_reqwest::Reqwest>;
+/// The user-written transport from `examples/custom_transport.rs`, in the same ready client.
+type Custom = AsyncClient<OwnAsync>;
+
+impl<C: AsyncConnector + 'static> Harness for AsyncClient<C> {
     fn build(emulator: &Emulator, setup: Setup) -> Self {
         let rt = runtime();
-        let mut builder = helloflex_transport_reqwest::Client::builder()
-            .environment(environment(emulator))
-            .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
-            .retry_policy(setup.retry)
-            .timeouts(helloflex_transport_reqwest::Timeouts::new(setup.timeout, setup.timeout));
-        if let Some(limit) = setup.body_limit {
-            builder = builder.body_limit(limit);
-        }
-        let client = rt.block_on(async { builder.build() }).unwrap();
-        Self(client, rt)
+        let client = rt.block_on(async {
+            let mut builder = ClientBuilder::new(C::for_setup(setup.timeout, setup.body_limit))
+                .environment(environment(emulator))
+                .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
+                .retry_policy(setup.retry)
+                .timeouts(Timeouts::uniform(setup.timeout));
+            if let Some(limit) = setup.body_limit {
+                builder = builder.body_limit(limit);
+            }
+            builder.build()
+        });
+        Self(client.unwrap(), rt)
     }
     fn build_user(
         emulator: &Emulator,
@@ -188,11 +215,13 @@ impl Harness for Reqwest {
         store: Arc<dyn TokenStore>,
     ) -> Self {
         let rt = runtime();
-        let builder = helloflex_transport_reqwest::Client::builder()
-            .environment(environment(emulator))
-            .authorization_code(config, store);
-        let client = rt.block_on(async { builder.build() }).unwrap();
-        Self(client, rt)
+        let client = rt.block_on(async {
+            ClientBuilder::new(C::for_setup(Duration::from_secs(10), None))
+                .environment(environment(emulator))
+                .authorization_code(config, store)
+                .build()
+        });
+        Self(client.unwrap(), rt)
     }
     fn start_authorization(&self) -> (String, PendingAuthorization) {
         self.0.start_authorization().unwrap()
@@ -220,64 +249,6 @@ impl Harness for Reqwest {
         spawn_all(&self.1, n, || {
             let c = client.clone();
             async move { c.token().await.map(|t| t.access_token().expose_secret().to_owned()) }
-        })
-    }
-}
-
-/// The user-written transport from `examples/custom_transport.rs`, under the async manager.
-struct Custom(AsyncTokenManager, helloflex_core::Endpoint, RetryPolicy, tokio::runtime::Runtime);
-
-impl Harness for Custom {
-    fn build(emulator: &Emulator, setup: Setup) -> Self {
-        let rt = runtime();
-        let env = environment(emulator);
-        let config =
-            ClientCredentialsConfig::new(setup.client.0, ClientSecret::new(setup.client.1), &env);
-        let transport =
-            Arc::new(custom_transport::HyperTransport::new(setup.timeout, setup.body_limit));
-        let manager = ManagerBuilder::client_credentials(config).nonblocking(transport, None);
-        Self(manager, env.base_url(), setup.retry, rt)
-    }
-    fn build_user(
-        emulator: &Emulator,
-        config: AuthorizationCodeConfig,
-        store: Arc<dyn TokenStore>,
-    ) -> Self {
-        let rt = runtime();
-        let transport =
-            Arc::new(custom_transport::HyperTransport::new(Duration::from_secs(10), None));
-        let manager =
-            ManagerBuilder::authorization_code(config, store).nonblocking(transport, None);
-        Self(manager, environment(emulator).base_url(), RetryPolicy::default(), rt)
-    }
-    fn start_authorization(&self) -> (String, PendingAuthorization) {
-        self.0.start_authorization().unwrap()
-    }
-    fn complete_authorization(
-        &self,
-        pending: &PendingAuthorization,
-        callback: &str,
-    ) -> Result<(), Error> {
-        self.3.block_on(self.0.complete_authorization(pending, callback)).map(drop)
-    }
-    fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
-        self.3.block_on(self.0.call(request, &self.1, self.2.clone())).map(ApiResponse::new)
-    }
-    fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error> {
-        let (manager, base, retry) = (self.0.clone(), self.1.clone(), self.2.clone());
-        spawn_all(&self.3, workers, || {
-            let (m, base, retry) = (manager.clone(), base.clone(), retry.clone());
-            async move {
-                errors_of(calls, || m.call(ApiRequest::get(path), &base, retry.clone())).await
-            }
-        })
-        .concat()
-    }
-    fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
-        let manager = self.0.clone();
-        spawn_all(&self.3, n, || {
-            let m = manager.clone();
-            async move { m.token().await.map(|t| t.access_token().expose_secret().to_owned()) }
         })
     }
 }

@@ -1,264 +1,54 @@
-//! The ready blocking API client.
+//! The ready async client: [`helloflex_auth::Client`] over [`ReqwestTransport`], run on the
+//! tokio runtime it is built in.
 
 use std::sync::Arc;
 
 use helloflex_auth::{
-    AsyncRuntime, AsyncTokenManager, ClientSettings, Clock, Credentials, ManagerBuilder,
-    ManagerOptions, TokenStore,
+    AsyncRuntime, AsyncTokenManager, Connector, HttpOptions, MAX_BODY_BYTES, ManagerBuilder,
 };
-use helloflex_core::{
-    ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod, ClientSecret, Endpoint,
-    Environment, Error, PendingAuthorization, RetryPolicy, Token,
-};
-use serde::Serialize;
+use helloflex_core::Error;
 
-use crate::transport::{ReqwestTransport, Timeouts, TokioRuntime};
+use crate::transport::{ReqwestTransport, TokioRuntime};
 
-/// An async HelloFlex / Flextell API client: tokens fetched, cached, refreshed early and
-/// single-flighted behind every call; a 401 replays the call once with a fresh token.
-///
-/// Cheap to clone; clones share one token cache.
-#[derive(Debug, Clone)]
-pub struct Client {
-    tokens: AsyncTokenManager,
-    base: Endpoint,
-    retry: RetryPolicy,
-}
-
+/// The async HelloFlex / Flextell client (see [`helloflex_auth::Client`]): `send().await`.
+pub type Client = helloflex_auth::Client<AsyncTokenManager, Reqwest>;
 /// Builds a [`Client`].
-#[derive(Debug, Default)]
-pub struct ClientBuilder {
-    settings: ClientSettings,
-    timeouts: Timeouts,
-    http: Option<reqwest::Client>,
-    user_agent: Option<String>,
-    body_limit: Option<usize>,
+pub type ClientBuilder = helloflex_auth::ClientBuilder<Reqwest>;
+/// A request being built by a [`Client`].
+pub type RequestBuilder<'a> = helloflex_auth::RequestBuilder<'a, AsyncTokenManager>;
+
+/// The reqwest connector of a [`ClientBuilder`]: its own `reqwest::Client` by default, or yours
+/// (its pool, TLS and proxy settings) through [`Reqwest::with_client`].
+#[derive(Debug, Clone, Default)]
+pub struct Reqwest {
+    client: Option<reqwest::Client>,
 }
 
-impl ClientBuilder {
-    /// The environment (default: [`Environment::Sandbox`]).
-    pub fn environment(mut self, environment: Environment) -> Self {
-        self.settings.environment = environment;
-        self
+impl Reqwest {
+    /// Uses an existing reqwest client. Build it with
+    /// `redirect(reqwest::redirect::Policy::none())` and timeouts (see
+    /// [`ReqwestTransport::with_client`]).
+    pub fn with_client(client: reqwest::Client) -> Self {
+        Self { client: Some(client) }
     }
+}
 
-    /// Client-credentials grant (HelloFlex) with this id and secret.
-    pub fn client_credentials(
-        mut self,
-        client_id: impl Into<String>,
-        secret: ClientSecret,
-    ) -> Self {
-        self.settings.client_credentials(client_id.into(), secret);
-        self
-    }
+impl Connector for Reqwest {
+    type Manager = AsyncTokenManager;
 
-    /// How the client secret is sent (default: in the form body, as HelloFlex documents).
-    pub fn auth_method(mut self, method: ClientAuthMethod) -> Self {
-        self.settings.auth_method(method);
-        self
-    }
-
-    /// Scopes for the client-credentials grant.
-    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.settings.scopes(scopes.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// A token endpoint other than the environment's `/oauth2/token`.
-    pub fn token_url(mut self, url: Endpoint) -> Self {
-        self.settings.token_url(url);
-        self
-    }
-
-    /// Authorization-code grant (Flextell): user tokens kept in `store`.
-    pub fn authorization_code(
-        mut self,
-        config: AuthorizationCodeConfig,
-        store: Arc<dyn TokenStore>,
-    ) -> Self {
-        self.settings.credentials = Some(Credentials::AuthorizationCode(config, store));
-        self
-    }
-
-    /// Retries of API calls (default: [`RetryPolicy::default`]).
-    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.settings.retry = retry;
-        self
-    }
-
-    /// Token lifecycle and token-request retries.
-    pub fn token_options(mut self, options: ManagerOptions) -> Self {
-        self.settings.manager = options;
-        self
-    }
-
-    /// Time limits (default: [`Timeouts::default`]).
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// The `User-Agent` sent with every request.
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.user_agent = Some(user_agent.into());
-        self
-    }
-
-    /// Uses an existing reqwest client (its pool, TLS and proxy settings). Build it with
-    /// `redirect(reqwest::redirect::Policy::none())` and timeouts (see [`ReqwestTransport::with_client`]).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
-        self
-    }
-
-    /// Caps response bodies (default: 8 MiB).
-    pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.body_limit = Some(bytes);
-        self
-    }
-
-    /// The clock (a manual clock in tests).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.settings.clock = clock;
-        self
-    }
-
-    /// Builds the client. Fails if no credentials were given or a token store is unreadable.
-    /// Called inside a tokio runtime, background refreshes run on it.
-    pub fn build(self) -> Result<Client, Error> {
-        let ua = self.user_agent.unwrap_or_else(|| {
-            concat!("helloflex-rs/", env!("CARGO_PKG_VERSION"), " (reqwest)").into()
-        });
-        let mut transport = match self.http {
+    /// Called inside a tokio runtime, token requests run detached on it and store I/O on its
+    /// blocking pool (see [`AsyncTokenManager`] for what changes without one).
+    fn connect(self, http: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error> {
+        let transport = match self.client {
             Some(client) => ReqwestTransport::with_client(client),
-            None => ReqwestTransport::new(self.timeouts, &ua)?,
-        };
-        if let Some(limit) = self.body_limit {
-            transport = transport.with_body_limit(limit);
-        }
-        let transport = Arc::new(transport);
-        let settings = self.settings;
-        let clock = settings.clock.clone();
-        let tokens = match settings.resolve()? {
-            Credentials::ClientCredentials(config) => ManagerBuilder::client_credentials(config),
-            Credentials::AuthorizationCode(config, store) => {
-                ManagerBuilder::authorization_code(config, store)
+            None => {
+                let default_ua = concat!("helloflex-rs/", env!("CARGO_PKG_VERSION"), " (reqwest)");
+                let ua = http.user_agent.as_deref().unwrap_or(default_ua);
+                ReqwestTransport::new(http.timeouts, ua)?
             }
-            _ => return Err(helloflex_core::ConfigError::Missing("a supported grant").into()),
         };
-        let options = settings.manager.clone().with_attempt_timeout(self.timeouts.total);
-        let tokens = tokens.clock(clock).options(options).nonblocking(transport, runtime());
-        Ok(Client { tokens, base: settings.environment.base_url(), retry: settings.retry })
-    }
-}
-
-fn runtime() -> Option<Arc<dyn AsyncRuntime>> {
-    TokioRuntime::current().map(|r| Arc::new(r) as Arc<dyn AsyncRuntime>)
-}
-
-impl Client {
-    /// A builder.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
-    }
-
-    /// `GET path`
-    pub fn get(&self, path: &str) -> RequestBuilder<'_> {
-        self.request(ApiRequest::get(path))
-    }
-    /// `POST path`
-    pub fn post(&self, path: &str) -> RequestBuilder<'_> {
-        self.request(ApiRequest::post(path))
-    }
-    /// `PUT path`
-    pub fn put(&self, path: &str) -> RequestBuilder<'_> {
-        self.request(ApiRequest::put(path))
-    }
-    /// `PATCH path`
-    pub fn patch(&self, path: &str) -> RequestBuilder<'_> {
-        self.request(ApiRequest::patch(path))
-    }
-    /// `DELETE path`
-    pub fn delete(&self, path: &str) -> RequestBuilder<'_> {
-        self.request(ApiRequest::delete(path))
-    }
-
-    /// A request built from a core [`ApiRequest`].
-    pub fn request(&self, request: ApiRequest) -> RequestBuilder<'_> {
-        RequestBuilder { client: self, request }
-    }
-
-    /// The token manager behind the client.
-    pub fn tokens(&self) -> &AsyncTokenManager {
-        &self.tokens
-    }
-
-    /// A valid access token (cached, or fetched once for all callers).
-    pub async fn token(&self) -> Result<Token, Error> {
-        self.tokens.token().await
-    }
-
-    /// Flextell: the URL to send the user to, and the pending authorization to keep server-side.
-    pub fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
-        self.tokens.start_authorization()
-    }
-
-    /// Flextell: checks the callback, exchanges the code, stores the tokens. `pending` is
-    /// borrowed: a forged callback leaves it usable, and a callback accepted once is refused.
-    pub async fn complete_authorization(
-        &self,
-        pending: &PendingAuthorization,
-        callback: &str,
-    ) -> Result<Token, Error> {
-        self.tokens.complete_authorization(pending, callback).await
-    }
-
-    /// The API base URL.
-    pub fn base_url(&self) -> &Endpoint {
-        &self.base
-    }
-}
-
-/// A request being built; [`RequestBuilder::send`] runs it.
-#[derive(Debug)]
-#[must_use = "a request does nothing until sent"]
-pub struct RequestBuilder<'a> {
-    client: &'a Client,
-    request: ApiRequest,
-}
-
-impl RequestBuilder<'_> {
-    /// Adds a query parameter.
-    pub fn query(mut self, key: &str, value: &str) -> Self {
-        self.request = self.request.query(key, value);
-        self
-    }
-
-    /// Sets a JSON body.
-    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
-        self.request = self.request.json(body);
-        self
-    }
-
-    /// Adds a header (`Authorization` and `Host` are refused: the SDK sets them).
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.request = self.request.header(name, value);
-        self
-    }
-
-    /// Declares whether replaying this request after a failure is safe (default: by method).
-    pub fn retry_safe(mut self, safe: bool) -> Self {
-        self.request = self.request.retry_safe(safe);
-        self
-    }
-
-    /// Sends the request: a success, or a typed error with the core's classification.
-    pub async fn send(self) -> Result<ApiResponse, Error> {
-        let client = self.client;
-        client
-            .tokens
-            .call(self.request, &client.base, client.retry.clone())
-            .await
-            .map(ApiResponse::new)
+        let transport = transport.with_body_limit(http.body_limit.unwrap_or(MAX_BODY_BYTES));
+        let runtime = TokioRuntime::current().map(|r| Arc::new(r) as Arc<dyn AsyncRuntime>);
+        Ok(tokens.nonblocking(Arc::new(transport), runtime))
     }
 }

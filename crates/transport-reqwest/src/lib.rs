@@ -19,6 +19,7 @@
 mod client;
 mod transport;
 
-pub use client::{Client, ClientBuilder, RequestBuilder};
+pub use client::{Client, ClientBuilder, RequestBuilder, Reqwest};
+pub use helloflex_auth::Timeouts;
 pub use helloflex_core::{ApiResponse, Error};
-pub use transport::{ReqwestTransport, Timeouts, TokioRuntime};
+pub use transport::{ReqwestTransport, TokioRuntime};

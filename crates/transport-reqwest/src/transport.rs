@@ -3,31 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use helloflex_auth::{AsyncRuntime, AsyncTransport, MAX_BODY_BYTES, Request, Response, Task};
+use helloflex_auth::{
+    AsyncRuntime, AsyncTransport, MAX_BODY_BYTES, Request, Response, Task, Timeouts,
+};
 use helloflex_core::{TransportError, TransportErrorKind};
-
-/// Time limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Timeouts {
-    /// Connecting, TLS included.
-    pub connect: Duration,
-    /// The whole call, body included (a server dribbling bytes cannot stretch it).
-    pub total: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self { connect: Duration::from_secs(10), total: Duration::from_secs(60) }
-    }
-}
-
-impl Timeouts {
-    /// A connect and a total limit.
-    pub fn new(connect: Duration, total: Duration) -> Self {
-        Self { connect, total }
-    }
-}
 
 /// An async transport over reqwest that honours the transport contract: every status returned
 /// with headers and body, no redirects followed, body capped while reading, timeouts on.

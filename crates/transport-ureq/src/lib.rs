@@ -17,6 +17,7 @@
 mod client;
 mod transport;
 
-pub use client::{Client, ClientBuilder, RequestBuilder};
+pub use client::{Client, ClientBuilder, RequestBuilder, Ureq};
+pub use helloflex_auth::Timeouts;
 pub use helloflex_core::{ApiResponse, Error};
-pub use transport::{Timeouts, UreqTransport};
+pub use transport::UreqTransport;

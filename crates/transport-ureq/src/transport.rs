@@ -1,15 +1,16 @@
 //! [`UreqTransport`]: the workspace's [`BlockingTransport`] over ureq 3.
 
 use std::io;
-use std::time::Duration;
 
-use helloflex_auth::{BlockingTransport, MAX_BODY_BYTES, Request, Response};
+use helloflex_auth::{BlockingTransport, MAX_BODY_BYTES, Request, Response, Timeouts};
 use helloflex_core::{TransportError, TransportErrorKind};
 use http::header::{CONTENT_LENGTH, USER_AGENT};
 
 /// The transport contract on a ureq config builder (agent-wide or per request; ureq's scope
 /// trait is private, so a macro rather than a generic function): every status returned, no
-/// redirect followed, every phase timed out.
+/// redirect followed, every phase timed out. Each phase is bounded separately by
+/// [`Timeouts::total`] (ureq's global and resolve timeouts resolve the host on a new thread for
+/// every call, halving throughput).
 macro_rules! contract {
     ($builder:expr, $t:expr) => {
         $builder
@@ -17,44 +18,11 @@ macro_rules! contract {
             .max_redirects(0)
             .max_redirects_will_error(false)
             .timeout_connect(Some($t.connect))
-            .timeout_send_request(Some($t.send))
-            .timeout_send_body(Some($t.send))
-            .timeout_recv_response(Some($t.response))
-            .timeout_recv_body(Some($t.body))
+            .timeout_send_request(Some($t.total))
+            .timeout_send_body(Some($t.total))
+            .timeout_recv_response(Some($t.total))
+            .timeout_recv_body(Some($t.total))
     };
-}
-
-/// Time limits. Each phase is bounded separately (ureq's global and resolve timeouts resolve the
-/// host on a new thread for every call, halving throughput); their sum bounds the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Timeouts {
-    /// Connecting, TLS included.
-    pub connect: Duration,
-    /// Sending the request (headers, then body).
-    pub send: Duration,
-    /// Waiting for the response headers.
-    pub response: Duration,
-    /// Reading the whole body (a server dribbling bytes cannot stretch it).
-    pub body: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(10),
-            send: Duration::from_secs(10),
-            response: Duration::from_secs(30),
-            body: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Timeouts {
-    /// All phases bounded by `each`.
-    pub fn uniform(each: Duration) -> Self {
-        Self { connect: each, send: each, response: each, body: each }
-    }
 }
 
 /// A blocking transport over ureq 3 that honours the transport contract: every status returned

@@ -1,0 +1,443 @@
+//! The ready API client, written once for both flavours: one builder with every setter once,
+//! one options type for HTTP, one request builder. A transport crate adds only a [`Connector`]
+//! (its transport, built from [`HttpOptions`], and the manager flavour on it) and type aliases;
+//! a user's own transport gets the same client through [`OwnBlocking`] or [`OwnAsync`].
+//!
+//! The two flavours differ only where waiting differs: `send`, `token` and
+//! `complete_authorization` are plain calls on `Client<BlockingTokenManager, _>` and `async` on
+//! `Client<AsyncTokenManager, _>`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use helloflex_core::{
+    ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod, ClientCredentialsConfig,
+    ClientSecret, ConfigError, Endpoint, Environment, Error, PendingAuthorization, RetryPolicy,
+    Token,
+};
+use serde::Serialize;
+
+use crate::blocking::BlockingTokenManager;
+use crate::clock::{Clock, SystemClock};
+use crate::manager::{ManagerBuilder, ManagerOptions};
+use crate::nonblocking::{AsyncRuntime, AsyncTokenManager};
+use crate::store::{StoreError, TokenStore};
+use crate::transport::{AsyncTransport, BlockingTransport};
+
+/// Time limits of one HTTP attempt, for every transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Connecting, TLS included.
+    pub connect: Duration,
+    /// The whole exchange after connecting: sending, waiting, reading the body (a server
+    /// dribbling bytes cannot stretch it). Transports that bound phases separately bound each
+    /// phase by it.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(10), total: Duration::from_secs(60) }
+    }
+}
+
+impl Timeouts {
+    /// A connect and a total limit.
+    pub fn new(connect: Duration, total: Duration) -> Self {
+        Self { connect, total }
+    }
+
+    /// Both limits `each`.
+    pub fn uniform(each: Duration) -> Self {
+        Self { connect: each, total: each }
+    }
+}
+
+/// How a client's HTTP transport is set up (the one options type of every transport).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct HttpOptions {
+    /// Time limits.
+    pub timeouts: Timeouts,
+    /// The `User-Agent` (default: `helloflex-rs/<version> (<transport>)`).
+    pub user_agent: Option<String>,
+    /// The response body cap (default: [`crate::MAX_BODY_BYTES`]).
+    pub body_limit: Option<usize>,
+}
+
+/// A transport crate's part of a client: builds its transport from [`HttpOptions`] and puts the
+/// token manager of its flavour on it.
+pub trait Connector: Sized {
+    /// [`BlockingTokenManager`] or [`AsyncTokenManager`].
+    type Manager;
+
+    /// The transport and the manager over it.
+    fn connect(self, http: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error>;
+
+    /// The longest one attempt can take on this transport with `timeouts` (it bounds how long a
+    /// token request's ticket and lease live).
+    fn attempt_timeout(&self, timeouts: &Timeouts) -> Duration {
+        timeouts.connect.saturating_add(timeouts.total)
+    }
+}
+
+/// Your own blocking transport as a client's connector.
+#[derive(Clone)]
+pub struct OwnBlocking(pub Arc<dyn BlockingTransport>);
+
+impl Connector for OwnBlocking {
+    type Manager = BlockingTokenManager;
+    fn connect(self, _: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error> {
+        Ok(tokens.blocking(self.0))
+    }
+}
+
+/// Your own async transport (and runtime) as a client's connector.
+#[derive(Clone)]
+pub struct OwnAsync(pub Arc<dyn AsyncTransport>, pub Option<Arc<dyn AsyncRuntime>>);
+
+impl Connector for OwnAsync {
+    type Manager = AsyncTokenManager;
+    fn connect(self, _: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error> {
+        Ok(tokens.nonblocking(self.0, self.1))
+    }
+}
+
+/// A HelloFlex / Flextell API client: tokens fetched, cached, refreshed early and single-flighted
+/// behind every call; a 401 replays the call once with a fresh token. Cheap to clone; clones
+/// share one token manager. The transport crates name it `Client` for their flavour.
+pub struct Client<M, C> {
+    tokens: M,
+    base: Endpoint,
+    retry: RetryPolicy,
+    connector: PhantomData<fn() -> C>,
+}
+
+impl<M: Clone, C> Clone for Client<M, C> {
+    fn clone(&self) -> Self {
+        Self {
+            tokens: self.tokens.clone(),
+            base: self.base.clone(),
+            retry: self.retry.clone(),
+            connector: PhantomData,
+        }
+    }
+}
+
+impl<M: std::fmt::Debug, C> std::fmt::Debug for Client<M, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).field("tokens", &self.tokens).finish()
+    }
+}
+
+/// Builds a [`Client`]: where the API is, which grant, then HTTP and token tuning.
+#[must_use = "a builder does nothing until built"]
+pub struct ClientBuilder<C> {
+    connector: C,
+    http: HttpOptions,
+    environment: Environment,
+    client_id: Option<(String, ClientSecret)>,
+    auth_method: ClientAuthMethod,
+    scopes: Vec<String>,
+    token_url: Option<Endpoint>,
+    authorization_code: Option<(AuthorizationCodeConfig, Arc<dyn TokenStore>)>,
+    retry: RetryPolicy,
+    manager: ManagerOptions,
+    clock: Arc<dyn Clock>,
+}
+
+impl<C> std::fmt::Debug for ClientBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("environment", &self.environment)
+            .field("client_id", &self.client_id.as_ref().map(|(id, _)| id))
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, C: Connector<Manager = M> + Default> Client<M, C> {
+    /// A builder with the transport's default connector.
+    pub fn builder() -> ClientBuilder<C> {
+        ClientBuilder::new(C::default())
+    }
+}
+
+impl<C: Connector> ClientBuilder<C> {
+    /// A builder over `connector`.
+    pub fn new(connector: C) -> Self {
+        Self {
+            connector,
+            http: HttpOptions::default(),
+            environment: Environment::Sandbox,
+            client_id: None,
+            auth_method: ClientAuthMethod::default(),
+            scopes: Vec::new(),
+            token_url: None,
+            authorization_code: None,
+            retry: RetryPolicy::default(),
+            manager: ManagerOptions::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Replaces the connector (for example one over your own HTTP client).
+    pub fn connector(mut self, connector: C) -> Self {
+        self.connector = connector;
+        self
+    }
+
+    /// The environment (default: [`Environment::Sandbox`]).
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = environment;
+        self
+    }
+
+    /// Client-credentials grant (HelloFlex) with this id and secret.
+    pub fn client_credentials(
+        mut self,
+        client_id: impl Into<String>,
+        secret: ClientSecret,
+    ) -> Self {
+        self.client_id = Some((client_id.into(), secret));
+        self
+    }
+
+    /// How the client secret is sent (default: in the form body, as HelloFlex documents).
+    pub fn auth_method(mut self, method: ClientAuthMethod) -> Self {
+        self.auth_method = method;
+        self
+    }
+
+    /// Scopes for the client-credentials grant.
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A token endpoint other than the environment's `/oauth2/token`.
+    pub fn token_url(mut self, url: Endpoint) -> Self {
+        self.token_url = Some(url);
+        self
+    }
+
+    /// Authorization-code grant (Flextell): user tokens kept in `store`.
+    pub fn authorization_code(
+        mut self,
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+    ) -> Self {
+        self.authorization_code = Some((config, store));
+        self
+    }
+
+    /// Retries of API calls (default: [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Token lifecycle and token-request retries.
+    pub fn token_options(mut self, options: ManagerOptions) -> Self {
+        self.manager = options;
+        self
+    }
+
+    /// Time limits of one HTTP attempt (default: [`Timeouts::default`]).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.http.timeouts = timeouts;
+        self
+    }
+
+    /// The `User-Agent` sent with every request.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.http.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// Caps response bodies (default: 8 MiB).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.http.body_limit = Some(bytes);
+        self
+    }
+
+    /// The clock (a manual clock in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the client. Fails if no grant was chosen or the transport cannot be built. A
+    /// token store is read by the first call that needs a token, not here.
+    pub fn build(self) -> Result<Client<C::Manager, C>, Error> {
+        let tokens = match (self.authorization_code, self.client_id) {
+            (Some((config, store)), _) => ManagerBuilder::authorization_code(config, store),
+            (None, Some((id, secret))) => {
+                let mut config = ClientCredentialsConfig::new(id, secret, &self.environment)
+                    .with_auth_method(self.auth_method)
+                    .with_scopes(self.scopes);
+                if let Some(url) = self.token_url {
+                    config = config.with_token_url(url);
+                }
+                ManagerBuilder::client_credentials(config)
+            }
+            (None, None) => {
+                return Err(ConfigError::Missing("credentials (client id and secret)").into());
+            }
+        };
+        let attempt = self.connector.attempt_timeout(&self.http.timeouts);
+        let options = self.manager.with_attempt_timeout(attempt);
+        let tokens =
+            self.connector.connect(&self.http, tokens.clock(self.clock).options(options))?;
+        Ok(Client {
+            tokens,
+            base: self.environment.base_url(),
+            retry: self.retry,
+            connector: PhantomData,
+        })
+    }
+}
+
+impl<M, C> Client<M, C> {
+    /// `GET path`
+    pub fn get(&self, path: &str) -> RequestBuilder<'_, M> {
+        self.request(ApiRequest::get(path))
+    }
+    /// `POST path`
+    pub fn post(&self, path: &str) -> RequestBuilder<'_, M> {
+        self.request(ApiRequest::post(path))
+    }
+    /// `PUT path`
+    pub fn put(&self, path: &str) -> RequestBuilder<'_, M> {
+        self.request(ApiRequest::put(path))
+    }
+    /// `PATCH path`
+    pub fn patch(&self, path: &str) -> RequestBuilder<'_, M> {
+        self.request(ApiRequest::patch(path))
+    }
+    /// `DELETE path`
+    pub fn delete(&self, path: &str) -> RequestBuilder<'_, M> {
+        self.request(ApiRequest::delete(path))
+    }
+
+    /// A request built from a core [`ApiRequest`].
+    pub fn request(&self, request: ApiRequest) -> RequestBuilder<'_, M> {
+        RequestBuilder { tokens: &self.tokens, base: &self.base, retry: &self.retry, request }
+    }
+
+    /// The token manager behind the client.
+    pub fn tokens(&self) -> &M {
+        &self.tokens
+    }
+
+    /// The API base URL.
+    pub fn base_url(&self) -> &Endpoint {
+        &self.base
+    }
+}
+
+impl<C> Client<BlockingTokenManager, C> {
+    /// A valid access token (cached, or fetched once for all callers).
+    pub fn token(&self) -> Result<Token, Error> {
+        self.tokens.token()
+    }
+
+    /// Flextell: the URL to send the user to, and the pending authorization to keep server-side.
+    pub fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
+        self.tokens.start_authorization()
+    }
+
+    /// Flextell: checks the callback, exchanges the code, stores the tokens. `pending` is
+    /// borrowed: a forged callback leaves it usable, and a callback accepted once is refused.
+    pub fn complete_authorization(
+        &self,
+        pending: &PendingAuthorization,
+        callback: &str,
+    ) -> Result<Token, Error> {
+        self.tokens.complete_authorization(pending, callback)
+    }
+
+    /// The last failed store write, if no write succeeded since.
+    pub fn store_error(&self) -> Option<StoreError> {
+        self.tokens.store_error()
+    }
+}
+
+impl<C> Client<AsyncTokenManager, C> {
+    /// A valid access token (cached, or fetched once for all callers).
+    pub async fn token(&self) -> Result<Token, Error> {
+        self.tokens.token().await
+    }
+
+    /// Flextell: the URL to send the user to, and the pending authorization to keep server-side.
+    pub fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
+        self.tokens.start_authorization()
+    }
+
+    /// Flextell: checks the callback, exchanges the code, stores the tokens. `pending` is
+    /// borrowed: a forged callback leaves it usable, and a callback accepted once is refused.
+    pub async fn complete_authorization(
+        &self,
+        pending: &PendingAuthorization,
+        callback: &str,
+    ) -> Result<Token, Error> {
+        self.tokens.complete_authorization(pending, callback).await
+    }
+
+    /// The last failed store write, if no write succeeded since.
+    pub fn store_error(&self) -> Option<StoreError> {
+        self.tokens.store_error()
+    }
+}
+
+/// A request being built; `send` runs it.
+#[derive(Debug)]
+#[must_use = "a request does nothing until sent"]
+pub struct RequestBuilder<'a, M> {
+    tokens: &'a M,
+    base: &'a Endpoint,
+    retry: &'a RetryPolicy,
+    request: ApiRequest,
+}
+
+impl<M> RequestBuilder<'_, M> {
+    /// Adds a query parameter.
+    pub fn query(mut self, key: &str, value: &str) -> Self {
+        self.request = self.request.query(key, value);
+        self
+    }
+
+    /// Sets a JSON body.
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        self.request = self.request.json(body);
+        self
+    }
+
+    /// Adds a header (`Authorization` and `Host` are refused: the SDK sets them).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.request = self.request.header(name, value);
+        self
+    }
+
+    /// Declares whether replaying this request after a failure is safe (default: by method).
+    pub fn retry_safe(mut self, safe: bool) -> Self {
+        self.request = self.request.retry_safe(safe);
+        self
+    }
+}
+
+impl RequestBuilder<'_, BlockingTokenManager> {
+    /// Sends the request: a success, or a typed error with the core's classification.
+    pub fn send(self) -> Result<ApiResponse, Error> {
+        self.tokens.call(self.request, self.base, self.retry.clone()).map(ApiResponse::new)
+    }
+}
+
+impl RequestBuilder<'_, AsyncTokenManager> {
+    /// Sends the request: a success, or a typed error with the core's classification.
+    pub async fn send(self) -> Result<ApiResponse, Error> {
+        self.tokens.call(self.request, self.base, self.retry.clone()).await.map(ApiResponse::new)
+    }
+}

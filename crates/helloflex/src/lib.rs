@@ -1,0 +1,49 @@
+//! One dependency for the HelloFlex API (client-credentials grant) and the Flextell API
+//! (authorization code with PKCE and rotating refresh tokens): tokens are fetched once, shared
+//! by every clone, thread and task, refreshed before they expire and stored before they are
+//! used; errors are typed.
+//!
+//! `helloflex::Client` is async (reqwest, tokio); `helloflex::blocking::Client` is blocking
+//! (ureq). Both are the same client with the same builder; features `async` and `blocking`
+//! (both on by default) choose which are compiled.
+//!
+//! Against the embedded emulator (no network, no credentials; against the real API use
+//! `Environment::Sandbox` or `Environment::Live` and your own client id and secret):
+//!
+//! ```
+//! use helloflex::{ClientSecret, Environment, InsecureLoopback};
+//!
+//! let emulator = helloflex_emulator::start(Default::default())?;
+//! let client = helloflex::blocking::Client::builder()
+//!     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+//!     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+//!     .build()?;
+//! let news: serde_json::Value = client.get("news").send()?.json()?;
+//! assert!(news.is_array());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The layered crates stay available for people who embed the sans-IO core or bring their own
+//! HTTP stack: [`core`] (requests, parsing, the token lifecycle as pure machines) and [`auth`]
+//! (token managers, stores, the one client over any transport).
+
+pub use helloflex_auth as auth;
+pub use helloflex_core as core;
+
+pub use helloflex_auth::{
+    FileStore, ManagerOptions, MemoryStore, StoreError, Timeouts, TokenStore,
+};
+pub use helloflex_core::{
+    ApiError, ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError,
+    ClientAuthMethod, ClientIdentity, ClientSecret, Endpoint, Environment, Error, InsecureLoopback,
+    PendingAuthorization, RetryPolicy, Token,
+};
+
+#[cfg(feature = "async")]
+pub use helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder};
+
+/// The blocking client: the same client and builder, `send()` without `.await`.
+#[cfg(feature = "blocking")]
+pub mod blocking {
+    pub use helloflex_transport_ureq::{Client, ClientBuilder, RequestBuilder};
+}
