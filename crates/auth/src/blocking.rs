@@ -16,7 +16,7 @@ use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::entropy::jitter_seed;
 use crate::fill::{StoreOp, StoreReply};
 use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
-use crate::store::StoreError;
+use crate::store::{StoreError, TokenStore};
 use crate::transport::{BlockingTransport, Response};
 
 impl Signal for Condvar {
@@ -130,6 +130,15 @@ impl BlockingTokenManager {
                 }
             }
         }
+    }
+
+    /// The same authorization-code manager for another user whose tokens live in `store`:
+    /// the transport (and its connection pool) and the memory of completed authorizations are
+    /// shared, the token cache is the user's own. Fails for the client-credentials grant.
+    pub fn for_store(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
+        let shared = self.inner.shared.for_store(store, Condvar::new())?;
+        let transport = Arc::clone(&self.inner.transport);
+        Ok(Self { inner: Arc::new(Inner { shared, transport }) })
     }
 
     /// Drops the token with `id` after the API refused it; a newer token is left alone.

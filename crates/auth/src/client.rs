@@ -105,6 +105,24 @@ impl Connector for OwnAsync {
     }
 }
 
+/// A token manager that can serve another user over the same transport (both flavours are).
+pub trait PerUser: Sized {
+    /// The manager for the user whose tokens live in `store`.
+    fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error>;
+}
+
+impl PerUser for BlockingTokenManager {
+    fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
+        self.for_store(store)
+    }
+}
+
+impl PerUser for AsyncTokenManager {
+    fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
+        self.for_store(store)
+    }
+}
+
 /// A HelloFlex / Flextell API client: tokens fetched, cached, refreshed early and single-flighted
 /// behind every call; a 401 replays the call once with a fresh token. Cheap to clone; clones
 /// share one token manager. The transport crates name it `Client` for their flavour.
@@ -137,7 +155,7 @@ impl<M: std::fmt::Debug, C> std::fmt::Debug for Client<M, C> {
 pub struct ClientBuilder<C> {
     connector: C,
     http: HttpOptions,
-    environment: Environment,
+    environment: Option<Environment>,
     client_id: Option<(String, ClientSecret)>,
     auth_method: ClientAuthMethod,
     scopes: Vec<String>,
@@ -171,7 +189,7 @@ impl<C: Connector> ClientBuilder<C> {
         Self {
             connector,
             http: HttpOptions::default(),
-            environment: Environment::Sandbox,
+            environment: None,
             client_id: None,
             auth_method: ClientAuthMethod::default(),
             scopes: Vec::new(),
@@ -189,9 +207,11 @@ impl<C: Connector> ClientBuilder<C> {
         self
     }
 
-    /// The environment (default: [`Environment::Sandbox`]).
+    /// Where the API lives. HelloFlex (client credentials) defaults to
+    /// [`Environment::Sandbox`]; Flextell (authorization code) has no default: its API is not
+    /// HelloFlex's, so name it (`Environment::custom(..)`).
     pub fn environment(mut self, environment: Environment) -> Self {
-        self.environment = environment;
+        self.environment = Some(environment);
         self
     }
 
@@ -272,16 +292,23 @@ impl<C: Connector> ClientBuilder<C> {
     /// Builds the client. Fails if no grant was chosen or the transport cannot be built. A
     /// token store is read by the first call that needs a token, not here.
     pub fn build(self) -> Result<Client<C::Manager, C>, Error> {
-        let tokens = match (self.authorization_code, self.client_id) {
-            (Some((config, store)), _) => ManagerBuilder::authorization_code(config, store),
+        let (environment, tokens) = match (self.authorization_code, self.client_id) {
+            (Some((config, store)), _) => {
+                let environment = self.environment.ok_or(ConfigError::Missing(
+                    "the Flextell API's environment (.environment(Environment::custom(..))): \
+                     an authorization-code client has no default",
+                ))?;
+                (environment, ManagerBuilder::authorization_code(config, store))
+            }
             (None, Some((id, secret))) => {
-                let mut config = ClientCredentialsConfig::new(id, secret, &self.environment)
+                let environment = self.environment.unwrap_or(Environment::Sandbox);
+                let mut config = ClientCredentialsConfig::new(id, secret, &environment)
                     .with_auth_method(self.auth_method)
                     .with_scopes(self.scopes);
                 if let Some(url) = self.token_url {
                     config = config.with_token_url(url);
                 }
-                ManagerBuilder::client_credentials(config)
+                (environment, ManagerBuilder::client_credentials(config))
             }
             (None, None) => {
                 return Err(ConfigError::Missing("credentials (client id and secret)").into());
@@ -293,7 +320,7 @@ impl<C: Connector> ClientBuilder<C> {
             self.connector.connect(&self.http, tokens.clock(self.clock).options(options))?;
         Ok(Client {
             tokens,
-            base: self.environment.base_url(),
+            base: environment.base_url(),
             retry: self.retry,
             connector: PhantomData,
         })
@@ -325,6 +352,23 @@ impl<M, C> Client<M, C> {
     /// A request built from a core [`ApiRequest`].
     pub fn request(&self, request: ApiRequest) -> RequestBuilder<'_, M> {
         RequestBuilder { tokens: &self.tokens, base: &self.base, retry: &self.retry, request }
+    }
+
+    /// The same Flextell client for another user, whose tokens live in `store`. A web service
+    /// builds one client at start-up and one of these per signed-in user: every user shares the
+    /// HTTP connection pool and the memory of completed authorizations (a callback replayed
+    /// into another session is refused too); each has a token cache of its own. Fails for the
+    /// client-credentials grant.
+    pub fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error>
+    where
+        M: PerUser,
+    {
+        Ok(Self {
+            tokens: self.tokens.for_user(store)?,
+            base: self.base.clone(),
+            retry: self.retry.clone(),
+            connector: PhantomData,
+        })
     }
 
     /// The token manager behind the client.

@@ -45,7 +45,8 @@ mod transport;
 
 pub use blocking::BlockingTokenManager;
 pub use client::{
-    Client, ClientBuilder, Connector, HttpOptions, OwnAsync, OwnBlocking, RequestBuilder, Timeouts,
+    Client, ClientBuilder, Connector, HttpOptions, OwnAsync, OwnBlocking, PerUser, RequestBuilder,
+    Timeouts,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};

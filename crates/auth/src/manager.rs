@@ -81,11 +81,14 @@ pub(crate) trait Signal: Send + Sync {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) cache: TokenCache,
-    /// Authorizations whose callback was accepted (or attributed and refused), oldest first.
-    completed: VecDeque<AuthorizationId>,
     /// The last store write that failed after the server answered, until a write succeeds.
     store_error: Option<StoreError>,
 }
+
+/// Authorizations whose callback was accepted (or attributed and refused), oldest first:
+/// shared by every user's manager made with `for_store`, so a callback replayed into another
+/// user's session is refused too.
+type Completed = Arc<Mutex<VecDeque<AuthorizationId>>>;
 
 /// What a caller that needs a token does next.
 pub(crate) enum Next {
@@ -109,6 +112,7 @@ pub(crate) struct Job {
 /// The shared body of a manager.
 pub(crate) struct Shared<S> {
     state: Mutex<State>,
+    completed: Completed,
     pub(crate) signal: S,
     grant: GrantConfig,
     options: ManagerOptions,
@@ -143,8 +147,20 @@ impl<S: Signal> Shared<S> {
                 TokenCache::refreshing(options.lifecycle.clone())
             }
         };
-        let state = State { cache, completed: VecDeque::new(), store_error: None };
-        Self { state: Mutex::new(state), signal, grant, options, clock }
+        let state = State { cache, store_error: None };
+        let completed = Completed::default();
+        Self { state: Mutex::new(state), completed, signal, grant, options, clock }
+    }
+
+    /// The same authorization-code client for another user, whose tokens live in `store`: an
+    /// empty cache of its own, the configuration and the memory of completed authorizations
+    /// shared.
+    pub(crate) fn for_store(&self, store: Arc<dyn TokenStore>, signal: S) -> Result<Self, Error> {
+        let config = self.auth_code()?.clone();
+        let grant = GrantConfig::AuthorizationCode { config, store };
+        let mut sibling = Self::new(grant, self.options.clone(), Arc::clone(&self.clock), signal);
+        sibling.completed = Arc::clone(&self.completed);
+        Ok(sibling)
     }
 
     /// The lock. Each step under it is one pure call, so a panic cannot leave it half-updated
@@ -320,7 +336,8 @@ impl<S: Signal> Shared<S> {
     ) -> Result<Job, Error> {
         let config = self.auth_code()?;
         let id = pending.id();
-        if self.lock().completed.contains(&id) {
+        let completed = || self.completed.lock().unwrap_or_else(PoisonError::into_inner);
+        if completed().contains(&id) {
             return Err(CallbackError::AlreadyCompleted.into());
         }
         let checked = pending.check_callback(callback);
@@ -329,15 +346,15 @@ impl<S: Signal> Shared<S> {
             Err(rejection) => rejection.attributed,
         };
         if attributed {
-            let mut state = self.lock();
-            if state.completed.contains(&id) {
+            let mut completed = completed();
+            if completed.contains(&id) {
                 // Another caller took this callback in between.
                 return Err(CallbackError::AlreadyCompleted.into());
             }
-            if state.completed.len() == COMPLETED_KEPT {
-                state.completed.pop_front();
+            if completed.len() == COMPLETED_KEPT {
+                completed.pop_front();
             }
-            state.completed.push_back(id);
+            completed.push_back(id);
         }
         let request = checked?.exchange_request(config)?;
         let exchange =

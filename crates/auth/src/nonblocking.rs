@@ -19,7 +19,7 @@ use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::entropy::jitter_seed;
 use crate::fill::{StoreOp, StoreReply};
 use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
-use crate::store::StoreError;
+use crate::store::{StoreError, TokenStore};
 use crate::transport::{AsyncTransport, Response};
 
 /// A boxed task handed to an [`AsyncRuntime`].
@@ -166,6 +166,14 @@ impl AsyncTokenManager {
                 }
             }
         }
+    }
+
+    /// The same authorization-code manager for another user whose tokens live in `store`
+    /// (see [`crate::BlockingTokenManager::for_store`]).
+    pub fn for_store(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
+        let shared = self.inner.shared.for_store(store, Event::new())?;
+        let (transport, runtime) = (Arc::clone(&self.inner.transport), self.inner.runtime.clone());
+        Ok(Self { inner: Arc::new(Inner { shared, transport, runtime }) })
     }
 
     /// Drops the token with `id` after the API refused it; a newer token is left alone.

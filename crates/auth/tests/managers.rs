@@ -13,6 +13,8 @@ use helloflex_core::{
 };
 use mockall::mock;
 
+mod support;
+
 mock! {
     pub Blocking {}
     impl BlockingTransport for Blocking {
@@ -228,4 +230,22 @@ async fn a_thousand_tasks_at_expiry_make_one_token_request() {
         assert_eq!(task.await.unwrap().unwrap().access_token().expose_secret(), "t2");
     }
     assert_eq!(transport.tokens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_runtime_a_dropped_fetch_still_lands_as_the_one_request() {
+    let transport =
+        Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_millis(200) });
+    let runtime: Arc<dyn AsyncRuntime> =
+        Arc::new(support::Tokio(tokio::runtime::Handle::current()));
+    let manager =
+        ManagerBuilder::client_credentials(config()).nonblocking(transport.clone(), Some(runtime));
+    for delay_ms in [0, 1, 20, 100] {
+        let dropped = tokio::time::timeout(Duration::from_millis(delay_ms), manager.token()).await;
+        assert!(dropped.is_err(), "dropped at {delay_ms} ms");
+    }
+    // The fetch the first caller started ran on, detached: its token is the one served.
+    let token = manager.token().await.unwrap();
+    assert_eq!(token.access_token().expose_secret(), "t1");
+    assert_eq!(transport.tokens.load(Ordering::SeqCst), 1);
 }

@@ -2,6 +2,10 @@
 //! callback is checked and the code exchanged, the pending authorization lives server-side per
 //! browser session, the tokens live in a server-side store, and a page calls the API with them.
 //!
+//! One `Client` serves every user: it is built once, and each signed-in user gets
+//! `client.for_user(store)` (the same HTTP pool and the same memory of completed
+//! authorizations, a token store of their own), created only after their callback succeeded.
+//!
 //! ```sh
 //! cargo run --example web_app     # then open http://127.0.0.1:3000/ in a browser
 //! ```
@@ -19,26 +23,25 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use helloflex_auth::MemoryStore;
 use helloflex_core::{
-    AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, Environment, InsecureLoopback,
-    PendingAuthorization,
+    AuthorizationCodeConfig, CallbackError, ClientIdentity, ClientSecret, Endpoint, Environment,
+    Error, InsecureLoopback, PendingAuthorization,
 };
 use helloflex_transport_reqwest::Client;
 
 /// One browser's server-side session.
 #[derive(Default)]
 struct Session {
-    /// Between `/login` and `/callback`.
+    /// Between `/login` and a successful `/callback` (kept through a forged callback).
     pending: Option<PendingAuthorization>,
-    /// After a successful callback: a client holding this user's tokens.
+    /// After a successful callback: this user's client (their tokens, the shared pool).
     client: Option<Client>,
 }
 
-/// The app's state: sessions by id, and how to reach Flextell.
+/// The app's state: sessions by id, and the one client every user shares.
 #[derive(Clone)]
 pub struct App {
     sessions: Arc<Mutex<HashMap<String, Session>>>,
-    environment: Environment,
-    config: AuthorizationCodeConfig,
+    client: Client,
 }
 
 impl App {
@@ -59,7 +62,12 @@ impl App {
         .with_scopes(["news.read", "calls.read"])
         .with_issuer(issuer);
         let environment = Environment::custom(issuer, InsecureLoopback::Allow)?;
-        Ok(Self { sessions: Arc::default(), environment, config })
+        // Its own store is never used: each user gets one through `for_user`.
+        let client = Client::builder()
+            .environment(environment)
+            .authorization_code(config, Arc::new(MemoryStore::new()))
+            .build()?;
+        Ok(Self { sessions: Arc::default(), client })
     }
 
     /// The routes.
@@ -95,23 +103,15 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Html<String> {
 }
 
 async fn login(State(app): State<App>) -> Response {
-    let client = match Client::builder()
-        .environment(app.environment.clone())
-        .authorization_code(app.config.clone(), Arc::new(MemoryStore::new()))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    };
-    let (url, pending) = match client.start_authorization() {
+    let (url, pending) = match app.client.start_authorization() {
         Ok(started) => started,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
     let id = new_session_id();
     if let Ok(mut sessions) = app.sessions.lock() {
-        sessions.insert(id.clone(), Session { pending: Some(pending), client: Some(client) });
+        sessions.insert(id.clone(), Session { pending: Some(pending), client: None });
     }
-    // The client is kept, but it holds no tokens until the callback succeeds.
+    // Not signed in yet: only a successful callback signs the session in.
     let cookie = format!("sid={id}; HttpOnly; SameSite=Lax; Path=/");
     ([(header::SET_COOKIE, cookie)], Redirect::to(&url)).into_response()
 }
@@ -120,20 +120,45 @@ async fn callback(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Respo
     let Some(id) = session_id(&headers) else {
         return (StatusCode::BAD_REQUEST, "no session").into_response();
     };
-    let (pending, client) = match app.sessions.lock() {
-        Ok(mut sessions) => match sessions.get_mut(&id) {
-            Some(s) => (s.pending.take(), s.client.clone()),
-            None => (None, None),
+    let (pending, signed_in) = match app.sessions.lock() {
+        Ok(sessions) => match sessions.get(&id) {
+            Some(s) => (s.pending.clone(), s.client.is_some()),
+            None => (None, false),
         },
-        Err(_) => (None, None),
+        Err(_) => (None, false),
     };
-    let (Some(pending), Some(client)) = (pending, client) else {
+    let Some(pending) = pending else {
+        // A reload or the back button after signing in: nothing to do, the user is in.
+        if signed_in {
+            return Redirect::to("/news").into_response();
+        }
         return (StatusCode::BAD_REQUEST, "no authorization in progress for this session")
             .into_response();
     };
-    match client.complete_authorization(&pending, &uri.to_string()).await {
-        Ok(_) => Redirect::to("/news").into_response(),
-        Err(e) => (StatusCode::FORBIDDEN, format!("sign-in failed: {e}")).into_response(),
+    let user = match app.client.for_user(Arc::new(MemoryStore::new())) {
+        Ok(user) => user,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    match user.complete_authorization(&pending, &uri.to_string()).await {
+        Ok(_) => {
+            if let Ok(mut sessions) = app.sessions.lock() {
+                sessions.insert(id, Session { pending: None, client: Some(user) });
+            }
+            Redirect::to("/news").into_response()
+        }
+        // A forged or stray callback: the session's sign-in stays in progress.
+        Err(Error::Callback(CallbackError::StateMismatch | CallbackError::MissingState)) => {
+            (StatusCode::BAD_REQUEST, "this callback is not for this session").into_response()
+        }
+        Err(e) => {
+            // Denied, or the exchange failed: this authorization is used up.
+            if let Ok(mut sessions) = app.sessions.lock()
+                && let Some(session) = sessions.get_mut(&id)
+            {
+                session.pending = None;
+            }
+            (StatusCode::FORBIDDEN, format!("sign-in failed: {e}")).into_response()
+        }
     }
 }
 

@@ -1,0 +1,62 @@
+//! The one client over a user's own transport: per-user clients sharing one transport and one
+//! memory of completed authorizations, and the Flextell environment that has no default.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use helloflex_auth::*;
+use helloflex_core::{CallbackError, ConfigError, Environment, Error, InsecureLoopback};
+use support::{FakeServer, config};
+
+fn flextell() -> Environment {
+    Environment::custom("https://api.flextell.test", InsecureLoopback::Deny).unwrap()
+}
+
+#[test]
+fn an_authorization_code_client_needs_its_own_environment() {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let built = ClientBuilder::new(OwnBlocking(server))
+        .authorization_code(config(), Arc::new(MemoryStore::new()))
+        .build();
+    assert!(matches!(built, Err(Error::Config(ConfigError::Missing(_)))), "{built:?}");
+}
+
+#[test]
+fn users_share_the_transport_and_the_completed_authorizations() {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let app = ClientBuilder::new(OwnBlocking(server.clone()))
+        .environment(flextell())
+        .authorization_code(config(), Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap();
+    let (alice_store, bob_store) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+    let alice = app.for_user(alice_store.clone()).unwrap();
+    let bob = app.for_user(bob_store.clone()).unwrap();
+    let (url, pending) = app.start_authorization().unwrap();
+    let callback = server.approve(&url);
+    let token = alice.complete_authorization(&pending, &callback).unwrap();
+    assert_eq!(alice.token().unwrap().id(), token.id());
+    assert!(alice_store.load().unwrap().is_some());
+    // Alice's callback replayed into Bob's session: refused, no second exchange.
+    let exchanged = server.token_requests.load(Ordering::SeqCst);
+    let replay = bob.complete_authorization(&pending, &callback).unwrap_err();
+    assert!(matches!(replay, Error::Callback(CallbackError::AlreadyCompleted)), "{replay:?}");
+    assert_eq!(server.token_requests.load(Ordering::SeqCst), exchanged);
+    // Bob has tokens of his own or none: never Alice's.
+    assert!(bob.token().unwrap_err().requires_reauthorization());
+    assert!(bob_store.load().unwrap().is_none());
+}
+
+#[test]
+fn a_client_credentials_client_has_no_users() {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let client = ClientBuilder::new(OwnBlocking(server))
+        .client_credentials("id", helloflex_core::ClientSecret::new("secret"))
+        .build()
+        .unwrap();
+    assert_eq!(client.base_url().as_str(), Environment::Sandbox.base_url().as_str());
+    assert!(matches!(client.for_user(Arc::new(MemoryStore::new())), Err(Error::Usage(_))));
+}
