@@ -294,6 +294,7 @@ impl<C: Connector> ClientBuilder<C> {
     pub fn build(self) -> Result<Client<C::Manager, C>, Error> {
         let (environment, tokens) = match (self.authorization_code, self.client_id) {
             (Some((config, store)), _) => {
+                config.client().validate()?;
                 let environment = self.environment.ok_or(ConfigError::Missing(
                     "the Flextell API's environment (.environment(Environment::custom(..))): \
                      an authorization-code client has no default",
@@ -308,6 +309,7 @@ impl<C: Connector> ClientBuilder<C> {
                 if let Some(url) = self.token_url {
                     config = config.with_token_url(url);
                 }
+                config.client().validate()?;
                 (environment, ManagerBuilder::client_credentials(config))
             }
             (None, None) => {

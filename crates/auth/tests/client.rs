@@ -60,3 +60,14 @@ fn a_client_credentials_client_has_no_users() {
     assert_eq!(client.base_url().as_str(), Environment::Sandbox.base_url().as_str());
     assert!(matches!(client.for_user(Arc::new(MemoryStore::new())), Err(Error::Usage(_))));
 }
+
+#[test]
+fn a_blank_client_id_or_an_empty_secret_is_refused_when_built() {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    for (id, secret) in [("", "s"), ("   ", "s"), ("id", "")] {
+        let built = ClientBuilder::new(OwnBlocking(server.clone()))
+            .client_credentials(id, helloflex_core::ClientSecret::new(secret))
+            .build();
+        assert!(matches!(built, Err(Error::Config(_))), "{id:?}/{secret:?}: {built:?}");
+    }
+}

@@ -241,7 +241,8 @@ pub fn is_success(status: StatusCode) -> bool {
     (200..=206).contains(&status.as_u16())
 }
 
-/// Classifies an API response: `Ok(())` for success, otherwise the typed error.
+/// Classifies an API response to a request that carried a token (every SDK call does):
+/// `Ok(())` for success, otherwise the typed error.
 ///
 /// ```
 /// use helloflex_core::{classify_response, ApiErrorKind};
@@ -269,9 +270,13 @@ pub fn classify_response(
                 Some(c) => c.cause(),
                 None => body_cause(body).unwrap_or(UnauthorizedCause::Unknown),
             };
-            // A challenge without `error` but a body naming the cause: trust the body.
+            // A challenge without `error` means "no credentials" only for a request without
+            // any (RFC 6750 3.1); ours carried a token, so it was refused for a reason the
+            // server did not name, unless the body names one.
             let cause = match (cause, challenge.as_ref().and_then(|c| c.error.as_ref())) {
-                (UnauthorizedCause::MissingCredentials, None) => body_cause(body).unwrap_or(cause),
+                (UnauthorizedCause::MissingCredentials, None) => {
+                    body_cause(body).unwrap_or(UnauthorizedCause::InvalidToken)
+                }
                 _ => cause,
             };
             ApiErrorKind::Unauthorized { cause, challenge }
@@ -394,7 +399,16 @@ mod tests {
             };
         assert_eq!(
             cause(&[("www-authenticate", "Bearer realm=\"api\"")], ""),
-            UnauthorizedCause::MissingCredentials
+            UnauthorizedCause::InvalidToken,
+            "a token was sent: not missing credentials"
+        );
+        assert_eq!(
+            cause(
+                &[("www-authenticate", "Bearer realm=\"api\"")],
+                r#"{"message":"Missing Authorization header"}"#
+            ),
+            UnauthorizedCause::MissingCredentials,
+            "unless the server says so"
         );
         assert_eq!(
             cause(

@@ -60,11 +60,13 @@ pub fn start_authorization(
     let mut state_entropy = [0u8; VERIFIER_ENTROPY_BYTES];
     state_entropy.copy_from_slice(state_bytes);
     let state = CsrfState::new(verifier_from_entropy(&state_entropy).expose_secret());
-    if entropy.iter().all(|b| *b == entropy[0]) {
-        // A zeroed or constant buffer means the caller's RNG was never filled in.
+    // A zeroed, constant or repeated buffer means the caller's RNG was never (fully) filled in:
+    // `state` would be guessable or equal to the verifier.
+    let constant = |bytes: &[u8]| bytes.windows(2).all(|w| w.first() == w.get(1));
+    if constant(state_bytes) || constant(verifier_bytes) || state_bytes == verifier_bytes {
         return Err(ConfigError::Invalid {
             name: "entropy",
-            reason: "the random bytes are constant",
+            reason: "the random bytes are constant, or the two halves are equal",
         }
         .into());
     }
@@ -349,6 +351,29 @@ mod tests {
             *b = i as u8;
         }
         e
+    }
+
+    #[test]
+    fn entropy_that_would_make_state_guessable_is_refused() {
+        let refused = |e: [u8; 64]| {
+            matches!(
+                start_authorization(&config(), &e),
+                Err(Error::Config(ConfigError::Invalid { name: "entropy", .. }))
+            )
+        };
+        assert!(refused([0; 64]));
+        assert!(refused([9; 64]));
+        let mut zero_state = entropy();
+        zero_state[..32].fill(0);
+        assert!(refused(zero_state), "state half all zeros");
+        let mut zero_verifier = entropy();
+        zero_verifier[32..].fill(0);
+        assert!(refused(zero_verifier), "verifier half all zeros");
+        let mut halves = entropy();
+        let (a, b) = halves.split_at_mut(32);
+        b.copy_from_slice(a);
+        assert!(refused(halves), "state would equal the verifier");
+        assert!(start_authorization(&config(), &entropy()).is_ok());
     }
 
     fn state_of(url: &str) -> String {

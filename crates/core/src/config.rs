@@ -104,9 +104,16 @@ impl ClientIdentity {
         &self.client_id
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.client_id.is_empty() {
+    /// Refuses a blank client id, an empty secret, and Basic auth without a secret.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.client_id.trim().is_empty() {
             return Err(ConfigError::Missing("client_id"));
+        }
+        if self.client_secret.as_ref().is_some_and(|s| s.expose_secret().is_empty()) {
+            return Err(ConfigError::Invalid {
+                name: "client_secret",
+                reason: "it is empty (a public client has no secret: use ClientIdentity::public)",
+            });
         }
         if self.method == ClientAuthMethod::BasicAuth && self.client_secret.is_none() {
             return Err(ConfigError::Invalid {

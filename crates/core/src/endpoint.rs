@@ -18,8 +18,9 @@ pub enum InsecureLoopback {
     Allow,
 }
 
-/// An absolute `https://` URL (or `http://` to loopback, when allowed) without user info or
-/// fragment. Trailing slashes are removed so paths can be appended.
+/// An absolute `https://` URL (or `http://` to loopback, when allowed) without user info,
+/// query or fragment, kept exactly as given (a redirect URI is compared byte for byte by
+/// servers); trailing slashes are dropped only where a path is appended to it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// Always parses as an absolute URI (checked in [`Endpoint::parse`]). Shared: every API call
@@ -49,6 +50,9 @@ impl Endpoint {
         if url.contains('#') {
             return Err(invalid("has a fragment"));
         }
+        if url.contains('?') {
+            return Err(invalid("has a query string (paths appended to it would land inside it)"));
+        }
         let uri: Uri = url.parse().map_err(|_| invalid("not an absolute URL"))?;
         let scheme = uri.scheme_str().ok_or(invalid("not an absolute URL"))?;
         let authority = uri.authority().ok_or(invalid("has no host"))?;
@@ -58,6 +62,13 @@ impl Endpoint {
         let host = authority.host();
         if host.is_empty() {
             return Err(invalid("has no host"));
+        }
+        // What follows the host (after an IPv6 literal's `]`) is the port, if anything.
+        let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, r)| r);
+        if let Some((_, port)) = after_host.rsplit_once(':')
+            && !port.parse::<u16>().is_ok_and(|p| p > 0)
+        {
+            return Err(invalid("has a port outside 1-65535"));
         }
         if scheme.eq_ignore_ascii_case("https") {
             // accepted
@@ -72,11 +83,7 @@ impl Endpoint {
             return Err(invalid("scheme is neither https nor http"));
         }
         let host = host.to_ascii_lowercase();
-        let mut text = url.to_owned();
-        while text.ends_with('/') {
-            text.pop();
-        }
-        Ok(Self { text: text.into(), host: host.into() })
+        Ok(Self { text: url.into(), host: host.into() })
     }
 
     /// A constant URL known to be valid HTTPS.
@@ -89,7 +96,7 @@ impl Endpoint {
         Self { text: text.into(), host: host.into() }
     }
 
-    /// The URL as text, without a trailing slash.
+    /// The URL exactly as given.
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -101,8 +108,9 @@ impl Endpoint {
 
     /// This URL with `path` (which must start with `/`) appended.
     pub(crate) fn join(&self, path: &str) -> String {
-        let mut out = String::with_capacity(self.text.len() + path.len());
-        out.push_str(&self.text);
+        let base = self.text.trim_end_matches('/');
+        let mut out = String::with_capacity(base.len() + path.len());
+        out.push_str(base);
         out.push_str(path);
         out
     }
@@ -143,9 +151,9 @@ mod tests {
     }
 
     #[test]
-    fn https_accepted_and_trailing_slash_trimmed() {
+    fn https_accepted_kept_exactly_and_trimmed_only_when_joined() {
         let e = Endpoint::parse("https://API.uat-helloflex.com/", InsecureLoopback::Deny).unwrap();
-        assert_eq!(e.as_str(), "https://API.uat-helloflex.com");
+        assert_eq!(e.as_str(), "https://API.uat-helloflex.com/", "a redirect URI keeps its slash");
         assert_eq!(e.host(), "api.uat-helloflex.com");
         assert_eq!(e.join("/oauth2/token"), "https://API.uat-helloflex.com/oauth2/token");
     }
@@ -187,6 +195,11 @@ mod tests {
             "api.helloflex.com",
             "/oauth2/token",
             "",
+            "https://api.helloflex.com/v1?tenant=a",
+            "https://api.helloflex.com:99999",
+            "https://api.helloflex.com:0",
+            "https://api.helloflex.com:",
+            "http://[::1]:70000",
         ] {
             assert!(allow(url).is_err(), "{url}");
         }

@@ -232,6 +232,15 @@ pub enum ProtocolError {
         /// Why, without quoting the value.
         reason: &'static str,
     },
+    /// The body came in a `Content-Encoding` the transport did not decode (the SDK asks for
+    /// none), so it cannot be read.
+    #[error("response ({status}) body is in the encoding {encoding:?}, which was not asked for")]
+    UnsupportedEncoding {
+        /// The status.
+        status: StatusCode,
+        /// The encoding named (sanitised).
+        encoding: String,
+    },
     /// `token_type` is not `Bearer`.
     #[error("token type {token_type:?} is not supported (only Bearer)")]
     UnsupportedTokenType {
@@ -261,7 +270,8 @@ impl ProtocolError {
             | ProtocolError::DuplicateField { status, .. }
             | ProtocolError::MissingField { status, .. }
             | ProtocolError::InvalidField { status, .. }
-            | ProtocolError::UnexpectedResponse { status, .. } => Some(*status),
+            | ProtocolError::UnexpectedResponse { status, .. }
+            | ProtocolError::UnsupportedEncoding { status, .. } => Some(*status),
             ProtocolError::UnsupportedTokenType { .. } => None,
         }
     }

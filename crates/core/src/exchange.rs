@@ -25,8 +25,8 @@ use crate::oauth_error::OAuthErrorCode;
 use crate::retry::{Attempts, RetryPolicy};
 use crate::token_response::{TokenResponse, parse_token_response};
 
-/// What an exchange wants next.
-#[derive(Debug)]
+/// What an exchange wants next. Its `Debug` shows a request's method, URI and body size only:
+/// a token request's body carries the client secret, a code or a refresh token.
 #[must_use]
 // A `Poll` is moved once per step; boxing the request would cost an allocation per send.
 #[allow(clippy::large_enum_variant)]
@@ -42,6 +42,29 @@ pub enum Poll<T> {
     },
     /// Finished.
     Done(T),
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Poll<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Poll::Send(request) => f.debug_tuple("Send").field(&RequestLine(request)).finish(),
+            Poll::Sleep(until) => f.debug_tuple("Sleep").field(until).finish(),
+            Poll::NeedToken { rejected } => {
+                f.debug_struct("NeedToken").field("rejected", rejected).finish()
+            }
+            Poll::Done(output) => f.debug_tuple("Done").field(output).finish(),
+        }
+    }
+}
+
+/// A request as `Debug` may show it: method, URI and body size; never a header or the body.
+pub(crate) struct RequestLine<'a>(pub(crate) &'a Request<Vec<u8>>);
+
+impl std::fmt::Debug for RequestLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        write!(f, "{} {} ({} body bytes)", r.method(), r.uri(), r.body().len())
+    }
 }
 
 /// A multi-step round trip driven by a transport's loop (see the module docs).
@@ -103,6 +126,21 @@ fn transport_retryable(kind: TransportErrorKind, replay_safe: bool) -> bool {
     }
 }
 
+/// A body in a `Content-Encoding` other than `identity`: no transport of ours decodes one (none
+/// asks for compression), so its bytes are not the JSON they claim to be.
+fn undecoded_body(response: &Response<Vec<u8>>) -> Option<Error> {
+    let encoding = response.headers().get(http::header::CONTENT_ENCODING)?;
+    let name = encoding.to_str().unwrap_or("<not text>").trim();
+    if name.is_empty() || name.eq_ignore_ascii_case("identity") {
+        return None;
+    }
+    let encoding = crate::excerpt::Excerpt::of_text(name, 32).as_str().to_owned();
+    Some(
+        crate::error::ProtocolError::UnsupportedEncoding { status: response.status(), encoding }
+            .into(),
+    )
+}
+
 /// Whether a token request may be sent again after it may have reached the server.
 ///
 /// The replay rule (`docs/ARCHITECTURE.md`, "Replaying a token request"): a transient failure
@@ -128,8 +166,8 @@ pub struct Fetched {
     pub sent_at: Instant,
 }
 
-/// A token request with retries. The output is the parsed response or the final error.
-#[derive(Debug)]
+/// A token request with retries. The output is the parsed response or the final error. Its
+/// `Debug` never shows the request's body or headers (they carry secrets).
 pub struct TokenExchange {
     request: Request<Vec<u8>>,
     replay: Replay,
@@ -137,6 +175,18 @@ pub struct TokenExchange {
     attempts: Attempts,
     sent_at: Option<Instant>,
     state: State<Result<Fetched, Error>>,
+}
+
+impl std::fmt::Debug for TokenExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchange")
+            .field("request", &RequestLine(&self.request))
+            .field("replay", &self.replay)
+            .field("refresh", &self.refresh)
+            .field("attempts", &self.attempts.made())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenExchange {
@@ -215,6 +265,9 @@ impl Exchange for TokenExchange {
             return;
         }
         let status = response.status();
+        if let Some(error) = undecoded_body(&response) {
+            return self.state.finish(Err(error));
+        }
         match parse_token_response(status, response.body()) {
             Ok(parsed) => {
                 let sent_at = self.sent_at.unwrap_or(now);
@@ -316,6 +369,9 @@ impl Exchange for ApiCall {
     fn handle_response(&mut self, now: Instant, response: Response<Vec<u8>>) {
         if !matches!(self.state, State::InFlight) {
             return;
+        }
+        if let Some(error) = undecoded_body(&response) {
+            return self.state.finish(Err(error));
         }
         let error = match classify_response(response.status(), response.headers(), response.body())
         {

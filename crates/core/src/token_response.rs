@@ -96,6 +96,10 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
     };
     check_token(status, "access_token", &access_token)?;
 
+    // Absent means Bearer; present but null does not.
+    if fields.token_type.is_some_and(|raw| raw.get() == "null") {
+        return Err(invalid(status, "token_type", "null"));
+    }
     if let Some(raw) = present(fields.token_type)
         && !json::as_plain_str(raw).is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
     {
@@ -153,7 +157,8 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
 struct Fields<'a> {
     #[serde(borrow, default)]
     access_token: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    /// Read so that a JSON `null` stays visible: a null token type is not an absent one.
+    #[serde(borrow, default, deserialize_with = "keep_null")]
     token_type: Option<&'a RawValue>,
     #[serde(borrow, default)]
     expires_in: Option<&'a RawValue>,
@@ -167,6 +172,12 @@ struct Fields<'a> {
     error_description: Option<&'a RawValue>,
     #[serde(borrow, default)]
     error_uri: Option<&'a RawValue>,
+}
+
+/// A field that is present stays `Some`, even when it is `null` (serde's `Option` maps null to
+/// `None`).
+fn keep_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// A field's raw value; JSON `null` counts as absent.
@@ -237,10 +248,16 @@ mod tests {
             ok(r#"{"access_token":"a","expires_in":0}"#).unwrap().expires_in,
             Some(MIN_LIFETIME)
         );
-        assert_eq!(
-            ok(r#"{"access_token":"a","expires_in":1e400}"#).unwrap().expires_in,
-            Some(MAX_LIFETIME)
-        );
+        // Past what a float holds: an invalid field, not a year.
+        assert!(matches!(
+            ok(r#"{"access_token":"a","expires_in":1e400}"#),
+            Err(Error::Protocol(ProtocolError::InvalidField { field: "expires_in", .. }))
+        ));
+        // A present-but-null token type is not Bearer (an absent one is).
+        assert!(matches!(
+            ok(r#"{"access_token":"a","token_type":null}"#),
+            Err(Error::Protocol(ProtocolError::InvalidField { field: "token_type", .. }))
+        ));
         assert!(matches!(
             ok(r#"{"access_token":"a","token_type":"mac"}"#),
             Err(Error::Protocol(ProtocolError::UnsupportedTokenType { .. }))

@@ -418,3 +418,80 @@ fn validation_errors_come_back_field_by_field() {
     assert_eq!(v.get("Id").unwrap(), ["Value -1 is invalid."]);
     assert_eq!(v.get("Lang").unwrap(), ["Should be valid ISO 639-1 language code."]);
 }
+
+#[test]
+fn no_request_body_or_secret_header_in_debug_output() {
+    let secret = "CANARYsecret0123456789";
+    let cc = ClientCredentialsConfig::new("id", ClientSecret::new(secret), &Environment::Sandbox);
+    let basic = cc.clone().with_auth_method(ClientAuthMethod::BasicAuth);
+    let code_config = AuthorizationCodeConfig::new(
+        ClientIdentity::confidential("app", ClientSecret::new(secret)),
+        Endpoint::parse("https://auth.flextell.test/authorize", InsecureLoopback::Deny).unwrap(),
+        Endpoint::parse("https://auth.flextell.test/token", InsecureLoopback::Deny).unwrap(),
+        Endpoint::parse("https://app.test/callback", InsecureLoopback::Deny).unwrap(),
+    );
+    let refresh =
+        code_config.refresh_request(&RefreshToken::new("CANARYrefresh0123456789")).unwrap();
+    let entropy: [u8; AUTHORIZATION_ENTROPY_BYTES] =
+        std::array::from_fn(|i| (i as u8).wrapping_mul(7).wrapping_add(1));
+    let (_, pending) = start_authorization(&code_config, &entropy).unwrap();
+    let code = pending.check_callback("code=CANARYcode0123456789&state=x");
+    assert!(code.is_err(), "a wrong state");
+    for (exchange, label) in [
+        (
+            TokenExchange::client_credentials(
+                cc.token_request().unwrap(),
+                RetryPolicy::default(),
+                1,
+            ),
+            "form",
+        ),
+        (
+            TokenExchange::client_credentials(
+                basic.token_request().unwrap(),
+                RetryPolicy::default(),
+                1,
+            ),
+            "basic",
+        ),
+        (TokenExchange::refresh(refresh, RetryPolicy::default(), 1), "refresh"),
+    ] {
+        let mut exchange = exchange;
+        let shown = format!("{exchange:?}");
+        let poll = exchange.poll(t0());
+        let shown = format!("{shown} {poll:?} {poll:#?}");
+        assert!(shown.contains("POST https://"), "{label}: {shown}");
+        for canary in ["CANARY", "Q0FOQVJZ", "client_secret", "refresh_token="] {
+            assert!(!shown.contains(canary), "{label} shows {canary}: {shown}");
+        }
+    }
+}
+
+#[test]
+fn a_body_in_an_encoding_nobody_asked_for_is_a_typed_error_on_both_paths() {
+    let gzip = || response(200, &[("content-encoding", "gzip")], TOKEN);
+    let run = drive(
+        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        vec![Reply::Http(gzip())],
+        no_tokens,
+    );
+    assert!(
+        matches!(&run.output, Err(Error::Protocol(ProtocolError::UnsupportedEncoding { encoding, .. })) if encoding == "gzip"),
+        "{:?}",
+        run.output
+    );
+    let mut tokens = Tokens::new();
+    let run = drive(
+        call(ApiRequest::get("news")),
+        vec![Reply::Http(response(200, &[("content-encoding", "br")], "[]"))],
+        |rejected| tokens.get(rejected),
+    );
+    assert!(matches!(run.output, Err(Error::Protocol(ProtocolError::UnsupportedEncoding { .. }))));
+    // `identity` is no encoding at all.
+    let run = drive(
+        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        vec![Reply::Http(response(200, &[("content-encoding", "identity")], TOKEN))],
+        no_tokens,
+    );
+    assert!(run.output.is_ok());
+}
