@@ -8,12 +8,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use helloflex_core::{
-    ApiCall, ApiRequest, ClientCredentialsConfig, Endpoint, Error, Fetched, PendingAuthorization,
-    RetryPolicy, Token, TokenExchange, TokenId,
+    ApiCall, ClientCredentialsConfig, Error, Fetched, PendingAuthorization, Token, TokenExchange,
+    TokenId,
 };
 
 use crate::drive::{TokenSource, drive_blocking, remaining};
-use crate::entropy::jitter_seed;
 use crate::fill::{StoreOp, StoreReply};
 use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
 use crate::store::{StoreError, TokenStore};
@@ -153,16 +152,10 @@ impl BlockingTokenManager {
         self.inner.shared.store_error()
     }
 
-    /// Runs an API call: token attached, transient failures retried, one replay after a 401.
-    pub fn call(
-        &self,
-        request: ApiRequest,
-        base: &Endpoint,
-        retry: RetryPolicy,
-    ) -> Result<Response, Error> {
-        let exchange = ApiCall::new(request, base.clone(), retry, jitter_seed());
-        let inner = &*self.inner;
-        drive_blocking(&*inner.transport, &*inner.shared.clock, Some(self), exchange)
+    /// Runs an API call (`ApiCall::new(request, base, retry, jitter_seed())`): token attached,
+    /// transient failures retried, one replay after a 401.
+    pub fn call(&self, call: ApiCall) -> Result<Response, Error> {
+        drive_blocking(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call)
     }
 
     fn refresh_in_background(&self, job: Box<Job>) {

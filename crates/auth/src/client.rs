@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_core::{
-    ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod, ClientCredentialsConfig,
-    ClientSecret, ConfigError, Endpoint, Environment, Error, PendingAuthorization, RetryPolicy,
-    Token,
+    ApiCall, ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod,
+    ClientCredentialsConfig, ClientSecret, ConfigError, Endpoint, Environment, Error,
+    PendingAuthorization, RetryPolicy, Token,
 };
 use serde::Serialize;
 
 use crate::blocking::BlockingTokenManager;
 use crate::clock::{Clock, SystemClock};
+use crate::entropy::jitter_seed;
 use crate::manager::{ManagerBuilder, ManagerOptions};
 use crate::nonblocking::{AsyncRuntime, AsyncTokenManager};
 use crate::store::{StoreError, TokenStore};
@@ -65,6 +66,21 @@ pub struct HttpOptions {
     pub user_agent: Option<String>,
     /// The response body cap (default: [`crate::MAX_BODY_BYTES`]).
     pub body_limit: Option<usize>,
+}
+
+impl HttpOptions {
+    /// The `User-Agent`: the one set, or `helloflex-rs/<version> (<transport>)`.
+    pub fn user_agent_for(&self, transport: &str) -> String {
+        match &self.user_agent {
+            Some(ua) => ua.clone(),
+            None => format!("helloflex-rs/{} ({transport})", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// The response body cap: the one set, or [`crate::MAX_BODY_BYTES`].
+    pub fn body_limit(&self) -> usize {
+        self.body_limit.unwrap_or(crate::MAX_BODY_BYTES)
+    }
 }
 
 /// A transport crate's part of a client: builds its transport from [`HttpOptions`] and puts the
@@ -477,13 +493,17 @@ impl<M> RequestBuilder<'_, M> {
 impl RequestBuilder<'_, BlockingTokenManager> {
     /// Sends the request: a success, or a typed error with the core's classification.
     pub fn send(self) -> Result<ApiResponse, Error> {
-        self.tokens.call(self.request, self.base, self.retry.clone()).map(ApiResponse::new)
+        let tokens = self.tokens;
+        let call = ApiCall::new(self.request, self.base.clone(), self.retry.clone(), jitter_seed());
+        tokens.call(call).map(ApiResponse::new)
     }
 }
 
 impl RequestBuilder<'_, AsyncTokenManager> {
     /// Sends the request: a success, or a typed error with the core's classification.
     pub async fn send(self) -> Result<ApiResponse, Error> {
-        self.tokens.call(self.request, self.base, self.retry.clone()).await.map(ApiResponse::new)
+        let tokens = self.tokens;
+        let call = ApiCall::new(self.request, self.base.clone(), self.retry.clone(), jitter_seed());
+        tokens.call(call).await.map(ApiResponse::new)
     }
 }

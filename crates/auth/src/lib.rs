@@ -8,7 +8,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use helloflex_auth::{BlockingTokenManager, BlockingTransport, Request, Response};
-//! use helloflex_core::{ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
+//! use helloflex_core::{ApiCall, ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
 //!
 //! /// A test double: answers token requests and API calls.
 //! struct Canned;
@@ -27,7 +27,8 @@
 //! let environment = Environment::Sandbox;
 //! let config = ClientCredentialsConfig::new("id", ClientSecret::new("secret"), &environment);
 //! let tokens = BlockingTokenManager::client_credentials(config, Arc::new(Canned));
-//! let news = tokens.call(ApiRequest::get("news"), &environment.base_url(), RetryPolicy::default())?;
+//! let call = ApiCall::new(ApiRequest::get("news"), environment.base_url(), RetryPolicy::default(), 1);
+//! let news = tokens.call(call)?;
 //! assert_eq!(news.status(), 200);
 //! # Ok::<(), helloflex_core::Error>(())
 //! ```

@@ -11,12 +11,11 @@ use event_listener::{Event, EventListener};
 use std::time::Instant;
 
 use helloflex_core::{
-    ApiCall, ApiRequest, ClientCredentialsConfig, Endpoint, Error, Fetched, PendingAuthorization,
-    RetryPolicy, Token, TokenExchange, TokenId, UsageError,
+    ApiCall, ClientCredentialsConfig, Error, Fetched, PendingAuthorization, Token, TokenExchange,
+    TokenId, UsageError,
 };
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
-use crate::entropy::jitter_seed;
 use crate::fill::{StoreOp, StoreReply};
 use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
 use crate::store::{StoreError, TokenStore};
@@ -187,16 +186,9 @@ impl AsyncTokenManager {
         self.inner.shared.store_error()
     }
 
-    /// Runs an API call: token attached, transient failures retried, one replay after a 401.
-    pub async fn call(
-        &self,
-        request: ApiRequest,
-        base: &Endpoint,
-        retry: RetryPolicy,
-    ) -> Result<Response, Error> {
-        let exchange = ApiCall::new(request, base.clone(), retry, jitter_seed());
-        let inner = &*self.inner;
-        drive_async(&*inner.transport, &*inner.shared.clock, Some(self), exchange).await
+    /// Runs an API call (see [`crate::BlockingTokenManager::call`]).
+    pub async fn call(&self, call: ApiCall) -> Result<Response, Error> {
+        drive_async(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call).await
     }
 }
 

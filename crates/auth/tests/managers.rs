@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use helloflex_auth::*;
 use helloflex_core::{
-    ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy,
+    ApiCall, ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy,
     TransportError,
 };
 use mockall::mock;
@@ -123,7 +123,12 @@ fn unauthorized_invalidates_and_replays_once() {
     });
     let manager = BlockingTokenManager::client_credentials(config(), Arc::new(transport));
     let response = manager
-        .call(ApiRequest::get("news"), &Environment::Sandbox.base_url(), RetryPolicy::default())
+        .call(ApiCall::new(
+            ApiRequest::get("news"),
+            Environment::Sandbox.base_url(),
+            RetryPolicy::default(),
+            1,
+        ))
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(tokens.load(Ordering::SeqCst), 2);

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use helloflex_auth::{
-    AsyncRuntime, AsyncTokenManager, Connector, HttpOptions, MAX_BODY_BYTES, ManagerBuilder,
-};
+use helloflex_auth::{AsyncRuntime, AsyncTokenManager, Connector, HttpOptions, ManagerBuilder};
 use helloflex_core::Error;
 
 use crate::transport::{ReqwestTransport, TokioRuntime};
@@ -41,14 +39,10 @@ impl Connector for Reqwest {
     fn connect(self, http: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error> {
         let transport = match self.client {
             Some(client) => ReqwestTransport::with_client(client),
-            None => {
-                let default_ua = concat!("helloflex-rs/", env!("CARGO_PKG_VERSION"), " (reqwest)");
-                let ua = http.user_agent.as_deref().unwrap_or(default_ua);
-                ReqwestTransport::new(http.timeouts, ua)?
-            }
+            None => ReqwestTransport::new(http.timeouts, &http.user_agent_for("reqwest"))?,
         };
-        let transport = transport.with_body_limit(http.body_limit.unwrap_or(MAX_BODY_BYTES));
+        let transport = Arc::new(transport.with_body_limit(http.body_limit()));
         let runtime = TokioRuntime::current().map(|r| Arc::new(r) as Arc<dyn AsyncRuntime>);
-        Ok(tokens.nonblocking(Arc::new(transport), runtime))
+        Ok(tokens.nonblocking(transport, runtime))
     }
 }

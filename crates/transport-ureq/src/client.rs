@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use helloflex_auth::{
-    BlockingTokenManager, Connector, HttpOptions, MAX_BODY_BYTES, ManagerBuilder, Timeouts,
-};
+use helloflex_auth::{BlockingTokenManager, Connector, HttpOptions, ManagerBuilder, Timeouts};
 use helloflex_core::Error;
 
 use crate::transport::UreqTransport;
@@ -40,10 +38,9 @@ impl Connector for Ureq {
             Some(agent) => UreqTransport::with_agent(agent, http.timeouts),
             None => UreqTransport::new(http.timeouts),
         };
-        let default_ua = concat!("helloflex-rs/", env!("CARGO_PKG_VERSION"), " (ureq)");
         let transport = transport
-            .with_user_agent(http.user_agent.as_deref().unwrap_or(default_ua))
-            .with_body_limit(http.body_limit.unwrap_or(MAX_BODY_BYTES));
+            .with_user_agent(&http.user_agent_for("ureq"))
+            .with_body_limit(http.body_limit());
         Ok(tokens.blocking(Arc::new(transport)))
     }
 
