@@ -125,7 +125,8 @@ fn deps() -> Result<(), String> {
 }
 
 /// The core's fuzz targets (crates/core/fuzz).
-const FUZZ_TARGETS: [&str; 4] = ["token_response", "api_response", "callback", "www_authenticate"];
+const FUZZ_TARGETS: [&str; 5] =
+    ["token_response", "api_response", "callback", "www_authenticate", "echoed_secret"];
 
 /// Runs every fuzz target for `seconds`, printing executions; fails on any crash.
 fn fuzz(seconds: u64) -> Result<(), String> {

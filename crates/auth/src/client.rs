@@ -57,7 +57,7 @@ impl Timeouts {
 }
 
 /// How a client's HTTP transport is set up (the one options type of every transport).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HttpOptions {
     /// Time limits.
@@ -66,6 +66,21 @@ pub struct HttpOptions {
     pub user_agent: Option<String>,
     /// The response body cap (default: [`crate::MAX_BODY_BYTES`]).
     pub body_limit: Option<usize>,
+    /// Whether the `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` environment variables
+    /// route requests through a proxy (default: yes, as curl does). Turn it off where the
+    /// environment is not yours to trust: a proxy sees every request's host.
+    pub proxy_from_env: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            timeouts: Timeouts::default(),
+            user_agent: None,
+            body_limit: None,
+            proxy_from_env: true,
+        }
+    }
 }
 
 impl HttpOptions {
@@ -296,6 +311,14 @@ impl<C: Connector> ClientBuilder<C> {
     /// Caps response bodies (default: 8 MiB).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.http.body_limit = Some(bytes);
+        self
+    }
+
+    /// Whether `*_PROXY` environment variables apply (default: yes; see
+    /// [`HttpOptions::proxy_from_env`]). Applies to the transport the client builds itself, not
+    /// to an HTTP client you hand in.
+    pub fn proxy_from_env(mut self, yes: bool) -> Self {
+        self.http.proxy_from_env = yes;
         self
     }
 

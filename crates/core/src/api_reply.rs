@@ -79,8 +79,22 @@ fn unquoted(e: &serde_json::Error) -> String {
     let keeps_name = text.starts_with("missing field");
     let mut out = String::with_capacity(text.len());
     let mut in_quote: Option<char> = None;
+    let mut escaped = false;
     for c in text.chars() {
         match in_quote {
+            // An escaped character (`\"` inside a quoted value) never ends the quote.
+            Some(_) if escaped => {
+                escaped = false;
+                if keeps_name {
+                    out.push(c);
+                }
+            }
+            Some(_) if c == '\\' => {
+                escaped = true;
+                if keeps_name {
+                    out.push(c);
+                }
+            }
             Some(q) if c == q => {
                 in_quote = None;
                 out.push(c);
@@ -124,6 +138,9 @@ mod tests {
                 .unwrap_err();
         assert!(e.to_string().contains("at [1].id"), "{e}");
         assert!(decode_json::<News>(br#"{"id": 1, "title": "t"} trailing"#).is_err());
+        // A value with an escaped quote inside: nothing after it leaks either.
+        let e = decode_json::<News>(br#"{"id": "a\"b CANARY-TAIL", "title": "x"}"#).unwrap_err();
+        assert!(!e.to_string().contains("CANARY"), "{e}");
         let ok: News = decode_json(br#"{"id": 1, "title": "t", "extra": true}"#).unwrap();
         assert_eq!(ok.id, 1);
     }

@@ -303,8 +303,10 @@ impl TransportErrorKind {
     }
 }
 
-/// A transport failure, as reported by a transport to the core.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A transport failure, as reported by a transport to the core. Its `source()` is the HTTP
+/// library's own error, when the transport kept it (both shipped transports do; they strip URLs
+/// from it first).
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("transport failed ({kind:?}) after {attempts} attempt(s): {message}")]
 pub struct TransportError {
     /// The kind.
@@ -313,7 +315,18 @@ pub struct TransportError {
     pub message: String,
     /// How many attempts were made in the exchange that gave up.
     pub attempts: u32,
+    #[source]
+    cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+/// Equal when kind, message and attempts are: causes are not comparable.
+impl PartialEq for TransportError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message && self.attempts == other.attempts
+    }
+}
+
+impl Eq for TransportError {}
 
 impl TransportError {
     /// A transport error of `kind` with the transport's description.
@@ -322,6 +335,14 @@ impl TransportError {
             kind,
             message: Excerpt::of_text(&message.into(), 300).as_str().to_owned(),
             attempts: 1,
+            cause: None,
         }
+    }
+
+    /// The same error, keeping `cause` as its `source()`. It must carry no secret (no URL
+    /// with a caller's query, no request body).
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(std::sync::Arc::new(cause));
+        self
     }
 }

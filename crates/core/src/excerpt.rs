@@ -27,6 +27,13 @@ impl Excerpt {
         Self(sanitize(text, max_chars))
     }
 
+    /// A printable, truncated copy of a value that is not secret by nature (an error code, a
+    /// URI): control characters removed, nothing masked. Secrets the SDK sent are scrubbed from
+    /// server text before it gets here.
+    pub(crate) fn plain(text: &str, max_chars: usize) -> Self {
+        Self(clean(text, max_chars, false))
+    }
+
     /// The sanitised text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -50,28 +57,44 @@ impl fmt::Display for Excerpt {
     }
 }
 
+/// Characters a token, secret or code is made of; `\` too, so a JSON body that escapes `/` as
+/// `\/` (PHP's default) does not split a token into short, unmasked runs.
 fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=' | '%')
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=' | '%' | '\\')
 }
 
 /// Keeps printable characters (whitespace folded to one space), masks long token-like runs and
 /// truncates to `max_chars`, marking the cut with `…`.
 pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
+    clean(text, max_chars, true)
+}
+
+fn clean(text: &str, max_chars: usize, mask: bool) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 8));
     let mut run = String::new();
     let mut kept = 0usize;
     let mut truncated = false;
-    let flush = |run: &mut String, out: &mut String| {
-        if run.chars().count() >= SECRET_RUN {
+    // `beyond`: how many more token characters the run has past the cut (it is judged whole).
+    let flush = |run: &mut String, out: &mut String, beyond: usize| {
+        if mask && run.chars().count() + beyond >= SECRET_RUN {
             out.push_str("[redacted]");
         } else {
             out.push_str(run);
         }
         run.clear();
     };
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         if kept >= max_chars {
             truncated = true;
+            // A run cut here is judged by its whole length; a secret's head is dropped rather
+            // than marked, so the excerpt keeps its length bound.
+            if is_token_char(c) && !run.is_empty() {
+                let beyond = 1 + chars.take_while(|c| is_token_char(*c)).count();
+                if mask && run.chars().count() + beyond >= SECRET_RUN {
+                    run.clear();
+                }
+            }
             break;
         }
         if is_token_char(c) {
@@ -79,7 +102,7 @@ pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
             kept += 1;
             continue;
         }
-        flush(&mut run, &mut out);
+        flush(&mut run, &mut out, 0);
         if c.is_whitespace() {
             if !out.ends_with(' ') && !out.is_empty() {
                 out.push(' ');
@@ -90,7 +113,7 @@ pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
             kept += 1;
         }
     }
-    flush(&mut run, &mut out);
+    flush(&mut run, &mut out, 0);
     let trimmed_len = out.trim_end().len();
     out.truncate(trimmed_len);
     if truncated {
@@ -131,5 +154,30 @@ mod tests {
     fn invalid_utf8_is_lossy() {
         let e = Excerpt::of_bytes(b"<html>\xff\xfe bad gateway</html>");
         assert!(e.as_str().contains("bad gateway"));
+    }
+
+    #[test]
+    fn json_escaped_slashes_do_not_split_a_token_into_unmasked_runs() {
+        let token = "abcdefghij\\/klmnopqrs\\/tuvwxyz0123";
+        let shown = sanitize(&format!(r#"{{"access_token":"{token}"}}"#), 200);
+        assert!(!shown.contains("klmnop"), "{shown}");
+    }
+
+    #[test]
+    fn a_token_cut_by_the_excerpt_is_judged_whole() {
+        let text = format!("{} {}", "word ".repeat(38), "T".repeat(40));
+        let shown = sanitize(&text, 200);
+        assert!(shown.ends_with('…'), "{shown}");
+        assert!(!shown.contains("TTT"), "{shown}");
+        // A short word cut at the same place is kept.
+        let shown = sanitize(&format!("{} abcdefgh", "word ".repeat(38)), 193);
+        assert!(shown.contains("abc"), "{shown}");
+    }
+
+    #[test]
+    fn codes_and_uris_stay_readable() {
+        assert_eq!(Excerpt::plain("bad_verification_code", 64).as_str(), "bad_verification_code");
+        let uri = "http://127.0.0.1:8080/docs/errors/bad_verification_code";
+        assert_eq!(Excerpt::plain(uri, 200).as_str(), uri);
     }
 }

@@ -23,6 +23,7 @@ use crate::error::{Error, TransportError, TransportErrorKind, UsageError};
 use crate::lifecycle::{Token, TokenId};
 use crate::oauth_error::OAuthErrorCode;
 use crate::retry::{Attempts, RetryPolicy};
+use crate::scrub::Sent;
 use crate::token_response::{TokenResponse, parse_token_response};
 
 /// What an exchange wants next. Its `Debug` shows a request's method, URI and body size only:
@@ -139,6 +140,37 @@ fn undecoded_body(response: &Response<Vec<u8>>) -> Option<Error> {
         crate::error::ProtocolError::UnsupportedEncoding { status: response.status(), encoding }
             .into(),
     )
+}
+
+/// The error read again from a copy of the response with every sent secret scrubbed, if any
+/// occurs in it (the error path only: a success body may rightly hold the same refresh token).
+fn scrubbed(sent: &Sent, response: &Response<Vec<u8>>, error: Error) -> Error {
+    let Some(body) = sent.scrub(response.body()) else { return error };
+    match parse_token_response(response.status(), &body) {
+        Err(error) => error,
+        Ok(_) => crate::error::ProtocolError::UnexpectedResponse {
+            status: response.status(),
+            excerpt: crate::excerpt::Excerpt::of_bytes(&body),
+        }
+        .into(),
+    }
+}
+
+/// The API error classified again from a scrubbed copy of the response, if the token occurs in
+/// its body or headers.
+fn scrubbed_api_error(
+    sent: &Sent,
+    response: &Response<Vec<u8>>,
+    error: crate::api_response::ApiError,
+) -> crate::api_response::ApiError {
+    let body = sent.scrub(response.body());
+    let headers = sent.scrub_headers(response.headers());
+    if body.is_none() && headers.is_none() {
+        return error;
+    }
+    let body = body.as_deref().unwrap_or(response.body());
+    let headers = headers.as_ref().unwrap_or(response.headers());
+    classify_response(response.status(), headers, body).err().unwrap_or(error)
 }
 
 /// Whether a token request may be sent again after it may have reached the server.
@@ -268,7 +300,9 @@ impl Exchange for TokenExchange {
         if let Some(error) = undecoded_body(&response) {
             return self.state.finish(Err(error));
         }
-        match parse_token_response(status, response.body()) {
+        let parsed = parse_token_response(status, response.body())
+            .map_err(|error| scrubbed(&Sent::of_token_request(&self.request), &response, error));
+        match parsed {
             Ok(parsed) => {
                 let sent_at = self.sent_at.unwrap_or(now);
                 self.state.finish(Ok(Fetched { response: parsed, sent_at }));
@@ -377,6 +411,12 @@ impl Exchange for ApiCall {
         {
             Ok(()) => return self.state.finish(Ok(response)),
             Err(e) => e,
+        };
+        // A server echoing the token it refused gets it into no error text.
+        let sent = self.token.as_ref().map(|t| Sent::of_bearer(t.access_token().expose_secret()));
+        let error = match sent {
+            Some(sent) => scrubbed_api_error(&sent, &response, error),
+            None => error,
         };
         match error.kind() {
             ApiErrorKind::Unauthorized { .. } if !self.replayed_after_401 => {

@@ -64,6 +64,7 @@ mod oauth_error;
 mod pkce;
 mod retry;
 mod retry_after;
+mod scrub;
 mod secret;
 mod token_request;
 mod token_response;

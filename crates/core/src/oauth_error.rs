@@ -51,7 +51,7 @@ impl OAuthErrorCode {
             "unsupported_response_type" => Self::UnsupportedResponseType,
             "server_error" => Self::ServerError,
             "temporarily_unavailable" => Self::TemporarilyUnavailable,
-            other => Self::Other(Excerpt::of_text(other, 64).as_str().to_owned()),
+            other => Self::Other(Excerpt::plain(other, 64).as_str().to_owned()),
         }
     }
 
@@ -101,7 +101,7 @@ impl OAuthError {
             status,
             code: OAuthErrorCode::parse(code),
             description: description.map(|d| Excerpt::of_text(d, DESCRIPTION_CHARS)),
-            uri: uri.map(|u| Excerpt::of_text(u, DESCRIPTION_CHARS)),
+            uri: uri.map(|u| Excerpt::plain(u, DESCRIPTION_CHARS)),
         }
     }
 

@@ -684,3 +684,65 @@ macro_rules! suite {
 suite!(ureq, Ureq, 64);
 suite!(reqwest, Reqwest, 1000);
 suite!(custom_hyper, Custom, 1000);
+
+/// reqwest normalises the URL it sends to (dot segments, host case); the redirect check
+/// compares it with the answer's URL as reqwest parsed both, so a plain answer is never taken
+/// for a redirect (which on a refresh would throw away the rotated token).
+#[test]
+fn reqwest_never_takes_a_normalised_url_for_a_redirect() {
+    let emu = emulator();
+    let base = format!("{}/v1/..", emu.base_url());
+    let environment = Environment::custom(&base, InsecureLoopback::Allow).unwrap();
+    let rt = runtime();
+    let client = rt
+        .block_on(async {
+            helloflex_transport_reqwest::Client::builder()
+                .environment(environment)
+                .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+                .build()
+        })
+        .unwrap();
+    let news = rt.block_on(client.get("news").send()).unwrap();
+    assert_eq!(news.status(), 200);
+    assert_eq!(emu.counters().total_token_requests(), 1);
+}
+
+/// The same failure gets the same kind on both shipped transports, and the HTTP library's own
+/// error stays reachable through `source()`.
+#[test]
+fn a_refused_connection_is_connect_with_its_cause_on_both_transports() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }; // dropped: nothing listens there now
+    let environment = Environment::custom(&closed, InsecureLoopback::Allow).unwrap();
+    let check = |error: Error| match error {
+        Error::Transport(e) => {
+            assert_eq!(e.kind, TransportErrorKind::Connect, "{e}");
+            assert!(std::error::Error::source(&e).is_some(), "the cause was kept: {e:?}");
+        }
+        other => panic!("expected a transport error, got {other:?}"),
+    };
+    let blocking = helloflex_transport_ureq::Client::builder()
+        .environment(environment.clone())
+        .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+        .retry_policy(RetryPolicy::never())
+        .token_options(helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()))
+        .build()
+        .unwrap();
+    check(blocking.get("news").send().unwrap_err());
+    let rt = runtime();
+    let nonblocking = rt
+        .block_on(async {
+            helloflex_transport_reqwest::Client::builder()
+                .environment(environment)
+                .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+                .retry_policy(RetryPolicy::never())
+                .token_options(
+                    helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()),
+                )
+                .build()
+        })
+        .unwrap();
+    check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
+}

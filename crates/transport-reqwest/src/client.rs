@@ -38,10 +38,12 @@ impl Connector for Reqwest {
     /// blocking pool (see [`AsyncTokenManager`] for what changes without one).
     fn connect(self, http: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error> {
         let transport = match self.client {
-            Some(client) => ReqwestTransport::with_client(client),
-            None => ReqwestTransport::new(http.timeouts, &http.user_agent_for("reqwest"))?,
+            Some(client) => {
+                ReqwestTransport::with_client(client).with_body_limit(http.body_limit())
+            }
+            None => ReqwestTransport::from_options(http)?,
         };
-        let transport = Arc::new(transport.with_body_limit(http.body_limit()));
+        let transport = Arc::new(transport);
         let runtime = TokioRuntime::current().map(|r| Arc::new(r) as Arc<dyn AsyncRuntime>);
         Ok(tokens.nonblocking(transport, runtime))
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use helloflex_auth::{
-    AsyncRuntime, AsyncTransport, MAX_BODY_BYTES, Request, Response, Task, Timeouts,
+    AsyncRuntime, AsyncTransport, HttpOptions, MAX_BODY_BYTES, Request, Response, Task, Timeouts,
 };
 use helloflex_core::{TransportError, TransportErrorKind};
 
@@ -18,20 +18,31 @@ pub struct ReqwestTransport {
 
 impl ReqwestTransport {
     /// A transport with its own client: rustls, redirects off, connect and total timeouts.
+    /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts, user_agent: &str) -> Result<Self, TransportError> {
-        let client = reqwest::Client::builder()
+        let mut options = HttpOptions::default();
+        options.timeouts = timeouts;
+        Self::build(&options, user_agent)
+    }
+
+    /// A transport with its own client, set up from `options` (timeouts, User-Agent, body cap,
+    /// whether `*_PROXY` environment variables apply).
+    pub fn from_options(options: &HttpOptions) -> Result<Self, TransportError> {
+        let transport = Self::build(options, &options.user_agent_for("reqwest"))?;
+        Ok(transport.with_body_limit(options.body_limit()))
+    }
+
+    fn build(options: &HttpOptions, user_agent: &str) -> Result<Self, TransportError> {
+        let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.total)
+            .connect_timeout(options.timeouts.connect)
+            .timeout(options.timeouts.total)
             .pool_max_idle_per_host(64)
-            .user_agent(user_agent)
-            .build()
-            .map_err(|e| {
-                TransportError::new(
-                    TransportErrorKind::Other,
-                    format!("building the HTTP client: {e}"),
-                )
-            })?;
+            .user_agent(user_agent);
+        let builder = if options.proxy_from_env { builder } else { builder.no_proxy() };
+        let client = builder.build().map_err(|e| {
+            TransportError::new(TransportErrorKind::Other, format!("building the HTTP client: {e}"))
+        })?;
         Ok(Self::with_client(client))
     }
 
@@ -53,19 +64,18 @@ impl ReqwestTransport {
 #[async_trait]
 impl AsyncTransport for ReqwestTransport {
     async fn send(&self, request: Request) -> Result<Response, TransportError> {
-        let sent_to = request.uri().clone();
         let request = reqwest::Request::try_from(request).map_err(|e| {
             TransportError::new(TransportErrorKind::Other, format!("invalid request: {e}"))
         })?;
+        // Compared as reqwest parsed both (host case, IPv6 spelling, dot segments normalised
+        // alike), so only a followed redirect can make them differ.
+        let sent_to = request.url().clone();
         let mut response = self.client.execute(request).await.map_err(map_error)?;
         let url = response.url();
-        let same_target = url.host_str() == sent_to.host()
-            && url.port_or_known_default()
-                == sent_to.port_u16().or(match sent_to.scheme_str() {
-                    Some("https") => Some(443),
-                    _ => Some(80),
-                })
-            && url.path().trim_end_matches('/') == sent_to.path().trim_end_matches('/');
+        let same_target = url.scheme() == sent_to.scheme()
+            && url.host() == sent_to.host()
+            && url.port_or_known_default() == sent_to.port_or_known_default()
+            && url.path() == sent_to.path();
         if !same_target {
             return Err(TransportError::new(
                 TransportErrorKind::Redirect,
@@ -115,7 +125,8 @@ fn map_error(error: reqwest::Error) -> TransportError {
         TransportErrorKind::Other
     };
     // Drop the URL: ours never carries secrets, but a caller's query might.
-    TransportError::new(kind, error.without_url().to_string())
+    let error = error.without_url();
+    TransportError::new(kind, error.to_string()).with_source(error)
 }
 
 /// The token manager's [`AsyncRuntime`] on tokio: token requests run as detached tasks, store

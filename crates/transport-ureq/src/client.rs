@@ -35,12 +35,11 @@ impl Connector for Ureq {
 
     fn connect(self, http: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error> {
         let transport = match self.agent {
-            Some(agent) => UreqTransport::with_agent(agent, http.timeouts),
-            None => UreqTransport::new(http.timeouts),
+            Some(agent) => UreqTransport::with_agent(agent, http.timeouts)
+                .with_user_agent(&http.user_agent_for("ureq"))
+                .with_body_limit(http.body_limit()),
+            None => UreqTransport::from_options(http),
         };
-        let transport = transport
-            .with_user_agent(&http.user_agent_for("ureq"))
-            .with_body_limit(http.body_limit());
         Ok(tokens.blocking(Arc::new(transport)))
     }
 

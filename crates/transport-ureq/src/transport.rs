@@ -2,7 +2,7 @@
 
 use std::io;
 
-use helloflex_auth::{BlockingTransport, MAX_BODY_BYTES, Request, Response, Timeouts};
+use helloflex_auth::{BlockingTransport, HttpOptions, MAX_BODY_BYTES, Request, Response, Timeouts};
 use helloflex_core::{TransportError, TransportErrorKind};
 use http::header::{CONTENT_LENGTH, USER_AGENT};
 
@@ -47,10 +47,24 @@ impl Default for UreqTransport {
 impl UreqTransport {
     /// A transport with its own agent: rustls, a pool of 32 idle connections per host (ureq's
     /// default of 3 is too small for 8 threads).
+    /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts) -> Self {
+        Self::build(timeouts, true)
+    }
+
+    /// A transport with its own agent, set up from `options` (timeouts, User-Agent, body cap,
+    /// whether `*_PROXY` environment variables apply).
+    pub fn from_options(options: &HttpOptions) -> Self {
+        Self::build(options.timeouts, options.proxy_from_env)
+            .with_user_agent(&options.user_agent_for("ureq"))
+            .with_body_limit(options.body_limit())
+    }
+
+    fn build(timeouts: Timeouts, proxy_from_env: bool) -> Self {
         let pooled = ureq::Agent::config_builder()
             .max_idle_connections(64)
             .max_idle_connections_per_host(32);
+        let pooled = if proxy_from_env { pooled } else { pooled.proxy(None) };
         let agent = contract!(pooled, timeouts).build().new_agent();
         Self { per_request_config: false, ..Self::with_agent(agent, timeouts) }
     }
@@ -147,5 +161,6 @@ fn map_error(error: ureq::Error) -> TransportError {
         E::TooManyRedirects | E::RedirectFailed => TransportErrorKind::Redirect,
         _ => TransportErrorKind::Other,
     };
-    TransportError::new(kind, error.to_string())
+    // ureq's errors name no URL and no body.
+    TransportError::new(kind, error.to_string()).with_source(error)
 }
