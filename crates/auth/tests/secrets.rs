@@ -82,3 +82,61 @@ fn canary_never_appears() {
     assert!(!logs.contains(CANARY_SECRET), "{logs}");
     assert!(!shown.contains(CANARY_SECRET), "{shown}");
 }
+
+/// Every public type a user can reach during a code exchange, a refresh and their failures,
+/// formatted with `{:?}` (and `{}` where it has one), shows no secret: not the client secret
+/// (raw, percent-encoded or inside base64), nor any token or code the server issued.
+#[test]
+fn no_reachable_type_shows_a_secret() {
+    use base64::Engine as _;
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
+    let clock = Arc::new(ManualClock::new());
+    let store = Arc::new(MemoryStore::with_clock(clock.clone()));
+    let environment =
+        Environment::custom("https://api.flextell.test", helloflex_core::InsecureLoopback::Deny)
+            .unwrap();
+    let builder = ClientBuilder::new(OwnBlocking(server.clone()))
+        .environment(environment)
+        .authorization_code(config(), store.clone())
+        .clock(clock.clone());
+    let mut shown = format!("{builder:?}");
+    let client = builder.build().unwrap();
+    let (url, pending) = client.start_authorization().unwrap();
+    shown += &format!("{pending:?} {client:?}");
+    let callback = server.approve(&url);
+    let forged = client.complete_authorization(&pending, "code=x&state=forged").unwrap_err();
+    shown += &format!("{forged} {forged:?}");
+    let token = client.complete_authorization(&pending, &callback).unwrap();
+    let again = client.complete_authorization(&pending, &callback).unwrap_err();
+    shown += &format!("{token:?} {client:?} {again} {again:?} {store:?}");
+    let first = store.load().unwrap().unwrap();
+    shown += &format!("{first:?} {:?}", store.lease(Duration::from_secs(1)).unwrap());
+    clock.advance(Duration::from_secs(61));
+    let refreshed = client.token().unwrap();
+    let second = store.load().unwrap().unwrap();
+    shown += &format!("{refreshed:?} {second:?} {client:?} {:?}", client.store_error());
+    // A refresh the server refuses (the family revoked behind our back).
+    let spent = second.tokens.refresh_token.clone().unwrap();
+    let _ = BlockingTransport::send(&*server, config().refresh_request(&spent).unwrap());
+    let _ = BlockingTransport::send(&*server, config().refresh_request(&spent).unwrap());
+    clock.advance(Duration::from_secs(61));
+    let refused = client.token().unwrap_err();
+    shown += &format!("{refused} {refused:?}");
+
+    let mut secrets = vec![
+        CANARY_SECRET.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(format!("app:{CANARY_SECRET}")),
+        code_of(&callback),
+    ];
+    for record in [&first, &second] {
+        secrets.push(record.tokens.access_token.expose_secret().to_owned());
+        secrets.push(record.tokens.refresh_token.as_ref().unwrap().expose_secret().to_owned());
+    }
+    for secret in secrets {
+        assert!(!shown.contains(&secret), "{secret:?} shown in: {shown}");
+    }
+}
+
+fn code_of(callback: &str) -> String {
+    callback.split(['?', '&']).find_map(|p| p.strip_prefix("code=")).unwrap().to_owned()
+}
