@@ -41,6 +41,7 @@ mod entropy;
 mod fill;
 mod manager;
 mod nonblocking;
+mod sealed;
 mod store;
 mod transport;
 
@@ -54,6 +55,7 @@ pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
 pub use entropy::{authorization_entropy, jitter_seed, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
+pub use sealed::{Key, KeyError, KeyRing, OpenError};
 pub use store::{
     FileStore, Lease, LeaseAttempt, MemoryStore, Record, StoreError, StoredTokens, Swap, TokenStore,
 };

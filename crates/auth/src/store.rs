@@ -102,6 +102,22 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// An encrypted token file could not be opened (it is left untouched).
+    #[error("token store {path}: {problem}")]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        problem: crate::sealed::OpenError,
+    },
+    /// Sealing failed (the OS random number generator, for the nonce).
+    #[error("token store {path}: sealing failed: {problem}")]
+    Sealing {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        problem: crate::sealed::KeyError,
+    },
     /// A test double refused on purpose.
     #[error("token store unavailable: {0}")]
     Unavailable(&'static str),
@@ -112,7 +128,8 @@ impl StoreError {
     pub fn into_error(self) -> helloflex_core::Error {
         let op = match &self {
             StoreError::Io { op, .. } | StoreError::Remote { op, .. } => op,
-            StoreError::Corrupt { .. } => "read",
+            StoreError::Corrupt { .. } | StoreError::Sealed { .. } => "read",
+            StoreError::Sealing { .. } => "write",
             StoreError::LeaseBusy { .. } => "lease",
             StoreError::Unavailable(_) => "access",
         };
@@ -331,15 +348,37 @@ impl TokenStore for MemoryStore {
     }
 }
 
-/// Tokens in a JSON file: written atomically (a new temporary file, fsync, rename, directory
-/// fsync), mode 0600 on Unix. Each write bumps a version kept in the file; the refresh lease
-/// lives in `<file>.lease`; both are changed only inside short critical sections under an OS
-/// lock on `<file>.lock` (never held across a network request). A corrupt file is reported,
-/// never overwritten.
+/// Tokens in a file, encrypted (see [`crate::KeyRing`]): written atomically (a new temporary
+/// file, fsync, rename, directory fsync), mode 0600 on Unix. Each write bumps a version kept
+/// in the record; the refresh lease lives in `<file>.lease`; both are changed only inside short
+/// critical sections under an OS lock on `<file>.lock` (never held across a network request).
+/// A corrupt file, or one that does not open with the key ring (wrong key, tampered, truncated,
+/// moved from another path), is reported, never overwritten.
+///
+/// ```
+/// use helloflex_auth::{FileStore, Key, KeyRing, TokenStore};
+/// let dir = std::env::temp_dir().join(format!("helloflex-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let keys = KeyRing::new(Key::generate("k1")?); // or KeyRing::from_env / from_file
+/// let store = FileStore::new(dir.join("tokens"), keys);
+/// assert!(store.load()?.is_none());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
     clock: Arc<dyn Clock>,
+    protection: Protection,
+}
+
+/// How a file store protects what it writes.
+#[derive(Debug, Clone)]
+enum Protection {
+    /// Encrypted with the ring's active key, bound to the file's path and `binding`.
+    Sealed { keys: Arc<crate::sealed::KeyRing>, binding: String },
+    /// JSON in clear: only through [`FileStore::plaintext_insecure`].
+    Plaintext,
 }
 
 /// The file's content: the tokens and the version.
@@ -357,9 +396,62 @@ fn first_version() -> u64 {
 }
 
 impl FileStore {
-    /// A store at `path` (created on first write; its directory must exist).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), clock: Arc::new(SystemClock) }
+    /// A store at `path` (created on first write; its directory must exist), encrypted with
+    /// `keys`.
+    pub fn new(path: impl Into<PathBuf>, keys: crate::sealed::KeyRing) -> Self {
+        let protection = Protection::Sealed { keys: Arc::new(keys), binding: String::new() };
+        Self { path: path.into(), clock: Arc::new(SystemClock), protection }
+    }
+
+    /// A store that writes tokens **in clear** (JSON, mode 0600). Anyone who can read the file,
+    /// a backup of it or the disk it is on can use the refresh token: prefer [`FileStore::new`].
+    pub fn plaintext_insecure(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), clock: Arc::new(SystemClock), protection: Protection::Plaintext }
+    }
+
+    /// Binds every record to `identity` too (a client id, a user id): a record written for
+    /// another identity does not open, even at the same path.
+    pub fn bound_to(mut self, identity: &str) -> Self {
+        if let Protection::Sealed { binding, .. } = &mut self.protection {
+            *binding = identity.to_owned();
+        }
+        self
+    }
+
+    /// What a record is bound to: the file's canonical path (so `./t` and `t` agree) and the
+    /// binding.
+    fn identity(&self, binding: &str) -> Vec<u8> {
+        let canonical = match (self.path.parent(), self.path.file_name()) {
+            (Some(dir), Some(name)) => {
+                let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+                fs::canonicalize(dir).map(|d| d.join(name)).unwrap_or_else(|_| self.path.clone())
+            }
+            _ => self.path.clone(),
+        };
+        let mut identity = canonical.as_os_str().as_encoded_bytes().to_vec();
+        identity.push(0);
+        identity.extend_from_slice(binding.as_bytes());
+        identity
+    }
+
+    /// The JSON inside a record as read from the file.
+    fn unseal(&self, bytes: Vec<u8>) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
+        match &self.protection {
+            Protection::Plaintext => Ok(zeroize::Zeroizing::new(bytes)),
+            Protection::Sealed { keys, binding } => keys
+                .open(&bytes, &self.identity(binding))
+                .map_err(|problem| StoreError::Sealed { path: self.path.clone(), problem }),
+        }
+    }
+
+    /// The bytes to write for `json`.
+    fn seal(&self, json: &[u8]) -> Result<Vec<u8>, StoreError> {
+        match &self.protection {
+            Protection::Plaintext => Ok(json.to_vec()),
+            Protection::Sealed { keys, binding } => keys
+                .seal(json, &self.identity(binding))
+                .map_err(|problem| StoreError::Sealing { path: self.path.clone(), problem }),
+        }
     }
 
     /// The same store with leases timed by `clock` (a manual clock in tests).
@@ -394,6 +486,7 @@ impl FileStore {
 
     fn read(&self) -> Result<Option<Record>, StoreError> {
         let Some(bytes) = self.read_bytes(&self.path)? else { return Ok(None) };
+        let bytes = self.unseal(bytes)?;
         let record: FileRecord =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 path: self.path.clone(),
@@ -491,8 +584,10 @@ impl TokenStore for FileStore {
             }
             let version = current + 1;
             let record = FileRecord { tokens: new.clone(), version };
-            let json = serde_json::to_vec_pretty(&record).map_err(|_| self.unserialisable())?;
-            self.write_atomically(&self.path, &json)?;
+            let json = zeroize::Zeroizing::new(
+                serde_json::to_vec_pretty(&record).map_err(|_| self.unserialisable())?,
+            );
+            self.write_atomically(&self.path, &self.seal(&json)?)?;
             Ok(Swap::Stored { version })
         })
     }

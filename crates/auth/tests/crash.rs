@@ -45,7 +45,7 @@ impl TokenStore for AbortOnRotation {
 fn child(dir: &Path) {
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let file = FileStore::new(dir.join("tokens.json")).with_clock(clock.clone());
+    let file = FileStore::new(dir.join("tokens.json"), support::keys()).with_clock(clock.clone());
     let store = Arc::new(AbortOnRotation(file));
     let m = ManagerBuilder::authorization_code(config(), store)
         .clock(clock.clone())
@@ -81,7 +81,8 @@ fn killed_between_receiving_and_storing_a_rotation() {
 
     // Restart: the store holds the complete set from before the rotation.
     let path: PathBuf = dir.join("tokens.json");
-    let stored = FileStore::new(&path).load().unwrap().expect("a complete token set");
+    let stored =
+        FileStore::new(&path, support::keys()).load().unwrap().expect("a complete token set");
     assert!(stored.tokens.refresh_token.is_some());
     // Only the token file, its lock files, and no half-written temporary file.
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -91,7 +92,7 @@ fn killed_between_receiving_and_storing_a_rotation() {
     // The refresh token in it was burnt by the server's rotation: a typed error, no panic.
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let store = FileStore::new(&path).with_clock(clock.clone());
+    let store = FileStore::new(&path, support::keys()).with_clock(clock.clone());
     let m = ManagerBuilder::authorization_code(config(), Arc::new(store))
         .clock(clock.clone())
         .blocking(server);

@@ -147,10 +147,10 @@ fn two_processes_on_one_file_lose_no_rotation() {
     let _ = std::fs::remove_file(&path);
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let a = manager(&server, Arc::new(FileStore::new(&path)), &clock);
+    let a = manager(&server, Arc::new(FileStore::new(&path, support::keys())), &clock);
     authorize(&a, &server);
     // Process B starts from the same file, holding the same refresh token.
-    let b = manager(&server, Arc::new(FileStore::new(&path)), &clock);
+    let b = manager(&server, Arc::new(FileStore::new(&path, support::keys())), &clock);
     clock.advance(Duration::from_secs(61));
     let from_a = a.token().unwrap();
     // B's refresh token was rotated away by A: B adopts A's set instead of reusing it.
@@ -168,7 +168,7 @@ fn file_store_is_private_atomic_and_refuses_corruption() {
     let path = dir.join("tokens.json");
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let m = manager(&server, Arc::new(FileStore::new(&path)), &clock);
+    let m = manager(&server, Arc::new(FileStore::new(&path, support::keys())), &clock);
     authorize(&m, &server);
     #[cfg(unix)]
     {
@@ -182,11 +182,13 @@ fn file_store_is_private_atomic_and_refuses_corruption() {
         .collect();
     assert!(leftovers.is_empty());
     // A restart reads the same tokens back (expiry is wall-clock).
-    let again = manager(&server, Arc::new(FileStore::new(&path)), &clock);
+    let again = manager(&server, Arc::new(FileStore::new(&path, support::keys())), &clock);
     assert_eq!(again.token().unwrap().access_token(), m.token().unwrap().access_token());
     // A corrupt file is an error, and is left as it was.
     std::fs::write(&path, b"{\"access_token\": tru").unwrap();
-    let e = manager(&server, Arc::new(FileStore::new(&path)), &clock).token().unwrap_err();
+    let e = manager(&server, Arc::new(FileStore::new(&path, support::keys())), &clock)
+        .token()
+        .unwrap_err();
     assert!(matches!(e, Error::Store(_)), "{e:?}");
     assert!(!e.to_string().contains("tru"));
     assert_eq!(std::fs::read(&path).unwrap(), b"{\"access_token\": tru");

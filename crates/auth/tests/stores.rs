@@ -8,6 +8,10 @@ use std::time::Duration;
 use helloflex_auth::*;
 use helloflex_core::{AccessToken, RefreshToken};
 
+fn keys() -> KeyRing {
+    KeyRing::new(Key::new("k1", [1u8; 32]).unwrap())
+}
+
 fn tokens(n: u32) -> StoredTokens {
     let json = format!(
         r#"{{"access_token":"at{n}","refresh_token":"rt{n}","expires_at_unix_ms":{}}}"#,
@@ -53,7 +57,7 @@ fn file_store_leases_and_fences_and_keeps_its_files_private() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let clock = Arc::new(ManualClock::new());
-    let store = FileStore::new(dir.join("tokens.json")).with_clock(clock.clone());
+    let store = FileStore::new(dir.join("tokens.json"), keys()).with_clock(clock.clone());
     lease_and_fencing(&store, &clock);
     #[cfg(unix)]
     for name in ["tokens.json", "tokens.json.lease", "tokens.json.lock"] {
@@ -63,7 +67,7 @@ fn file_store_leases_and_fences_and_keeps_its_files_private() {
     }
     // A second handle on the same file (another process) sees the same lease (the last one
     // taken above is still held) and versions.
-    let other = FileStore::new(dir.join("tokens.json")).with_clock(clock.clone());
+    let other = FileStore::new(dir.join("tokens.json"), keys()).with_clock(clock.clone());
     assert!(matches!(other.lease(Duration::from_secs(10)).unwrap(), LeaseAttempt::Busy { .. }));
     assert_eq!(other.load().unwrap().unwrap().version, 2);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -82,7 +86,7 @@ fn a_temp_file_left_with_loose_permissions_does_not_loosen_the_token_file() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
     }
-    let store = FileStore::new(&path);
+    let store = FileStore::new(&path, keys());
     store.swap(0, &tokens(1), None).unwrap();
     #[cfg(unix)]
     {

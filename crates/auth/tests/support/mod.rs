@@ -268,3 +268,8 @@ impl helloflex_auth::AsyncRuntime for Tokio {
         })
     }
 }
+
+/// The key ring the tests' file stores share (a child process must open what its parent wrote).
+pub fn keys() -> helloflex_auth::KeyRing {
+    helloflex_auth::KeyRing::new(helloflex_auth::Key::new("test-key", [7u8; 32]).unwrap())
+}
