@@ -281,9 +281,12 @@ impl ProtocolError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportErrorKind {
-    /// No connection was made (refused, DNS, TLS handshake): the request was never sent, so
-    /// replaying it is always safe.
+    /// No connection was made (refused, DNS): the request was never sent, so replaying it is
+    /// always safe.
     Connect,
+    /// TLS failed (an untrusted or wrong certificate, a server that speaks no TLS): the request
+    /// was never sent, and sending it again would meet the same server, so it is never retried.
+    Tls,
     /// The deadline passed (the request may have been sent).
     Timeout,
     /// The connection failed after the request may have been sent (reset, truncated body).
@@ -299,7 +302,7 @@ pub enum TransportErrorKind {
 impl TransportErrorKind {
     /// Whether the request certainly did not reach the server.
     pub fn request_not_sent(self) -> bool {
-        matches!(self, TransportErrorKind::Connect)
+        matches!(self, TransportErrorKind::Connect | TransportErrorKind::Tls)
     }
 }
 

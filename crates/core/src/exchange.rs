@@ -123,6 +123,7 @@ fn transport_retryable(kind: TransportErrorKind, replay_safe: bool) -> bool {
     match kind {
         TransportErrorKind::Connect => true,
         TransportErrorKind::Timeout | TransportErrorKind::Io => replay_safe,
+        // TLS would fail the same way again; a cap, a redirect or the unknown are final.
         _ => false,
     }
 }

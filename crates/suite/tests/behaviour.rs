@@ -746,3 +746,51 @@ fn a_refused_connection_is_connect_with_its_cause_on_both_transports() {
         .unwrap();
     check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
 }
+
+/// A TLS failure (here: a server on an https:// URL that answers the handshake in plain HTTP)
+/// is its own kind on both transports and is never retried: the same server would fail the
+/// same way.
+#[test]
+fn a_tls_failure_is_tls_and_is_not_retried_on_both_transports() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&handshakes);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut hello = [0u8; 512];
+            let _ = stream.read(&mut hello);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let environment =
+        Environment::custom(&format!("https://{address}"), InsecureLoopback::Deny).unwrap();
+    let check = |error: Error| match error {
+        Error::Transport(e) => {
+            assert_eq!(e.kind, TransportErrorKind::Tls, "{e}");
+            assert_eq!(e.attempts, 1, "never retried: {e}");
+        }
+        other => panic!("expected a transport error, got {other:?}"),
+    };
+    let blocking = helloflex_transport_ureq::Client::builder()
+        .environment(environment.clone())
+        .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+        .build()
+        .unwrap();
+    check(blocking.get("news").send().unwrap_err());
+    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let rt = runtime();
+    let nonblocking = rt
+        .block_on(async {
+            helloflex_transport_reqwest::Client::builder()
+                .environment(environment)
+                .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+                .build()
+        })
+        .unwrap();
+    check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
+    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -113,7 +113,9 @@ fn too_large(limit: usize) -> TransportError {
 
 /// Sorts reqwest's errors by what they say about whether the request was sent.
 fn map_error(error: reqwest::Error) -> TransportError {
-    let kind = if error.is_connect() {
+    let kind = if is_tls(&error) {
+        TransportErrorKind::Tls
+    } else if error.is_connect() {
         TransportErrorKind::Connect
     } else if error.is_timeout() {
         TransportErrorKind::Timeout
@@ -127,6 +129,23 @@ fn map_error(error: reqwest::Error) -> TransportError {
     // Drop the URL: ours never carries secrets, but a caller's query might.
     let error = error.without_url();
     TransportError::new(kind, error.to_string()).with_source(error)
+}
+
+/// Whether rustls is behind the failure (an untrusted certificate, a peer that speaks no TLS),
+/// anywhere in the chain. An `io::Error`'s `source()` skips the error it wraps, so the walk
+/// goes through `get_ref()` there.
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// The token manager's [`AsyncRuntime`] on tokio: token requests run as detached tasks, store

@@ -142,11 +142,15 @@ fn map_error(error: ureq::Error) -> TransportError {
     use ureq::Error as E;
     use ureq::Timeout as T;
     let kind = match &error {
-        E::HostNotFound | E::ConnectionFailed | E::Tls(_) | E::ConnectProxyFailed(_) => {
+        E::Tls(_) | E::Rustls(_) => TransportErrorKind::Tls,
+        E::HostNotFound | E::ConnectionFailed | E::ConnectProxyFailed(_) => {
             TransportErrorKind::Connect
         }
         E::Timeout(T::Resolve | T::Connect) => TransportErrorKind::Connect,
         E::Timeout(_) => TransportErrorKind::Timeout,
+        E::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+            TransportErrorKind::Tls
+        }
         E::Io(io)
             if matches!(
                 io.kind(),
