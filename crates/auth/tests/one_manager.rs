@@ -372,3 +372,70 @@ fn dropped_async_callers_never_burn_the_grant() {
         ));
     }
 }
+
+/// Polls `future` once (with the task's waker) and reports whether it finished.
+async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> bool {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx).is_ready())
+    })
+    .await
+}
+
+/// Behaviour 1, exhaustively: the caller's future is dropped after its k-th poll, for every k
+/// until it would have finished, during a refresh and during a code exchange. Whatever point it
+/// is dropped at, the request it started lands in memory and in the store, and no refresh
+/// token or code is sent twice.
+#[test]
+fn dropped_after_every_poll_the_grant_survives() {
+    for k in 0..12 {
+        let store = Arc::new(MemoryStore::new());
+        let (server, clock, m, _) = setup::<Async>(store.clone());
+        clock.advance(Duration::from_secs(601));
+        let finished = m.1.block_on(async {
+            let mut caller = Box::pin(m.0.token());
+            for _ in 0..k {
+                if poll_once(&mut caller).await {
+                    return true;
+                }
+                tokio::task::yield_now().await;
+            }
+            false
+        });
+        let token = m.token().unwrap();
+        assert_eq!(server.refresh_requests.lock().unwrap().len(), 1, "k={k} finished={finished}");
+        assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0, "k={k}");
+        assert_eq!(stored_access(&*store), secret(&token), "k={k}");
+    }
+    for k in 0..12 {
+        let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+        let clock = Arc::new(ManualClock::new());
+        let store = Arc::new(MemoryStore::new());
+        let m = Async::new(&server, store.clone(), &clock);
+        let (url, pending) = m.start();
+        let callback = server.approve(&url);
+        m.1.block_on(async {
+            let mut caller = Box::pin(m.0.complete_authorization(&pending, &callback));
+            for _ in 0..k {
+                if poll_once(&mut caller).await {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        // The exchange, once started, finishes and is stored whatever happened to its caller.
+        for _ in 0..400 {
+            if store.load().unwrap().is_some() || k == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if k == 0 {
+            // Never polled: nothing was started, the authorization is still pending.
+            assert_eq!(server.token_requests.load(Ordering::SeqCst), 0);
+            continue;
+        }
+        let token = m.token().unwrap();
+        assert_eq!(stored_access(&*store), secret(&token), "k={k}");
+        assert_eq!(server.token_requests.load(Ordering::SeqCst), 1, "k={k}: the code once");
+    }
+}
