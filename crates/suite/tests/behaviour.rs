@@ -794,3 +794,67 @@ fn a_tls_failure_is_tls_and_is_not_retried_on_both_transports() {
     check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
     assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+const PROXY_CHILD: &str = "HELLOFLEX_PROXY_CHILD";
+
+/// `*_PROXY` environment variables are honoured by default on both transports, and
+/// `proxy_from_env(false)` turns them off. Run in a child process (this test binary again),
+/// which is handed a proxy that refuses every connection.
+#[test]
+fn proxies_from_the_environment_can_be_turned_off() {
+    if std::env::var_os(PROXY_CHILD).is_some() {
+        let emu = emulator();
+        let build_ureq = |from_env| {
+            helloflex_transport_ureq::Client::builder()
+                .environment(environment(&emu))
+                .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+                .retry_policy(RetryPolicy::never())
+                .token_options(
+                    helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()),
+                )
+                .proxy_from_env(from_env)
+                .build()
+                .unwrap()
+        };
+        assert!(build_ureq(true).get("news").send().is_err(), "ureq went through the proxy");
+        assert_eq!(build_ureq(false).get("news").send().unwrap().status(), 200);
+        let rt = runtime();
+        let build_reqwest = |from_env| {
+            rt.block_on(async {
+                helloflex_transport_reqwest::Client::builder()
+                    .environment(environment(&emu))
+                    .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+                    .retry_policy(RetryPolicy::never())
+                    .token_options(
+                        helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()),
+                    )
+                    .proxy_from_env(from_env)
+                    .build()
+            })
+            .unwrap()
+        };
+        assert!(rt.block_on(build_reqwest(true).get("news").send()).is_err(), "reqwest proxied");
+        assert_eq!(rt.block_on(build_reqwest(false).get("news").send()).unwrap().status(), 200);
+        return;
+    }
+    let refusing = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }; // dropped: every connection to it is refused
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["proxies_from_the_environment_can_be_turned_off", "--exact", "--nocapture"])
+        .env(PROXY_CHILD, "1")
+        .env("HTTP_PROXY", &refusing)
+        .env("http_proxy", &refusing)
+        .env("ALL_PROXY", &refusing)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child failed or ran nothing: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
