@@ -195,10 +195,7 @@ impl ApiError {
 
     /// Whether a retry of an idempotent request may succeed (408, 429, 5xx).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.0.kind,
-            ApiErrorKind::RequestTimeout | ApiErrorKind::RateLimited { .. } | ApiErrorKind::Server
-        )
+        crate::exchange::transient_status(self.0.status)
     }
 
     fn render(&self) -> String {

@@ -128,6 +128,12 @@ fn transport_retryable(kind: TransportErrorKind, replay_safe: bool) -> bool {
     }
 }
 
+/// Whether an answer with `status` is worth the same request again later: a 408, a 429, any
+/// 5xx. The one rule, for the token endpoint and API calls alike (`ApiError::is_transient`).
+pub(crate) fn transient_status(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429) || status.is_server_error()
+}
+
 /// A body in a `Content-Encoding` other than `identity`: no transport of ours decodes one (none
 /// asks for compression), so its bytes are not the JSON they claim to be.
 fn undecoded_body(response: &Response<Vec<u8>>) -> Option<Error> {
@@ -313,9 +319,7 @@ impl Exchange for TokenExchange {
             }
             Err(error) => {
                 let overloaded = status.as_u16() == 429;
-                let transient = overloaded
-                    || status.is_server_error()
-                    || status.as_u16() == 408
+                let transient = transient_status(status)
                     || matches!(&error, Error::OAuth(e) if e.is_transient());
                 let retryable = match self.replay {
                     Replay::Transient => transient,
@@ -427,10 +431,8 @@ impl Exchange for ApiCall {
                 self.state = State::Ready;
             }
             _ if error.is_transient() && self.request.is_retry_safe() => {
-                let retry_after = match error.kind() {
-                    ApiErrorKind::RateLimited { retry_after } => *retry_after,
-                    _ => None,
-                };
+                // The same reading as the token endpoint's: any transient answer's Retry-After.
+                let retry_after = crate::retry_after::retry_after(response.headers());
                 match self.attempts.next_attempt(now, retry_after) {
                     Some(at) => self.state = State::Sleeping(at),
                     None => self.state.finish(Err(error.into())),

@@ -177,10 +177,10 @@ impl TokenSet {
             access_token: response.access_token,
             refresh_token: response.refresh_token.or_else(|| previous.cloned()),
             issued_at: sent_at,
+            // The server's value was clamped when it was parsed; only the default is clamped here.
             lifetime: response
                 .expires_in
-                .unwrap_or(default_lifetime)
-                .clamp(MIN_LIFETIME, MAX_LIFETIME),
+                .unwrap_or_else(|| default_lifetime.clamp(MIN_LIFETIME, MAX_LIFETIME)),
             scope: response.scope,
             rotated,
         }

@@ -495,3 +495,24 @@ fn a_body_in_an_encoding_nobody_asked_for_is_a_typed_error_on_both_paths() {
     );
     assert!(run.output.is_ok());
 }
+
+#[test]
+fn a_503_with_retry_after_is_honoured_the_same_way_on_both_paths() {
+    let busy = || response(503, &[("retry-after", "2")], "");
+    let run = drive(
+        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        vec![Reply::Http(busy()), Reply::Http(response(200, &[], TOKEN))],
+        no_tokens,
+    );
+    assert!(run.output.is_ok());
+    let token_wait = run.elapsed;
+    let mut tokens = Tokens::new();
+    let run = drive(
+        call(ApiRequest::get("news")),
+        vec![Reply::Http(busy()), Reply::Http(response(200, &[], "[]"))],
+        |rejected| tokens.get(rejected),
+    );
+    assert!(run.output.is_ok());
+    assert_eq!(run.elapsed, token_wait, "the same wait on both paths");
+    assert_eq!(token_wait, Duration::from_secs(2), "the server's Retry-After, not the backoff");
+}
