@@ -401,12 +401,7 @@ impl FillJob {
 
 /// No tokens are stored: the user must authorize.
 pub(crate) fn nothing_stored() -> Error {
-    Error::ReauthorizationRequired(helloflex_core::OAuthError::new(
-        http::StatusCode::UNAUTHORIZED,
-        "invalid_grant",
-        Some("no tokens are stored: the user must authorize"),
-        None,
-    ))
+    Error::ReauthorizationRequired(helloflex_core::Reauthorization::NothingStored)
 }
 
 fn misuse(what: &'static str) -> Error {

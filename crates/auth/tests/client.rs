@@ -45,8 +45,13 @@ fn users_share_the_transport_and_the_completed_authorizations() {
     let replay = bob.complete_authorization(&pending, &callback).unwrap_err();
     assert!(matches!(replay, Error::Callback(CallbackError::AlreadyCompleted)), "{replay:?}");
     assert_eq!(server.token_requests.load(Ordering::SeqCst), exchanged);
-    // Bob has tokens of his own or none: never Alice's.
-    assert!(bob.token().unwrap_err().requires_reauthorization());
+    // Bob has tokens of his own or none: never Alice's. No request was made, so no status.
+    let none = bob.token().unwrap_err();
+    assert!(matches!(
+        none,
+        Error::ReauthorizationRequired(helloflex_core::Reauthorization::NothingStored)
+    ));
+    assert_eq!(none.status(), None, "{none}");
     assert!(bob_store.load().unwrap().is_none());
 }
 

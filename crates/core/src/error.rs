@@ -42,10 +42,9 @@ pub enum Error {
     /// The token endpoint answered with an OAuth error (RFC 6749 section 5.2).
     #[error(transparent)]
     OAuth(#[from] OAuthError),
-    /// The refresh token is no longer accepted (`invalid_grant` on refresh, or no refresh token
-    /// is left): the user must go through the authorization-code flow again.
+    /// The user must go through the authorization-code flow again, for the reason given.
     #[error("re-authorization required: {0}")]
-    ReauthorizationRequired(OAuthError),
+    ReauthorizationRequired(Reauthorization),
     /// The API answered with an error status.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -70,7 +69,10 @@ impl Error {
             Error::Usage(_) => Blame::Caller,
             Error::Config(_) => Blame::Configuration,
             Error::OAuth(e) if e.is_client_misconfigured() => Blame::Configuration,
-            Error::OAuth(_) | Error::ReauthorizationRequired(_) | Error::Api(_) => Blame::Server,
+            Error::ReauthorizationRequired(Reauthorization::Refused(_)) => Blame::Server,
+            // Calling for user tokens before the user authorized (or after signing out).
+            Error::ReauthorizationRequired(_) => Blame::Caller,
+            Error::OAuth(_) | Error::Api(_) => Blame::Server,
             Error::Protocol(_) => Blame::Protocol,
             Error::Transport(_) => Blame::Network,
             Error::Callback(e) => e.blame(),
@@ -86,7 +88,9 @@ impl Error {
     /// The HTTP status the server answered with, where there was one.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Error::OAuth(e) | Error::ReauthorizationRequired(e) => Some(e.status()),
+            Error::OAuth(e) | Error::ReauthorizationRequired(Reauthorization::Refused(e)) => {
+                Some(e.status())
+            }
             Error::Api(e) => Some(e.status()),
             Error::Protocol(e) => e.status(),
             _ => None,
@@ -111,6 +115,22 @@ impl StoreFailure {
     pub fn new(op: &'static str, reason: impl Into<String>) -> Self {
         Self { op, reason: reason.into() }
     }
+}
+
+/// Why the user must authorize again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reauthorization {
+    /// The token endpoint refused the refresh token (`invalid_grant`: expired, revoked, or
+    /// reused), and no newer set was found in the store.
+    #[error("the server refused the refresh token: {0}")]
+    Refused(OAuthError),
+    /// No refresh token is held (the server issued none, or the last one was refused).
+    #[error("no refresh token is held")]
+    NoRefreshToken,
+    /// The token store holds no tokens: the user never authorized, or signed out.
+    #[error("no tokens are stored")]
+    NothingStored,
 }
 
 /// The SDK was used in a way it does not support.

@@ -315,7 +315,9 @@ impl Exchange for TokenExchange {
                 self.state.finish(Ok(Fetched { response: parsed, sent_at }));
             }
             Err(Error::OAuth(e)) if self.refresh && *e.code() == OAuthErrorCode::InvalidGrant => {
-                self.state.finish(Err(Error::ReauthorizationRequired(e)));
+                self.state.finish(Err(Error::ReauthorizationRequired(
+                    crate::error::Reauthorization::Refused(e),
+                )));
             }
             Err(error) => {
                 let overloaded = status.as_u16() == 429;

@@ -83,8 +83,8 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, InsecureLoopback};
 pub use error::{
-    Blame, ConfigError, Error, ProtocolError, StoreFailure, TransportError, TransportErrorKind,
-    UsageError,
+    Blame, ConfigError, Error, ProtocolError, Reauthorization, StoreFailure, TransportError,
+    TransportErrorKind, UsageError,
 };
 pub use excerpt::{EXCERPT_CHARS, Excerpt};
 pub use exchange::{ApiCall, Exchange, Fetched, Poll, TokenExchange};

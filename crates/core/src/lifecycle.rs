@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::oauth_error::OAuthError;
 use crate::retry::Jitter;
 use crate::secret::{AccessToken, RefreshToken};
 use crate::token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse};
@@ -518,10 +517,5 @@ impl TokenCache {
 }
 
 fn reauthorization_error() -> Error {
-    Error::ReauthorizationRequired(OAuthError::new(
-        http::StatusCode::UNAUTHORIZED,
-        "invalid_grant",
-        Some("no refresh token is held"),
-        None,
-    ))
+    Error::ReauthorizationRequired(crate::error::Reauthorization::NoRefreshToken)
 }

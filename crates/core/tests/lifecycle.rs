@@ -131,12 +131,7 @@ fn refresh_keeps_old_refresh_token_and_reports_rotation() {
 }
 
 fn no_tokens() -> helloflex_core::Error {
-    helloflex_core::Error::ReauthorizationRequired(helloflex_core::OAuthError::new(
-        http::StatusCode::UNAUTHORIZED,
-        "invalid_grant",
-        None,
-        None,
-    ))
+    helloflex_core::Error::ReauthorizationRequired(Reauthorization::NothingStored)
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub use helloflex_auth::{
 pub use helloflex_core::{
     ApiError, ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError,
     ClientAuthMethod, ClientIdentity, ClientSecret, Endpoint, Environment, Error, InsecureLoopback,
-    PendingAuthorization, RetryPolicy, Token,
+    PendingAuthorization, Reauthorization, RetryPolicy, Token,
 };
 
 #[cfg(feature = "async")]
