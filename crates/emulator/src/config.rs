@@ -4,13 +4,15 @@ use std::time::Duration;
 
 /// How the authorize endpoint answers a person (or a test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum Consent {
     /// Show an HTML consent page listing the scopes, with Approve and Deny buttons.
     Prompt,
     /// Approve at once and redirect back with a code (for tests).
+    #[serde(alias = "auto-approve")]
     AutoApprove,
     /// Deny at once and redirect back with `error=access_denied` (for tests).
+    #[serde(alias = "auto-deny")]
     AutoDeny,
 }
 

@@ -22,7 +22,7 @@ pub struct Fault {
 
 /// What a fault does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultKind {
     /// Answers late (then normally).
     Latency {
@@ -35,6 +35,7 @@ pub enum FaultKind {
         status: u16,
     },
     /// Answers 429 with `Retry-After`.
+    #[serde(alias = "rate-limit")]
     RateLimit {
         /// The header's value, as sent (`"3"`, an HTTP date, or junk).
         retry_after: String,
@@ -44,6 +45,7 @@ pub enum FaultKind {
     /// Accepts the request and never answers (until the emulator stops).
     Hang,
     /// Answers normally, one body byte every `ms_per_byte` milliseconds.
+    #[serde(alias = "slow-drip")]
     SlowDrip {
         /// Delay between bytes.
         ms_per_byte: u64,

@@ -71,7 +71,12 @@ fn router(state: State) -> Router {
         .route("/boom", get(api::boom))
         .route("/_admin/counters", get(admin::counters))
         .route("/_admin/counters/reset", post(admin::reset_counters))
-        .route("/_admin/faults", post(admin::add_faults).delete(admin::clear_faults))
+        .route(
+            "/_admin/faults",
+            post(admin::add_faults).get(admin::list_faults).delete(admin::clear_faults),
+        )
+        .route("/_admin/health", get(admin::health))
+        .route("/_admin/reset", post(admin::reset))
         .route("/_admin/revoke", post(admin::revoke))
         .route("/_admin/consent", post(admin::consent))
         .route("/_admin/token-lifetime", post(admin::token_lifetime))

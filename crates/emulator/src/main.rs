@@ -54,8 +54,9 @@ Demo clients (always registered):
   limited-client / limited-secret  client credentials, news.read only
   flextell-app / flextell-secret   authorization code, redirect http://127.0.0.1:3000/callback
 
-Admin API (JSON, under /_admin): GET counters, POST/GET/DELETE faults, POST revoke,
-PUT consent, PUT token-lifetime. See docs/testing-with-the-emulator.md.
+Admin API (JSON, snake_case, under /_admin): GET health, GET counters, POST counters/reset,
+POST/GET/DELETE faults, POST revoke, POST consent, POST token-lifetime, POST reset (everything).
+See docs/testing-with-the-emulator.md.
 
 Examples:
   helloflex-emulator --port 8080
@@ -63,8 +64,9 @@ Examples:
   helloflex-emulator --client ci-bot:s3cret:news.read,items.read
   helloflex-emulator --fault '{\"path\":\"/news\",\"kind\":\"status\",\"status\":503,\"times\":2}'
 
-Fault kinds: latency {ms}, status {status}, rate-limit {retry_after}, drop, hang,
-slow-drip {ms_per_byte}; each optionally limited to a path prefix, a client and a count.";
+Fault kinds: latency {ms}, status {status}, rate_limit {retry_after}, drop, hang,
+slow_drip {ms_per_byte}, truncate, redirect {location}; each optionally limited to a path
+prefix, a client and a count.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ConsentMode {

@@ -116,8 +116,26 @@ pub(crate) struct State(Arc<Mutex<Inner>>);
 
 impl State {
     pub(crate) fn new(config: EmulatorConfig, base_url: String) -> Self {
+        Self(Arc::new(Mutex::new(Inner::fresh(config, base_url))))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Back to how it started: no tokens, codes, items, faults or counts; the configured
+    /// consent and lifetimes.
+    pub(crate) fn reset(&self) {
+        let mut inner = self.lock();
+        let (config, base_url) = (inner.config.clone(), inner.base_url.clone());
+        *inner = Inner::fresh(config, base_url);
+    }
+}
+
+impl Inner {
+    fn fresh(config: EmulatorConfig, base_url: String) -> Self {
         let clients = config.clients.iter().map(|c| (c.id.clone(), c.clone())).collect();
-        Self(Arc::new(Mutex::new(Inner {
+        Inner {
             consent: config.consent,
             token_lifetime: config.token_lifetime,
             config,
@@ -134,11 +152,7 @@ impl State {
             faults: Vec::new(),
             counters: Counters::default(),
             client_lifetimes: HashMap::new(),
-        })))
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
     }
 }
 

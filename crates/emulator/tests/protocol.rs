@@ -443,3 +443,57 @@ async fn faults_and_counters() {
     assert_eq!(counters["token_requests"]["demo-client/client_credentials"], 1);
     assert!(counters["requests"]["GET /news"].as_u64().unwrap() >= 7);
 }
+
+#[tokio::test]
+async fn admin_api_health_fault_list_clear_errors_and_reset() {
+    let emu = start(EmulatorConfig::default()).unwrap();
+    let base = emu.base_url().to_owned();
+    let health: Value =
+        http().get(format!("{base}/_admin/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(health["clients"].as_array().unwrap().iter().any(|c| c == "demo-client"));
+    // A typo gets a 400 that lists the valid kinds and shows an example, no internal names.
+    let r = http()
+        .post(format!("{base}/_admin/faults"))
+        .json(&serde_json::json!({"path": "/news", "kind": "stauts", "status": 500}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let error: Value = r.json().await.unwrap();
+    assert!(error["fault_kinds"].as_array().unwrap().iter().any(|k| k == "rate_limit"));
+    assert_eq!(error["example"]["kind"], "status");
+    let text = error.to_string();
+    assert!(!text.contains("OneOrMany") && !text.contains("untagged"), "{text}");
+    // One naming convention (snake_case); the older kebab-case spelling is still accepted.
+    for kind in ["rate_limit", "rate-limit"] {
+        let r = http()
+            .post(format!("{base}/_admin/faults"))
+            .json(&serde_json::json!({"path": "/x", "kind": kind, "retry_after": "1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{kind}");
+    }
+    let listed: Value =
+        http().get(format!("{base}/_admin/faults")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["kind"], "rate_limit");
+    let (status, _, _) = token(
+        &base,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "demo-client"),
+            ("client_secret", "demo-secret"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Reset: everything back to the start.
+    let r = http().post(format!("{base}/_admin/reset")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let listed: Value =
+        http().get(format!("{base}/_admin/faults")).send().await.unwrap().json().await.unwrap();
+    assert!(listed.as_array().unwrap().is_empty());
+    assert_eq!(emu.counters().total_token_requests(), 0);
+}
