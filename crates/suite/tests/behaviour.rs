@@ -707,6 +707,19 @@ fn reqwest_never_takes_a_normalised_url_for_a_redirect() {
     assert_eq!(emu.counters().total_token_requests(), 1);
 }
 
+/// The demo client's settings on any connector, with every retry off (one attempt, so a test
+/// can count them).
+fn demo_once<C: Connector>(
+    builder: ClientBuilder<C>,
+    environment: &Environment,
+) -> ClientBuilder<C> {
+    builder
+        .environment(environment.clone())
+        .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+        .retry_policy(RetryPolicy::never())
+        .token_options(helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()))
+}
+
 /// The same failure gets the same kind on both shipped transports, and the HTTP library's own
 /// error stays reachable through `source()`.
 #[test]
@@ -723,27 +736,11 @@ fn a_refused_connection_is_connect_with_its_cause_on_both_transports() {
         }
         other => panic!("expected a transport error, got {other:?}"),
     };
-    let blocking = helloflex_transport_ureq::Client::builder()
-        .environment(environment.clone())
-        .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
-        .retry_policy(RetryPolicy::never())
-        .token_options(helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()))
-        .build()
-        .unwrap();
-    check(blocking.get("news").send().unwrap_err());
+    let blocking = demo_once(helloflex_transport_ureq::Client::builder(), &environment);
+    check(blocking.build().unwrap().get("news").send().unwrap_err());
     let rt = runtime();
-    let nonblocking = rt
-        .block_on(async {
-            helloflex_transport_reqwest::Client::builder()
-                .environment(environment)
-                .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
-                .retry_policy(RetryPolicy::never())
-                .token_options(
-                    helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()),
-                )
-                .build()
-        })
-        .unwrap();
+    let builder = demo_once(helloflex_transport_reqwest::Client::builder(), &environment);
+    let nonblocking = rt.block_on(async { builder.build() }).unwrap();
     check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
 }
 
@@ -804,34 +801,17 @@ const PROXY_CHILD: &str = "HELLOFLEX_PROXY_CHILD";
 fn proxies_from_the_environment_can_be_turned_off() {
     if std::env::var_os(PROXY_CHILD).is_some() {
         let emu = emulator();
+        let env = environment(&emu);
         let build_ureq = |from_env| {
-            helloflex_transport_ureq::Client::builder()
-                .environment(environment(&emu))
-                .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
-                .retry_policy(RetryPolicy::never())
-                .token_options(
-                    helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()),
-                )
-                .proxy_from_env(from_env)
-                .build()
-                .unwrap()
+            let builder = demo_once(helloflex_transport_ureq::Client::builder(), &env);
+            builder.proxy_from_env(from_env).build().unwrap()
         };
         assert!(build_ureq(true).get("news").send().is_err(), "ureq went through the proxy");
         assert_eq!(build_ureq(false).get("news").send().unwrap().status(), 200);
         let rt = runtime();
         let build_reqwest = |from_env| {
-            rt.block_on(async {
-                helloflex_transport_reqwest::Client::builder()
-                    .environment(environment(&emu))
-                    .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
-                    .retry_policy(RetryPolicy::never())
-                    .token_options(
-                        helloflex_auth::ManagerOptions::default().with_retry(RetryPolicy::never()),
-                    )
-                    .proxy_from_env(from_env)
-                    .build()
-            })
-            .unwrap()
+            let builder = demo_once(helloflex_transport_reqwest::Client::builder(), &env);
+            rt.block_on(async { builder.proxy_from_env(from_env).build() }).unwrap()
         };
         assert!(rt.block_on(build_reqwest(true).get("news").send()).is_err(), "reqwest proxied");
         assert_eq!(rt.block_on(build_reqwest(false).get("news").send()).unwrap().status(), 200);
