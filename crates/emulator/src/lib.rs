@@ -141,6 +141,45 @@ impl Emulator {
         self.state.lock().counters = Counters::default();
     }
 
+    /// Plays a person who approves the authorization request `authorize_url` (the URL the SDK
+    /// sends the browser to), whatever the consent mode: the same checks as the authorize
+    /// endpoint, and the callback URL the browser would be sent to, with a fresh code. No HTTP
+    /// client needed.
+    ///
+    /// ```
+    /// let emulator = helloflex_emulator::start(Default::default())?;
+    /// let url = format!(
+    ///     "{}?response_type=code&client_id=flextell-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A3000%2Fcallback\
+    ///      &state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+    ///     emulator.authorize_url()
+    /// );
+    /// let callback = emulator.approve(&url).unwrap();
+    /// assert!(callback.starts_with("http://127.0.0.1:3000/callback?code="));
+    /// assert!(callback.contains("&state=s1"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn approve(&self, authorize_url: &str) -> Result<String, String> {
+        self.decide(authorize_url, "approve")
+    }
+
+    /// Plays a person who clicks Deny: the callback URL with `error=access_denied`.
+    pub fn deny(&self, authorize_url: &str) -> Result<String, String> {
+        self.decide(authorize_url, "deny")
+    }
+
+    fn decide(&self, authorize_url: &str, decision: &str) -> Result<String, String> {
+        let uri: axum::http::Uri =
+            authorize_url.parse().map_err(|e| format!("not an authorize URL: {e}"))?;
+        let axum::extract::Query(params) =
+            axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&uri)
+                .map_err(|e| format!("unreadable authorize URL query: {e}"))?;
+        match oauth::decide(&self.state, &params, Some(decision)) {
+            oauth::Authorize::Redirect(location) => Ok(location),
+            oauth::Authorize::Refuse(message) => Err(message.to_owned()),
+            oauth::Authorize::AskConsent { .. } => Err("no decision was taken".to_owned()),
+        }
+    }
+
     /// Adds a fault.
     pub fn add_fault(&self, fault: Fault) {
         self.state.lock().faults.push(fault);

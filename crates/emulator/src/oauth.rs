@@ -321,30 +321,40 @@ fn query_encode(text: &str) -> String {
         .collect()
 }
 
-fn redirect_back(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+fn redirect_back(redirect_uri: &str, params: &[(&str, &str)]) -> String {
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let query: Vec<String> =
         params.iter().map(|(k, v)| format!("{k}={}", query_encode(v))).collect();
-    Redirect::to(&format!("{redirect_uri}{separator}{}", query.join("&"))).into_response()
+    format!("{redirect_uri}{separator}{}", query.join("&"))
 }
 
-/// `GET /oauth2/authorize` (and the consent form's `POST`).
-pub(crate) async fn authorize(
-    AxumState(state): AxumState<State>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
+/// What the authorize endpoint does with a request: its one decision, used by the HTTP
+/// endpoint and by `Emulator::approve` / `deny`.
+pub(crate) enum Authorize {
+    /// Send the browser back to the client (with a code, or an `error`).
+    Redirect(String),
+    /// Ask the person (consent mode `prompt`, no decision yet).
+    AskConsent { client: String, scopes: Vec<String> },
+    /// Refuse without redirecting (an unknown client, an unregistered redirect URI).
+    Refuse(&'static str),
+}
+
+/// Decides an authorization request; `decision` (`approve` / `deny`) overrides the consent
+/// mode when given.
+pub(crate) fn decide(
+    state: &State,
+    params: &HashMap<String, String>,
+    decision: Option<&str>,
+) -> Authorize {
     let get = |k: &str| params.get(k).map(String::as_str);
     let inner = state.lock();
     let Some(client) = get("client_id").and_then(|id| inner.clients.get(id)).cloned() else {
-        return error_page(StatusCode::BAD_REQUEST, "Unknown client.");
+        return Authorize::Refuse("Unknown client.");
     };
     let Some(redirect_uri) =
         get("redirect_uri").filter(|u| redirect_registered(&client.redirect_uris, u))
     else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "The redirect URI is not registered for this client.",
-        );
+        return Authorize::Refuse("The redirect URI is not registered for this client.");
     };
     let issuer = inner.base_url.clone();
     let consent = inner.consent;
@@ -355,7 +365,7 @@ pub(crate) async fn authorize(
         if !state_param.is_empty() {
             p.push(("state", state_param.as_str()));
         }
-        redirect_back(redirect_uri, &p)
+        Authorize::Redirect(redirect_back(redirect_uri, &p))
     };
     if get("response_type") != Some("code") {
         return fail("unsupported_response_type");
@@ -368,10 +378,9 @@ pub(crate) async fn authorize(
         Ok(scopes) => scopes,
         Err(_) => return fail("invalid_scope"),
     };
-    let decision = get("decision").map(str::to_owned);
-    match (consent, decision.as_deref()) {
-        (Consent::AutoDeny, _) | (Consent::Prompt, Some("deny")) => fail("access_denied"),
-        (Consent::AutoApprove, _) | (Consent::Prompt, Some("approve")) => {
+    match (consent, decision.or(get("decision"))) {
+        (_, Some("deny")) | (Consent::AutoDeny, None) => fail("access_denied"),
+        (_, Some("approve")) | (Consent::AutoApprove, None) => {
             let mut inner = state.lock();
             let family = inner.next_family;
             inner.next_family += 1;
@@ -394,9 +403,21 @@ pub(crate) async fn authorize(
             if !state_param.is_empty() {
                 p.push(("state", state_param.as_str()));
             }
-            redirect_back(redirect_uri, &p)
+            Authorize::Redirect(redirect_back(redirect_uri, &p))
         }
-        (Consent::Prompt, _) => consent_page(&client.id, &scopes, &params),
+        (_, _) => Authorize::AskConsent { client: client.id, scopes },
+    }
+}
+
+/// `GET /oauth2/authorize` (and the consent form's `POST`).
+pub(crate) async fn authorize(
+    AxumState(state): AxumState<State>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match decide(&state, &params, None) {
+        Authorize::Redirect(location) => Redirect::to(&location).into_response(),
+        Authorize::AskConsent { client, scopes } => consent_page(&client, &scopes, &params),
+        Authorize::Refuse(message) => error_page(StatusCode::BAD_REQUEST, message),
     }
 }
 

@@ -497,3 +497,39 @@ async fn admin_api_health_fault_list_clear_errors_and_reset() {
     assert!(listed.as_array().unwrap().is_empty());
     assert_eq!(emu.counters().total_token_requests(), 0);
 }
+
+#[tokio::test]
+async fn approve_and_deny_play_the_person_without_http() {
+    let emu =
+        start(EmulatorConfig { consent: Consent::Prompt, ..EmulatorConfig::default() }).unwrap();
+    let verifier = "a-verifier-of-at-least-forty-three-characters-0123456789";
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier));
+    let url = format!(
+        "{}?response_type=code&client_id=flextell-app&redirect_uri={}&state=s1&code_challenge={challenge}&code_challenge_method=S256&scope=news.read",
+        emu.authorize_url(),
+        enc("http://127.0.0.1:3000/callback")
+    );
+    let denied = emu.deny(&url).unwrap();
+    assert!(denied.contains("error=access_denied") && denied.contains("state=s1"), "{denied}");
+    let approved = emu.approve(&url).unwrap();
+    let code = approved.split(['?', '&']).find_map(|p| p.strip_prefix("code=")).unwrap();
+    // The code is real: the token endpoint exchanges it.
+    let (status, _, body) = token(
+        emu.base_url(),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", "http://127.0.0.1:3000/callback"),
+            ("code_verifier", verifier),
+            ("client_id", "flextell-app"),
+            ("client_secret", "flextell-secret"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].is_string());
+    // What the endpoint refuses, the helper refuses.
+    assert!(emu.approve(&url.replace("flextell-app", "nobody")).is_err());
+    assert!(emu.approve("not a url").is_err());
+}
