@@ -254,3 +254,30 @@ async fn with_a_runtime_a_dropped_fetch_still_lands_as_the_one_request() {
     assert_eq!(token.access_token().expose_secret(), "t1");
     assert_eq!(transport.tokens.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_runtime_a_fetch_dropped_after_every_poll_still_lands_once() {
+    for k in 0..10 {
+        let transport =
+            Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_millis(20) });
+        let runtime: Arc<dyn AsyncRuntime> =
+            Arc::new(support::Tokio(tokio::runtime::Handle::current()));
+        let manager = ManagerBuilder::client_credentials(config())
+            .nonblocking(transport.clone(), Some(runtime));
+        let mut caller = Box::pin(manager.token());
+        for _ in 0..k {
+            let finished = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(caller.as_mut().poll(cx).is_ready())
+            })
+            .await;
+            if finished {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(caller);
+        let token = manager.token().await.unwrap();
+        assert_eq!(token.access_token().expose_secret(), "t1", "k={k}");
+        assert_eq!(transport.tokens.load(Ordering::SeqCst), 1, "k={k}: one request");
+    }
+}
