@@ -85,15 +85,7 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Fields<'_>, ObjectError> {
             Ok(()) => Ok(fields),
             Err(e) => Err(ObjectError::NotJson(reason(&e))),
         },
-        Err(e) => {
-            let text = e.to_string();
-            match text.strip_prefix(DUPLICATE) {
-                Some(rest) => Err(ObjectError::Duplicate(
-                    rest.split(" at line").next().unwrap_or(rest).to_owned(),
-                )),
-                None => Err(ObjectError::NotJson(reason(&e))),
-            }
-        }
+        Err(e) => Err(object_error(&e)),
     }
 }
 
@@ -106,9 +98,18 @@ pub(crate) fn not_an_object(body: &[u8]) -> ObjectError {
     }
 }
 
-/// The error for a body starting with `{` that serde_json refused.
+/// The error for a body starting with `{` that serde_json refused: a repeated field (named
+/// by serde as "duplicate field `name`", from our visitor and from derived ones alike), or
+/// not JSON. The one place serde's message text is read.
 pub(crate) fn object_error(e: &serde_json::Error) -> ObjectError {
-    ObjectError::NotJson(reason(e))
+    let text = e.to_string();
+    match text.strip_prefix(DUPLICATE) {
+        Some(rest) => {
+            let name = rest.split(" at line").next().unwrap_or(rest);
+            ObjectError::Duplicate(name.trim_matches('`').to_owned())
+        }
+        None => ObjectError::NotJson(reason(e)),
+    }
 }
 
 /// serde_json's messages name positions and expectations, never the input's content; the

@@ -397,13 +397,12 @@ impl TokenCache {
                     return Completion::Failed(error);
                 }
                 self.failures = self.failures.saturating_add(1);
-                let exp = self
-                    .policy
-                    .failure_backoff
-                    .saturating_mul(1 << self.failures.saturating_sub(1).min(16));
-                let backoff = exp
-                    .min(self.policy.max_failure_backoff)
-                    .mul_f64(0.5 + 0.5 * Jitter::new(entropy).next_fraction());
+                let backoff = crate::retry::jittered_backoff(
+                    self.policy.failure_backoff,
+                    self.policy.max_failure_backoff,
+                    self.failures,
+                    Jitter::new(entropy).next_fraction(),
+                );
                 self.retry_at = now.checked_add(backoff);
                 self.last_error = Some(error.clone());
                 Completion::Failed(error)

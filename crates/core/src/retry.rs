@@ -65,9 +65,21 @@ impl RetryPolicy {
     /// The backoff before attempt `failures + 1`, scaled into `[1/2, 1]` of the exponential
     /// value by `jitter` (in `[0, 1)`).
     pub(crate) fn backoff(&self, failures: u32, jitter: f64) -> Duration {
-        let exp = self.initial_backoff.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-        exp.min(self.max_backoff).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+        jittered_backoff(self.initial_backoff, self.max_backoff, failures, jitter)
     }
+}
+
+/// The one backoff: `initial` doubled per failure after the first, at most `max`, scaled into
+/// `[1/2, 1]` of that by `jitter` (in `[0, 1)`). Used between the attempts of one exchange and
+/// between failed token fetches.
+pub(crate) fn jittered_backoff(
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+    jitter: f64,
+) -> Duration {
+    let exp = initial.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    exp.min(max).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// A small deterministic generator (SplitMix64) seeded with handed-in entropy, so the core never

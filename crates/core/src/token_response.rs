@@ -193,13 +193,7 @@ fn read_fields(body: &[u8]) -> Result<Fields<'_>, ObjectError> {
     let mut deserializer = serde_json::Deserializer::from_slice(trimmed);
     let fields = serde::Deserialize::deserialize(&mut deserializer)
         .and_then(|f| deserializer.end().map(|()| f));
-    fields.map_err(|e| {
-        let text = e.to_string();
-        match text.strip_prefix("duplicate field `").and_then(|rest| rest.split('`').next()) {
-            Some(field) => ObjectError::Duplicate(field.to_owned()),
-            None => json::object_error(&e),
-        }
-    })
+    fields.map_err(|e| json::object_error(&e))
 }
 
 fn invalid(status: StatusCode, field: &'static str, reason: &'static str) -> Error {
