@@ -1,26 +1,33 @@
-//! A server-side Flextell web application (axum): login redirects to the authorize URL, the
-//! callback is checked and the code exchanged, the pending authorization lives server-side per
-//! browser session, the tokens live in a server-side store, and a page calls the API with them.
+//! A server-side Flextell web application (axum), written to be copied: login redirects to the
+//! authorize URL, the callback is checked and the code exchanged, the pending authorizations
+//! live server-side per browser session, the tokens live in a server-side store per user, and
+//! a page calls the API with them.
 //!
 //! One `Client` serves every user: it is built once, and each signed-in user gets
 //! `client.for_user(store)` (the same HTTP pool and the same memory of completed
 //! authorizations, a token store of their own), created only after their callback succeeded.
+//! Sessions expire after 30 idle minutes; `/logout` ends one. Cookies are `HttpOnly`,
+//! `SameSite=Lax`, and `Secure` when the app is served over https. Every server-supplied text is
+//! escaped.
 //!
 //! ```sh
-//! cargo run --example web_app     # then open http://127.0.0.1:3000/ in a browser
+//! cargo run --example web_app                 # then open http://127.0.0.1:3000/
+//! cargo run --example web_app -- --port 3001  # another port (register its callback first)
 //! ```
 //!
 //! It runs against the embedded emulator with its consent page; `crates/examples/tests/web_app.rs`
 //! drives it end to end with a cookie-keeping HTTP client.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use helloflex_auth::MemoryStore;
 use helloflex_core::{
     AuthorizationCodeConfig, CallbackError, ClientIdentity, ClientSecret, Endpoint, Environment,
@@ -28,13 +35,19 @@ use helloflex_core::{
 };
 use helloflex_transport_reqwest::Client;
 
+/// How long an idle session lives.
+const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Sign-ins a session may have in flight at once (one per tab).
+const PENDING_PER_SESSION: usize = 4;
+const COOKIE: &str = "sid";
+
 /// One browser's server-side session.
-#[derive(Default)]
 struct Session {
-    /// Between `/login` and a successful `/callback` (kept through a forged callback).
-    pending: Option<PendingAuthorization>,
+    /// Sign-ins started and not yet completed (a forged callback leaves them in place).
+    pending: Vec<PendingAuthorization>,
     /// After a successful callback: this user's client (their tokens, the shared pool).
     client: Option<Client>,
+    last_seen: Instant,
 }
 
 /// The app's state: sessions by id, and the one client every user shares.
@@ -42,6 +55,13 @@ struct Session {
 pub struct App {
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     client: Client,
+    secure_cookies: bool,
+}
+
+/// The app's own clock: sessions expire by it.
+#[allow(clippy::disallowed_methods)] // an application reads the time; the SDK never does
+fn now() -> Instant {
+    Instant::now()
 }
 
 impl App {
@@ -67,7 +87,8 @@ impl App {
             .environment(environment)
             .authorization_code(config, Arc::new(MemoryStore::new()))
             .build()?;
-        Ok(Self { sessions: Arc::default(), client })
+        let secure_cookies = self_url.starts_with("https://");
+        Ok(Self { sessions: Arc::default(), client, secure_cookies })
     }
 
     /// The routes.
@@ -77,13 +98,33 @@ impl App {
             .route("/login", get(login))
             .route("/callback", get(callback))
             .route("/news", get(news))
+            .route("/logout", get(logout))
             .with_state(self)
     }
-}
 
-fn session_id(headers: &HeaderMap) -> Option<String> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies.split(';').find_map(|c| c.trim().strip_prefix("sid=").map(str::to_owned))
+    /// Runs `f` on the live session behind `jar`'s cookie (expired ones are dropped first).
+    fn with_session<T>(&self, jar: &CookieJar, f: impl FnOnce(Option<&mut Session>) -> T) -> T {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = now();
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
+        let session = jar.get(COOKIE).and_then(|c| sessions.get_mut(c.value()));
+        match session {
+            Some(session) => {
+                session.last_seen = now;
+                f(Some(session))
+            }
+            None => f(None),
+        }
+    }
+
+    fn cookie(&self, id: String) -> Cookie<'static> {
+        let mut cookie = Cookie::new(COOKIE, id);
+        cookie.set_http_only(true);
+        cookie.set_same_site(SameSite::Lax);
+        cookie.set_secure(self.secure_cookies);
+        cookie.set_path("/");
+        cookie
+    }
 }
 
 fn new_session_id() -> String {
@@ -91,106 +132,179 @@ fn new_session_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn home(State(app): State<App>, headers: HeaderMap) -> Html<String> {
-    let signed_in = session_id(&headers).is_some_and(|id| {
-        app.sessions.lock().is_ok_and(|s| s.get(&id).is_some_and(|s| s.client.is_some()))
-    });
-    Html(if signed_in {
-        "<p>Signed in. <a href=\"/news\">Read the news with your tokens</a></p>".into()
-    } else {
-        "<p><a href=\"/login\">Sign in with Flextell</a></p>".into()
-    })
+/// Text from a server or a user, made safe to put in HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-async fn login(State(app): State<App>) -> Response {
+/// A page: a title, a little CSS, a navigation bar, and `body` (already HTML).
+fn page(title: &str, signed_in: bool, body: &str) -> Html<String> {
+    let nav = if signed_in {
+        r#"<a href="/">Home</a> · <a href="/news">News</a> · <a href="/logout">Sign out</a>"#
+    } else {
+        r#"<a href="/">Home</a> · <a href="/login">Sign in with Flextell</a>"#
+    };
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} · HelloFlex demo</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+nav{{margin-bottom:1.5rem}} .error{{color:#a00}} li{{margin:.3rem 0}}</style></head>
+<body><nav>{nav}</nav><h1>{title}</h1>{body}</body></html>"#,
+        title = escape(title)
+    ))
+}
+
+fn error_page(status: StatusCode, signed_in: bool, message: &str) -> Response {
+    let body = format!(
+        r#"<p class="error">{}</p><p><a href="/">Back to the start</a></p>"#,
+        escape(message)
+    );
+    (status, page("Something went wrong", signed_in, &body)).into_response()
+}
+
+async fn home(State(app): State<App>, jar: CookieJar) -> Html<String> {
+    let signed_in = app.with_session(&jar, |s| s.is_some_and(|s| s.client.is_some()));
+    if signed_in {
+        page("Signed in", true, r#"<p><a href="/news">Read the news with your tokens</a></p>"#)
+    } else {
+        page(
+            "Welcome",
+            false,
+            r#"<p><a href="/login">Sign in with Flextell</a> to read the news.</p>"#,
+        )
+    }
+}
+
+async fn login(State(app): State<App>, jar: CookieJar) -> Response {
     let (url, pending) = match app.client.start_authorization() {
         Ok(started) => started,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, false, &e.to_string()),
     };
-    let id = new_session_id();
-    if let Ok(mut sessions) = app.sessions.lock() {
-        sessions.insert(id.clone(), Session { pending: Some(pending), client: None });
+    // A second tab signing in adds its own pending authorization to the same session.
+    let existing = app.with_session(&jar, |session| match session {
+        Some(session) => {
+            if session.pending.len() == PENDING_PER_SESSION {
+                session.pending.remove(0);
+            }
+            session.pending.push(pending.clone());
+            true
+        }
+        None => false,
+    });
+    if existing {
+        return Redirect::to(&url).into_response();
     }
-    // Not signed in yet: only a successful callback signs the session in.
-    let cookie = format!("sid={id}; HttpOnly; SameSite=Lax; Path=/");
-    ([(header::SET_COOKIE, cookie)], Redirect::to(&url)).into_response()
+    let id = new_session_id();
+    let session = Session { pending: vec![pending], client: None, last_seen: now() };
+    app.sessions.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), session);
+    (jar.add(app.cookie(id)), Redirect::to(&url)).into_response()
 }
 
-async fn callback(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {
-    let Some(id) = session_id(&headers) else {
-        return (StatusCode::BAD_REQUEST, "no session").into_response();
-    };
-    let (pending, signed_in) = match app.sessions.lock() {
-        Ok(sessions) => match sessions.get(&id) {
-            Some(s) => (s.pending.clone(), s.client.is_some()),
-            None => (None, false),
-        },
-        Err(_) => (None, false),
-    };
-    let Some(pending) = pending else {
+async fn callback(State(app): State<App>, jar: CookieJar, uri: Uri) -> Response {
+    let (pending, signed_in) = app.with_session(&jar, |s| match s {
+        Some(s) => (s.pending.clone(), s.client.is_some()),
+        None => (Vec::new(), false),
+    });
+    if pending.is_empty() {
         // A reload or the back button after signing in: nothing to do, the user is in.
         if signed_in {
             return Redirect::to("/news").into_response();
         }
-        return (StatusCode::BAD_REQUEST, "no authorization in progress for this session")
-            .into_response();
-    };
+        return error_page(StatusCode::BAD_REQUEST, false, "No sign-in is in progress here.");
+    }
     let user = match app.client.for_user(Arc::new(MemoryStore::new())) {
         Ok(user) => user,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, false, &e.to_string()),
     };
-    match user.complete_authorization(&pending, &uri.to_string()).await {
-        Ok(_) => {
-            if let Ok(mut sessions) = app.sessions.lock() {
-                sessions.insert(id, Session { pending: None, client: Some(user) });
+    let callback = uri.to_string();
+    // The callback belongs to at most one of this session's sign-ins (by its `state`).
+    for candidate in &pending {
+        match user.complete_authorization(candidate, &callback).await {
+            Ok(_) => {
+                app.with_session(&jar, |s| {
+                    if let Some(s) = s {
+                        s.pending.clear();
+                        s.client = Some(user.clone());
+                    }
+                });
+                return Redirect::to("/news").into_response();
             }
-            Redirect::to("/news").into_response()
-        }
-        // A forged or stray callback: the session's sign-in stays in progress.
-        Err(Error::Callback(CallbackError::StateMismatch | CallbackError::MissingState)) => {
-            (StatusCode::BAD_REQUEST, "this callback is not for this session").into_response()
-        }
-        Err(e) => {
-            // Denied, or the exchange failed: this authorization is used up.
-            if let Ok(mut sessions) = app.sessions.lock()
-                && let Some(session) = sessions.get_mut(&id)
-            {
-                session.pending = None;
+            Err(Error::Callback(CallbackError::StateMismatch | CallbackError::MissingState)) => {}
+            Err(Error::Callback(CallbackError::AlreadyCompleted)) if signed_in => {
+                return Redirect::to("/news").into_response();
             }
-            (StatusCode::FORBIDDEN, format!("sign-in failed: {e}")).into_response()
+            Err(e) => {
+                // Denied, or the exchange failed: this sign-in is used up; others stay.
+                app.with_session(&jar, |s| {
+                    if let Some(s) = s {
+                        s.pending.retain(|p| p.id() != candidate.id());
+                    }
+                });
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    signed_in,
+                    &format!("Sign-in failed: {e}"),
+                );
+            }
         }
     }
+    error_page(StatusCode::BAD_REQUEST, signed_in, "This callback is not for this session.")
 }
 
-async fn news(State(app): State<App>, headers: HeaderMap) -> Response {
-    let client =
-        session_id(&headers).and_then(|id| app.sessions.lock().ok()?.get(&id)?.client.clone());
+async fn news(State(app): State<App>, jar: CookieJar) -> Response {
+    let client = app.with_session(&jar, |s| s.and_then(|s| s.client.clone()));
     let Some(client) = client else { return Redirect::to("/login").into_response() };
     match client.get("news").send().await {
         Ok(response) => {
-            Html(format!("<h1>News</h1><pre>{}</pre>", response.text().replace('<', "&lt;")))
-                .into_response()
+            let items: Vec<serde_json::Value> = response.json().unwrap_or_default();
+            let list: String = items
+                .iter()
+                .map(|item| {
+                    let title = item["title"].as_str().unwrap_or("(untitled)");
+                    format!("<li>{}</li>", escape(title))
+                })
+                .collect();
+            page("News", true, &format!("<ul>{list}</ul>")).into_response()
         }
         Err(e) if e.requires_reauthorization() => Redirect::to("/login").into_response(),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        Err(e) => error_page(StatusCode::BAD_GATEWAY, true, &format!("The API failed: {e}")),
     }
+}
+
+async fn logout(State(app): State<App>, jar: CookieJar) -> Response {
+    if let Some(cookie) = jar.get(COOKIE) {
+        app.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(cookie.value());
+    }
+    (jar.remove(Cookie::build(COOKIE).path("/")), Redirect::to("/")).into_response()
 }
 
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let emulator = helloflex_emulator::start(helloflex_emulator::EmulatorConfig {
+    let port: u16 = match std::env::args().skip_while(|a| a != "--port").nth(1) {
+        Some(port) => port.parse().map_err(|_| "--port takes a number from 1 to 65535")?,
+        None => 3000,
+    };
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(format!("port {port} is in use: pick another with --port").into());
+        }
+        Err(e) => return Err(format!("cannot listen on port {port}: {e}").into()),
+    };
+    let self_url = format!("http://127.0.0.1:{port}");
+    let config = helloflex_emulator::EmulatorConfig {
         consent: helloflex_emulator::Consent::Prompt,
         ..Default::default()
-    })?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    }
+    .with_redirect_uri(helloflex_emulator::WEB_APP.0, &format!("{self_url}/callback"));
+    let emulator = helloflex_emulator::start(config)?;
     let app = App::new(
         emulator.base_url(),
-        "http://127.0.0.1:3000",
+        &self_url,
         helloflex_emulator::WEB_APP.0,
         helloflex_emulator::WEB_APP.1,
     )?;
-    println!("open http://127.0.0.1:3000/ (Flextell emulator at {})", emulator.base_url());
+    println!("open {self_url}/ (Flextell emulator at {})", emulator.base_url());
     axum::serve(listener, app.router()).await?;
     Ok(())
 }
