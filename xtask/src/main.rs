@@ -188,6 +188,23 @@ fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Where cargo puts this workspace's builds, asked of cargo at run time: `CARGO_TARGET_DIR`, a
+/// `.cargo/config` or a directory shared between checkouts all move it, and a path built from
+/// the source tree would run whatever stale binary sits there instead.
+fn target_directory() -> Result<std::path::PathBuf, String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("could not run cargo metadata: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let key = "\"target_directory\":\"";
+    let start = text.find(key).ok_or("cargo metadata named no target directory")? + key.len();
+    let end = text[start..].find('"').ok_or("cargo metadata is malformed")? + start;
+    Ok(std::path::PathBuf::from(&text[start..end]))
+}
+
 /// Runs every benchmark and writes `docs/benchmarks.md`.
 fn bench() -> Result<(), String> {
     #[allow(clippy::disallowed_methods)] // timing the whole run, outside any library
@@ -210,13 +227,14 @@ fn bench() -> Result<(), String> {
         ],
         &[],
     )?;
-    let criterion = criterion_table(&root.join("target/criterion"));
+    let target = target_directory()?;
+    let criterion = criterion_table(&target.join("criterion"));
     // 2. The load benchmark against the emulator (release builds, separate processes).
     cargo(&["build", "--release", "-p", "helloflex-bench", "-p", "helloflex-emulator"], &[])?;
-    let out = root.join("target/bench");
-    let status = Command::new(root.join("target/release/loadbench"))
+    let out = target.join("bench");
+    let status = Command::new(target.join("release/loadbench"))
         .arg("--emulator")
-        .arg(root.join("target/release/helloflex-emulator"))
+        .arg(target.join("release/helloflex-emulator"))
         .arg("--out")
         .arg(&out)
         .status()
@@ -369,4 +387,16 @@ fn footprint_table(root: &std::path::Path) -> Result<String, String> {
         out.push_str(&format!("| {package} (default features) | {n} |\n"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_target_directory_is_asked_of_cargo() {
+        let target = super::target_directory().unwrap();
+        assert!(target.is_absolute(), "{}", target.display());
+        // The test binary itself was built there.
+        let exe = std::env::current_exe().unwrap();
+        assert!(exe.starts_with(&target), "{} is not under {}", exe.display(), target.display());
+    }
 }
