@@ -2,9 +2,7 @@
 //! its jobs run on the calling thread (a background refresh on a thread of its own).
 
 use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, Condvar, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use helloflex_core::{
@@ -183,15 +181,7 @@ impl BlockingTokenManager {
 impl Inner {
     /// Runs a job on this thread: the shared loop, whose blocking steps are ready at once.
     fn run(&self, job: Job) -> Result<Token, Error> {
-        let mut job = pin!(manager::run(&self.shared, self, job));
-        let mut cx = Context::from_waker(Waker::noop());
-        loop {
-            if let Poll::Ready(result) = job.as_mut().poll(&mut cx) {
-                return result;
-            }
-            // Unreachable with ready steps; yielding keeps it correct if a step ever is not.
-            std::thread::yield_now();
-        }
+        crate::ready::run_ready(manager::run(&self.shared, self, job))
     }
 }
 

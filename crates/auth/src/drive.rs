@@ -1,44 +1,25 @@
-//! The drive loops: one per flavour, no policy. They move bytes and time for the core's
-//! [`Exchange`]s exactly as the core's `exchange` module documents.
+//! The drive loop, written once: it moves bytes and time for the core's [`Exchange`]s exactly
+//! as the core's `exchange` module documents, with no policy of its own. The blocking and async
+//! entry points differ only in how they send, sleep and get a token (`Io`); the blocking one's
+//! steps are ready at once, so it runs the same loop to completion with a no-op waker.
+//!
+//! Each exchange runs inside one `tracing` span (target `helloflex::http`, name `exchange`)
+//! with the fields `method`, `path`, `status` and `attempt`, recorded as the loop goes; the
+//! span is at DEBUG level and names no secret (the query string is left out).
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use helloflex_core::{Error, Exchange, Poll, Token, TokenId};
+use helloflex_core::{Error, Exchange, Poll, Token, TokenId, TransportError};
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
-use crate::transport::{AsyncTransport, BlockingTransport};
+use crate::transport::{AsyncTransport, BlockingTransport, Request, Response};
 
 /// Answers an exchange's [`Poll::NeedToken`]: invalidate the rejected token, then get one.
 pub trait TokenSource {
     /// A valid token, after invalidating `rejected` if given.
     fn token_for(&self, rejected: Option<TokenId>) -> Result<Token, Error>;
-}
-
-/// Runs `exchange` to completion on a blocking transport.
-pub fn drive_blocking<E: Exchange>(
-    transport: &dyn BlockingTransport,
-    clock: &dyn Clock,
-    tokens: Option<&dyn TokenSource>,
-    mut exchange: E,
-) -> E::Output {
-    loop {
-        match exchange.poll(clock.now()) {
-            Poll::Send(request) => match transport.send(request) {
-                Ok(response) => exchange.handle_response(clock.now(), response),
-                Err(error) => exchange.handle_transport_error(clock.now(), error),
-            },
-            Poll::Sleep(until) => {
-                let wait = until.saturating_duration_since(clock.now());
-                tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
-                transport.sleep(wait);
-            }
-            Poll::NeedToken { rejected } => exchange.handle_token(match tokens {
-                Some(tokens) => tokens.token_for(rejected),
-                None => Err(no_token_source()),
-            }),
-            Poll::Done(output) => return output,
-        }
-    }
 }
 
 /// Answers [`Poll::NeedToken`] for async drivers.
@@ -54,39 +35,125 @@ pub trait AsyncTokenSource: Send + Sync {
     }
 }
 
+/// How one flavour sends, sleeps and gets tokens for the loop.
+trait Io {
+    fn send(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response, TransportError>> + Send;
+    fn sleep(&self, wait: Duration) -> impl Future<Output = ()> + Send;
+    fn token(&self, rejected: Option<TokenId>)
+    -> impl Future<Output = Result<Token, Error>> + Send;
+}
+
+/// The loop (see the module docs).
+async fn drive<E: Exchange, I: Io>(io: &I, clock: &dyn Clock, mut exchange: E) -> E::Output {
+    let span = tracing::Span::current();
+    let mut attempt = 0u32;
+    loop {
+        match exchange.poll(clock.now()) {
+            Poll::Send(request) => {
+                attempt += 1;
+                span.record("method", tracing::field::display(request.method()));
+                span.record("path", request.uri().path());
+                span.record("attempt", attempt);
+                match io.send(request).await {
+                    Ok(response) => {
+                        span.record("status", response.status().as_u16());
+                        exchange.handle_response(clock.now(), response);
+                    }
+                    Err(error) => exchange.handle_transport_error(clock.now(), error),
+                }
+            }
+            Poll::Sleep(until) => {
+                let wait = remaining(until, clock.now());
+                tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
+                io.sleep(wait).await;
+            }
+            Poll::NeedToken { rejected } => exchange.handle_token(io.token(rejected).await),
+            Poll::Done(output) => return output,
+        }
+    }
+}
+
+fn exchange_span() -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::debug_span!(target: "helloflex::http", "exchange", method = Empty, path = Empty, status = Empty, attempt = Empty)
+}
+
+/// The blocking flavour: each step does its I/O on the calling thread, then is ready.
+struct Blocking<'a> {
+    transport: &'a dyn BlockingTransport,
+    tokens: Option<&'a dyn TokenSource>,
+}
+
+impl Io for Blocking<'_> {
+    fn send(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response, TransportError>> + Send {
+        std::future::ready(self.transport.send(request))
+    }
+    fn sleep(&self, wait: Duration) -> impl Future<Output = ()> + Send {
+        self.transport.sleep(wait);
+        std::future::ready(())
+    }
+    fn token(
+        &self,
+        rejected: Option<TokenId>,
+    ) -> impl Future<Output = Result<Token, Error>> + Send {
+        std::future::ready(match self.tokens {
+            Some(tokens) => tokens.token_for(rejected),
+            None => Err(no_token_source()),
+        })
+    }
+}
+
+/// The async flavour: the transport's futures, and the token source's fast path first.
+struct Async<'a> {
+    transport: &'a dyn AsyncTransport,
+    tokens: Option<&'a dyn AsyncTokenSource>,
+}
+
+impl Io for Async<'_> {
+    fn send(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response, TransportError>> + Send {
+        self.transport.send(request)
+    }
+    fn sleep(&self, wait: Duration) -> impl Future<Output = ()> + Send {
+        self.transport.sleep(wait)
+    }
+    async fn token(&self, rejected: Option<TokenId>) -> Result<Token, Error> {
+        let Some(tokens) = self.tokens else { return Err(no_token_source()) };
+        match rejected.is_none().then(|| tokens.try_token_now()).flatten() {
+            Some(token) => Ok(token),
+            None => tokens.token_for(rejected).await,
+        }
+    }
+}
+
+/// Runs `exchange` to completion on a blocking transport.
+pub fn drive_blocking<E: Exchange>(
+    transport: &dyn BlockingTransport,
+    clock: &dyn Clock,
+    tokens: Option<&dyn TokenSource>,
+    exchange: E,
+) -> E::Output {
+    let io = Blocking { transport, tokens };
+    crate::ready::run_ready(drive(&io, clock, exchange).instrument(exchange_span()))
+}
+
 /// Runs `exchange` to completion on an async transport.
 pub async fn drive_async<E: Exchange + Send>(
     transport: &dyn AsyncTransport,
     clock: &dyn Clock,
     tokens: Option<&dyn AsyncTokenSource>,
-    mut exchange: E,
+    exchange: E,
 ) -> E::Output {
-    loop {
-        match exchange.poll(clock.now()) {
-            Poll::Send(request) => match transport.send(request).await {
-                Ok(response) => exchange.handle_response(clock.now(), response),
-                Err(error) => exchange.handle_transport_error(clock.now(), error),
-            },
-            Poll::Sleep(until) => {
-                let wait = until.saturating_duration_since(clock.now());
-                tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
-                transport.sleep(wait).await;
-            }
-            Poll::NeedToken { rejected } => {
-                let token = match tokens {
-                    Some(tokens) => {
-                        match rejected.is_none().then(|| tokens.try_token_now()).flatten() {
-                            Some(token) => Ok(token),
-                            None => tokens.token_for(rejected).await,
-                        }
-                    }
-                    None => Err(no_token_source()),
-                };
-                exchange.handle_token(token);
-            }
-            Poll::Done(output) => return output,
-        }
-    }
+    let io = Async { transport, tokens };
+    drive(&io, clock, exchange).instrument(exchange_span()).await
 }
 
 fn no_token_source() -> Error {

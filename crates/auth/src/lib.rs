@@ -41,6 +41,7 @@ mod entropy;
 mod fill;
 mod manager;
 mod nonblocking;
+mod ready;
 mod sealed;
 mod store;
 mod transport;
