@@ -68,14 +68,11 @@ impl AsyncTransport for ReqwestTransport {
             TransportError::new(TransportErrorKind::Other, format!("invalid request: {e}"))
         })?;
         // Compared as reqwest parsed both (host case, IPv6 spelling, dot segments normalised
-        // alike), so only a followed redirect can make them differ.
-        let sent_to = request.url().clone();
+        // alike), so only a followed redirect can make them differ. A fingerprint rather than
+        // a copy of the URL: no allocation per call.
+        let sent_to = target(request.url());
         let mut response = self.client.execute(request).await.map_err(map_error)?;
-        let url = response.url();
-        let same_target = url.scheme() == sent_to.scheme()
-            && url.host() == sent_to.host()
-            && url.port_or_known_default() == sent_to.port_or_known_default()
-            && url.path() == sent_to.path();
+        let same_target = target(response.url()) == sent_to;
         if !same_target {
             return Err(TransportError::new(
                 TransportErrorKind::Redirect,
@@ -102,6 +99,18 @@ impl AsyncTransport for ReqwestTransport {
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
     }
+}
+
+/// A fingerprint of where a URL points (scheme, host, port, path), to tell a followed redirect
+/// from the request's own target without copying the URL.
+fn target(url: &reqwest::Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    url.scheme().hash(&mut hasher);
+    url.host_str().hash(&mut hasher);
+    url.port_or_known_default().hash(&mut hasher);
+    url.path().hash(&mut hasher);
+    hasher.finish()
 }
 
 fn too_large(limit: usize) -> TransportError {
