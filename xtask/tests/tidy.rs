@@ -160,3 +160,18 @@ fn library_code_does_not_unwrap() {
         "no unwrap/expect/unreachable! in library code (mark a proven invariant `// invariant: why`): {found:#?}"
     );
 }
+
+#[test]
+fn internal_crates_are_not_published() {
+    for (dir, name) in [
+        ("crates/suite", "helloflex-suite"),
+        ("crates/interop", "helloflex-interop"),
+        ("crates/bench", "helloflex-bench"),
+        ("crates/examples", "helloflex-examples"),
+        ("xtask", "xtask"),
+    ] {
+        let manifest = read(&root().join(dir).join("Cargo.toml"));
+        assert!(manifest.contains(&format!("name = \"{name}\"")), "{dir} is {name}");
+        assert!(manifest.contains("publish = false"), "{dir} must say publish = false");
+    }
+}
