@@ -391,7 +391,7 @@ impl FillJob {
         let Purpose::Refresh { held, retired } = &self.purpose else { return None };
         let record = record?;
         let theirs = record.tokens.refresh_token.as_ref()?;
-        if theirs == held || retired.contains(theirs) {
+        if !helloflex_core::newer_than_held(theirs, Some(held), retired.iter()) {
             return None;
         }
         tracing::info!(target: "helloflex::token", "adopting tokens another holder refreshed");

@@ -90,6 +90,7 @@ pub use excerpt::{EXCERPT_CHARS, Excerpt};
 pub use exchange::{ApiCall, Exchange, Fetched, Poll, TokenExchange};
 pub use lifecycle::{
     Acquire, Completion, Grant, LifecyclePolicy, Ticket, Token, TokenCache, TokenId, TokenSet,
+    newer_than_held,
 };
 pub use oauth_error::{OAuthError, OAuthErrorCode};
 pub use pkce::{VERIFIER_ENTROPY_BYTES, pkce_challenge, verifier_from_entropy};

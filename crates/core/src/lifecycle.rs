@@ -482,16 +482,10 @@ impl TokenCache {
         false
     }
 
-    /// Whether `token` is a refresh token this cache has already spent (rotated away). A store
-    /// holding one is stale: it must be overwritten, never adopted, and the token never sent.
-    pub fn is_retired(&self, token: &RefreshToken) -> bool {
-        self.retired.iter().any(|old| old == token)
-    }
-
-    /// Whether a refresh token found in a shared store is newer than the one held: it differs
-    /// from ours and is not one we spent. Only then may another process's set be adopted.
+    /// Whether a refresh token found in a shared store is newer than the one held (see
+    /// [`newer_than_held`]).
     pub fn should_adopt(&self, stored: &RefreshToken) -> bool {
-        self.refresh_token.as_ref() != Some(stored) && !self.is_retired(stored)
+        newer_than_held(stored, self.refresh_token.as_ref(), self.retired.iter())
     }
 
     /// The refresh tokens this cache has spent, oldest first (a few are kept).
@@ -513,6 +507,18 @@ impl TokenCache {
     pub fn refresh_at(&self) -> Option<Instant> {
         self.current.as_ref().map(|c| c.refresh_at)
     }
+}
+
+/// Whether a refresh token found in a shared store is newer than the one `held`: it differs
+/// from ours and is not one we already spent (`retired`). Only then may another holder's set be
+/// adopted; a store holding a spent token is stale: overwritten, never adopted, never re-sent.
+/// The one rule, for the cache and for a fill job holding a snapshot of it.
+pub fn newer_than_held<'a>(
+    stored: &RefreshToken,
+    held: Option<&RefreshToken>,
+    mut retired: impl Iterator<Item = &'a RefreshToken>,
+) -> bool {
+    held != Some(stored) && !retired.any(|old| old == stored)
 }
 
 fn reauthorization_error() -> Error {

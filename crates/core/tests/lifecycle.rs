@@ -166,3 +166,24 @@ fn a_held_ticket_is_not_taken_over_before_its_deadline() {
     assert!(matches!(cache.acquire(before), Acquire::Wait(until) if until == long));
     assert!(matches!(cache.acquire(long), Acquire::Fetch(_)));
 }
+
+#[test]
+fn a_stored_refresh_token_is_adopted_only_if_newer_than_held_and_not_spent() {
+    let now = t0();
+    let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
+    cache.insert(
+        TokenSet::from_response(response(60, Some("r1")), now, None, Duration::from_secs(60)),
+        0,
+    );
+    let later = now + Duration::from_secs(59);
+    let Acquire::Fetch(ticket) = cache.acquire(later) else { panic!() };
+    let set = cache.token_set(&ticket, response(60, Some("r2")), later);
+    let _ = cache.complete(later, ticket, Ok(set), 0);
+    let (r1, r2, r3) = (RefreshToken::new("r1"), RefreshToken::new("r2"), RefreshToken::new("r3"));
+    assert!(!cache.should_adopt(&r1), "spent: the store is stale");
+    assert!(!cache.should_adopt(&r2), "the one held");
+    assert!(cache.should_adopt(&r3), "another holder refreshed");
+    // The same rule for a fill job's snapshot.
+    assert!(!newer_than_held(&r1, Some(&r2), [r1.clone()].iter()));
+    assert!(newer_than_held(&r3, Some(&r2), [r1.clone()].iter()));
+}
