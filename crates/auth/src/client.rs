@@ -194,6 +194,7 @@ pub struct ClientBuilder<C> {
     authorization_code: Option<(AuthorizationCodeConfig, Arc<dyn TokenStore>)>,
     retry: RetryPolicy,
     manager: ManagerOptions,
+    shared_store: Option<Arc<dyn TokenStore>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -228,6 +229,7 @@ impl<C: Connector> ClientBuilder<C> {
             authorization_code: None,
             retry: RetryPolicy::default(),
             manager: ManagerOptions::default(),
+            shared_store: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -284,6 +286,14 @@ impl<C: Connector> ClientBuilder<C> {
         self
     }
 
+    /// Client credentials (HelloFlex): shares the token with every process using `store` (a
+    /// fleet of service instances): one of them fetches while holding the store's lease, the
+    /// others adopt its token. See `docs/fleet.md` and the `helloflex-store-redis` crate.
+    pub fn shared_token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.shared_store = Some(store);
+        self
+    }
+
     /// Retries of API calls (default: [`RetryPolicy::default`]).
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -331,7 +341,7 @@ impl<C: Connector> ClientBuilder<C> {
     /// Builds the client. Fails if no grant was chosen or the transport cannot be built. A
     /// token store is read by the first call that needs a token, not here.
     pub fn build(self) -> Result<Client<C::Manager, C>, Error> {
-        let (environment, tokens) = match (self.authorization_code, self.client_id) {
+        let (environment, mut tokens) = match (self.authorization_code, self.client_id) {
             (Some((config, store)), _) => {
                 config.client().validate()?;
                 let environment = self.environment.ok_or(ConfigError::Missing(
@@ -355,6 +365,9 @@ impl<C: Connector> ClientBuilder<C> {
                 return Err(ConfigError::Missing("credentials (client id and secret)").into());
             }
         };
+        if let Some(store) = self.shared_store {
+            tokens = tokens.shared_store(store);
+        }
         let attempt = self.connector.attempt_timeout(&self.http.timeouts);
         let options = self.manager.with_attempt_timeout(attempt);
         let tokens =

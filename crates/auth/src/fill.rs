@@ -19,13 +19,16 @@
 
 use std::time::{Duration, Instant};
 
-use helloflex_core::{Error, Fetched, RefreshToken, TokenExchange, TokenSet, UsageError};
+use helloflex_core::{
+    AccessToken, Error, Fetched, RefreshToken, TokenExchange, TokenSet, UsageError,
+};
 
 use crate::clock::Clock;
+use crate::manager::ManagerOptions;
 use crate::store::{Lease, LeaseAttempt, Record, StoreError, StoredTokens, Swap, TokenStore};
 
-/// Time allowed for the store's own calls within one job.
-const STORE_SLACK: Duration = Duration::from_secs(10);
+/// How long a job waits before asking a failing store for its lease again.
+const STORE_RETRY: Duration = Duration::from_millis(250);
 
 /// A store call, owned so that it can be run on another thread.
 #[derive(Debug)]
@@ -103,6 +106,10 @@ pub(crate) struct Outcome {
 pub(crate) enum Purpose {
     /// A token from the client's own credentials: no store.
     ClientCredentials,
+    /// A client-credentials token shared through a store: lease, adopt a live token another
+    /// holder stored (none of `held`, the tokens this process holds or had refused), or fetch
+    /// and store one.
+    SharedClientCredentials { held: Vec<AccessToken> },
     /// Read the stored set (nothing held in memory yet).
     Reload,
     /// Refresh with `held`; `retired` are refresh tokens this process already spent.
@@ -150,32 +157,32 @@ pub(crate) struct FillJob {
     started: Instant,
     lease_ttl: Duration,
     deadline: Instant,
+    /// Until when a failing store is asked again.
+    store_deadline: Instant,
     swaps_left: u8,
 }
 
 impl FillJob {
-    /// A job for `purpose` that sends `exchange` (none for a reload), started at `now`; one
-    /// attempt of the exchange takes at most `attempt_timeout`.
+    /// A job for `purpose` that sends `exchange` (none for a reload), started at `now`, timed
+    /// by `options` (one HTTP attempt, the store's own calls).
     pub(crate) fn new(
         purpose: Purpose,
         exchange: Option<TokenExchange>,
         now: Instant,
-        attempt_timeout: Duration,
-        default_lifetime: Duration,
+        options: &ManagerOptions,
     ) -> Self {
         let send_budget = exchange.as_ref().map_or(Duration::ZERO, |e| {
-            e.deadline(now, attempt_timeout).saturating_duration_since(now)
+            e.deadline(now, options.attempt_timeout).saturating_duration_since(now)
         });
-        let lease_ttl = send_budget.saturating_add(STORE_SLACK);
-        // A refresh may first wait for another holder's lease to lapse.
-        let wait = match purpose {
-            Purpose::Refresh { .. } => lease_ttl,
-            _ => Duration::ZERO,
-        };
-        let phase = match purpose {
-            Purpose::ClientCredentials | Purpose::Authorize => Phase::Fetch,
-            Purpose::Reload => Phase::Load,
-            Purpose::Refresh { .. } => Phase::Lease,
+        let lease_ttl = send_budget.saturating_add(options.store_timeout);
+        let default_lifetime = options.lifecycle.default_lifetime;
+        // A leased job may first wait for another holder's lease to lapse.
+        let (phase, wait) = match purpose {
+            Purpose::ClientCredentials | Purpose::Authorize => (Phase::Fetch, Duration::ZERO),
+            Purpose::Reload => (Phase::Load, Duration::ZERO),
+            Purpose::Refresh { .. } | Purpose::SharedClientCredentials { .. } => {
+                (Phase::Lease, lease_ttl)
+            }
         };
         Self {
             purpose,
@@ -189,6 +196,7 @@ impl FillJob {
             started: now,
             lease_ttl,
             deadline: now.checked_add(lease_ttl.saturating_add(wait)).unwrap_or(now),
+            store_deadline: now.checked_add(options.store_timeout).unwrap_or(now),
             swaps_left: 3,
         }
     }
@@ -266,6 +274,7 @@ impl FillJob {
                         tracing::info!(target: "helloflex::token", rotated = set.rotated, "refresh token grant succeeded");
                         Phase::Swap(set)
                     }
+                    Purpose::SharedClientCredentials { .. } => Phase::Swap(set),
                     // A new authorization replaces what is stored: read the version first.
                     Purpose::Authorize => {
                         self.fresh = Some(set);
@@ -301,8 +310,15 @@ impl FillJob {
                 }
             }
             (Phase::AwaitLease, StoreReply::Lease(Err(error))) => {
-                // Refreshing unleased could race another holder into a reuse; fail, typed.
-                Phase::Release(Err(error.into()))
+                // Refreshing unleased could race another holder into a reuse: ask again until
+                // the deadline (the store may be restarting), then fail, typed.
+                let retry = now.checked_add(STORE_RETRY).unwrap_or(now);
+                if retry > self.store_deadline {
+                    Phase::Release(Err(error.into()))
+                } else {
+                    tracing::debug!(target: "helloflex::store", %error, "lease request failed; asking again");
+                    Phase::BusySleep(retry)
+                }
             }
             (Phase::AwaitBusyRead(retry), StoreReply::Load(loaded)) => {
                 match self.adoptable(loaded.ok().flatten().as_ref(), clock) {
@@ -371,7 +387,7 @@ impl FillJob {
                     (_, None) => Phase::Release(Err(misuse("an authorization had no tokens"))),
                 }
             }
-            (Purpose::Refresh { .. }, Ok(record)) => {
+            (Purpose::Refresh { .. } | Purpose::SharedClientCredentials { .. }, Ok(record)) => {
                 if let Some(set) = self.adoptable(record.as_ref(), clock) {
                     return Phase::Release(Ok(set));
                 }
@@ -385,17 +401,28 @@ impl FillJob {
         }
     }
 
-    /// The stored set, if another holder refreshed past the token this job holds: its refresh
-    /// token differs from ours and is not one this process already spent.
+    /// The stored set, if another holder stored a newer one than this job holds: for a
+    /// refresh, its refresh token differs from ours and is not one this process already spent;
+    /// for a shared client-credentials token, it is live and not one this process holds or had
+    /// refused.
     fn adoptable(&self, record: Option<&Record>, clock: &dyn Clock) -> Option<TokenSet> {
-        let Purpose::Refresh { held, retired } = &self.purpose else { return None };
-        let record = record?;
-        let theirs = record.tokens.refresh_token.as_ref()?;
-        if !helloflex_core::newer_than_held(theirs, Some(held), retired.iter()) {
+        let tokens = &record?.tokens;
+        let newer = match &self.purpose {
+            Purpose::Refresh { held, retired } => {
+                tokens.refresh_token.as_ref().is_some_and(|theirs| {
+                    helloflex_core::newer_than_held(theirs, Some(held), retired.iter())
+                })
+            }
+            Purpose::SharedClientCredentials { held } => {
+                !held.contains(&tokens.access_token) && tokens.expires_in(clock) > Duration::ZERO
+            }
+            Purpose::ClientCredentials | Purpose::Reload | Purpose::Authorize => false,
+        };
+        if !newer {
             return None;
         }
-        tracing::info!(target: "helloflex::token", "adopting tokens another holder refreshed");
-        Some(record.tokens.to_set(clock))
+        tracing::info!(target: "helloflex::token", "adopting tokens another holder stored");
+        Some(tokens.to_set(clock))
     }
 }
 

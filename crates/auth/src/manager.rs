@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use helloflex_core::{
-    Acquire, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
-    Completion, Error, Fetched, Grant, LifecyclePolicy, PendingAuthorization, RetryPolicy, Ticket,
-    Token, TokenCache, TokenExchange, TokenId, UsageError,
+    AccessToken, Acquire, AuthorizationCodeConfig, AuthorizationId, CallbackError,
+    ClientCredentialsConfig, Completion, Error, Fetched, Grant, LifecyclePolicy,
+    PendingAuthorization, RetryPolicy, Ticket, Token, TokenCache, TokenExchange, TokenId,
+    UsageError,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -32,6 +33,10 @@ pub struct ManagerOptions {
     /// timeouts). With the retry deadline it bounds a token request, and so how long its ticket
     /// and its store lease live: a waiting caller never takes over a request still in flight.
     pub attempt_timeout: Duration,
+    /// Time allowed for the token store's own calls within one token request; a store that
+    /// fails (restarting, unreachable) is asked again until then, and the store's lease is
+    /// taken for the request's budget plus this.
+    pub store_timeout: Duration,
 }
 
 impl Default for ManagerOptions {
@@ -40,6 +45,7 @@ impl Default for ManagerOptions {
             lifecycle: LifecyclePolicy::default(),
             retry: RetryPolicy::default(),
             attempt_timeout: Duration::from_secs(90),
+            store_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -55,6 +61,11 @@ impl ManagerOptions {
         self.retry = retry;
         self
     }
+    /// Sets the time allowed for the token store's own calls.
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
     /// Sets the longest one HTTP attempt can take.
     pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = timeout;
@@ -65,8 +76,15 @@ impl ManagerOptions {
 /// How a manager's cache is filled.
 #[derive(Debug, Clone)]
 pub(crate) enum GrantConfig {
-    ClientCredentials(ClientCredentialsConfig),
-    AuthorizationCode { config: AuthorizationCodeConfig, store: Arc<dyn TokenStore> },
+    /// A shared `store` makes one fetch serve every process using it (a fleet).
+    ClientCredentials {
+        config: ClientCredentialsConfig,
+        store: Option<Arc<dyn TokenStore>>,
+    },
+    AuthorizationCode {
+        config: AuthorizationCodeConfig,
+        store: Arc<dyn TokenStore>,
+    },
 }
 
 /// How many completed authorizations are remembered (to refuse a callback delivered twice).
@@ -81,6 +99,9 @@ pub(crate) trait Signal: Send + Sync {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) cache: TokenCache,
+    /// The access token the API last refused (client credentials): a shared store may still
+    /// hold it, and it must not be adopted again.
+    rejected: Option<AccessToken>,
     /// The last store write that failed after the server answered, until a write succeeds.
     store_error: Option<StoreError>,
 }
@@ -140,14 +161,14 @@ impl<S: Signal> Shared<S> {
         signal: S,
     ) -> Self {
         let cache = match &grant {
-            GrantConfig::ClientCredentials(_) => {
+            GrantConfig::ClientCredentials { .. } => {
                 TokenCache::client_credentials(options.lifecycle.clone())
             }
             GrantConfig::AuthorizationCode { .. } => {
                 TokenCache::refreshing(options.lifecycle.clone())
             }
         };
-        let state = State { cache, store_error: None };
+        let state = State { cache, rejected: None, store_error: None };
         let completed = Completed::default();
         Self { state: Mutex::new(state), completed, signal, grant, options, clock }
     }
@@ -169,11 +190,11 @@ impl<S: Signal> Shared<S> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The store user tokens live in, if this grant has one.
+    /// The store tokens live in, if this grant has one.
     pub(crate) fn store(&self) -> Option<&Arc<dyn TokenStore>> {
         match &self.grant {
             GrantConfig::AuthorizationCode { store, .. } => Some(store),
-            GrantConfig::ClientCredentials(_) => None,
+            GrantConfig::ClientCredentials { store, .. } => store.as_ref(),
         }
     }
 
@@ -200,12 +221,20 @@ impl<S: Signal> Shared<S> {
         let seed = jitter_seed();
         let retry = self.options.retry.clone();
         let built = match (&self.grant, ticket.grant()) {
-            (GrantConfig::ClientCredentials(config), _) => config.token_request().map(|r| {
-                (
-                    Purpose::ClientCredentials,
-                    Some(TokenExchange::client_credentials(r, retry, seed)),
-                )
-            }),
+            (GrantConfig::ClientCredentials { config, store }, _) => {
+                config.token_request().map(|r| {
+                    let purpose = match store {
+                        None => Purpose::ClientCredentials,
+                        Some(_) => {
+                            let held = state.cache.current().map(|t| t.access_token().clone());
+                            Purpose::SharedClientCredentials {
+                                held: held.into_iter().chain(state.rejected.clone()).collect(),
+                            }
+                        }
+                    };
+                    (purpose, Some(TokenExchange::client_credentials(r, retry, seed)))
+                })
+            }
             (GrantConfig::AuthorizationCode { config, .. }, Grant::Refresh(held)) => {
                 config.refresh_request(held).map(|r| {
                     let retired = state.cache.retired().cloned().collect();
@@ -222,13 +251,7 @@ impl<S: Signal> Shared<S> {
                 return Err(error);
             }
         };
-        let fill = FillJob::new(
-            purpose,
-            exchange,
-            now,
-            self.options.attempt_timeout,
-            self.options.lifecycle.default_lifetime,
-        );
+        let fill = FillJob::new(purpose, exchange, now, &self.options);
         state.cache.hold(&ticket, fill.deadline());
         Ok(Box::new(Job { ticket: Some(ticket), fill }))
     }
@@ -288,7 +311,11 @@ impl<S: Signal> Shared<S> {
 
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
     pub(crate) fn invalidate(&self, id: TokenId) {
-        if self.lock().cache.invalidate(id) {
+        let mut state = self.lock();
+        let refused =
+            state.cache.current().filter(|t| t.id() == id).map(|t| t.access_token().clone());
+        if state.cache.invalidate(id) {
+            state.rejected = refused;
             tracing::info!(target: "helloflex::token", "access token invalidated after 401");
         }
     }
@@ -314,7 +341,7 @@ impl<S: Signal> Shared<S> {
     fn auth_code(&self) -> Result<&AuthorizationCodeConfig, Error> {
         match &self.grant {
             GrantConfig::AuthorizationCode { config, .. } => Ok(config),
-            GrantConfig::ClientCredentials(_) => Err(UsageError::WrongState(
+            GrantConfig::ClientCredentials { .. } => Err(UsageError::WrongState(
                 "this token manager uses the client-credentials grant, not the authorization-code flow",
             )
             .into()),
@@ -359,13 +386,8 @@ impl<S: Signal> Shared<S> {
         let request = checked?.exchange_request(config)?;
         let exchange =
             TokenExchange::authorization_code(request, self.options.retry.clone(), jitter_seed());
-        let fill = FillJob::new(
-            Purpose::Authorize,
-            Some(exchange),
-            self.clock.now(),
-            self.options.attempt_timeout,
-            self.options.lifecycle.default_lifetime,
-        );
+        let fill =
+            FillJob::new(Purpose::Authorize, Some(exchange), self.clock.now(), &self.options);
         Ok(Job { ticket: None, fill })
     }
 }
@@ -400,7 +422,7 @@ pub struct ManagerBuilder {
 impl ManagerBuilder {
     /// A manager for the client-credentials grant (HelloFlex).
     pub fn client_credentials(config: ClientCredentialsConfig) -> Self {
-        Self::new(GrantConfig::ClientCredentials(config))
+        Self::new(GrantConfig::ClientCredentials { config, store: None })
     }
 
     /// A manager for user tokens (authorization-code grant, Flextell) kept in `store`. The
@@ -411,6 +433,17 @@ impl ManagerBuilder {
 
     fn new(grant: GrantConfig) -> Self {
         Self { grant, clock: Arc::new(SystemClock), options: ManagerOptions::default() }
+    }
+
+    /// Shares the client-credentials token through `store` with every process using it: one
+    /// of them fetches (holding the store's lease), the others adopt its token. For the
+    /// authorization-code grant this replaces the store given at first.
+    pub fn shared_store(mut self, shared: Arc<dyn TokenStore>) -> Self {
+        match &mut self.grant {
+            GrantConfig::ClientCredentials { store, .. } => *store = Some(shared),
+            GrantConfig::AuthorizationCode { store, .. } => *store = shared,
+        }
+        self
     }
 
     /// The clock (a [`crate::ManualClock`] in tests).

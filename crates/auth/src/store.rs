@@ -48,14 +48,16 @@ impl StoredTokens {
         }
     }
 
+    /// How long the access token stays valid from now (zero once expired).
+    pub fn expires_in(&self, clock: &dyn Clock) -> Duration {
+        let expires = UNIX_EPOCH + Duration::from_millis(self.expires_at_unix_ms);
+        expires.duration_since(clock.wall()).unwrap_or(Duration::ZERO)
+    }
+
     /// A token set for the cache; an expired access token gets a zero lifetime (refreshed at once).
     pub fn to_set(&self, clock: &dyn Clock) -> TokenSet {
-        let expires = UNIX_EPOCH + Duration::from_millis(self.expires_at_unix_ms);
         // A file can say anything: never trust a stored expiry beyond the longest lifetime.
-        let left = expires
-            .duration_since(clock.wall())
-            .unwrap_or(Duration::ZERO)
-            .min(helloflex_core::MAX_LIFETIME);
+        let left = self.expires_in(clock).min(helloflex_core::MAX_LIFETIME);
         TokenSet::new(
             self.access_token.clone(),
             self.refresh_token.clone(),

@@ -281,3 +281,68 @@ async fn with_a_runtime_a_fetch_dropped_after_every_poll_still_lands_once() {
         assert_eq!(transport.tokens.load(Ordering::SeqCst), 1, "k={k}: one request");
     }
 }
+
+/// A scripted token endpoint shared by several "processes": counts requests, numbers tokens.
+fn counting_endpoint(count: &Arc<AtomicUsize>) -> MockBlocking {
+    let mut transport = MockBlocking::new();
+    let seen = Arc::clone(count);
+    transport.expect_send().returning(move |request| {
+        assert!(is_token_request(&request));
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(token_body(n, 3600))
+    });
+    transport.expect_sleep().returning(std::thread::sleep);
+    transport
+}
+
+#[test]
+fn managers_sharing_a_store_fetch_one_client_credentials_token_and_never_readopt_a_refused_one() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    // Four "processes": each its own manager and cache, one store between them.
+    let managers: Vec<_> = (0..4)
+        .map(|_| {
+            ManagerBuilder::client_credentials(config())
+                .shared_store(Arc::clone(&store))
+                .blocking(Arc::new(counting_endpoint(&count)))
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for manager in &managers {
+            for _ in 0..8 {
+                scope.spawn(move || {
+                    assert_eq!(manager.token().unwrap().access_token().expose_secret(), "t1");
+                });
+            }
+        }
+    });
+    assert_eq!(count.load(Ordering::SeqCst), 1, "one token request for the whole fleet");
+    assert_eq!(store.load().unwrap().unwrap().tokens.access_token.expose_secret(), "t1");
+
+    // The API refuses t1 in one process: it fetches t2 rather than adopting t1 from the store;
+    // another process whose t1 is refused next adopts t2.
+    let refused = managers[0].token().unwrap();
+    managers[0].invalidate(refused.id());
+    assert_eq!(managers[0].token().unwrap().access_token().expose_secret(), "t2");
+    let refused = managers[1].token().unwrap();
+    managers[1].invalidate(refused.id());
+    assert_eq!(managers[1].token().unwrap().access_token().expose_secret(), "t2");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_shared_store_that_fails_is_retried_then_reported_typed() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let manager = ManagerBuilder::client_credentials(config())
+        .shared_store(Arc::new(support::Unreachable))
+        .options(
+            ManagerOptions::default()
+                .with_attempt_timeout(Duration::from_millis(100))
+                .with_store_timeout(Duration::from_secs(1)),
+        )
+        .blocking(Arc::new(counting_endpoint(&count)));
+    let error = manager.token().unwrap_err();
+    assert!(matches!(error, Error::Store(_)), "{error:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 0, "no unleased fetch");
+}

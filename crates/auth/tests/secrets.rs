@@ -47,7 +47,11 @@ fn canary_never_appears() {
         .with_ansi(false)
         .finish();
     let mut shown = String::new();
-    tracing::subscriber::with_default(subscriber, || {
+    // Global, not scoped: under `cargo test` the other test runs on another thread at the same
+    // time and a scoped subscriber lost lines to that race (nextest runs one process per test).
+    // What the other test logs is captured too, and must not show the canary either.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    {
         // Authorization-code flow with rotation, the canary as the client secret.
         let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
         let clock = Arc::new(ManualClock::new());
@@ -76,7 +80,7 @@ fn canary_never_appears() {
             shown.push_str(&s.to_string());
             source = s.source();
         }
-    });
+    }
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("refresh token grant succeeded"), "the flows were logged: {logs}");
     assert!(!logs.contains(CANARY_SECRET), "{logs}");

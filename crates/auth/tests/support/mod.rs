@@ -273,3 +273,31 @@ impl helloflex_auth::AsyncRuntime for Tokio {
 pub fn keys() -> helloflex_auth::KeyRing {
     helloflex_auth::KeyRing::new(helloflex_auth::Key::new("test-key", [7u8; 32]).unwrap())
 }
+
+/// A store whose every call fails, as a remote store does while unreachable.
+#[derive(Debug)]
+pub struct Unreachable;
+
+impl helloflex_auth::TokenStore for Unreachable {
+    fn load(&self) -> Result<Option<helloflex_auth::Record>, helloflex_auth::StoreError> {
+        Err(down())
+    }
+    fn swap(
+        &self,
+        _: u64,
+        _: &helloflex_auth::StoredTokens,
+        _: Option<&helloflex_auth::Lease>,
+    ) -> Result<helloflex_auth::Swap, helloflex_auth::StoreError> {
+        Err(down())
+    }
+    fn lease(
+        &self,
+        _: std::time::Duration,
+    ) -> Result<helloflex_auth::LeaseAttempt, helloflex_auth::StoreError> {
+        Err(down())
+    }
+}
+
+fn down() -> helloflex_auth::StoreError {
+    helloflex_auth::StoreError::Unavailable("connection refused")
+}
