@@ -86,8 +86,31 @@ fn interop_server() -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("npm ci failed ({status})")) }
 }
 
+/// Installs Debian's `redis-server` for the Redis store and fleet tests when it is missing
+/// (apt, as root; elsewhere it says what to install).
+fn redis_server() -> Result<(), String> {
+    let found =
+        |cmd: &str| Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success());
+    if found("redis-server") {
+        return Ok(());
+    }
+    eprintln!("$ apt-get install -y redis-server (for the Redis store and fleet tests)");
+    let installed = Command::new("sh")
+        .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed && found("redis-server") {
+        Ok(())
+    } else {
+        Err("redis-server is needed by the Redis store and fleet tests: install Debian's \
+             package `redis-server` (or any redis-server 6+ on PATH)"
+            .into())
+    }
+}
+
 fn test() -> Result<(), String> {
     interop_server()?;
+    redis_server()?;
     cargo(&["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"], &[])?;
     cargo(&["test", "--workspace", "--doc"], &[])?;
     // The README's first command must keep working.
@@ -96,8 +119,14 @@ fn test() -> Result<(), String> {
 
 /// Crates of this workspace that are not published: kept out of the API docs (the tidy test
 /// checks each says `publish = false`).
-pub const INTERNAL_CRATES: [&str; 5] =
-    ["helloflex-suite", "helloflex-interop", "helloflex-bench", "helloflex-examples", "xtask"];
+pub const INTERNAL_CRATES: [&str; 6] = [
+    "helloflex-suite",
+    "helloflex-interop",
+    "helloflex-bench",
+    "helloflex-examples",
+    "helloflex-fleet",
+    "xtask",
+];
 
 /// The published crates' docs, warnings denied; internal crates are left out.
 fn docs() -> Result<(), String> {

@@ -101,7 +101,7 @@ fn normal_dependencies(krate: &str) -> Vec<String> {
 #[test]
 fn dependencies_point_down_the_layers() {
     let io = ["reqwest", "ureq", "tokio", "hyper", "hyper-util", "async-trait", "getrandom"];
-    let rules: [(&str, &[&str]); 4] = [
+    let rules: [(&str, &[&str]); 5] = [
         // The core is sans-IO and knows no other crate of ours.
         (
             "core",
@@ -126,6 +126,17 @@ fn dependencies_point_down_the_layers() {
         // A transport knows not the other one.
         ("transport-reqwest", &["ureq", "helloflex-transport-ureq"]),
         ("transport-ureq", &["reqwest", "tokio", "helloflex-transport-reqwest"]),
+        // A store knows the store seam, not a transport or a runtime.
+        (
+            "store-redis",
+            &[
+                "reqwest",
+                "ureq",
+                "tokio",
+                "helloflex-transport-reqwest",
+                "helloflex-transport-ureq",
+            ],
+        ),
     ];
     for (krate, forbidden) in rules {
         let deps = normal_dependencies(krate);
@@ -136,7 +147,8 @@ fn dependencies_point_down_the_layers() {
 
 #[test]
 fn library_code_does_not_unwrap() {
-    let libraries = ["core", "auth", "transport-reqwest", "transport-ureq", "helloflex"];
+    let libraries =
+        ["core", "auth", "transport-reqwest", "transport-ureq", "store-redis", "helloflex"];
     let mut found = Vec::new();
     for krate in libraries {
         for file in sources(&root().join("crates").join(krate).join("src")) {
@@ -168,6 +180,7 @@ fn internal_crates_are_not_published() {
         ("crates/interop", "helloflex-interop"),
         ("crates/bench", "helloflex-bench"),
         ("crates/examples", "helloflex-examples"),
+        ("crates/fleet", "helloflex-fleet"),
         ("xtask", "xtask"),
     ] {
         let manifest = read(&root().join(dir).join("Cargo.toml"));

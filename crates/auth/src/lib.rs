@@ -58,7 +58,8 @@ pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
 pub use sealed::{Key, KeyError, KeyRing, OpenError};
 pub use store::{
-    FileStore, Lease, LeaseAttempt, MemoryStore, Record, StoreError, StoredTokens, Swap, TokenStore,
+    FileStore, Lease, LeaseAttempt, MemoryStore, Record, RecordProblem, StoreError, StoredTokens,
+    Swap, TokenStore,
 };
 pub use transport::{
     AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,

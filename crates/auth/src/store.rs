@@ -120,9 +120,29 @@ pub enum StoreError {
         /// Why.
         problem: crate::sealed::KeyError,
     },
+    /// A remote record exists but is not a token set it can open (it is left as it is).
+    #[error("token store record {key} cannot be read: {problem}; it was left untouched")]
+    RemoteRecord {
+        /// The record's key.
+        key: String,
+        /// What is wrong with it (never its content).
+        problem: RecordProblem,
+    },
     /// A test double refused on purpose.
     #[error("token store unavailable: {0}")]
     Unavailable(&'static str),
+}
+
+/// Why a remote record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordProblem {
+    /// Its encryption does not open (see [`crate::OpenError`]).
+    #[error(transparent)]
+    Sealed(#[from] crate::sealed::OpenError),
+    /// It opened but is not a token set (the reason names no value).
+    #[error("not a token set ({0})")]
+    Malformed(String),
 }
 
 impl StoreError {
@@ -130,7 +150,9 @@ impl StoreError {
     pub fn into_error(self) -> helloflex_core::Error {
         let op = match &self {
             StoreError::Io { op, .. } | StoreError::Remote { op, .. } => op,
-            StoreError::Corrupt { .. } | StoreError::Sealed { .. } => "read",
+            StoreError::Corrupt { .. }
+            | StoreError::Sealed { .. }
+            | StoreError::RemoteRecord { .. } => "read",
             StoreError::Sealing { .. } => "write",
             StoreError::LeaseBusy { .. } => "lease",
             StoreError::Unavailable(_) => "access",

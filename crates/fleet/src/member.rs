@@ -1,0 +1,175 @@
+//! What one fleet member does: build a client on the Redis store, call the API from many tasks
+//! (async, reqwest) or threads (blocking, ureq) until the time is up, then report.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use helloflex_auth::{Clock, KeyRing, ManagerOptions, SystemClock, TokenStore};
+use helloflex_core::{ClientSecret, Environment, Error, InsecureLoopback};
+use helloflex_fleet::{KEYS_VARIABLE, MACHINE, Report, fleet_store, web_app_config};
+
+type Failure = Box<dyn std::error::Error>;
+
+/// The command line.
+#[derive(Debug)]
+pub struct Args {
+    authorization_code: bool,
+    emulator: String,
+    redis: String,
+    user: String,
+    tasks: usize,
+    seconds: f64,
+    period: Duration,
+    slice: Duration,
+    blocking: bool,
+}
+
+impl Args {
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, Failure> {
+        let mut parsed = Self {
+            authorization_code: false,
+            emulator: String::new(),
+            redis: String::new(),
+            user: "fleet-user".into(),
+            tasks: 100,
+            seconds: 10.0,
+            period: Duration::from_millis(300),
+            slice: Duration::from_millis(600),
+            blocking: false,
+        };
+        while let Some(flag) = args.next() {
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--grant" => parsed.authorization_code = value == "ac",
+                "--emulator" => parsed.emulator = value,
+                "--redis" => parsed.redis = value,
+                "--user" => parsed.user = value,
+                "--tasks" => parsed.tasks = value.parse()?,
+                "--seconds" => parsed.seconds = value.parse()?,
+                "--period-ms" => parsed.period = Duration::from_millis(value.parse()?),
+                "--slice-ms" => parsed.slice = Duration::from_millis(value.parse()?),
+                "--flavour" => parsed.blocking = value == "blocking",
+                other => return Err(format!("unknown flag {other}").into()),
+            }
+        }
+        if parsed.emulator.is_empty() || parsed.redis.is_empty() {
+            return Err("--emulator and --redis are required".into());
+        }
+        Ok(parsed)
+    }
+}
+
+/// Counts what the callers saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn record(&self, outcome: Result<u16, Error>) {
+        match outcome {
+            Ok(200) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            other => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let text = match other {
+                    Ok(status) => format!("status {status}"),
+                    Err(error) => error.to_string(),
+                };
+                let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                if failures.len() < 5 && !failures.contains(&text) {
+                    failures.push(text);
+                }
+            }
+        }
+    }
+
+    fn report(&self, last: Result<u16, Error>) -> Report {
+        let last = match last {
+            Ok(200) => "ok".to_owned(),
+            Err(e) if e.requires_reauthorization() => "reauthorize".to_owned(),
+            Ok(_) | Err(_) => "error".to_owned(),
+        };
+        Report {
+            pid: std::process::id(),
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            failures: self.failures.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            last,
+        }
+    }
+}
+
+/// Runs the member and reports.
+pub fn run(args: Args) -> Result<Report, Failure> {
+    let keys = KeyRing::from_env(KEYS_VARIABLE)?;
+    let store: Arc<dyn TokenStore> =
+        Arc::new(fleet_store(&args.redis, args.authorization_code, &args.user, args.slice, keys)?);
+    let environment = Environment::custom(&args.emulator, InsecureLoopback::Allow)?;
+    // Short budgets: a test fleet with 2-second tokens must not wait minutes for a dead holder.
+    let options = ManagerOptions::default().with_store_timeout(Duration::from_secs(3));
+    let tally = Arc::new(Tally::default());
+    let until = SystemClock.now() + Duration::from_secs_f64(args.seconds);
+    if args.blocking {
+        let builder = helloflex_transport_ureq::Client::builder()
+            .environment(environment)
+            .token_options(options)
+            .timeouts(helloflex_transport_ureq::Timeouts::uniform(Duration::from_secs(5)));
+        let client = if args.authorization_code {
+            builder.authorization_code(web_app_config(&args.emulator)?, store).build()?
+        } else {
+            builder
+                .client_credentials(MACHINE.0, ClientSecret::new(MACHINE.1))
+                .shared_token_store(store)
+                .build()?
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..args.tasks {
+                scope.spawn(|| {
+                    while SystemClock.now() < until {
+                        tally.record(client.get("news").send().map(|r| r.status().as_u16()));
+                        std::thread::sleep(args.period);
+                    }
+                });
+            }
+        });
+        Ok(tally.report(client.get("news").send().map(|r| r.status().as_u16())))
+    } else {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        runtime.block_on(async {
+            let builder = helloflex_transport_reqwest::Client::builder()
+                .environment(environment)
+                .token_options(options)
+                .timeouts(helloflex_transport_reqwest::Timeouts::uniform(Duration::from_secs(5)));
+            let client = if args.authorization_code {
+                builder.authorization_code(web_app_config(&args.emulator)?, store).build()?
+            } else {
+                builder
+                    .client_credentials(MACHINE.0, ClientSecret::new(MACHINE.1))
+                    .shared_token_store(store)
+                    .build()?
+            };
+            let mut tasks = Vec::new();
+            for _ in 0..args.tasks {
+                let (client, tally) = (client.clone(), Arc::clone(&tally));
+                tasks.push(tokio::spawn(async move {
+                    while SystemClock.now() < until {
+                        let outcome = client.get("news").send().await.map(|r| r.status().as_u16());
+                        tally.record(outcome);
+                        tokio::time::sleep(args.period).await;
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await?;
+            }
+            let last = client.get("news").send().await.map(|r| r.status().as_u16());
+            Ok(tally.report(last))
+        })
+    }
+}
