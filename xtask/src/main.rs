@@ -269,11 +269,26 @@ fn bench() -> Result<(), String> {
     let target = target_directory()?;
     let criterion = criterion_table(&target.join("criterion"));
     // 2. The load benchmark against the emulator (release builds, separate processes).
-    cargo(&["build", "--release", "-p", "helloflex-bench", "-p", "helloflex-emulator"], &[])?;
+    redis_server()?;
+    cargo(
+        &[
+            "build",
+            "--release",
+            "-p",
+            "helloflex-bench",
+            "-p",
+            "helloflex-emulator",
+            "-p",
+            "helloflex-fleet",
+        ],
+        &[],
+    )?;
     let out = target.join("bench");
     let status = Command::new(target.join("release/loadbench"))
         .arg("--emulator")
         .arg(target.join("release/helloflex-emulator"))
+        .arg("--fleet-member")
+        .arg(target.join("release/fleet-member"))
         .arg("--out")
         .arg(&out)
         .status()

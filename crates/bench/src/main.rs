@@ -7,10 +7,13 @@
 //! 2. herds of 1,000 callers, cold and at expiry, with and without 25 ms of token latency,
 //!    beside a token per call and a hand-written mutex cache;
 //! 3. latency across token rollover (1 s tokens) vs long-lived tokens, with an SVG chart;
-//! 4. allocations per call and peak RSS over 100,000 calls.
+//! 4. allocations per call and peak RSS over 100,000 calls;
+//! 5. a fleet on one Redis store (a real `redis-server` on loopback): the request path on the
+//!    Redis store against the memory store, and token requests per lifetime of 8 processes.
 //!
 //! Every loop is bounded in count and in time. Usage:
-//! `loadbench --emulator <path> --out <dir>` (writes `<dir>/load.md` and `<dir>/rollover.svg`).
+//! `loadbench --emulator <path> --fleet-member <path> --out <dir>` (writes `<dir>/load.md` and
+//! `<dir>/rollover.svg`).
 
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock; that is its job
 
@@ -162,27 +165,6 @@ where
     done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
 }
 
-/// One configuration's rates, round by round: raw, SDK, raw again (the control).
-struct Row {
-    name: String,
-    rounds: Vec<[f64; 3]>,
-}
-
-impl Row {
-    fn rates(&self, i: usize) -> f64 {
-        median(self.rounds.iter().map(|r| r[i]).collect())
-    }
-    /// Median over rounds of the SDK's rate against the mean of the raw runs around it: pairing
-    /// within a round cancels the machine's slow drift.
-    fn ratio(&self) -> f64 {
-        median(self.rounds.iter().map(|r| r[1] / ((r[0] + r[2]) / 2.0)).collect())
-    }
-    /// The same for raw against raw: the noise floor.
-    fn control(&self) -> f64 {
-        median(self.rounds.iter().map(|r| r[2] / r[0]).collect())
-    }
-}
-
 fn raw_reqwest() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -205,7 +187,7 @@ fn raw_ureq() -> ureq::Agent {
         .new_agent()
 }
 
-fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<Row>> {
+fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> {
     let env = environment(base)?;
     let sdk = rt.block_on(async {
         helloflex_transport_reqwest::Client::builder()
@@ -220,9 +202,9 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<Row>> {
     for concurrency in [1usize, 32] {
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
-            let mut round = [0.0; 3];
-            // Interleaved: raw, SDK, raw again (the control) in every round.
-            for (slot, which) in [(0, "raw"), (1, "sdk"), (2, "raw")] {
+            let mut round = [0.0; 4];
+            // Interleaved ABBA: raw, SDK, SDK, raw in every round.
+            for (slot, which) in [(0, "raw"), (1, "sdk"), (2, "sdk"), (3, "raw")] {
                 let rate = rt.block_on(async {
                     if which == "sdk" {
                         let sdk = sdk.clone();
@@ -255,7 +237,7 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<Row>> {
             }
             rounds.push(round);
         }
-        rows.push(Row { name: format!("async (reqwest), concurrency {concurrency}"), rounds });
+        rows.push(AbbaRow { name: format!("async (reqwest), concurrency {concurrency}"), rounds });
     }
     let sdk = helloflex_transport_ureq::Client::builder()
         .environment(env)
@@ -278,14 +260,129 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<Row>> {
                     Err(_) => false,
                 }
             };
-            let raw_rate = blocking_rate(threads, raw_call.clone());
-            let client = sdk.clone();
-            let sdk_rate = blocking_rate(threads, move || client.get("news").send().is_ok());
-            rounds.push([raw_rate, sdk_rate, blocking_rate(threads, raw_call)]);
+            let sdk_call = {
+                let client = sdk.clone();
+                move || client.get("news").send().is_ok()
+            };
+            let raw_first = blocking_rate(threads, raw_call.clone());
+            let sdk_first = blocking_rate(threads, sdk_call.clone());
+            let sdk_second = blocking_rate(threads, sdk_call);
+            rounds.push([raw_first, sdk_first, sdk_second, blocking_rate(threads, raw_call)]);
         }
-        rows.push(Row { name: format!("blocking (ureq), {threads} thread(s)"), rounds });
+        rows.push(AbbaRow { name: format!("blocking (ureq), {threads} thread(s)"), rounds });
     }
     Ok(rows)
+}
+
+// ---------- 5. fleet ----------
+
+#[path = "../../store-redis/tests/support/redis_server.rs"]
+mod redis_server;
+
+/// One configuration's rates, round by round, in ABBA order (A = raw or the baseline, B = the
+/// SDK or the variant): symmetric in time, so the machine's drift within a round cancels
+/// instead of favouring the slot in the middle.
+struct AbbaRow {
+    name: String,
+    rounds: Vec<[f64; 4]>,
+}
+
+impl AbbaRow {
+    /// Median rate of B.
+    fn b(&self) -> f64 {
+        median(self.rounds.iter().map(|r| (r[1] + r[2]) / 2.0).collect())
+    }
+    /// Median rate of A.
+    fn a(&self) -> f64 {
+        median(self.rounds.iter().map(|r| (r[0] + r[3]) / 2.0).collect())
+    }
+    /// Median over rounds of B's rate against A's.
+    fn ratio(&self) -> f64 {
+        median(self.rounds.iter().map(|r| (r[1] + r[2]) / (r[0] + r[3])).collect())
+    }
+    /// A's second run against its first: the noise floor.
+    fn control(&self) -> f64 {
+        median(self.rounds.iter().map(|r| r[3] / r[0]).collect())
+    }
+}
+
+/// What the fleet section measured.
+struct Fleet {
+    /// Memory store (A) and Redis store (B), ABBA.
+    path: AbbaRow,
+    processes: usize,
+    seconds: f64,
+    lifetime: u64,
+    token_requests: u64,
+    failed: u64,
+}
+
+fn fleet(rt: &tokio::runtime::Runtime, base: &str, member: &str) -> Result<Fleet> {
+    use helloflex_auth::{Key, KeyRing};
+    let redis = redis_server::RedisServer::start();
+    let key = Key::generate("bench")?;
+    let key_text = key.to_text().to_string();
+    let store =
+        Arc::new(helloflex_store_redis::RedisStore::open(&redis.url(), DEMO.0, KeyRing::new(key))?);
+    let env = environment(base)?;
+    let (memory, shared) = rt.block_on(async {
+        let memory = helloflex_transport_reqwest::Client::builder()
+            .environment(env.clone())
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .build()?;
+        let shared = helloflex_transport_reqwest::Client::builder()
+            .environment(env)
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .shared_token_store(store.clone())
+            .build()?;
+        Ok::<_, helloflex_core::Error>((memory, shared))
+    })?;
+    // ABBA rounds (memory, Redis, Redis, memory): symmetric in time, so a drift of the
+    // machine's speed during a round cancels instead of favouring one side.
+    let rate = |client: &helloflex_transport_reqwest::Client| {
+        let client = client.clone();
+        rt.block_on(async_rate(32, move || {
+            let client = client.clone();
+            async move { client.get("news").send().await.is_ok() }
+        }))
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        rounds.push([rate(&memory), rate(&shared), rate(&shared), rate(&memory)]);
+    }
+    let path = AbbaRow { name: "async (reqwest), concurrency 32".into(), rounds };
+
+    // 8 processes x 100 tasks on 2-s tokens, starting from an empty store.
+    store.delete()?;
+    let (processes, lifetime, seconds) = (8usize, 2u64, 8.0f64);
+    admin(
+        base,
+        "token-lifetime",
+        Some(serde_json::json!({"seconds": lifetime, "client": DEMO.0})),
+    )?;
+    std::thread::sleep(Duration::from_millis(100));
+    reset(base)?;
+    let started = Instant::now();
+    let members: Vec<Child> = (0..processes)
+        .map(|i| {
+            Command::new(member)
+                .args(["--grant", "cc", "--emulator", base, "--redis", &redis.url()])
+                .args(["--tasks", "100", "--seconds", &seconds.to_string(), "--period-ms", "300"])
+                .args(["--flavour", if i < 2 { "blocking" } else { "async" }])
+                .env("HELLOFLEX_TOKEN_KEYS", &key_text)
+                .stdout(Stdio::piped())
+                .spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut failed = 0;
+    for member in members {
+        let output = member.wait_with_output()?;
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        failed += report["failed"].as_u64().unwrap_or(u64::MAX / 16);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let token_requests = token_requests(base)?;
+    Ok(Fleet { path, processes, seconds, lifetime, token_requests, failed })
 }
 
 // ---------- 2. herds ----------
@@ -754,16 +851,18 @@ fn main() -> Result<()> {
     eprintln!("loadbench: allocations and memory");
     let (core_allocs, sdk_allocs, raw_allocs) = allocations(&rt, &base)?;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = memory(&base)?;
+    eprintln!("loadbench: fleet on Redis");
+    let fleet = fleet(&rt, &base, &arg("--fleet-member").ok_or("--fleet-member <path>")?)?;
 
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "### 1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {} ms: raw, SDK, raw)\n",
+        "### 1. Authenticated GET throughput ({ROUNDS} interleaved ABBA rounds of {} ms: raw, SDK, SDK, raw)\n",
         ROUND.as_millis()
     );
     let _ = writeln!(
         md,
-        "Rates are medians (requests/s); ratios are medians of per-round ratios (the SDK against the raw runs around it).\n"
+        "Rates are medians (requests/s); ratios are medians of per-round ratios (the two SDK runs against the two raw runs around them; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends).\n"
     );
     let _ = writeln!(md, "| client | SDK | raw | SDK / raw | raw / raw (control) |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
@@ -772,8 +871,8 @@ fn main() -> Result<()> {
             md,
             "| {} | {:.0} | {:.0} | **{:.3}x** | {:.3}x |",
             r.name,
-            r.rates(1),
-            r.rates(0),
+            r.b(),
+            r.a(),
             r.ratio(),
             r.control()
         );
@@ -827,6 +926,28 @@ fn main() -> Result<()> {
         md,
         "| peak RSS after 100,000 calls at concurrency 32 (separate process) | {} KiB ({sdk_secs:.1} s) | {} KiB ({raw_secs:.1} s) |",
         sdk_rss, raw_rss
+    );
+    let _ = writeln!(md, "\n### 5. A fleet on one Redis store (`redis-server` on loopback)\n");
+    let _ = writeln!(md, "| measure | figure |");
+    let _ = writeln!(md, "|---|---:|");
+    let _ = writeln!(
+        md,
+        "| request path, {}: Redis store / memory store ({ROUNDS} ABBA rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
+        fleet.path.name,
+        fleet.path.control(),
+        fleet.path.ratio(),
+        fleet.path.b(),
+        fleet.path.a()
+    );
+    let _ = writeln!(
+        md,
+        "| {} processes x 100 tasks, {}-s tokens, {:.1} s: token requests fleet-wide | {} = **{:.2} per lifetime** ({} calls failed) |",
+        fleet.processes,
+        fleet.lifetime,
+        fleet.seconds,
+        fleet.token_requests,
+        fleet.token_requests as f64 / (fleet.seconds / fleet.lifetime as f64),
+        fleet.failed
     );
     std::fs::write(out_dir.join("load.md"), md)?;
     std::fs::write(out_dir.join("rollover.svg"), svg(&roll))?;

@@ -143,7 +143,9 @@ fn steady_lease_holder(redis: &RedisServer, grant: Grant, pids: &[u32], keys: Ke
             holder.and_then(|h| h.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()));
         match (pid, seen) {
             (Some(pid), Some((held, since))) if pid == held => {
-                if SystemClock.now().duration_since(since) > Duration::from_millis(300) && pids.contains(&pid) {
+                if SystemClock.now().duration_since(since) > Duration::from_millis(300)
+                    && pids.contains(&pid)
+                {
                     return pid;
                 }
             }

@@ -57,6 +57,8 @@ const IDLE_KEPT: usize = 8;
 /// A token store in Redis (see the crate docs).
 pub struct RedisStore {
     client: redis::Client,
+    /// Kept to rebuild the client with other TLS roots; never shown (it may carry a password).
+    url: zeroize::Zeroizing<String>,
     pool: Arc<Pool>,
     scripts: Arc<Scripts>,
     client_id: String,
@@ -140,6 +142,15 @@ impl RedisStore {
     }
 
     fn with_sealing(url: &str, client_id: &str, sealing: Sealing) -> Result<Self, StoreError> {
+        if url.starts_with("rediss:") {
+            #[cfg(feature = "tls")]
+            ensure_crypto_provider();
+            #[cfg(not(feature = "tls"))]
+            return Err(StoreError::Remote {
+                op: "open",
+                reason: "rediss:// needs the `tls` feature of helloflex-store-redis".into(),
+            });
+        }
         // The URL is not quoted back: it may carry a password.
         let client = redis::Client::open(url).map_err(|e| StoreError::Remote {
             op: "open",
@@ -148,6 +159,7 @@ impl RedisStore {
         let prefix = "helloflex".to_owned();
         Ok(Self {
             client,
+            url: zeroize::Zeroizing::new(url.to_owned()),
             pool: Arc::default(),
             scripts: Arc::new(Scripts::new()),
             keys: Keys::new(&prefix, client_id, None),
@@ -166,6 +178,7 @@ impl RedisStore {
     pub fn for_user(&self, user_id: &str) -> Self {
         Self {
             client: self.client.clone(),
+            url: self.url.clone(),
             pool: Arc::clone(&self.pool),
             scripts: Arc::clone(&self.scripts),
             keys: Keys::new(&self.prefix, &self.client_id, Some(user_id)),
@@ -177,6 +190,22 @@ impl RedisStore {
             holder: Arc::clone(&self.holder),
             renewals: Renewals::default(),
         }
+    }
+
+    /// Trusts the PEM certificates in `pem` as the roots for `rediss://` instead of the system's
+    /// (a private CA).
+    #[cfg(feature = "tls")]
+    pub fn with_root_certificates(mut self, pem: &[u8]) -> Result<Self, StoreError> {
+        ensure_crypto_provider();
+        let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) };
+        self.client = redis::Client::build_with_tls(self.url.as_str(), certs).map_err(|e| {
+            StoreError::Remote {
+                op: "open",
+                reason: format!("TLS setup failed ({})", describe(&e)),
+            }
+        })?;
+        self.pool = Arc::default();
+        Ok(self)
     }
 
     /// Puts the keys under `prefix` (default `helloflex`) instead.
@@ -382,6 +411,15 @@ fn holder_name() -> String {
         Err(_) => 0,
     };
     format!("pid {} {tag:08x}", std::process::id())
+}
+
+/// rustls panics when no process-wide provider is installed and several are compiled in:
+/// install ring's, unless the program chose one already.
+#[cfg(feature = "tls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
 }
 
 /// A Redis failure as a store error: its class and the server's error code, never a value.

@@ -229,3 +229,33 @@ fn an_unreachable_or_restarted_server_is_a_typed_error_and_loses_nothing() {
     assert_eq!((record.version, record.tokens.access_token), (1, AccessToken::new("at1")));
     assert_eq!(store.swap(1, &tokens(2), None).unwrap(), Swap::Stored { version: 2 });
 }
+
+/// `rediss://`: the store speaks TLS to a redis-server with a certificate from a private CA.
+#[test]
+fn rediss_works_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let server = RedisServer::start_tls(&cert.pem(), &key.serialize_pem(), &ca.pem());
+    assert!(server.url().starts_with("rediss://"));
+
+    let store = RedisStore::open(&server.url(), "client-tls", keys("k1", 1))
+        .unwrap()
+        .with_root_certificates(ca.pem().as_bytes())
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
+    assert_eq!(store.swap(0, &tokens(1), None).unwrap(), Swap::Stored { version: 1 });
+    assert_eq!(store.load().unwrap().unwrap().tokens.access_token, AccessToken::new("at1"));
+    assert!(matches!(store.lease(Duration::from_secs(1)).unwrap(), LeaseAttempt::Acquired(_)));
+
+    // The system's roots do not know this CA: a typed error, not a panic.
+    let untrusted = RedisStore::open(&server.url(), "client-tls", keys("k1", 1))
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
+    let error = untrusted.load().unwrap_err();
+    assert!(matches!(error, StoreError::Remote { op: "read", .. }), "{error:?}");
+}

@@ -15,6 +15,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// `--tls-*` arguments: the server speaks TLS only.
+    tls: Vec<String>,
 }
 
 impl RedisServer {
@@ -25,14 +27,44 @@ impl RedisServer {
             std::env::temp_dir().join(format!("helloflex-redis-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self { child: None, port, dir };
+        let mut server = Self { child: None, port, dir, tls: Vec::new() };
+        server.spawn();
+        server
+    }
+
+    /// Starts one that speaks TLS only (`rediss://`), with the PEM files of its certificate,
+    /// key and CA, written in its directory; clients need no certificate of their own.
+    pub fn start_tls(cert: &str, key: &str, ca: &str) -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("helloflex-redis-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut tls = vec!["--tls-auth-clients".to_owned(), "no".to_owned()];
+        for (flag, name, pem) in [
+            ("--tls-cert-file", "cert.pem", cert),
+            ("--tls-key-file", "key.pem", key),
+            ("--tls-ca-cert-file", "ca.pem", ca),
+        ] {
+            std::fs::write(dir.join(name), pem).unwrap();
+            tls.extend([flag.to_owned(), dir.join(name).display().to_string()]);
+        }
+        let mut server = Self { child: None, port, dir, tls };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let ports = if self.tls.is_empty() {
+            ["--port", &port, "", ""]
+        } else {
+            ["--port", "0", "--tls-port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports.iter().filter(|a| !a.is_empty()))
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.tls)
             .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
@@ -52,9 +84,10 @@ impl RedisServer {
         panic!("redis-server did not answer on port {}", self.port);
     }
 
-    /// `redis://127.0.0.1:<port>/`.
+    /// `redis://127.0.0.1:<port>/` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_empty() { "redis" } else { "rediss" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The port.
@@ -76,9 +109,13 @@ impl RedisServer {
         self.spawn();
     }
 
-    /// Whether it answers `PING` (raw RESP: the fixture needs no client library).
+    /// Whether it answers `PING` (raw RESP: the fixture needs no client library); a TLS server
+    /// is up once it accepts connections.
     pub fn ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        if !self.tls.is_empty() {
+            return true;
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         if stream.write_all(b"PING\r\n").is_err() {
             return false;
