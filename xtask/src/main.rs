@@ -69,48 +69,60 @@ fn lint() -> Result<(), String> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
 }
 
-/// Installs the pinned oidc-provider for the interop tests (into a git-ignored folder).
-fn interop_server() -> Result<(), String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/interop/server");
-    if dir.join("node_modules/oidc-provider").exists() {
+/// Installs the pinned oidc-provider for the interop tests and playwright-core for the CLI's
+/// browser tests (into git-ignored folders).
+fn node_packages() -> Result<(), String> {
+    npm_ci("crates/interop/server", "oidc-provider")?;
+    npm_ci("crates/cli/tests/browser", "playwright-core")
+}
+
+fn npm_ci(folder: &str, package: &str) -> Result<(), String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(folder);
+    if dir.join("node_modules").join(package).exists() {
         return Ok(());
     }
-    eprintln!("$ npm ci (crates/interop/server)");
+    eprintln!("$ npm ci ({folder})");
     let status = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(&dir)
         .status()
         .map_err(|e| {
-            format!("could not run npm (node and npm are needed for the interop tests): {e}")
+            format!(
+                "could not run npm (node and npm are needed for the interop and browser tests): {e}"
+            )
         })?;
     if status.success() { Ok(()) } else { Err(format!("npm ci failed ({status})")) }
 }
 
-/// Installs Debian's `redis-server` for the Redis store and fleet tests when it is missing
-/// (apt, as root; elsewhere it says what to install).
-fn redis_server() -> Result<(), String> {
+/// Installs a Debian package when its program is missing (apt, as root; elsewhere it says what
+/// to install): `redis-server` for the Redis store and fleet tests, `chromium` for the CLI's
+/// browser tests.
+fn debian_package(program: &str, package: &str, for_what: &str) -> Result<(), String> {
     let found =
-        |cmd: &str| Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success());
-    if found("redis-server") {
+        || Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success());
+    if found() {
         return Ok(());
     }
-    eprintln!("$ apt-get install -y redis-server (for the Redis store and fleet tests)");
-    let installed = Command::new("sh")
-        .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if installed && found("redis-server") {
+    eprintln!("$ apt-get install -y {package} (for {for_what})");
+    let script = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
+    );
+    let installed = Command::new("sh").args(["-c", &script]).status().is_ok_and(|s| s.success());
+    if installed && found() {
         Ok(())
     } else {
-        Err("redis-server is needed by the Redis store and fleet tests: install Debian's \
-             package `redis-server` (or any redis-server 6+ on PATH)"
-            .into())
+        Err(format!("{program} is needed for {for_what}: install Debian's package `{package}`"))
     }
 }
 
+fn redis_server() -> Result<(), String> {
+    debian_package("redis-server", "redis-server", "the Redis store and fleet tests")
+}
+
 fn test() -> Result<(), String> {
-    interop_server()?;
+    node_packages()?;
     redis_server()?;
+    debian_package("chromium", "chromium", "the CLI's browser tests")?;
     cargo(&["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"], &[])?;
     cargo(&["test", "--workspace", "--doc"], &[])?;
     // The README's first command must keep working.

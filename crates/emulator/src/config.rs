@@ -105,7 +105,12 @@ impl Default for EmulatorConfig {
                     WEB_APP.0,
                     WEB_APP.1,
                     ALL_SCOPES,
-                    &["http://127.0.0.1:3000/callback", "http://localhost:3000/callback"],
+                    &[
+                        "http://127.0.0.1:3000/callback",
+                        "http://localhost:3000/callback",
+                        // A native app (the `helloflex` CLI): any port (RFC 8252).
+                        "http://127.0.0.1/callback",
+                    ],
                 ),
             ],
         }

@@ -291,7 +291,21 @@ pub(crate) async fn token(
 
 /// Redirect URIs match exactly, as oidc-provider does for web clients (docs/interop.md).
 fn redirect_registered(registered: &[String], uri: &str) -> bool {
-    registered.iter().any(|r| r == uri)
+    registered.iter().any(|r| r == uri || loopback_any_port(r, uri))
+}
+
+/// RFC 8252 section 7.3: a native app's loopback redirect is registered without a port and
+/// matches any port, since the app listens on whichever port is free.
+fn loopback_any_port(registered: &str, uri: &str) -> bool {
+    ["http://127.0.0.1", "http://[::1]"].iter().any(|host| {
+        let (Some(path), Some(rest)) = (registered.strip_prefix(host), uri.strip_prefix(host))
+        else {
+            return false;
+        };
+        let Some(rest) = rest.strip_prefix(':') else { return false };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        path.starts_with('/') && (1..=5).contains(&digits) && &rest[digits..] == path
+    })
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {
@@ -444,4 +458,32 @@ fn consent_page(client: &str, scopes: &[String], params: &HashMap<String, String
         client = html_escape(client)
     ))
     .into_response()
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::loopback_any_port;
+
+    #[test]
+    fn a_portless_loopback_registration_matches_any_port_and_nothing_else() {
+        let registered = "http://127.0.0.1/callback";
+        assert!(loopback_any_port(registered, "http://127.0.0.1:53682/callback"));
+        assert!(loopback_any_port("http://[::1]/cb", "http://[::1]:1/cb"));
+        for uri in [
+            "http://127.0.0.1/callback", // exact match is the caller's business
+            "http://127.0.0.1:/callback",
+            "http://127.0.0.1:123456/callback",
+            "http://127.0.0.1:8080/callback/x",
+            "http://127.0.0.1:8080/other",
+            "http://127.0.0.1.evil.example:80/callback",
+            "http://localhost:8080/callback",
+            "https://127.0.0.1:8080/callback",
+        ] {
+            assert!(!loopback_any_port(registered, uri), "{uri}");
+        }
+        assert!(!loopback_any_port(
+            "http://127.0.0.1:3000/callback",
+            "http://127.0.0.1:4000/callback"
+        ));
+    }
 }

@@ -229,7 +229,8 @@ async fn authorize_errors_and_denial() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "an unregistered redirect URI is never redirected to");
-    // Exact matching: another port on loopback is not the registered URI (as oidc-provider).
+    // Exact matching (as oidc-provider), except RFC 8252's portless loopback registration
+    // (`http://127.0.0.1/callback`, for native apps): any port, that path only.
     let authorize = |redirect: &str| {
         format!(
             "{base}/oauth2/authorize?response_type=code&client_id=flextell-app&redirect_uri={}&state=s1&code_challenge={}&code_challenge_method=S256",
@@ -237,9 +238,12 @@ async fn authorize_errors_and_denial() {
             challenge(VERIFIER)
         )
     };
-    assert_eq!(
-        http().get(authorize("http://127.0.0.1:49152/callback")).send().await.unwrap().status(),
-        400
+    for unregistered in ["http://127.0.0.1:49152/other", "http://localhost:49152/callback"] {
+        assert_eq!(http().get(authorize(unregistered)).send().await.unwrap().status(), 400);
+    }
+    let r = http().get(authorize("http://127.0.0.1:49152/callback")).send().await.unwrap();
+    assert!(
+        r.headers()["location"].to_str().unwrap().starts_with("http://127.0.0.1:49152/callback?")
     );
     let r = http().get(authorize("http://127.0.0.1:3000/callback")).send().await.unwrap();
     let location = r.headers()["location"].to_str().unwrap();

@@ -1,0 +1,59 @@
+//! `helloflex`: log in, get tokens and call the HelloFlex and Flextell APIs from a terminal.
+//!
+//! ```text
+//! helloflex emulator &                       # a local sandbox, no credentials needed
+//! helloflex --env emulator login             # sign in in the browser (Flextell)
+//! helloflex --env emulator api GET news      # call the API; JSON out
+//! ```
+//!
+//! Tokens are kept encrypted (the key in the OS keyring, or a 0600 key file where none
+//! answers); `helloflex status` says where, never what. Exit codes by class are in `--help`.
+
+mod args;
+mod commands;
+mod failure;
+mod login;
+mod profile;
+mod storage;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+use crate::args::{Cli, Command};
+use crate::failure::Failure;
+use crate::profile::Profile;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("helloflex: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "helloflex", &mut std::io::stdout());
+        return Ok(());
+    }
+    let profile = Profile::resolve(&cli.profile, cli.environment.as_deref())?;
+    match cli.command {
+        Command::Login { port, no_browser, browser, timeout } => login::login(
+            &profile,
+            &login::Options { port, no_browser, browser, timeout: Duration::from_secs(timeout) },
+        ),
+        Command::Token { json } => commands::token(&profile, json),
+        Command::Api { method, path, query, data, header } => {
+            commands::api(&profile, &method, &path, &query, data.as_deref(), &header)
+        }
+        Command::Logout => commands::logout(&profile),
+        Command::Status => commands::status(&profile),
+        Command::Emulator { port } => commands::emulator(&profile, port),
+        Command::Completions { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,273 @@
+//! Profiles: where the API is and who the client is, from the config file, the flags and the
+//! environment. Secrets come from the environment only, never from the config file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use helloflex::InsecureLoopback;
+use helloflex::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, Environment};
+use serde::Deserialize;
+
+use crate::failure::Failure;
+
+/// The port `helloflex emulator` listens on unless told otherwise.
+pub const EMULATOR_PORT: u16 = 7878;
+
+/// The emulator's demo machine client and web app (no credentials needed against it).
+const EMULATOR_MACHINE: (&str, &str) = ("demo-client", "demo-secret");
+const EMULATOR_WEB_APP: (&str, &str) = ("flextell-app", "flextell-secret");
+
+/// `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    profiles: BTreeMap<String, ProfileConfig>,
+}
+
+/// One `[profiles.NAME]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileConfig {
+    /// sandbox, live, emulator or a base URL.
+    env: Option<String>,
+    /// HelloFlex client id (the secret comes from `HELLOFLEX_CLIENT_SECRET`).
+    client_id: Option<String>,
+    /// HelloFlex scopes.
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// The Flextell app this profile signs in to.
+    flextell: Option<FlextellConfig>,
+}
+
+/// `[profiles.NAME.flextell]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlextellConfig {
+    client_id: Option<String>,
+    authorize_url: String,
+    token_url: String,
+    api_url: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// Where the CLI keeps its files.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// `config.toml` lives here.
+    pub config: PathBuf,
+    /// Tokens and keys live here (per profile and environment).
+    pub data: PathBuf,
+}
+
+impl Dirs {
+    /// `$HELLOFLEX_HOME/{config,data}` if set, else the OS's config and data directories.
+    pub fn locate() -> Result<Self, Failure> {
+        if let Some(home) = std::env::var_os("HELLOFLEX_HOME") {
+            let home = PathBuf::from(home);
+            return Ok(Self { config: home.join("config"), data: home.join("data") });
+        }
+        let dirs = directories::ProjectDirs::from("", "", "helloflex")
+            .ok_or_else(|| Failure::usage("no home directory: set HELLOFLEX_HOME"))?;
+        Ok(Self { config: dirs.config_dir().to_path_buf(), data: dirs.data_dir().to_path_buf() })
+    }
+
+    /// Where `helloflex emulator` writes its URL.
+    pub fn emulator_url_file(&self) -> PathBuf {
+        self.data.join("emulator-url")
+    }
+}
+
+/// Which API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Sandbox,
+    Live,
+    Emulator(String),
+    Custom(String),
+}
+
+impl Target {
+    /// A short name for files and messages.
+    pub fn key(&self) -> String {
+        match self {
+            Target::Sandbox => "sandbox".into(),
+            Target::Live => "live".into(),
+            Target::Emulator(_) => "emulator".into(),
+            Target::Custom(url) => {
+                let safe: String =
+                    url.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+                format!("url-{}", safe.trim_matches('-'))
+            }
+        }
+    }
+
+    /// The HelloFlex environment.
+    pub fn environment(&self) -> Result<Environment, Failure> {
+        Ok(match self {
+            Target::Sandbox => Environment::Sandbox,
+            Target::Live => Environment::Live,
+            Target::Emulator(url) | Target::Custom(url) => {
+                Environment::custom(url, InsecureLoopback::Allow)
+                    .map_err(|e| Failure::usage(format!("--env {url}: {e}")))?
+            }
+        })
+    }
+}
+
+/// A resolved profile: everything a command needs to know except the secrets' values.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub target: Target,
+    pub dirs: Dirs,
+    config: ProfileConfig,
+}
+
+impl Profile {
+    /// Resolves `name` with the `--env` override.
+    pub fn resolve(name: &str, env: Option<&str>) -> Result<Self, Failure> {
+        let dirs = Dirs::locate()?;
+        let path = dirs.config.join("config.toml");
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<ConfigFile>(&text)
+                .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.message())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
+            Err(e) => return Err(Failure::usage(format!("{}: {e}", path.display()))),
+        };
+        let config = match file.profiles.get(name) {
+            Some(config) => config.clone(),
+            None if name == "default" => ProfileConfig::default(),
+            None => {
+                let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+                return Err(Failure::usage(format!(
+                    "unknown profile '{name}' (profiles in {}: {})",
+                    path.display(),
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                )));
+            }
+        };
+        let chosen = env
+            .map(str::to_owned)
+            .or_else(|| config.env.clone())
+            .unwrap_or_else(|| "sandbox".into());
+        let target = match chosen.as_str() {
+            "sandbox" => Target::Sandbox,
+            "live" => Target::Live,
+            "emulator" => Target::Emulator(emulator_url(&dirs)),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                Target::Custom(url.trim_end_matches('/').to_owned())
+            }
+            other => {
+                return Err(Failure::usage(format!(
+                    "--env {other}: expected sandbox, live, emulator or a URL"
+                )));
+            }
+        };
+        Ok(Self { name: name.to_owned(), target, dirs, config })
+    }
+
+    /// This profile's files for this environment.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dirs.data.join(&self.name).join(self.target.key())
+    }
+
+    /// HelloFlex client credentials: the environment's, else the profile's id with the
+    /// environment's secret; the demo client against the emulator.
+    pub fn machine_credentials(&self) -> Option<(String, ClientSecret, Vec<String>)> {
+        let id =
+            std::env::var("HELLOFLEX_CLIENT_ID").ok().or_else(|| self.config.client_id.clone());
+        let secret = std::env::var("HELLOFLEX_CLIENT_SECRET").ok();
+        match (id, secret, &self.target) {
+            (Some(id), Some(secret), _) => {
+                Some((id, ClientSecret::new(secret), self.config.scopes.clone()))
+            }
+            (_, _, Target::Emulator(_)) => {
+                Some((EMULATOR_MACHINE.0.into(), ClientSecret::new(EMULATOR_MACHINE.1), Vec::new()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The Flextell sign-in for a loopback redirect at `redirect`, and the API's environment.
+    pub fn flextell(
+        &self,
+        redirect: &str,
+    ) -> Result<(AuthorizationCodeConfig, Environment), Failure> {
+        let endpoint = |url: &str, what: &str| {
+            Endpoint::parse(url, InsecureLoopback::Allow)
+                .map_err(|e| Failure::usage(format!("Flextell {what} {url}: {e}")))
+        };
+        let redirect = endpoint(redirect, "redirect URI")?;
+        let (identity, authorize, token, api, scopes) = match (&self.target, &self.config.flextell)
+        {
+            (Target::Emulator(url), _) => (
+                ClientIdentity::confidential(
+                    EMULATOR_WEB_APP.0,
+                    ClientSecret::new(EMULATOR_WEB_APP.1),
+                ),
+                format!("{url}/oauth2/authorize"),
+                format!("{url}/oauth2/token"),
+                url.clone(),
+                vec!["news.read".to_owned(), "items.read".to_owned(), "items.write".to_owned()],
+            ),
+            (_, Some(f)) => {
+                let id = std::env::var("FLEXTELL_CLIENT_ID").ok().or_else(|| f.client_id.clone()).ok_or_else(|| {
+                    Failure::usage(format!("profile '{}': no Flextell client id (set FLEXTELL_CLIENT_ID or flextell.client_id)", self.name))
+                })?;
+                let identity = match std::env::var("FLEXTELL_CLIENT_SECRET") {
+                    Ok(secret) => ClientIdentity::confidential(id, ClientSecret::new(secret)),
+                    Err(_) => ClientIdentity::public(id),
+                };
+                (
+                    identity,
+                    f.authorize_url.clone(),
+                    f.token_url.clone(),
+                    f.api_url.clone(),
+                    f.scopes.clone(),
+                )
+            }
+            (_, None) => {
+                return Err(Failure::usage(format!(
+                    "profile '{}' has no [profiles.{}.flextell] settings in {} (Flextell's URLs are \
+                     not public defaults); try --env emulator",
+                    self.name,
+                    self.name,
+                    self.dirs.config.join("config.toml").display()
+                )));
+            }
+        };
+        let config = AuthorizationCodeConfig::new(
+            identity,
+            endpoint(&authorize, "authorize URL")?,
+            endpoint(&token, "token URL")?,
+            redirect,
+        )
+        .with_scopes(scopes);
+        let environment = Environment::custom(&api, InsecureLoopback::Allow)
+            .map_err(|e| Failure::usage(format!("Flextell API URL {api}: {e}")))?;
+        Ok((config, environment))
+    }
+
+    /// Whether this profile can sign in to Flextell at all.
+    pub fn has_flextell(&self) -> bool {
+        matches!(self.target, Target::Emulator(_)) || self.config.flextell.is_some()
+    }
+}
+
+/// Where `--env emulator` points: `HELLOFLEX_EMULATOR_URL`, else what `helloflex emulator`
+/// wrote, else its default port.
+fn emulator_url(dirs: &Dirs) -> String {
+    if let Ok(url) = std::env::var("HELLOFLEX_EMULATOR_URL") {
+        return url.trim_end_matches('/').to_owned();
+    }
+    read_trimmed(&dirs.emulator_url_file())
+        .unwrap_or_else(|| format!("http://127.0.0.1:{EMULATOR_PORT}"))
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let url = text.trim().trim_end_matches('/');
+    (!url.is_empty()).then(|| url.to_owned())
+}
