@@ -69,11 +69,11 @@ fn lint() -> Result<(), String> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
 }
 
-/// Installs the pinned oidc-provider for the interop tests and playwright-core for the CLI's
-/// browser tests (into git-ignored folders).
+/// Installs the pinned oidc-provider for the interop tests and playwright-core for the browser
+/// tests (the CLI's login, the web app) (into git-ignored folders).
 fn node_packages() -> Result<(), String> {
     npm_ci("crates/interop/server", "oidc-provider")?;
-    npm_ci("crates/cli/tests/browser", "playwright-core")
+    npm_ci("crates/examples/browser", "playwright-core")
 }
 
 fn npm_ci(folder: &str, package: &str) -> Result<(), String> {

@@ -1,5 +1,5 @@
 //! `helloflex login` through a real headless Chromium (Debian's `chromium`, driven by
-//! `playwright-core` from `tests/browser/`): the consent page shows, the person clicks Approve
+//! `playwright-core` from `crates/examples/browser/`, shared with the web app's browser tests): the consent page shows, the person clicks Approve
 //! (signed in, the success page shown) or Deny (not signed in, exit 3, the failure page
 //! shown). Screenshots land in `target/cli-browser/`.
 
@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use helloflex_emulator::{Consent, EmulatorConfig};
 
 fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/browser")
 }
 
 fn screenshots() -> PathBuf {
@@ -24,7 +24,7 @@ fn screenshots() -> PathBuf {
 fn login_in_chromium(decision: &str) -> (String, Option<i32>, String) {
     assert!(
         browser_dir().join("node_modules/playwright-core").exists(),
-        "run `npm ci` in crates/cli/tests/browser (cargo xtask test does)"
+        "run `npm ci` in crates/examples/browser (cargo xtask test does)"
     );
     let emulator = helloflex_emulator::start(EmulatorConfig {
         consent: Consent::Prompt,

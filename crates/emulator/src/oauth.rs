@@ -308,9 +308,16 @@ fn loopback_any_port(registered: &str, uri: &str) -> bool {
     })
 }
 
+/// The pages' look: the example web app's, so a sign-in reads as one journey.
+const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;\
+padding:0 1rem;line-height:1.5}.brand{color:#555;font-size:.9rem}li{margin:.3rem 0}\
+button{font:inherit;padding:.4rem 1.2rem;margin-right:.5rem;border-radius:.3rem;\
+border:1px solid #888;background:#f4f4f4;cursor:pointer}button[value=approve]{background:#0a5;\
+color:#fff;border-color:#084}</style>";
+
 fn error_page(status: StatusCode, message: &str) -> Response {
     let html = format!(
-        "<!doctype html><html><head><title>Authorization error</title></head><body><h1>Authorization error</h1><p>{}</p></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Authorization error</title>{STYLE}</head><body><p class=\"brand\">Flextell emulator</p><h1>Authorization error</h1><p>{}</p></body></html>",
         html_escape(message)
     );
     (status, Html(html)).into_response()
@@ -450,7 +457,8 @@ fn consent_page(client: &str, scopes: &[String], params: &HashMap<String, String
     let items: String =
         scopes.iter().map(|s| format!("<li><code>{}</code></li>", html_escape(s))).collect();
     Html(format!(
-        "<!doctype html><html><head><title>Authorize {client}</title></head><body>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Authorize {client}</title>{STYLE}</head><body>\
+         <p class=\"brand\">Flextell emulator</p>\
          <h1>{client} asks for access</h1><p>It will be able to:</p><ul>{items}</ul>\
          <form method=\"get\" action=\"/oauth2/authorize\">{hidden}\
          <button name=\"decision\" value=\"approve\">Approve</button> \

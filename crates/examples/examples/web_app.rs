@@ -56,6 +56,7 @@ pub struct App {
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     client: Client,
     secure_cookies: bool,
+    session_idle: Duration,
 }
 
 /// The app's own clock: sessions expire by it.
@@ -88,7 +89,13 @@ impl App {
             .authorization_code(config, Arc::new(MemoryStore::new()))
             .build()?;
         let secure_cookies = self_url.starts_with("https://");
-        Ok(Self { sessions: Arc::default(), client, secure_cookies })
+        Ok(Self { sessions: Arc::default(), client, secure_cookies, session_idle: SESSION_IDLE })
+    }
+
+    /// Sessions end after `idle` without a request (default 30 minutes).
+    pub fn with_session_idle(mut self, idle: Duration) -> Self {
+        self.session_idle = idle;
+        self
     }
 
     /// The routes.
@@ -106,7 +113,7 @@ impl App {
     fn with_session<T>(&self, jar: &CookieJar, f: impl FnOnce(Option<&mut Session>) -> T) -> T {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let now = now();
-        sessions.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.session_idle);
         let session = jar.get(COOKIE).and_then(|c| sessions.get_mut(c.value()));
         match session {
             Some(session) => {
