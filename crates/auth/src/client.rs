@@ -157,6 +157,25 @@ impl PerUser for AsyncTokenManager {
 /// A HelloFlex / Flextell API client: tokens fetched, cached, refreshed early and single-flighted
 /// behind every call; a 401 replays the call once with a fresh token. Cheap to clone; clones
 /// share one token manager. The transport crates name it `Client` for their flavour.
+///
+/// Against the emulator, with the blocking flavour (the async one is the same with `.await`):
+///
+/// ```
+/// use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
+///
+/// let emulator = helloflex_emulator::start(Default::default())?;
+/// let settings = emulator.helloflex();
+/// let client = helloflex_transport_ureq::Client::builder()
+///     .environment(Environment::custom(&settings.base_url, InsecureLoopback::Allow)?)
+///     .client_credentials(settings.client_id, ClientSecret::new(settings.client_secret))
+///     .build()?;
+/// let news: serde_json::Value = client.get("news").send()?.json()?;
+/// assert!(news.is_array());
+/// // One token served both the call above and this one.
+/// client.get("news").send()?;
+/// assert_eq!(emulator.counters().total_token_requests(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Client<M, C> {
     tokens: M,
     base: Endpoint,
@@ -182,6 +201,25 @@ impl<M: std::fmt::Debug, C> std::fmt::Debug for Client<M, C> {
 }
 
 /// Builds a [`Client`]: where the API is, which grant, then HTTP and token tuning.
+///
+/// ```
+/// use std::time::Duration;
+/// use helloflex_core::{ClientSecret, Environment, RetryPolicy};
+/// use helloflex_transport_ureq::{Client, Timeouts};
+///
+/// let client = Client::builder()
+///     .environment(Environment::Sandbox)
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .scopes(["news.read"])
+///     .timeouts(Timeouts::new(Duration::from_secs(5), Duration::from_secs(20)))
+///     .retry_policy(RetryPolicy::default())
+///     .user_agent("my-app/1.0")
+///     .build()?; // nothing is sent until the first call
+/// # drop(client);
+/// // No grant chosen: a configuration error, not a panic.
+/// assert!(Client::builder().build().is_err());
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 #[must_use = "a builder does nothing until built"]
 pub struct ClientBuilder<C> {
     connector: C,
@@ -490,7 +528,28 @@ impl<C> Client<AsyncTokenManager, C> {
     }
 }
 
-/// A request being built; `send` runs it.
+/// A request being built; `send` runs it (with retries, and one replay after a 401).
+///
+/// ```
+/// use helloflex_core::{ClientSecret, Environment, Error, InsecureLoopback};
+///
+/// let emulator = helloflex_emulator::start(Default::default())?;
+/// let client = helloflex_transport_ureq::Client::builder()
+///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+///     .build()?;
+/// let created = client
+///     .post("items")
+///     .header("x-request-id", "42")
+///     .json(&serde_json::json!({"name": "first"}))
+///     .send()?;
+/// assert_eq!(created.status(), 201);
+/// let values = client.get("domainTypes/7/domainValues").query("Lang", "en").send()?;
+/// assert!(values.json::<serde_json::Value>()?.is_array());
+/// // An error status is an `Err`, typed.
+/// assert!(matches!(client.get("nowhere").send(), Err(Error::Api(e)) if e.status() == 404));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "a request does nothing until sent"]
 pub struct RequestBuilder<'a, M> {

@@ -306,6 +306,24 @@ fn unix_ms(at: SystemTime) -> u64 {
 
 /// Tokens in memory: lost at exit. Leases are kept too, so several managers sharing one
 /// `MemoryStore` behave like several processes sharing a remote store (handy in tests).
+///
+/// ```
+/// use std::time::Duration;
+/// use helloflex_auth::{LeaseAttempt, MemoryStore, StoredTokens, Swap, TokenStore};
+///
+/// let store = MemoryStore::new();
+/// let tokens: StoredTokens = serde_json::from_str(
+///     r#"{"access_token":"at","refresh_token":"rt","expires_at_unix_ms":4000000000000}"#,
+/// )?;
+/// // Writes are compare-and-swap on the version read (0: nothing stored yet).
+/// assert_eq!(store.swap(0, &tokens, None)?, Swap::Stored { version: 1 });
+/// assert_eq!(store.swap(0, &tokens, None)?, Swap::Conflict);
+/// // One holder at a time refreshes.
+/// assert!(matches!(store.lease(Duration::from_secs(5))?, LeaseAttempt::Acquired(_)));
+/// assert!(matches!(store.lease(Duration::from_secs(5))?, LeaseAttempt::Busy { .. }));
+/// assert_eq!(store.load()?.map(|r| r.version), Some(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,

@@ -157,7 +157,20 @@ pub enum ApiErrorKind {
     Unexpected,
 }
 
-/// An API call that the server answered with an error status.
+/// An API call that the server answered with an error status: the status, the kind (what
+/// the documented error means), the validation map of a 400, `Retry-After` of a 429, the 401's
+/// cause, and a short sanitised excerpt of the body.
+///
+/// ```
+/// use helloflex_core::{classify_response, ApiErrorKind};
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("retry-after", "7".parse().unwrap());
+/// let error = classify_response(http::StatusCode::TOO_MANY_REQUESTS, &headers, b"").unwrap_err();
+/// assert_eq!(error.status(), 429);
+/// assert!(error.is_transient());
+/// assert!(matches!(error.kind(), ApiErrorKind::RateLimited { .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct ApiError(Box<ApiErrorInner>);

@@ -193,7 +193,28 @@ impl ClientCredentialsConfig {
     }
 }
 
-/// Settings for the authorization-code grant (Flextell).
+/// Settings for the authorization-code grant (Flextell). Build it with named setters, so the
+/// three URLs cannot be swapped unnoticed:
+///
+/// ```
+/// use helloflex_core::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, InsecureLoopback};
+///
+/// let url = |u: &str| Endpoint::parse(u, InsecureLoopback::Deny);
+/// let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential("my-app", ClientSecret::new("s3cret")))
+///     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+///     .token_url(url("https://login.flextell.example/oauth2/token")?)
+///     .redirect_uri(url("https://my-app.example/callback")?)
+///     .scopes(["calls.read"])
+///     .build()?;
+/// assert_eq!(config.redirect_uri().as_str(), "https://my-app.example/callback");
+///
+/// // A forgotten URL is an error, not a default.
+/// let missing = AuthorizationCodeConfig::builder(ClientIdentity::public("my-app"))
+///     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+///     .build();
+/// assert!(missing.is_err());
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct AuthorizationCodeConfig {
     pub(crate) client: ClientIdentity,
@@ -204,9 +225,81 @@ pub struct AuthorizationCodeConfig {
     pub(crate) issuer: Option<String>,
 }
 
+/// Builds an [`AuthorizationCodeConfig`] with a named setter per URL.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct AuthorizationCodeConfigBuilder {
+    client: ClientIdentity,
+    authorize_url: Option<Endpoint>,
+    token_url: Option<Endpoint>,
+    redirect_uri: Option<Endpoint>,
+    scopes: Vec<String>,
+    issuer: Option<String>,
+}
+
+impl AuthorizationCodeConfigBuilder {
+    /// Where users are sent to sign in and consent.
+    pub fn authorize_url(mut self, url: Endpoint) -> Self {
+        self.authorize_url = Some(url);
+        self
+    }
+    /// Where codes are exchanged and tokens refreshed.
+    pub fn token_url(mut self, url: Endpoint) -> Self {
+        self.token_url = Some(url);
+        self
+    }
+    /// Where users come back, exactly as registered with the server.
+    pub fn redirect_uri(mut self, url: Endpoint) -> Self {
+        self.redirect_uri = Some(url);
+        self
+    }
+    /// The scopes to ask for.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Requires callbacks to carry `iss` equal to `issuer` (RFC 9207).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+    /// The configuration; each URL must have been given.
+    pub fn build(self) -> Result<AuthorizationCodeConfig, ConfigError> {
+        let authorize_url =
+            self.authorize_url.ok_or(ConfigError::Missing("the authorize URL (.authorize_url)"))?;
+        let token_url = self.token_url.ok_or(ConfigError::Missing("the token URL (.token_url)"))?;
+        let redirect_uri =
+            self.redirect_uri.ok_or(ConfigError::Missing("the redirect URI (.redirect_uri)"))?;
+        Ok(AuthorizationCodeConfig {
+            client: self.client,
+            authorize_url,
+            token_url,
+            redirect_uri,
+            scopes: self.scopes,
+            issuer: self.issuer,
+        })
+    }
+}
+
 impl AuthorizationCodeConfig {
+    /// A builder for `client`, with a named setter per URL (prefer it to [`Self::new`]).
+    pub fn builder(client: ClientIdentity) -> AuthorizationCodeConfigBuilder {
+        AuthorizationCodeConfigBuilder {
+            client,
+            authorize_url: None,
+            token_url: None,
+            redirect_uri: None,
+            scopes: Vec::new(),
+            issuer: None,
+        }
+    }
+
     /// A client that sends users to `authorize_url`, receives them back on `redirect_uri` and
-    /// exchanges codes at `token_url`.
+    /// exchanges codes at `token_url` (positional: [`Self::builder`] names each URL).
     pub fn new(
         client: ClientIdentity,
         authorize_url: Endpoint,

@@ -29,7 +29,29 @@ pub enum Blame {
     Storage,
 }
 
-/// Every error the SDK reports.
+/// Every error the SDK reports. Match on the class you can act on; every variant's `Display`
+/// reads well on its own and names no secret.
+///
+/// ```
+/// use helloflex_core::{classify_response, ApiErrorKind, Error};
+///
+/// // A 400 with HelloFlex's validation map, as the API answers a bad query.
+/// let body = br#"{"errors":{"Lang":["Should be valid ISO 639-1 language code."]}}"#;
+/// let headers = http::HeaderMap::new();
+/// let error: Error = classify_response(http::StatusCode::BAD_REQUEST, &headers, body).unwrap_err().into();
+/// match &error {
+///     Error::Api(e) if e.validation().is_some() => {
+///         for (field, messages) in e.validation().into_iter().flat_map(|v| v.fields()) {
+///             assert_eq!((field, messages[0].as_str()), ("Lang", "Should be valid ISO 639-1 language code."));
+///         }
+///     }
+///     Error::ReauthorizationRequired(_) => { /* send the user through sign-in again */ }
+///     Error::Transport(_) => { /* the network: retried already, try later */ }
+///     other => panic!("unexpected: {other}"),
+/// }
+/// assert_eq!(error.status(), Some(http::StatusCode::BAD_REQUEST));
+/// assert!(!error.requires_reauthorization());
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -3,7 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One injected fault.
+/// One injected fault: what happens, on which paths, for which client, how many times.
+///
+/// ```
+/// use helloflex_emulator::{Fault, FaultKind};
+///
+/// let emulator = helloflex_emulator::start(Default::default())?;
+/// // The next two calls to /news answer 503, then it recovers.
+/// emulator.add_fault(Fault::on_path("/news", FaultKind::Status { status: 503 }).times(2));
+/// // Every token request of one client is 800 ms late.
+/// emulator.add_fault(Fault::on_path("/oauth2/token", FaultKind::Latency { ms: 800 }).for_client("demo-client"));
+/// // The same as JSON, for the admin API (`POST /_admin/faults`) or `--fault`.
+/// let json = r#"{"path":"/news","kind":"rate_limit","retry_after":"3","times":1}"#;
+/// emulator.add_fault(serde_json::from_str::<Fault>(json).unwrap());
+/// emulator.clear_faults();
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     /// Applies to request paths starting with this (all paths if absent).

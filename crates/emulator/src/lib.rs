@@ -16,8 +16,10 @@
 //!
 //! Default clients: `demo-client` / `demo-secret` (client credentials, every scope),
 //! `limited-client` / `limited-secret` (only `news.read`), and the web app `flextell-app` /
-//! `flextell-secret` (authorization code, redirect URIs `http://127.0.0.1:3000/callback` and
-//! `http://localhost:3000/callback`; add more with [`EmulatorConfig::with_redirect_uri`]).
+//! `flextell-secret` (authorization code, redirect URIs `http://127.0.0.1:3000/callback`,
+//! `http://localhost:3000/callback`, and `http://127.0.0.1/callback` on any port for native apps
+//! (RFC 8252); add more with [`EmulatorConfig::with_redirect_uri`]). [`Emulator::helloflex`] and
+//! [`Emulator::flextell`] hand out ready settings for both.
 
 // Handlers return `Result<_, Response>` (axum's idiom); a response is the error path's value.
 #![allow(clippy::result_large_err)]
@@ -45,6 +47,39 @@ pub use faults::{Fault, FaultKind};
 pub use state::Counters;
 
 use state::State;
+
+/// What a HelloFlex client needs to talk to the emulator (plain values: the emulator shares
+/// no types with the SDK, so a bug cannot hide in both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloFlexSettings {
+    /// The API base URL (for `Environment::custom(.., InsecureLoopback::Allow)`).
+    pub base_url: String,
+    /// The demo machine client.
+    pub client_id: &'static str,
+    /// Its secret.
+    pub client_secret: &'static str,
+}
+
+/// What a Flextell client needs to sign users in against the emulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlextellSettings {
+    /// `<base>/oauth2/authorize`.
+    pub authorize_url: String,
+    /// `<base>/oauth2/token`.
+    pub token_url: String,
+    /// Where users come back.
+    pub redirect_uri: String,
+    /// The API base URL.
+    pub base_url: String,
+    /// The `iss` the emulator puts on callbacks (RFC 9207).
+    pub issuer: String,
+    /// The demo web app.
+    pub client_id: &'static str,
+    /// Its secret.
+    pub client_secret: &'static str,
+    /// Every scope the emulator knows.
+    pub scopes: &'static [&'static str],
+}
 
 /// A running emulator. Stops when dropped.
 #[derive(Debug)]
@@ -129,6 +164,47 @@ impl Emulator {
     /// `<base>/oauth2/authorize`
     pub fn authorize_url(&self) -> String {
         format!("{}/oauth2/authorize", self.base_url)
+    }
+
+    /// Ready settings for a HelloFlex client (client credentials) against this emulator.
+    ///
+    /// ```
+    /// let emulator = helloflex_emulator::start(Default::default())?;
+    /// let settings = emulator.helloflex();
+    /// assert_eq!((settings.client_id, settings.client_secret), ("demo-client", "demo-secret"));
+    /// assert_eq!(settings.base_url, emulator.base_url());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn helloflex(&self) -> HelloFlexSettings {
+        HelloFlexSettings {
+            base_url: self.base_url.clone(),
+            client_id: config::DEMO_CLIENT.0,
+            client_secret: config::DEMO_CLIENT.1,
+        }
+    }
+
+    /// Ready settings for a Flextell client (authorization code) against this emulator, with
+    /// users sent back to `redirect_uri` (registered by the caller: the defaults are
+    /// `http://127.0.0.1:3000/callback`, and `http://127.0.0.1:<any port>/callback`).
+    ///
+    /// ```
+    /// let emulator = helloflex_emulator::start(Default::default())?;
+    /// let settings = emulator.flextell("http://127.0.0.1:3000/callback");
+    /// assert_eq!(settings.authorize_url, format!("{}/oauth2/authorize", emulator.base_url()));
+    /// assert_eq!(settings.client_id, "flextell-app");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn flextell(&self, redirect_uri: &str) -> FlextellSettings {
+        FlextellSettings {
+            authorize_url: self.authorize_url(),
+            token_url: self.token_url(),
+            redirect_uri: redirect_uri.to_owned(),
+            base_url: self.base_url.clone(),
+            issuer: self.base_url.clone(),
+            client_id: config::WEB_APP.0,
+            client_secret: config::WEB_APP.1,
+            scopes: config::ALL_SCOPES,
+        }
     }
 
     /// A snapshot of the counters.

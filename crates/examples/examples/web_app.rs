@@ -74,14 +74,16 @@ impl App {
         client_secret: &str,
     ) -> Result<Self, helloflex_core::Error> {
         let e = |url: &str| Endpoint::parse(url, InsecureLoopback::Allow);
-        let config = AuthorizationCodeConfig::new(
-            ClientIdentity::confidential(client_id, ClientSecret::new(client_secret)),
-            e(&format!("{issuer}/oauth2/authorize"))?,
-            e(&format!("{issuer}/oauth2/token"))?,
-            e(&format!("{self_url}/callback"))?,
-        )
-        .with_scopes(["news.read", "calls.read"])
-        .with_issuer(issuer);
+        let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential(
+            client_id,
+            ClientSecret::new(client_secret),
+        ))
+        .authorize_url(e(&format!("{issuer}/oauth2/authorize"))?)
+        .token_url(e(&format!("{issuer}/oauth2/token"))?)
+        .redirect_uri(e(&format!("{self_url}/callback"))?)
+        .scopes(["news.read", "calls.read"])
+        .issuer(issuer)
+        .build()?;
         let environment = Environment::custom(issuer, InsecureLoopback::Allow)?;
         // Its own store is never used: each user gets one through `for_user`.
         let client = Client::builder()

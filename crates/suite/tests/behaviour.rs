@@ -467,15 +467,19 @@ fn body_cap<H: Harness>() {
 }
 
 fn flextell_config(emulator: &Emulator) -> AuthorizationCodeConfig {
+    let settings = emulator.flextell("http://127.0.0.1:3000/callback");
     let e = |url: &str| Endpoint::parse(url, InsecureLoopback::Allow).unwrap();
-    AuthorizationCodeConfig::new(
-        ClientIdentity::confidential(WEB_APP.0, ClientSecret::new(WEB_APP.1)),
-        e(&emulator.authorize_url()),
-        e(&emulator.token_url()),
-        e("http://127.0.0.1:3000/callback"),
-    )
-    .with_scopes(["news.read"])
-    .with_issuer(emulator.base_url())
+    AuthorizationCodeConfig::builder(ClientIdentity::confidential(
+        settings.client_id,
+        ClientSecret::new(settings.client_secret),
+    ))
+    .authorize_url(e(&settings.authorize_url))
+    .token_url(e(&settings.token_url))
+    .redirect_uri(e(&settings.redirect_uri))
+    .scopes(["news.read"])
+    .issuer(settings.issuer)
+    .build()
+    .unwrap()
 }
 
 /// Plays the browser: follows the authorize URL to the emulator, returns the callback URL.
