@@ -37,6 +37,9 @@ use helloflex_transport_reqwest::Client;
 
 /// How long an idle session lives.
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Sessions kept at most: a flood of `GET /login` evicts the longest idle, never grows memory
+/// without bound (about 1 KB each).
+const MAX_SESSIONS: usize = 10_000;
 /// Sign-ins a session may have in flight at once (one per tab).
 const PENDING_PER_SESSION: usize = 4;
 const COOKIE: &str = "sid";
@@ -204,7 +207,15 @@ async fn login(State(app): State<App>, jar: CookieJar) -> Response {
     }
     let id = new_session_id();
     let session = Session { pending: vec![pending], client: None, last_seen: now() };
-    app.sessions.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), session);
+    let mut sessions = app.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+    if sessions.len() >= MAX_SESSIONS {
+        let idlest = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(id, _)| id.clone());
+        if let Some(idlest) = idlest {
+            sessions.remove(&idlest);
+        }
+    }
+    sessions.insert(id.clone(), session);
+    drop(sessions);
     (jar.add(app.cookie(id)), Redirect::to(&url)).into_response()
 }
 

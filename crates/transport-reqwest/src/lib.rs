@@ -1,17 +1,22 @@
 //! The async transport of the HelloFlex / Flextell SDK, over reqwest 0.13 and tokio (rustls, no
 //! OpenSSL), and a ready [`Client`] whose futures are `Send` (usable from axum handlers).
 //!
-//! ```no_run
-//! use helloflex_core::{ClientSecret, Environment};
+//! Against the emulator (for the real API: `Environment::Sandbox` or `Environment::Live`, and
+//! your id and secret from the environment):
+//!
+//! ```
+//! use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
 //! use helloflex_transport_reqwest::Client;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emulator = helloflex_emulator::start(Default::default())?;
 //! let client = Client::builder()
-//!     .environment(Environment::Sandbox)
-//!     .client_credentials(std::env::var("HELLOFLEX_CLIENT_ID")?, ClientSecret::new(std::env::var("HELLOFLEX_CLIENT_SECRET")?))
+//!     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+//!     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
 //!     .build()?;
 //! let values: serde_json::Value = client.get("domainTypes/7/domainValues").query("Lang", "en").send().await?.json()?;
-//! println!("{values:#}");
+//! assert!(values.is_array());
 //! # Ok(())
 //! # }
 //! ```
