@@ -232,14 +232,14 @@ impl<S: Signal> Shared<S> {
                             }
                         }
                     };
-                    (purpose, Some(TokenExchange::client_credentials(r, retry, seed)))
+                    (purpose, Some(TokenExchange::new(r, retry, seed)))
                 })
             }
             (GrantConfig::AuthorizationCode { config, .. }, Grant::Refresh(held)) => {
                 config.refresh_request(held).map(|r| {
                     let retired = state.cache.retired().cloned().collect();
                     let purpose = Purpose::Refresh { held: held.clone(), retired };
-                    (purpose, Some(TokenExchange::refresh(r, retry, seed)))
+                    (purpose, Some(TokenExchange::new(r, retry, seed)))
                 })
             }
             (GrantConfig::AuthorizationCode { .. }, _) => Ok((Purpose::Reload, None)),
@@ -384,8 +384,7 @@ impl<S: Signal> Shared<S> {
             completed.push_back(id);
         }
         let request = checked?.exchange_request(config)?;
-        let exchange =
-            TokenExchange::authorization_code(request, self.options.retry.clone(), jitter_seed());
+        let exchange = TokenExchange::new(request, self.options.retry.clone(), jitter_seed());
         let fill =
             FillJob::new(Purpose::Authorize, Some(exchange), self.clock.now(), &self.options);
         Ok(Job { ticket: None, fill })

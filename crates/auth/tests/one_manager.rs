@@ -262,9 +262,11 @@ fn invalid_grant_rereads_the_store<F: Flavour>() {
     // Another instance refreshes with the same token and stores the result.
     let before = store.inner.load().unwrap().unwrap();
     let held = before.tokens.refresh_token.clone().unwrap();
-    let answer =
-        helloflex_auth::BlockingTransport::send(&*server, config().refresh_request(&held).unwrap())
-            .unwrap();
+    let answer = helloflex_auth::BlockingTransport::send(
+        &*server,
+        config().refresh_request(&held).unwrap().into_request(),
+    )
+    .unwrap();
     let theirs: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
     let mut winner = before.tokens.clone();
     winner.access_token =

@@ -129,7 +129,7 @@ fn invalid_grant_means_reauthorize_without_a_retry_loop() {
     authorize(&m, &server);
     // Another client spends our refresh token behind our back.
     let stolen = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
-    let request = config().refresh_request(&stolen).unwrap();
+    let request = config().refresh_request(&stolen).unwrap().into_request();
     let _ = server.send(request).unwrap();
     clock.advance(Duration::from_secs(61));
     let before = server.token_requests.load(Ordering::SeqCst);

@@ -121,8 +121,10 @@ fn no_reachable_type_shows_a_secret() {
     shown += &format!("{refreshed:?} {second:?} {client:?} {:?}", client.store_error());
     // A refresh the server refuses (the family revoked behind our back).
     let spent = second.tokens.refresh_token.clone().unwrap();
-    let _ = BlockingTransport::send(&*server, config().refresh_request(&spent).unwrap());
-    let _ = BlockingTransport::send(&*server, config().refresh_request(&spent).unwrap());
+    let _ =
+        BlockingTransport::send(&*server, config().refresh_request(&spent).unwrap().into_request());
+    let _ =
+        BlockingTransport::send(&*server, config().refresh_request(&spent).unwrap().into_request());
     clock.advance(Duration::from_secs(61));
     let refused = client.token().unwrap_err();
     shown += &format!("{refused} {refused:?}");

@@ -173,7 +173,7 @@ impl AuthorizedCode {
     pub fn exchange_request(
         &self,
         config: &AuthorizationCodeConfig,
-    ) -> Result<http::Request<Vec<u8>>, Error> {
+    ) -> Result<crate::token_request::TokenRequest, Error> {
         crate::token_request::authorization_code(
             config,
             &self.code,

@@ -188,7 +188,7 @@ impl ClientCredentialsConfig {
     }
 
     /// The token request for this grant.
-    pub fn token_request(&self) -> Result<http::Request<Vec<u8>>, Error> {
+    pub fn token_request(&self) -> Result<crate::token_request::TokenRequest, Error> {
         crate::token_request::client_credentials(self)
     }
 }
@@ -344,7 +344,7 @@ impl AuthorizationCodeConfig {
     pub fn refresh_request(
         &self,
         refresh_token: &crate::RefreshToken,
-    ) -> Result<http::Request<Vec<u8>>, Error> {
+    ) -> Result<crate::token_request::TokenRequest, Error> {
         crate::token_request::refresh(self, refresh_token)
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! Every decision (retry or not, how long to wait, replay after a 401) is made here.
 
+use crate::token_request::{TokenGrant, TokenRequest};
 use std::time::Instant;
 
 use http::{Request, Response};
@@ -229,21 +230,24 @@ impl std::fmt::Debug for TokenExchange {
 }
 
 impl TokenExchange {
-    /// A client-credentials request (retried on transient failures).
-    pub fn client_credentials(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
-        Self::new(request, Replay::Transient, false, policy, seed)
-    }
-
-    /// A code exchange (never replayed once it may have been sent).
-    pub fn authorization_code(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
-        Self::new(request, Replay::OnlyIfNotSent, false, policy, seed)
-    }
-
-    /// A refresh: retried on transient failures within this exchange (the same request, bounded
-    /// by the deadline), never after a definitive answer; `invalid_grant` becomes
-    /// [`Error::ReauthorizationRequired`].
-    pub fn refresh(request: Request<Vec<u8>>, policy: RetryPolicy, seed: u64) -> Self {
-        Self::new(request, Replay::Transient, true, policy, seed)
+    /// The exchange of `request`, replayed as its grant allows: client credentials and refresh
+    /// are retried on transient failures within this exchange (the same request, bounded by the
+    /// deadline), never after a definitive answer; a code exchange is sent again only if it
+    /// never left. A refresh's `invalid_grant` becomes [`Error::ReauthorizationRequired`].
+    pub fn new(request: TokenRequest, policy: RetryPolicy, seed: u64) -> Self {
+        let grant = request.grant();
+        let replay = match grant {
+            TokenGrant::AuthorizationCode => Replay::OnlyIfNotSent,
+            TokenGrant::ClientCredentials | TokenGrant::RefreshToken => Replay::Transient,
+        };
+        Self {
+            request: request.into_request(),
+            replay,
+            refresh: grant == TokenGrant::RefreshToken,
+            attempts: Attempts::new(policy, seed),
+            sent_at: None,
+            state: State::Ready,
+        }
     }
 
     /// The latest instant this exchange can still be running, if it starts at `start` and one
@@ -253,23 +257,6 @@ impl TokenExchange {
     pub fn deadline(&self, start: Instant, attempt_timeout: std::time::Duration) -> Instant {
         let budget = self.attempts.policy().deadline.saturating_add(attempt_timeout);
         start.checked_add(budget).unwrap_or(start)
-    }
-
-    fn new(
-        request: Request<Vec<u8>>,
-        replay: Replay,
-        refresh: bool,
-        policy: RetryPolicy,
-        seed: u64,
-    ) -> Self {
-        Self {
-            request,
-            replay,
-            refresh,
-            attempts: Attempts::new(policy, seed),
-            sent_at: None,
-            state: State::Ready,
-        }
     }
 
     fn retry_or_finish(

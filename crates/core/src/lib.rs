@@ -21,7 +21,7 @@
 //! let Acquire::Fetch(ticket) = cache.acquire(now) else { unreachable!() };
 //!
 //! // 2. The exchange says what to send; a transport would send it.
-//! let mut fetch = TokenExchange::client_credentials(config.token_request()?, RetryPolicy::default(), 1);
+//! let mut fetch = TokenExchange::new(config.token_request()?, RetryPolicy::default(), 1);
 //! let Poll::Send(request) = fetch.poll(now) else { unreachable!() };
 //! assert_eq!(request.uri(), "https://api.uat-helloflex.com/oauth2/token");
 //! let reply = http::Response::new(br#"{"access_token":"t0k","token_type":"Bearer","expires_in":3599}"#.to_vec());
@@ -108,6 +108,7 @@ pub mod machines {
     pub use crate::lifecycle::{Acquire, Completion, Grant, Ticket, TokenCache, newer_than_held};
     pub use crate::pkce::{VERIFIER_ENTROPY_BYTES, pkce_challenge, verifier_from_entropy};
     pub use crate::retry_after::retry_after;
+    pub use crate::token_request::{TokenGrant, TokenRequest};
     pub use crate::token_response::{MAX_TOKEN_BYTES, MAX_TOKEN_RESPONSE_BYTES};
 }
 

@@ -13,9 +13,69 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, UsageError};
 use crate::secret::{AuthorizationCode, PkceVerifier, RefreshToken};
 
-pub(crate) fn client_credentials(
-    config: &ClientCredentialsConfig,
-) -> Result<Request<Vec<u8>>, Error> {
+/// The grant a token request is for. It decides how the request may be replayed (see
+/// `docs/ARCHITECTURE.md`, "Replaying a token request"), so it travels with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenGrant {
+    /// Client credentials: retried on transient failures.
+    ClientCredentials,
+    /// A code exchange: the code is single-use; sent again only if it never left.
+    AuthorizationCode,
+    /// A refresh: retried on transient failures; `invalid_grant` means re-authorization.
+    RefreshToken,
+}
+
+/// A token request and the grant it is for: what to send, and how it may be sent again.
+/// Its `Debug` shows the grant and the endpoint, never the body (it carries secrets).
+pub struct TokenRequest {
+    grant: TokenGrant,
+    request: Request<Vec<u8>>,
+}
+
+impl TokenRequest {
+    /// `request`, labelled as a request of `grant` (the configs build these for you).
+    pub fn new(grant: TokenGrant, request: Request<Vec<u8>>) -> Self {
+        Self { grant, request }
+    }
+    /// The grant.
+    pub fn grant(&self) -> TokenGrant {
+        self.grant
+    }
+    /// The HTTP request.
+    pub fn request(&self) -> &Request<Vec<u8>> {
+        &self.request
+    }
+    /// The HTTP request, owned.
+    pub fn into_request(self) -> Request<Vec<u8>> {
+        self.request
+    }
+}
+
+/// Read access to the HTTP request (method, URI, headers, body).
+impl std::ops::Deref for TokenRequest {
+    type Target = Request<Vec<u8>>;
+    fn deref(&self) -> &Self::Target {
+        &self.request
+    }
+}
+
+impl From<TokenRequest> for Request<Vec<u8>> {
+    fn from(request: TokenRequest) -> Self {
+        request.request
+    }
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant", &self.grant)
+            .field("uri", self.request.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn client_credentials(config: &ClientCredentialsConfig) -> Result<TokenRequest, Error> {
     validate_scopes(&config.scopes)?;
     let scope = config.scopes.join(" ");
     let mut params = vec![("grant_type", "client_credentials")];
@@ -23,6 +83,7 @@ pub(crate) fn client_credentials(
         params.push(("scope", scope.as_str()));
     }
     build(&config.token_url, &config.client, params)
+        .map(|r| TokenRequest::new(TokenGrant::ClientCredentials, r))
 }
 
 pub(crate) fn authorization_code(
@@ -30,7 +91,7 @@ pub(crate) fn authorization_code(
     code: &AuthorizationCode,
     verifier: &PkceVerifier,
     redirect_uri: &str,
-) -> Result<Request<Vec<u8>>, Error> {
+) -> Result<TokenRequest, Error> {
     let params = vec![
         ("grant_type", "authorization_code"),
         ("code", code.expose_secret()),
@@ -38,15 +99,17 @@ pub(crate) fn authorization_code(
         ("code_verifier", verifier.expose_secret()),
     ];
     build(&config.token_url, &config.client, params)
+        .map(|r| TokenRequest::new(TokenGrant::AuthorizationCode, r))
 }
 
 pub(crate) fn refresh(
     config: &AuthorizationCodeConfig,
     refresh_token: &RefreshToken,
-) -> Result<Request<Vec<u8>>, Error> {
+) -> Result<TokenRequest, Error> {
     let params =
         vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
     build(&config.token_url, &config.client, params)
+        .map(|r| TokenRequest::new(TokenGrant::RefreshToken, r))
 }
 
 fn build<'a>(

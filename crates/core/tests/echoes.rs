@@ -60,11 +60,8 @@ fn client_secret_echoed_in_any_form_is_scrubbed() {
             echoes.push(basic.to_str().unwrap().trim_start_matches("Basic ").to_owned());
         }
         for echo in echoes {
-            let exchange = TokenExchange::client_credentials(
-                config.token_request().unwrap(),
-                RetryPolicy::never(),
-                1,
-            );
+            let exchange =
+                TokenExchange::new(config.token_request().unwrap(), RetryPolicy::never(), 1);
             let shown = shown_after_echo(exchange, 400, &echo);
             assert_clean(&shown, SECRET);
             assert!(!shown.contains(&echo), "{echo:?} leaked: {shown}");
@@ -88,7 +85,7 @@ fn refresh_token_code_and_verifier_echoed_are_scrubbed() {
     for echo in forms(refresh) {
         let request = config.refresh_request(&RefreshToken::new(refresh)).unwrap();
         let shown =
-            shown_after_echo(TokenExchange::refresh(request, RetryPolicy::never(), 1), 400, &echo);
+            shown_after_echo(TokenExchange::new(request, RetryPolicy::never(), 1), 400, &echo);
         assert_clean(&shown, refresh);
     }
     let entropy: [u8; AUTHORIZATION_ENTROPY_BYTES] =
@@ -106,7 +103,7 @@ fn refresh_token_code_and_verifier_echoed_are_scrubbed() {
         forms(code).into_iter().map(|f| (code, f)).chain([(verifier.as_str(), verifier.clone())])
     {
         let request = authorized.exchange_request(&config).unwrap();
-        let exchange = TokenExchange::authorization_code(request, RetryPolicy::never(), 1);
+        let exchange = TokenExchange::new(request, RetryPolicy::never(), 1);
         let shown = shown_after_echo(exchange, 400, &echo);
         assert!(!shown.contains(&echo), "{echo:?} leaked: {shown}");
         assert!(!shown.contains(secret), "{shown}");

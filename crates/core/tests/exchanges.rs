@@ -62,10 +62,15 @@ fn drive<E: Exchange>(
     panic!("the exchange did not finish in 100 steps");
 }
 
-fn token_request() -> http::Request<Vec<u8>> {
+fn token_request() -> TokenRequest {
     ClientCredentialsConfig::new("id", ClientSecret::new("secret"), &Environment::Sandbox)
         .token_request()
         .unwrap()
+}
+
+/// `request` relabelled as a request of `grant` (its replay class goes with the label).
+fn labelled(grant: TokenGrant, request: TokenRequest) -> TokenRequest {
+    TokenRequest::new(grant, request.into_request())
 }
 
 const TOKEN: &str = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
@@ -81,11 +86,8 @@ fn token_fetch_retries_transient_failures_then_succeeds() {
         Reply::Http(response(503, &[], "<html>busy</html>")),
         Reply::Http(response(200, &[], TOKEN)),
     ];
-    let run = drive(
-        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
-        replies,
-        no_tokens,
-    );
+    let run =
+        drive(TokenExchange::new(token_request(), RetryPolicy::default(), 1), replies, no_tokens);
     let fetched = run.output.unwrap();
     assert_eq!(run.sent.len(), 3);
     assert!(run.elapsed > Duration::ZERO);
@@ -97,11 +99,8 @@ fn token_fetch_retries_transient_failures_then_succeeds() {
 #[test]
 fn token_fetch_gives_up_after_max_attempts() {
     let replies = (0..4).map(|_| Reply::Http(response(500, &[], ""))).collect();
-    let run = drive(
-        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
-        replies,
-        no_tokens,
-    );
+    let run =
+        drive(TokenExchange::new(token_request(), RetryPolicy::default(), 1), replies, no_tokens);
     assert!(matches!(run.output, Err(Error::Protocol(ProtocolError::UnexpectedResponse { .. }))));
     assert_eq!(run.sent.len(), 4);
     assert!(run.elapsed <= RetryPolicy::default().deadline);
@@ -111,7 +110,7 @@ fn token_fetch_gives_up_after_max_attempts() {
 fn oauth_errors_are_not_retried() {
     let body = r#"{"error":"invalid_client"}"#;
     let run = drive(
-        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        TokenExchange::new(token_request(), RetryPolicy::default(), 1),
         vec![Reply::Http(response(401, &[], body))],
         no_tokens,
     );
@@ -125,7 +124,11 @@ fn refresh_is_retried_on_transient_failures_and_invalid_grant_means_reauthorize(
     // The replay rule: a transient failure is retried within the call, the same request.
     for kind in [TransportErrorKind::Io, TransportErrorKind::Timeout, TransportErrorKind::Connect] {
         let run = drive(
-            TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+            TokenExchange::new(
+                labelled(TokenGrant::RefreshToken, request()),
+                RetryPolicy::default(),
+                1,
+            ),
             vec![Reply::Fail(kind), Reply::Http(response(200, &[], TOKEN))],
             no_tokens,
         );
@@ -135,7 +138,11 @@ fn refresh_is_retried_on_transient_failures_and_invalid_grant_means_reauthorize(
     }
     for status in [502, 503, 408, 429] {
         let run = drive(
-            TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+            TokenExchange::new(
+                labelled(TokenGrant::RefreshToken, request()),
+                RetryPolicy::default(),
+                1,
+            ),
             vec![Reply::Http(response(status, &[], "")), Reply::Http(response(200, &[], TOKEN))],
             no_tokens,
         );
@@ -144,14 +151,22 @@ fn refresh_is_retried_on_transient_failures_and_invalid_grant_means_reauthorize(
     }
     // A definitive answer is never replayed.
     let run = drive(
-        TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+        TokenExchange::new(
+            labelled(TokenGrant::RefreshToken, request()),
+            RetryPolicy::default(),
+            1,
+        ),
         vec![Reply::Http(response(400, &[], r#"{"error":"invalid_grant"}"#))],
         no_tokens,
     );
     assert_eq!(run.sent.len(), 1);
     assert!(run.output.unwrap_err().requires_reauthorization());
     let run = drive(
-        TokenExchange::refresh(request(), RetryPolicy::default(), 1),
+        TokenExchange::new(
+            labelled(TokenGrant::RefreshToken, request()),
+            RetryPolicy::default(),
+            1,
+        ),
         vec![Reply::Http(response(401, &[], r#"{"error":"invalid_client"}"#))],
         no_tokens,
     );
@@ -163,7 +178,11 @@ fn refresh_is_retried_on_transient_failures_and_invalid_grant_means_reauthorize(
 fn code_exchange_is_never_replayed_once_sent() {
     for kind in [TransportErrorKind::Io, TransportErrorKind::Timeout] {
         let run = drive(
-            TokenExchange::authorization_code(token_request(), RetryPolicy::default(), 1),
+            TokenExchange::new(
+                labelled(TokenGrant::AuthorizationCode, token_request()),
+                RetryPolicy::default(),
+                1,
+            ),
             vec![Reply::Fail(kind)],
             no_tokens,
         );
@@ -171,14 +190,22 @@ fn code_exchange_is_never_replayed_once_sent() {
         assert_eq!(run.sent.len(), 1);
     }
     let run = drive(
-        TokenExchange::authorization_code(token_request(), RetryPolicy::default(), 1),
+        TokenExchange::new(
+            labelled(TokenGrant::AuthorizationCode, token_request()),
+            RetryPolicy::default(),
+            1,
+        ),
         vec![Reply::Http(response(502, &[], ""))],
         no_tokens,
     );
     assert_eq!(run.sent.len(), 1);
     // A connection that never opened is safe to retry.
     let run = drive(
-        TokenExchange::authorization_code(token_request(), RetryPolicy::default(), 1),
+        TokenExchange::new(
+            labelled(TokenGrant::AuthorizationCode, token_request()),
+            RetryPolicy::default(),
+            1,
+        ),
         vec![Reply::Fail(TransportErrorKind::Connect), Reply::Http(response(200, &[], TOKEN))],
         no_tokens,
     );
@@ -188,7 +215,7 @@ fn code_exchange_is_never_replayed_once_sent() {
 #[test]
 fn token_endpoint_redirect_is_not_followed() {
     let run = drive(
-        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        TokenExchange::new(token_request(), RetryPolicy::default(), 1),
         vec![Reply::Http(response(307, &[("location", "https://evil.example/steal")], ""))],
         no_tokens,
     );
@@ -438,23 +465,16 @@ fn no_request_body_or_secret_header_in_debug_output() {
     let code = pending.check_callback("code=CANARYcode0123456789&state=x");
     assert!(code.is_err(), "a wrong state");
     for (exchange, label) in [
+        (TokenExchange::new(cc.token_request().unwrap(), RetryPolicy::default(), 1), "form"),
+        (TokenExchange::new(basic.token_request().unwrap(), RetryPolicy::default(), 1), "basic"),
         (
-            TokenExchange::client_credentials(
-                cc.token_request().unwrap(),
+            TokenExchange::new(
+                labelled(TokenGrant::RefreshToken, refresh),
                 RetryPolicy::default(),
                 1,
             ),
-            "form",
+            "refresh",
         ),
-        (
-            TokenExchange::client_credentials(
-                basic.token_request().unwrap(),
-                RetryPolicy::default(),
-                1,
-            ),
-            "basic",
-        ),
-        (TokenExchange::refresh(refresh, RetryPolicy::default(), 1), "refresh"),
     ] {
         let mut exchange = exchange;
         let shown = format!("{exchange:?}");
@@ -471,7 +491,7 @@ fn no_request_body_or_secret_header_in_debug_output() {
 fn a_body_in_an_encoding_nobody_asked_for_is_a_typed_error_on_both_paths() {
     let gzip = || response(200, &[("content-encoding", "gzip")], TOKEN);
     let run = drive(
-        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        TokenExchange::new(token_request(), RetryPolicy::default(), 1),
         vec![Reply::Http(gzip())],
         no_tokens,
     );
@@ -489,7 +509,7 @@ fn a_body_in_an_encoding_nobody_asked_for_is_a_typed_error_on_both_paths() {
     assert!(matches!(run.output, Err(Error::Protocol(ProtocolError::UnsupportedEncoding { .. }))));
     // `identity` is no encoding at all.
     let run = drive(
-        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        TokenExchange::new(token_request(), RetryPolicy::default(), 1),
         vec![Reply::Http(response(200, &[("content-encoding", "identity")], TOKEN))],
         no_tokens,
     );
@@ -500,7 +520,7 @@ fn a_body_in_an_encoding_nobody_asked_for_is_a_typed_error_on_both_paths() {
 fn a_503_with_retry_after_is_honoured_the_same_way_on_both_paths() {
     let busy = || response(503, &[("retry-after", "2")], "");
     let run = drive(
-        TokenExchange::client_credentials(token_request(), RetryPolicy::default(), 1),
+        TokenExchange::new(token_request(), RetryPolicy::default(), 1),
         vec![Reply::Http(busy()), Reply::Http(response(200, &[], TOKEN))],
         no_tokens,
     );

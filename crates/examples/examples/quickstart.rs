@@ -148,7 +148,7 @@ fn main() -> Result<()> {
         "the access token expired and was refreshed; refresh token rotated: {}",
         old != new
     ));
-    let replay = browser.send(config.refresh_request(&old)?)?;
+    let replay = browser.send(config.refresh_request(&old)?.into_request())?;
     match parse_token_response(replay.status(), replay.body()) {
         Err(Error::OAuth(e)) => {
             step(&format!("the old refresh token is rejected: {} ({})", e.code(), e.status()))

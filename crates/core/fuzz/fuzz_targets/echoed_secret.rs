@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let config = ClientCredentialsConfig::new("id", ClientSecret::new(secret), &Environment::Sandbox);
     let Ok(request) = config.token_request() else { return };
-    let mut exchange = TokenExchange::client_credentials(request, RetryPolicy::never(), 1);
+    let mut exchange = TokenExchange::new(request, RetryPolicy::never(), 1);
     let now = std::time::Instant::now();
     let Poll::Send(_) = exchange.poll(now) else { return };
     let description = serde_json::to_string(&format!("{text}{secret}{text}")).unwrap_or_default();
