@@ -30,6 +30,17 @@ struct Setup {
     retry: RetryPolicy,
     timeout: Duration,
     body_limit: Option<usize>,
+    /// The API somewhere else than the emulator.
+    base: Option<&'static str>,
+}
+
+impl Setup {
+    fn environment(&self, emulator: &Emulator) -> Environment {
+        match self.base {
+            Some(base) => Environment::custom(base, InsecureLoopback::Deny).unwrap(),
+            None => environment(emulator),
+        }
+    }
 }
 
 impl Default for Setup {
@@ -40,6 +51,7 @@ impl Default for Setup {
                 .with_backoff(Duration::from_millis(10), Duration::from_millis(50)),
             timeout: Duration::from_secs(10),
             body_limit: None,
+            base: None,
         }
     }
 }
@@ -75,7 +87,7 @@ struct Ureq(helloflex_transport_ureq::Client);
 impl Harness for Ureq {
     fn build(emulator: &Emulator, setup: Setup) -> Self {
         let mut builder = helloflex_transport_ureq::Client::builder()
-            .environment(environment(emulator))
+            .environment(setup.environment(emulator))
             .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
             .retry_policy(setup.retry)
             .timeouts(helloflex_transport_ureq::Timeouts::uniform(setup.timeout));
@@ -198,7 +210,7 @@ impl<C: AsyncConnector + 'static> Harness for AsyncClient<C> {
         let rt = runtime();
         let client = rt.block_on(async {
             let mut builder = ClientBuilder::new(C::for_setup(setup.timeout, setup.body_limit))
-                .environment(environment(emulator))
+                .environment(setup.environment(emulator))
                 .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
                 .retry_policy(setup.retry)
                 .timeouts(Timeouts::uniform(setup.timeout));
@@ -432,6 +444,23 @@ fn slow_drip_hits_the_deadline<H: Harness>() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
+/// A name that does not resolve (`.invalid`, RFC 6761) is a `Connect` error on every
+/// transport: the request never left.
+fn an_unresolvable_host_is_a_connect_error<H: Harness>() {
+    let emu = emulator();
+    let setup = Setup {
+        retry: RetryPolicy::never(),
+        timeout: Duration::from_secs(2),
+        base: Some("https://helloflex-nowhere.invalid"),
+        ..Setup::default()
+    };
+    let h = H::build(&emu, setup);
+    let started = SystemClock.now();
+    let kind = transport_error(h.send(ApiRequest::get("news")));
+    assert_eq!(kind, TransportErrorKind::Connect);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
 fn redirects_are_not_followed<H: Harness>() {
     let emu = emulator();
     let elsewhere = emulator();
@@ -648,6 +677,10 @@ macro_rules! suite {
             #[test]
             fn connection_faults() {
                 super::connection_faults::<$harness>();
+            }
+            #[test]
+            fn an_unresolvable_host_is_a_connect_error() {
+                super::an_unresolvable_host_is_a_connect_error::<$harness>();
             }
             #[test]
             fn slow_drip_hits_the_deadline() {

@@ -19,6 +19,7 @@
 //! ```
 
 mod client;
+mod resolve;
 mod transport;
 
 pub use client::{Client, ClientBuilder, RequestBuilder, Ureq};

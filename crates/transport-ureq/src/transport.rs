@@ -8,15 +8,16 @@ use http::header::{CONTENT_LENGTH, USER_AGENT};
 
 /// The transport contract on a ureq config builder (agent-wide or per request; ureq's scope
 /// trait is private, so a macro rather than a generic function): every status returned, no
-/// redirect followed, every phase timed out. Each phase is bounded separately by
-/// [`Timeouts::total`] (ureq's global and resolve timeouts resolve the host on a new thread for
-/// every call, halving throughput).
+/// redirect followed, the whole call (name resolution included) within [`Timeouts::total`],
+/// connecting within [`Timeouts::connect`]. Our own agent resolves names with
+/// [`crate::resolve`], which needs no thread per call under a deadline.
 macro_rules! contract {
     ($builder:expr, $t:expr) => {
         $builder
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
+            .timeout_global(Some($t.total))
             .timeout_connect(Some($t.connect))
             .timeout_send_request(Some($t.total))
             .timeout_send_body(Some($t.total))
@@ -65,7 +66,12 @@ impl UreqTransport {
             .max_idle_connections(64)
             .max_idle_connections_per_host(32);
         let pooled = if proxy_from_env { pooled } else { pooled.proxy(None) };
-        let agent = contract!(pooled, timeouts).build().new_agent();
+        let config = contract!(pooled, timeouts).build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            crate::resolve::DeadlineResolver::default(),
+        );
         Self { per_request_config: false, ..Self::with_agent(agent, timeouts) }
     }
 
