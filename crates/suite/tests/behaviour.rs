@@ -781,52 +781,93 @@ fn a_refused_connection_is_connect_with_its_cause_on_both_transports() {
     check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
 }
 
-/// A TLS failure (here: a server on an https:// URL that answers the handshake in plain HTTP)
-/// is its own kind on both transports and is never retried: the same server would fail the
-/// same way.
-#[test]
-fn a_tls_failure_is_tls_and_is_not_retried_on_both_transports() {
-    use std::io::{Read, Write};
+/// A server for the TLS tests: accepts connections on loopback, counts them, and serves each
+/// with `serve`.
+fn counting_server(
+    serve: impl Fn(std::net::TcpStream) + Send + 'static,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = Arc::clone(&handshakes);
     std::thread::spawn(move || {
         for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { continue };
+            let Ok(stream) = stream else { continue };
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut hello = [0u8; 512];
-            let _ = stream.read(&mut hello);
-            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            serve(stream);
         }
     });
-    let environment =
-        Environment::custom(&format!("https://{address}"), InsecureLoopback::Deny).unwrap();
-    let check = |error: Error| match error {
-        Error::Transport(e) => {
-            assert_eq!(e.kind, TransportErrorKind::Tls, "{e}");
-            assert_eq!(e.attempts, 1, "never retried: {e}");
-        }
-        other => panic!("expected a transport error, got {other:?}"),
-    };
-    let blocking = helloflex_transport_ureq::Client::builder()
-        .environment(environment.clone())
-        .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
-        .build()
+    (address, handshakes)
+}
+
+/// A server that answers the TLS handshake in plain HTTP.
+fn plain_http_on_tls(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut hello = [0u8; 512];
+    let _ = stream.read(&mut hello);
+    let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+}
+
+/// A real TLS server whose certificate no client trusts (a self-signed one: unknown issuer).
+fn unknown_issuer() -> impl Fn(std::net::TcpStream) + Send + 'static {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
         .unwrap();
-    check(blocking.get("news").send().unwrap_err());
-    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let rt = runtime();
-    let nonblocking = rt
-        .block_on(async {
-            helloflex_transport_reqwest::Client::builder()
-                .environment(environment)
-                .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
-                .build()
-        })
-        .unwrap();
-    check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
-    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let config = Arc::new(config);
+    move |stream| {
+        use std::io::Read;
+        let connection = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        let mut buf = [0u8; 64];
+        // Drives the handshake until the client gives up on the certificate.
+        let _ = tls.read(&mut buf);
+    }
+}
+
+/// A TLS failure (a server answering the handshake in plain HTTP; a certificate from an unknown
+/// issuer) is its own kind on both transports and is never retried: the same server would fail
+/// the same way.
+#[test]
+fn a_tls_failure_is_tls_and_is_not_retried_on_both_transports() {
+    for (what, (address, handshakes)) in [
+        ("plain HTTP", counting_server(plain_http_on_tls)),
+        ("unknown issuer", counting_server(unknown_issuer())),
+    ] {
+        let environment =
+            Environment::custom(&format!("https://{address}"), InsecureLoopback::Deny).unwrap();
+        let check = |error: Error| match error {
+            Error::Transport(e) => {
+                assert_eq!(e.kind, TransportErrorKind::Tls, "{what}: {e}");
+                assert_eq!(e.attempts, 1, "{what}: never retried: {e}");
+            }
+            other => panic!("{what}: expected a transport error, got {other:?}"),
+        };
+        let blocking = helloflex_transport_ureq::Client::builder()
+            .environment(environment.clone())
+            .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+            .build()
+            .unwrap();
+        check(blocking.get("news").send().unwrap_err());
+        assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 1, "{what}");
+        let rt = runtime();
+        let nonblocking = rt
+            .block_on(async {
+                helloflex_transport_reqwest::Client::builder()
+                    .environment(environment)
+                    .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
+                    .build()
+            })
+            .unwrap();
+        check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
+        assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 2, "{what}");
+    }
 }
 
 const PROXY_CHILD: &str = "HELLOFLEX_PROXY_CHILD";
