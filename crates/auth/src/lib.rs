@@ -5,6 +5,25 @@
 //! them over any transport ([`BlockingTransport`], [`AsyncTransport`]), and owns the two edges
 //! the core is handed: the [`Clock`] and the OS entropy.
 //!
+//! The one [`Client`], against the emulator, over the ureq transport (with reqwest it is the
+//! same, with `.await`):
+//!
+//! ```
+//! use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
+//!
+//! let emulator = helloflex_emulator::start(Default::default())?;
+//! let settings = emulator.helloflex();
+//! let client = helloflex_transport_ureq::Client::builder()
+//!     .environment(Environment::custom(&settings.base_url, InsecureLoopback::Allow)?)
+//!     .client_credentials(settings.client_id, ClientSecret::new(settings.client_secret))
+//!     .build()?;
+//! let news: serde_json::Value = client.get("news").send()?.json()?;
+//! assert!(news.is_array());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Beneath it, the transport seam: any HTTP stack (here a test double) under a token manager.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use helloflex_auth::{BlockingTokenManager, BlockingTransport, Request, Response};

@@ -41,6 +41,36 @@
 //! assert!(matches!(call.poll(now), Poll::Done(Ok(_))));
 //! # Ok::<(), Error>(())
 //! ```
+//!
+//! The same exchange against the emulator, with ureq moving the bytes: this loop is all a
+//! transport does (`docs/writing-a-transport.md` has the whole contract).
+//!
+//! ```
+//! use std::time::Instant;
+//! use helloflex_core::*;
+//! use helloflex_core::machines::*;
+//!
+//! let emulator = helloflex_emulator::start(Default::default())?;
+//! let environment = Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?;
+//! let config = ClientCredentialsConfig::new("demo-client", ClientSecret::new("demo-secret"), &environment);
+//! let mut fetch = TokenExchange::new(config.token_request()?, RetryPolicy::default(), 1);
+//! let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+//! # #[allow(clippy::disallowed_methods)]
+//! let fetched = loop {
+//!     match fetch.poll(Instant::now()) {
+//!         Poll::Send(request) => {
+//!             let (parts, mut body) = http.run(request)?.into_parts();
+//!             let response = http::Response::from_parts(parts, body.read_to_vec()?);
+//!             fetch.handle_response(Instant::now(), response);
+//!         }
+//!         Poll::Sleep(until) => std::thread::sleep(until.saturating_duration_since(Instant::now())),
+//!         Poll::Done(result) => break result?,
+//!         Poll::NeedToken { .. } => unreachable!("a token request needs no token"),
+//!     }
+//! };
+//! assert!(!fetched.response.access_token.expose_secret().is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 // No panics on any input: the core's code (not its tests) may not unwrap, index or panic.
 #![cfg_attr(
