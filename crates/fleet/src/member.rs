@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use helloflex_auth::{Clock, KeyRing, ManagerOptions, SystemClock, TokenStore};
+use helloflex_auth::{
+    ClientBuilder, Clock, Connector, KeyRing, ManagerOptions, SystemClock, Timeouts, TokenStore,
+};
 use helloflex_core::{ClientSecret, Environment, Error, InsecureLoopback};
 use helloflex_fleet::{KEYS_VARIABLE, MACHINE, Report, fleet_store, web_app_config};
 
@@ -115,18 +117,13 @@ pub fn run(args: Args) -> Result<Report, Failure> {
     let tally = Arc::new(Tally::default());
     let until = SystemClock.now() + Duration::from_secs_f64(args.seconds);
     if args.blocking {
-        let builder = helloflex_transport_ureq::Client::builder()
-            .environment(environment)
-            .token_options(options)
-            .timeouts(helloflex_transport_ureq::Timeouts::uniform(Duration::from_secs(5)));
-        let client = if args.authorization_code {
-            builder.authorization_code(web_app_config(&args.emulator)?, store).build()?
-        } else {
-            builder
-                .client_credentials(MACHINE.0, ClientSecret::new(MACHINE.1))
-                .shared_token_store(store)
-                .build()?
-        };
+        let client = client_on_any(
+            helloflex_transport_ureq::Ureq::default(),
+            &args,
+            &environment,
+            &options,
+            &store,
+        )?;
         std::thread::scope(|scope| {
             for _ in 0..args.tasks {
                 scope.spawn(|| {
@@ -142,18 +139,13 @@ pub fn run(args: Args) -> Result<Report, Failure> {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         runtime.block_on(async {
-            let builder = helloflex_transport_reqwest::Client::builder()
-                .environment(environment)
-                .token_options(options)
-                .timeouts(helloflex_transport_reqwest::Timeouts::uniform(Duration::from_secs(5)));
-            let client = if args.authorization_code {
-                builder.authorization_code(web_app_config(&args.emulator)?, store).build()?
-            } else {
-                builder
-                    .client_credentials(MACHINE.0, ClientSecret::new(MACHINE.1))
-                    .shared_token_store(store)
-                    .build()?
-            };
+            let client = client_on_any(
+                helloflex_transport_reqwest::Reqwest::default(),
+                &args,
+                &environment,
+                &options,
+                &store,
+            )?;
             let mut tasks = Vec::new();
             for _ in 0..args.tasks {
                 let (client, tally) = (client.clone(), Arc::clone(&tally));
@@ -172,4 +164,26 @@ pub fn run(args: Args) -> Result<Report, Failure> {
             Ok(tally.report(last))
         })
     }
+}
+
+/// The one client, whichever flavour: the grant and the store are decided once.
+fn client_on_any<C: Connector>(
+    connector: C,
+    args: &Args,
+    environment: &Environment,
+    options: &ManagerOptions,
+    store: &Arc<dyn TokenStore>,
+) -> Result<helloflex_auth::Client<C::Manager, C>, Failure> {
+    let builder = ClientBuilder::new(connector)
+        .environment(environment.clone())
+        .token_options(options.clone())
+        .timeouts(Timeouts::uniform(Duration::from_secs(5)));
+    Ok(if args.authorization_code {
+        builder.authorization_code(web_app_config(&args.emulator)?, Arc::clone(store)).build()?
+    } else {
+        builder
+            .client_credentials(MACHINE.0, ClientSecret::new(MACHINE.1))
+            .shared_token_store(Arc::clone(store))
+            .build()?
+    })
 }
