@@ -233,18 +233,39 @@ pub struct TokenCache {
     policy: LifecyclePolicy,
     flow: Flow,
     current: Option<Current>,
-    refresh_token: Option<RefreshToken>,
+    refresh: RefreshSource,
     ticket: Option<LiveTicket>,
     next_id: u64,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: Option<Error>,
-    reauthorize: Option<Error>,
+    standing: Standing,
     /// Refresh tokens this cache has spent (most recent last, a few kept): a store still holding
     /// one of them is stale, and sending one again would be a reuse.
     retired: VecDeque<RefreshToken>,
-    /// User tokens not yet read from their store: the first fetch is a [`Grant::Reload`].
-    unloaded: bool,
+}
+
+/// What the cache waits for before a new token may be fetched, named for it (rustls's
+/// `Expect*` style): one value, so "backing off without an error" or "re-authorization
+/// required while holding a refresh token" cannot be written down.
+#[derive(Debug)]
+enum Standing {
+    /// Nothing: a fetch starts whenever one is due.
+    Ready,
+    /// `failures` fetches in a row failed: none starts before `until`, and callers without a
+    /// usable token get `error` until then.
+    ExpectBackoff { until: Instant, error: Error, failures: u32 },
+    /// The grant is gone (refused, or nothing to refresh with): only a new authorization, or a
+    /// newer set adopted from a store, brings tokens again.
+    ExpectAuthorization(Error),
+}
+
+/// What user tokens are refreshed with.
+#[derive(Debug)]
+enum RefreshSource {
+    /// Not read from their store yet: the first fetch is a [`Grant::Reload`].
+    ExpectLoad,
+    /// This refresh token.
+    Held(RefreshToken),
+    /// None (client credentials, a response without one, or a grant gone).
+    Nothing,
 }
 
 /// How many spent refresh tokens are remembered.
@@ -267,15 +288,14 @@ impl TokenCache {
             policy,
             flow,
             current: None,
-            refresh_token: None,
+            refresh: match flow {
+                Flow::RefreshToken => RefreshSource::ExpectLoad,
+                Flow::ClientCredentials => RefreshSource::Nothing,
+            },
             ticket: None,
             next_id: 1,
-            failures: 0,
-            retry_at: None,
-            last_error: None,
-            reauthorize: None,
+            standing: Standing::Ready,
             retired: VecDeque::new(),
-            unloaded: flow == Flow::RefreshToken,
         }
     }
 
@@ -303,13 +323,12 @@ impl TokenCache {
         if let Some(ticket) = self.ticket {
             return Acquire::Wait(ticket.deadline);
         }
-        if let Some(e) = &self.reauthorize {
-            return Acquire::Fail(e.clone());
-        }
-        if self.retry_at.is_some_and(|at| now < at)
-            && let Some(e) = &self.last_error
-        {
-            return Acquire::Fail(e.clone());
+        match &self.standing {
+            Standing::ExpectAuthorization(error) => return Acquire::Fail(error.clone()),
+            Standing::ExpectBackoff { until, error, .. } if now < *until => {
+                return Acquire::Fail(error.clone());
+            }
+            Standing::ExpectBackoff { .. } | Standing::Ready => {}
         }
         match self.grant() {
             Some(grant) => Acquire::Fetch(self.issue(now, grant)),
@@ -318,10 +337,12 @@ impl TokenCache {
     }
 
     fn grant_if_allowed(&self, now: Instant) -> Option<Grant> {
-        if self.ticket.is_some()
-            || self.reauthorize.is_some()
-            || self.retry_at.is_some_and(|at| now < at)
-        {
+        let waiting = match &self.standing {
+            Standing::Ready => false,
+            Standing::ExpectBackoff { until, .. } => now < *until,
+            Standing::ExpectAuthorization(_) => true,
+        };
+        if self.ticket.is_some() || waiting {
             return None;
         }
         self.grant()
@@ -330,9 +351,10 @@ impl TokenCache {
     fn grant(&self) -> Option<Grant> {
         match self.flow {
             Flow::ClientCredentials => Some(Grant::ClientCredentials),
-            Flow::RefreshToken => match &self.refresh_token {
-                Some(token) => Some(Grant::Refresh(token.clone())),
-                None => self.unloaded.then_some(Grant::Reload),
+            Flow::RefreshToken => match &self.refresh {
+                RefreshSource::Held(token) => Some(Grant::Refresh(token.clone())),
+                RefreshSource::ExpectLoad => Some(Grant::Reload),
+                RefreshSource::Nothing => None,
             },
         }
     }
@@ -385,26 +407,28 @@ impl TokenCache {
             return Completion::Stale;
         }
         self.ticket = None;
-        if matches!(ticket.grant, Grant::Reload) {
-            self.unloaded = false;
-        }
+        // A reload that failed on the way (the store unreachable) is tried again after the
+        // backoff: only a load that found nothing, or a refusal, ends the wait for a load.
         match result {
             Ok(set) => Completion::Stored(self.install(set, entropy)),
+            Err(error) if error.requires_reauthorization() => {
+                self.refresh = RefreshSource::Nothing;
+                self.standing = Standing::ExpectAuthorization(error.clone());
+                Completion::Failed(error)
+            }
             Err(error) => {
-                if error.requires_reauthorization() {
-                    self.refresh_token = None;
-                    self.reauthorize = Some(error.clone());
-                    return Completion::Failed(error);
-                }
-                self.failures = self.failures.saturating_add(1);
+                let failures = match &self.standing {
+                    Standing::ExpectBackoff { failures, .. } => failures.saturating_add(1),
+                    Standing::Ready | Standing::ExpectAuthorization(_) => 1,
+                };
                 let backoff = crate::retry::jittered_backoff(
                     self.policy.failure_backoff,
                     self.policy.max_failure_backoff,
-                    self.failures,
+                    failures,
                     Jitter::new(entropy).next_fraction(),
                 );
-                self.retry_at = now.checked_add(backoff);
-                self.last_error = Some(error.clone());
+                let until = now.checked_add(backoff).unwrap_or(now);
+                self.standing = Standing::ExpectBackoff { until, error: error.clone(), failures };
                 Completion::Failed(error)
             }
         }
@@ -428,7 +452,9 @@ impl TokenCache {
     /// completion will be [`Completion::Stale`] and never lands on top of the new grant.
     pub fn authorize(&mut self, set: TokenSet, entropy: u64) -> Token {
         self.ticket = None;
-        if let Some(old) = self.refresh_token.take() {
+        if let RefreshSource::Held(old) =
+            std::mem::replace(&mut self.refresh, RefreshSource::Nothing)
+        {
             self.retire(old);
         }
         self.install(set, entropy)
@@ -458,17 +484,21 @@ impl TokenCache {
         let token =
             Token(Arc::new(TokenInner { id, access: set.access_token, expires_at, authorization }));
         self.current = Some(Current { token: token.clone(), refresh_at, usable_until });
-        if let Some(new) = set.refresh_token {
-            if let Some(old) = self.refresh_token.take().filter(|old| *old != new) {
-                self.retire(old);
+        match (set.refresh_token, &self.refresh) {
+            (Some(new), _) => {
+                let old = std::mem::replace(&mut self.refresh, RefreshSource::Held(new));
+                if let (RefreshSource::Held(old), RefreshSource::Held(new)) = (old, &self.refresh)
+                    && old != *new
+                {
+                    self.retire(old);
+                }
             }
-            self.refresh_token = Some(new);
+            // A set without a refresh token keeps the one held; a first load that brought none
+            // means there is none.
+            (None, RefreshSource::ExpectLoad) => self.refresh = RefreshSource::Nothing,
+            (None, RefreshSource::Held(_) | RefreshSource::Nothing) => {}
         }
-        self.unloaded = false;
-        self.failures = 0;
-        self.retry_at = None;
-        self.last_error = None;
-        self.reauthorize = None;
+        self.standing = Standing::Ready;
         token
     }
 
@@ -485,7 +515,7 @@ impl TokenCache {
     /// Whether a refresh token found in a shared store is newer than the one held (see
     /// [`newer_than_held`]).
     pub fn should_adopt(&self, stored: &RefreshToken) -> bool {
-        newer_than_held(stored, self.refresh_token.as_ref(), self.retired.iter())
+        newer_than_held(stored, self.refresh_token(), self.retired.iter())
     }
 
     /// The refresh tokens this cache has spent, oldest first (a few are kept).
@@ -495,7 +525,10 @@ impl TokenCache {
 
     /// The refresh token held, if any.
     pub fn refresh_token(&self) -> Option<&RefreshToken> {
-        self.refresh_token.as_ref()
+        match &self.refresh {
+            RefreshSource::Held(token) => Some(token),
+            RefreshSource::ExpectLoad | RefreshSource::Nothing => None,
+        }
     }
 
     /// The current token, valid or not.

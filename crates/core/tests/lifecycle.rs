@@ -187,3 +187,27 @@ fn a_stored_refresh_token_is_adopted_only_if_newer_than_held_and_not_spent() {
     assert!(!newer_than_held(&r1, Some(&r2), [r1.clone()].iter()));
     assert!(newer_than_held(&r3, Some(&r2), [r1.clone()].iter()));
 }
+
+/// The first read of a store that fails on the way (unreachable) is a failure to back off
+/// from, then the read again: never "re-authorization required" for a store that is down. A
+/// read that finds nothing, or a refusal, is.
+#[test]
+fn a_first_load_that_fails_is_retried_after_the_backoff_not_taken_for_a_lost_grant() {
+    let now = t0();
+    let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
+    let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!("a reload first") };
+    assert!(matches!(ticket.grant(), Grant::Reload));
+    let down: Error = StoreFailure::new("read", "connection refused").into();
+    assert!(matches!(cache.complete(now, ticket, Err(down), 0), Completion::Failed(_)));
+    match cache.acquire(now) {
+        Acquire::Fail(error) => assert!(!error.requires_reauthorization(), "{error}"),
+        other => panic!("backing off: {other:?}"),
+    }
+    let later = now + Duration::from_secs(120);
+    let Acquire::Fetch(ticket) = cache.acquire(later) else { panic!("the read again") };
+    assert!(matches!(ticket.grant(), Grant::Reload));
+    // Nothing stored: now the grant is gone.
+    let nothing = Error::ReauthorizationRequired(Reauthorization::NothingStored);
+    cache.complete(later, ticket, Err(nothing), 0);
+    assert!(matches!(cache.acquire(later), Acquire::Fail(e) if e.requires_reauthorization()));
+}
