@@ -204,8 +204,8 @@ impl ClientCredentialsConfig {
 ///     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
 ///     .token_url(url("https://login.flextell.example/oauth2/token")?)
 ///     .redirect_uri(url("https://my-app.example/callback")?)
-///     .scopes(["calls.read"])
-///     .build()?;
+///     .build()?
+///     .with_scopes(["calls.read"]);
 /// assert_eq!(config.redirect_uri().as_str(), "https://my-app.example/callback");
 ///
 /// // A forgotten URL is an error, not a default.
@@ -233,8 +233,6 @@ pub struct AuthorizationCodeConfigBuilder {
     authorize_url: Option<Endpoint>,
     token_url: Option<Endpoint>,
     redirect_uri: Option<Endpoint>,
-    scopes: Vec<String>,
-    issuer: Option<String>,
 }
 
 impl AuthorizationCodeConfigBuilder {
@@ -253,35 +251,15 @@ impl AuthorizationCodeConfigBuilder {
         self.redirect_uri = Some(url);
         self
     }
-    /// The scopes to ask for.
-    pub fn scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-    /// Requires callbacks to carry `iss` equal to `issuer` (RFC 9207).
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-    /// The configuration; each URL must have been given.
+    /// The configuration (scopes and issuer are set on it: [`AuthorizationCodeConfig::with_scopes`],
+    /// [`AuthorizationCodeConfig::with_issuer`]); each URL must have been given.
     pub fn build(self) -> Result<AuthorizationCodeConfig, ConfigError> {
         let authorize_url =
             self.authorize_url.ok_or(ConfigError::Missing("the authorize URL (.authorize_url)"))?;
         let token_url = self.token_url.ok_or(ConfigError::Missing("the token URL (.token_url)"))?;
         let redirect_uri =
             self.redirect_uri.ok_or(ConfigError::Missing("the redirect URI (.redirect_uri)"))?;
-        Ok(AuthorizationCodeConfig {
-            client: self.client,
-            authorize_url,
-            token_url,
-            redirect_uri,
-            scopes: self.scopes,
-            issuer: self.issuer,
-        })
+        Ok(AuthorizationCodeConfig::new(self.client, authorize_url, token_url, redirect_uri))
     }
 }
 
@@ -293,8 +271,6 @@ impl AuthorizationCodeConfig {
             authorize_url: None,
             token_url: None,
             redirect_uri: None,
-            scopes: Vec::new(),
-            issuer: None,
         }
     }
 

@@ -84,9 +84,9 @@ impl App {
         .authorize_url(e(&format!("{issuer}/oauth2/authorize"))?)
         .token_url(e(&format!("{issuer}/oauth2/token"))?)
         .redirect_uri(e(&format!("{self_url}/callback"))?)
-        .scopes(["news.read", "calls.read"])
-        .issuer(issuer)
-        .build()?;
+        .build()?
+        .with_scopes(["news.read", "calls.read"])
+        .with_issuer(issuer);
         let environment = Environment::custom(issuer, InsecureLoopback::Allow)?;
         // Its own store is never used: each user gets one through `for_user`.
         let client = Client::builder()

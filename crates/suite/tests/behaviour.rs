@@ -505,10 +505,10 @@ fn flextell_config(emulator: &Emulator) -> AuthorizationCodeConfig {
     .authorize_url(e(&settings.authorize_url))
     .token_url(e(&settings.token_url))
     .redirect_uri(e(&settings.redirect_uri))
-    .scopes(["news.read"])
-    .issuer(settings.issuer)
     .build()
     .unwrap()
+    .with_scopes(["news.read"])
+    .with_issuer(settings.issuer)
 }
 
 /// Plays the browser: follows the authorize URL to the emulator, returns the callback URL.
