@@ -190,3 +190,61 @@ fn internal_crates_are_not_published() {
         assert!(manifest.contains("publish = false"), "{dir} must say publish = false");
     }
 }
+
+/// The core's modules import one another without a circle: each can be read knowing only what
+/// is beneath it.
+#[test]
+fn the_core_has_no_import_circles() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = root().join("crates/core/src");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in sources(&dir) {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "lib" {
+            continue;
+        }
+        let text = read(&file);
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut uses = BTreeSet::new();
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            let module: String =
+                rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            if !module.is_empty() && module != name && dir.join(format!("{module}.rs")).exists() {
+                uses.insert(module);
+            }
+        }
+        graph.insert(name, uses);
+    }
+    // Depth-first search for a back edge, reporting the circle it closes.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut circle = path[at..].to_vec();
+            circle.push(node.to_owned());
+            return Some(circle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(circle) = visit(next, graph, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(circle) = visit(node, &graph, &mut Vec::new(), &mut done) {
+            panic!("an import circle in crates/core/src: {}", circle.join(" -> "));
+        }
+    }
+}

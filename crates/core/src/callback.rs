@@ -5,10 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AuthorizationCodeConfig, validate_scopes};
+use crate::config::AuthorizationCodeConfig;
 use crate::encoding::{form_encode, parse_query};
+use crate::identity::validate_scopes;
 
-use crate::error::{Blame, ConfigError, Error};
+use crate::error::{CallbackError, ConfigError, Error};
 use crate::excerpt::Excerpt;
 use crate::oauth_error::OAuthErrorCode;
 use crate::pkce::{VERIFIER_ENTROPY_BYTES, pkce_challenge, verifier_from_entropy};
@@ -90,59 +91,6 @@ pub fn start_authorization(
     Ok((url, PendingAuthorization { state, verifier, redirect_uri, issuer: config.issuer.clone() }))
 }
 
-/// The callback was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallbackError {
-    /// The query could not be read (too long, not UTF-8, control characters).
-    #[error("malformed callback: {0}")]
-    Malformed(&'static str),
-    /// A parameter appeared twice.
-    #[error("callback repeats the parameter {0:?}")]
-    DuplicateParameter(String),
-    /// No `state`.
-    #[error("callback has no state")]
-    MissingState,
-    /// `state` does not match this session's (a forged or stale callback).
-    #[error("callback state does not match this session")]
-    StateMismatch,
-    /// The configured issuer was required and `iss` was missing.
-    #[error("callback has no iss (RFC 9207) though an issuer is configured")]
-    MissingIssuer,
-    /// `iss` differs from the configured issuer (a mix-up attack, RFC 9207).
-    #[error("callback iss does not match the configured issuer")]
-    IssuerMismatch,
-    /// The authorization server answered with an error (for example `access_denied`).
-    #[error("authorization refused: {code}{}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Denied {
-        /// The error code.
-        code: OAuthErrorCode,
-        /// `error_description`, sanitised.
-        description: Option<String>,
-    },
-    /// Both `code` and `error`.
-    #[error("callback has both a code and an error")]
-    CodeAndError,
-    /// Neither `code` nor `error`.
-    #[error("callback has no code")]
-    MissingCode,
-    /// This authorization's callback was already accepted once (a reload, a double submit, a
-    /// replay): its code is never exchanged twice.
-    #[error("this authorization was already completed")]
-    AlreadyCompleted,
-}
-
-impl CallbackError {
-    /// Who is to blame.
-    pub fn blame(&self) -> Blame {
-        match self {
-            CallbackError::Denied { .. } => Blame::Server,
-            CallbackError::AlreadyCompleted => Blame::Caller,
-            _ => Blame::Protocol,
-        }
-    }
-}
-
 /// A refused callback. If the callback could not be attributed to this authorization (unreadable,
 /// wrong or missing `state`), the pending authorization is handed back unconsumed.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +123,8 @@ impl AuthorizedCode {
         config: &AuthorizationCodeConfig,
     ) -> Result<crate::token_request::TokenRequest, Error> {
         crate::token_request::authorization_code(
-            config,
+            &config.token_url,
+            &config.client,
             &self.code,
             &self.verifier,
             &self.redirect_uri,

@@ -30,6 +30,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The same URL with `path` appended (`/oauth2/token` on a base URL).
+    pub(crate) fn with_path_suffix(&self, path: &str) -> Endpoint {
+        Endpoint::from_parts(self.join(path), self.host().to_owned())
+    }
+
     /// Parses `url`, refusing anything but HTTPS unless `insecure` allows HTTP to loopback.
     ///
     /// The decision reads the parsed host, never a string prefix: `http://localhost:@evil.example/`

@@ -6,10 +6,11 @@
 
 use http::StatusCode;
 
-use crate::api_response::ApiError;
-use crate::callback::CallbackError;
+use crate::api_error::ApiError;
 use crate::excerpt::Excerpt;
 use crate::oauth_error::OAuthError;
+use crate::oauth_error::OAuthErrorCode;
+pub use crate::protocol_error::ProtocolError;
 
 /// Who is to blame for an [`Error`], which decides what a caller can do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,101 +221,55 @@ pub enum ConfigError {
     },
 }
 
-/// The server broke the protocol: its answer is not what RFC 6749 or the API promise.
+/// The callback was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProtocolError {
-    /// The body is larger than the SDK accepts.
-    #[error("response body ({status}) exceeds the {limit}-byte limit")]
-    BodyTooLarge {
-        /// The status line's code.
-        status: StatusCode,
-        /// The limit in bytes.
-        limit: usize,
+pub enum CallbackError {
+    /// The query could not be read (too long, not UTF-8, control characters).
+    #[error("malformed callback: {0}")]
+    Malformed(&'static str),
+    /// A parameter appeared twice.
+    #[error("callback repeats the parameter {0:?}")]
+    DuplicateParameter(String),
+    /// No `state`.
+    #[error("callback has no state")]
+    MissingState,
+    /// `state` does not match this session's (a forged or stale callback).
+    #[error("callback state does not match this session")]
+    StateMismatch,
+    /// The configured issuer was required and `iss` was missing.
+    #[error("callback has no iss (RFC 9207) though an issuer is configured")]
+    MissingIssuer,
+    /// `iss` differs from the configured issuer (a mix-up attack, RFC 9207).
+    #[error("callback iss does not match the configured issuer")]
+    IssuerMismatch,
+    /// The authorization server answered with an error (for example `access_denied`).
+    #[error("authorization refused: {code}{}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Denied {
+        /// The error code.
+        code: OAuthErrorCode,
+        /// `error_description`, sanitised.
+        description: Option<String>,
     },
-    /// The body is not JSON (HTML, plain text, empty, truncated, invalid UTF-8, too deep).
-    #[error("response ({status}) is not valid JSON: {reason}; body starts: {excerpt:?}")]
-    NotJson {
-        /// The status.
-        status: StatusCode,
-        /// The parser's reason, without quoting the body.
-        reason: String,
-        /// A short sanitised excerpt.
-        excerpt: Excerpt,
-    },
-    /// The body is JSON but not an object.
-    #[error("response ({status}) is JSON but not an object")]
-    NotAnObject {
-        /// The status.
-        status: StatusCode,
-    },
-    /// The same field appears twice.
-    #[error("response ({status}) has the field {field:?} more than once")]
-    DuplicateField {
-        /// The status.
-        status: StatusCode,
-        /// The field name (sanitised).
-        field: String,
-    },
-    /// A required field is missing.
-    #[error("response ({status}) lacks the required field {field:?}")]
-    MissingField {
-        /// The status.
-        status: StatusCode,
-        /// The field.
-        field: &'static str,
-    },
-    /// A field has a value of the wrong kind.
-    #[error("response ({status}) has an invalid {field:?}: {reason}")]
-    InvalidField {
-        /// The status.
-        status: StatusCode,
-        /// The field.
-        field: &'static str,
-        /// Why, without quoting the value.
-        reason: &'static str,
-    },
-    /// The body came in a `Content-Encoding` the transport did not decode (the SDK asks for
-    /// none), so it cannot be read.
-    #[error("response ({status}) body is in the encoding {encoding:?}, which was not asked for")]
-    UnsupportedEncoding {
-        /// The status.
-        status: StatusCode,
-        /// The encoding named (sanitised).
-        encoding: String,
-    },
-    /// `token_type` is not `Bearer`.
-    #[error("token type {token_type:?} is not supported (only Bearer)")]
-    UnsupportedTokenType {
-        /// The type the server named (sanitised).
-        token_type: String,
-    },
-    /// The token endpoint answered with a status and body that are neither a token nor an OAuth
-    /// error (an HTML 502 from a proxy, an empty 500, a redirect).
-    #[error(
-        "token endpoint answered {status} without an OAuth error body; body starts: {excerpt:?}"
-    )]
-    UnexpectedResponse {
-        /// The status.
-        status: StatusCode,
-        /// A short sanitised excerpt.
-        excerpt: Excerpt,
-    },
+    /// Both `code` and `error`.
+    #[error("callback has both a code and an error")]
+    CodeAndError,
+    /// Neither `code` nor `error`.
+    #[error("callback has no code")]
+    MissingCode,
+    /// This authorization's callback was already accepted once (a reload, a double submit, a
+    /// replay): its code is never exchanged twice.
+    #[error("this authorization was already completed")]
+    AlreadyCompleted,
 }
 
-impl ProtocolError {
-    /// The status of the response that broke the protocol.
-    pub fn status(&self) -> Option<StatusCode> {
+impl CallbackError {
+    /// Who is to blame.
+    pub fn blame(&self) -> Blame {
         match self {
-            ProtocolError::BodyTooLarge { status, .. }
-            | ProtocolError::NotJson { status, .. }
-            | ProtocolError::NotAnObject { status }
-            | ProtocolError::DuplicateField { status, .. }
-            | ProtocolError::MissingField { status, .. }
-            | ProtocolError::InvalidField { status, .. }
-            | ProtocolError::UnexpectedResponse { status, .. }
-            | ProtocolError::UnsupportedEncoding { status, .. } => Some(*status),
-            ProtocolError::UnsupportedTokenType { .. } => None,
+            CallbackError::Denied { .. } => Blame::Server,
+            CallbackError::AlreadyCompleted => Blame::Caller,
+            _ => Blame::Protocol,
         }
     }
 }

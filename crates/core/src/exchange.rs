@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use http::{Request, Response};
 
+use crate::api_error::{ApiErrorKind, classify_response};
 use crate::api_request::ApiRequest;
-use crate::api_response::{ApiErrorKind, classify_response};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, TransportError, TransportErrorKind, UsageError};
 use crate::lifecycle::{Token, TokenId};
@@ -129,12 +129,6 @@ fn transport_retryable(kind: TransportErrorKind, replay_safe: bool) -> bool {
     }
 }
 
-/// Whether an answer with `status` is worth the same request again later: a 408, a 429, any
-/// 5xx. The one rule, for the token endpoint and API calls alike (`ApiError::is_transient`).
-pub(crate) fn transient_status(status: http::StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429) || status.is_server_error()
-}
-
 /// A body in a `Content-Encoding` other than `identity`: no transport of ours decodes one (none
 /// asks for compression), so its bytes are not the JSON they claim to be.
 fn undecoded_body(response: &Response<Vec<u8>>) -> Option<Error> {
@@ -145,8 +139,11 @@ fn undecoded_body(response: &Response<Vec<u8>>) -> Option<Error> {
     }
     let encoding = crate::excerpt::Excerpt::of_text(name, 32).as_str().to_owned();
     Some(
-        crate::error::ProtocolError::UnsupportedEncoding { status: response.status(), encoding }
-            .into(),
+        crate::protocol_error::ProtocolError::UnsupportedEncoding {
+            status: response.status(),
+            encoding,
+        }
+        .into(),
     )
 }
 
@@ -156,7 +153,7 @@ fn scrubbed(sent: &Sent, response: &Response<Vec<u8>>, error: Error) -> Error {
     let Some(body) = sent.scrub(response.body()) else { return error };
     match parse_token_response(response.status(), &body) {
         Err(error) => error,
-        Ok(_) => crate::error::ProtocolError::UnexpectedResponse {
+        Ok(_) => crate::protocol_error::ProtocolError::UnexpectedResponse {
             status: response.status(),
             excerpt: crate::excerpt::Excerpt::of_bytes(&body),
         }
@@ -169,8 +166,8 @@ fn scrubbed(sent: &Sent, response: &Response<Vec<u8>>, error: Error) -> Error {
 fn scrubbed_api_error(
     sent: &Sent,
     response: &Response<Vec<u8>>,
-    error: crate::api_response::ApiError,
-) -> crate::api_response::ApiError {
+    error: crate::api_error::ApiError,
+) -> crate::api_error::ApiError {
     let body = sent.scrub(response.body());
     let headers = sent.scrub_headers(response.headers());
     if body.is_none() && headers.is_none() {
@@ -308,7 +305,7 @@ impl Exchange for TokenExchange {
             }
             Err(error) => {
                 let overloaded = status.as_u16() == 429;
-                let transient = transient_status(status)
+                let transient = crate::retry::transient_status(status)
                     || matches!(&error, Error::OAuth(e) if e.is_transient());
                 let retryable = match self.replay {
                     Replay::Transient => transient,

@@ -9,8 +9,8 @@ use serde::Deserializer as _;
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::error::ProtocolError;
 use crate::excerpt::Excerpt;
+use crate::protocol_error::ProtocolError;
 
 /// The top-level fields of a JSON object, in document order.
 pub(crate) struct Fields<'a> {

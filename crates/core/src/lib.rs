@@ -78,7 +78,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
-mod api_reply;
+mod api_error;
 mod api_request;
 mod api_response;
 mod callback;
@@ -89,10 +89,12 @@ mod endpoint;
 mod error;
 mod excerpt;
 mod exchange;
+mod identity;
 mod json;
 mod lifecycle;
 mod oauth_error;
 mod pkce;
+mod protocol_error;
 mod retry;
 mod retry_after;
 mod scrub;
@@ -101,20 +103,21 @@ mod token_request;
 mod token_response;
 
 // What an application uses: settings, requests and answers, tokens, errors.
-pub use api_reply::{ApiResponse, decode_json};
+pub use api_error::{ApiError, ApiErrorKind, ValidationErrors, classify_response};
 pub use api_request::ApiRequest;
-pub use api_response::{ApiError, ApiErrorKind, ValidationErrors, classify_response};
-pub use callback::{AuthorizationId, CallbackError, PendingAuthorization, Rejection};
+pub use api_response::{ApiResponse, decode_json};
+pub use callback::{AuthorizationId, PendingAuthorization, Rejection};
 pub use challenge::{BearerChallenge, UnauthorizedCause};
 pub use config::{
-    AuthorizationCodeConfig, AuthorizationCodeConfigBuilder, ClientAuthMethod,
-    ClientCredentialsConfig, ClientIdentity, Environment, LIVE_URL, SANDBOX_URL, TOKEN_PATH,
+    AuthorizationCodeConfig, AuthorizationCodeConfigBuilder, ClientCredentialsConfig, Environment,
+    LIVE_URL, SANDBOX_URL, TOKEN_PATH,
 };
 pub use endpoint::{Endpoint, InsecureLoopback};
 pub use error::{
-    Blame, ConfigError, Error, ProtocolError, Reauthorization, StoreFailure, TransportError,
-    TransportErrorKind, UsageError,
+    Blame, CallbackError, ConfigError, Error, ProtocolError, Reauthorization, StoreFailure,
+    TransportError, TransportErrorKind, UsageError,
 };
+pub use identity::{ClientAuthMethod, ClientIdentity};
 pub use lifecycle::{LifecyclePolicy, Token, TokenId, TokenSet};
 pub use oauth_error::{OAuthError, OAuthErrorCode};
 pub use retry::RetryPolicy;
@@ -128,8 +131,8 @@ pub use token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse, parse_token_
 /// exchanges ([`machines::TokenExchange`], [`machines::ApiCall`]) and the authorization-code
 /// chain. An application using `helloflex-auth`'s client never needs them.
 pub mod machines {
+    pub use crate::api_error::is_success;
     pub use crate::api_request::bearer_header;
-    pub use crate::api_response::is_success;
     pub use crate::callback::{
         AUTHORIZATION_ENTROPY_BYTES, AuthorizedCode, CallbackRejected, start_authorization,
     };

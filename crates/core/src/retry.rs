@@ -151,6 +151,12 @@ impl Attempts {
     }
 }
 
+/// Whether an answer with `status` is worth the same request again later: a 408, a 429, any
+/// 5xx. The one rule, for the token endpoint and API calls alike (`ApiError::is_transient`).
+pub(crate) fn transient_status(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429) || status.is_server_error()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

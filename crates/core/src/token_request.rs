@@ -4,13 +4,10 @@ use base64::Engine as _;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request};
 
-use crate::config::{
-    AuthorizationCodeConfig, ClientAuthMethod, ClientCredentialsConfig, ClientIdentity,
-    validate_scopes,
-};
 use crate::encoding::{form_encode, form_encode_value};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, UsageError};
+use crate::identity::{ClientAuthMethod, ClientIdentity, validate_scopes};
 use crate::secret::{AuthorizationCode, PkceVerifier, RefreshToken};
 
 /// The grant a token request is for. It decides how the request may be replayed (see
@@ -75,19 +72,23 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
-pub(crate) fn client_credentials(config: &ClientCredentialsConfig) -> Result<TokenRequest, Error> {
-    validate_scopes(&config.scopes)?;
-    let scope = config.scopes.join(" ");
+pub(crate) fn client_credentials(
+    token_url: &Endpoint,
+    client: &ClientIdentity,
+    scopes: &[String],
+) -> Result<TokenRequest, Error> {
+    validate_scopes(scopes)?;
+    let scope = scopes.join(" ");
     let mut params = vec![("grant_type", "client_credentials")];
     if !scope.is_empty() {
         params.push(("scope", scope.as_str()));
     }
-    build(&config.token_url, &config.client, params)
-        .map(|r| TokenRequest::new(TokenGrant::ClientCredentials, r))
+    build(token_url, client, params).map(|r| TokenRequest::new(TokenGrant::ClientCredentials, r))
 }
 
 pub(crate) fn authorization_code(
-    config: &AuthorizationCodeConfig,
+    token_url: &Endpoint,
+    client: &ClientIdentity,
     code: &AuthorizationCode,
     verifier: &PkceVerifier,
     redirect_uri: &str,
@@ -98,18 +99,17 @@ pub(crate) fn authorization_code(
         ("redirect_uri", redirect_uri),
         ("code_verifier", verifier.expose_secret()),
     ];
-    build(&config.token_url, &config.client, params)
-        .map(|r| TokenRequest::new(TokenGrant::AuthorizationCode, r))
+    build(token_url, client, params).map(|r| TokenRequest::new(TokenGrant::AuthorizationCode, r))
 }
 
 pub(crate) fn refresh(
-    config: &AuthorizationCodeConfig,
+    token_url: &Endpoint,
+    client: &ClientIdentity,
     refresh_token: &RefreshToken,
 ) -> Result<TokenRequest, Error> {
     let params =
         vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
-    build(&config.token_url, &config.client, params)
-        .map(|r| TokenRequest::new(TokenGrant::RefreshToken, r))
+    build(token_url, client, params).map(|r| TokenRequest::new(TokenGrant::RefreshToken, r))
 }
 
 fn build<'a>(
@@ -157,7 +157,7 @@ fn build<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientSecret, Environment};
+    use crate::{ClientCredentialsConfig, ClientSecret, Environment};
 
     #[test]
     fn client_credentials_in_body_as_documented() {

@@ -154,7 +154,7 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
 /// The fields RFC 6749 defines, borrowed raw from the body so each is read leniently on its own.
 /// serde's derived visitor matches names without allocating and refuses a repeated field.
 #[derive(serde::Deserialize)]
-struct Fields<'a> {
+struct TokenFields<'a> {
     #[serde(borrow, default)]
     access_token: Option<&'a RawValue>,
     /// Read so that a JSON `null` stays visible: a null token type is not an absent one.
@@ -185,7 +185,7 @@ fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
     raw.filter(|r| r.get() != "null")
 }
 
-fn read_fields(body: &[u8]) -> Result<Fields<'_>, ObjectError> {
+fn read_fields(body: &[u8]) -> Result<TokenFields<'_>, ObjectError> {
     let trimmed = json::trim_body(body);
     if trimmed.first() != Some(&b'{') {
         return Err(json::not_an_object(trimmed));
