@@ -5,10 +5,8 @@ use std::future::Future;
 use std::sync::{Arc, Condvar, PoisonError};
 use std::time::Instant;
 
-use helloflex_core::{
-    ApiCall, ClientCredentialsConfig, Error, Fetched, PendingAuthorization, Token, TokenExchange,
-    TokenId,
-};
+use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
+use helloflex_core::{ClientCredentialsConfig, Error, PendingAuthorization, Token, TokenId};
 
 use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::fill::{StoreOp, StoreReply};

@@ -11,10 +11,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use helloflex_core::machines::ApiCall;
 use helloflex_core::{
-    ApiCall, ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod,
-    ClientCredentialsConfig, ClientSecret, ConfigError, Endpoint, Environment, Error,
-    PendingAuthorization, RetryPolicy, Token,
+    ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod, ClientCredentialsConfig,
+    ClientSecret, ConfigError, Endpoint, Environment, Error, PendingAuthorization, RetryPolicy,
+    Token,
 };
 use serde::Serialize;
 

@@ -10,7 +10,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use helloflex_core::{Error, Exchange, Poll, Token, TokenId, TransportError};
+use helloflex_core::machines::{Exchange, Poll};
+use helloflex_core::{Error, Token, TokenId, TransportError};
 use tracing::Instrument as _;
 
 use crate::clock::Clock;

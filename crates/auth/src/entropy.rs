@@ -3,7 +3,8 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use helloflex_core::{AUTHORIZATION_ENTROPY_BYTES, ConfigError, Error};
+use helloflex_core::machines::AUTHORIZATION_ENTROPY_BYTES;
+use helloflex_core::{ConfigError, Error};
 
 /// Random bytes from the operating system.
 pub fn os_bytes<const N: usize>() -> Result<[u8; N], Error> {

@@ -19,9 +19,8 @@
 
 use std::time::{Duration, Instant};
 
-use helloflex_core::{
-    AccessToken, Error, Fetched, RefreshToken, TokenExchange, TokenSet, UsageError,
-};
+use helloflex_core::machines::{Fetched, TokenExchange};
+use helloflex_core::{AccessToken, Error, RefreshToken, TokenSet, UsageError};
 
 use crate::clock::Clock;
 use crate::manager::ManagerOptions;
@@ -410,7 +409,7 @@ impl FillJob {
         let newer = match &self.purpose {
             Purpose::Refresh { held, retired } => {
                 tokens.refresh_token.as_ref().is_some_and(|theirs| {
-                    helloflex_core::newer_than_held(theirs, Some(held), retired.iter())
+                    helloflex_core::machines::newer_than_held(theirs, Some(held), retired.iter())
                 })
             }
             Purpose::SharedClientCredentials { held } => {

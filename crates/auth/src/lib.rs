@@ -27,7 +27,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use helloflex_auth::{BlockingTokenManager, BlockingTransport, Request, Response};
-//! use helloflex_core::{ApiCall, ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
+//! use helloflex_core::{ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
+//! use helloflex_core::machines::{ApiCall};
 //!
 //! /// A test double: answers token requests and API calls.
 //! struct Canned;

@@ -9,11 +9,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use helloflex_core::machines::{
+    Acquire, Completion, Fetched, Grant, Ticket, TokenCache, TokenExchange,
+};
 use helloflex_core::{
-    AccessToken, Acquire, AuthorizationCodeConfig, AuthorizationId, CallbackError,
-    ClientCredentialsConfig, Completion, Error, Fetched, Grant, LifecyclePolicy,
-    PendingAuthorization, RetryPolicy, Ticket, Token, TokenCache, TokenExchange, TokenId,
-    UsageError,
+    AccessToken, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
+    Error, LifecyclePolicy, PendingAuthorization, RetryPolicy, Token, TokenId, UsageError,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -350,7 +351,7 @@ impl<S: Signal> Shared<S> {
 
     /// Starts an authorization with OS entropy.
     pub(crate) fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
-        helloflex_core::start_authorization(self.auth_code()?, &authorization_entropy()?)
+        helloflex_core::machines::start_authorization(self.auth_code()?, &authorization_entropy()?)
     }
 
     /// Checks a callback for `pending` and returns the code exchange to run. A wrong or missing

@@ -10,9 +10,9 @@ use std::task::Poll;
 use event_listener::{Event, EventListener};
 use std::time::Instant;
 
+use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
 use helloflex_core::{
-    ApiCall, ClientCredentialsConfig, Error, Fetched, PendingAuthorization, Token, TokenExchange,
-    TokenId, UsageError,
+    ClientCredentialsConfig, Error, PendingAuthorization, Token, TokenId, UsageError,
 };
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use helloflex_auth::*;
+use helloflex_core::machines::ApiCall;
 use helloflex_core::{
-    ApiCall, ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy,
+    ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy,
     TransportError,
 };
 use mockall::mock;

@@ -684,6 +684,7 @@ fn svg(r: &Rollover) -> String {
 // ---------- 4. allocations and memory ----------
 
 fn allocations(rt: &tokio::runtime::Runtime, base: &str) -> Result<(f64, f64, f64)> {
+    use helloflex_core::machines::*;
     use helloflex_core::*;
     // The SDK's own per-call work without the network: cached token, request built, answer classified.
     let now = Instant::now();

@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use helloflex_core::machines::*;
 use helloflex_core::*;
 
 const TOKEN_BODY: &[u8] = br#"{"access_token":"eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjbGllbnQiLCJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl","token_type":"Bearer","expires_in":3599,"scope":"news.read domain.read"}"#;

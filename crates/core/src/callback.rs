@@ -35,6 +35,7 @@ pub struct PendingAuthorization {
 ///
 /// ```
 /// use helloflex_core::*;
+/// use helloflex_core::machines::*;
 /// let config = AuthorizationCodeConfig::new(
 ///     ClientIdentity::confidential("app", ClientSecret::new("s")),
 ///     Endpoint::parse("https://auth.flextell.example/authorize", InsecureLoopback::Deny)?,

@@ -144,8 +144,3 @@ pub mod machines {
     pub use crate::token_request::{TokenGrant, TokenRequest};
     pub use crate::token_response::{MAX_TOKEN_BYTES, MAX_TOKEN_RESPONSE_BYTES};
 }
-
-// Kept at the root for code written before `machines` (hidden from the docs; the next step
-// moves the workspace's own imports).
-#[doc(hidden)]
-pub use machines::*;

@@ -16,7 +16,8 @@ pub fn verifier_from_entropy(entropy: &[u8; VERIFIER_ENTROPY_BYTES]) -> PkceVeri
 /// The S256 challenge of `verifier`: `BASE64URL(SHA256(verifier))`.
 ///
 /// ```
-/// use helloflex_core::{PkceVerifier, pkce_challenge};
+/// use helloflex_core::{PkceVerifier};
+/// use helloflex_core::machines::{pkce_challenge};
 /// // RFC 7636 Appendix B.
 /// let verifier = PkceVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
 /// assert_eq!(pkce_challenge(&verifier), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");

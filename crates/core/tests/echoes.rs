@@ -7,6 +7,7 @@
 mod support;
 
 use base64::Engine as _;
+use helloflex_core::machines::*;
 use helloflex_core::*;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use support::{response, t0};

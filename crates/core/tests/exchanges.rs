@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use helloflex_core::*;
+
+use helloflex_core::machines::*;
 use support::{response, t0};
 
 /// What the scripted transport answers for each request, in order.

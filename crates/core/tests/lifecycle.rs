@@ -6,6 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use helloflex_core::*;
+
+use helloflex_core::machines::*;
 use support::t0;
 
 fn response(lifetime: u64, refresh: Option<&str>) -> TokenResponse {

@@ -6,6 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use helloflex_core::*;
+
+use helloflex_core::machines::*;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

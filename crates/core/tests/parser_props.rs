@@ -5,6 +5,8 @@
 mod support;
 
 use helloflex_core::*;
+
+use helloflex_core::machines::*;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use proptest::prelude::*;
 

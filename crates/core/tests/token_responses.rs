@@ -122,7 +122,7 @@ fn broken_bodies_are_typed_with_status_and_excerpt() {
 #[test]
 fn oversized_body_refused_unread() {
     let mut body = br#"{"access_token":"abc","padding":""#.to_vec();
-    body.extend(std::iter::repeat_n(b'x', helloflex_core::MAX_TOKEN_RESPONSE_BYTES));
+    body.extend(std::iter::repeat_n(b'x', helloflex_core::machines::MAX_TOKEN_RESPONSE_BYTES));
     body.extend(br#""}"#);
     let e = parse_token_response(http::StatusCode::OK, &body).unwrap_err();
     assert!(matches!(e, Error::Protocol(ProtocolError::BodyTooLarge { .. })));
@@ -178,6 +178,7 @@ fn narrower_scope_than_asked_is_accepted_and_reported() {
 
 #[test]
 fn no_secret_in_any_request_url() {
+    use helloflex_core::machines::*;
     use helloflex_core::*;
     let secret = "CANARYclientsecret0123456789";
     let config =

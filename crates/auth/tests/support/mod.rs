@@ -198,9 +198,9 @@ impl BlockingTransport for FakeServer {
                     return Ok(oauth_error(400, "invalid_grant"));
                 };
                 let verifier = &params["code_verifier"];
-                let computed = helloflex_core::pkce_challenge(&helloflex_core::PkceVerifier::new(
-                    verifier.as_str(),
-                ));
+                let computed = helloflex_core::machines::pkce_challenge(
+                    &helloflex_core::PkceVerifier::new(verifier.as_str()),
+                );
                 if computed != challenge {
                     return Ok(oauth_error(400, "invalid_grant"));
                 }

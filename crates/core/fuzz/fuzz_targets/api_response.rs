@@ -16,6 +16,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = helloflex_core::classify_response(status, &headers, body);
-    let _ = helloflex_core::retry_after(&headers);
+    let _ = helloflex_core::machines::retry_after(&headers);
     let _ = helloflex_core::decode_json::<serde_json::Value>(body);
 });

@@ -1,6 +1,7 @@
 //! Authorization callbacks against a pending authorization.
 #![no_main]
 use helloflex_core::*;
+use helloflex_core::machines::*;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

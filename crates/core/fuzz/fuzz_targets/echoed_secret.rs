@@ -2,6 +2,7 @@
 //! text; the error must never show it, and nothing may panic. Input: `secret \0 text`.
 #![no_main]
 use helloflex_core::*;
+use helloflex_core::machines::*;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

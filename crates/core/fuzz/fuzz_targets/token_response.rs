@@ -10,6 +10,6 @@ fuzz_target!(|data: &[u8]| {
     let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
     if let Ok(token) = helloflex_core::parse_token_response(status, body) {
         // Whatever parses must be safe to put in a header.
-        assert!(helloflex_core::bearer_header(&token.access_token).is_ok());
+        assert!(helloflex_core::machines::bearer_header(&token.access_token).is_ok());
     }
 });
