@@ -282,6 +282,7 @@ fn bench() -> Result<(), String> {
     let criterion = criterion_table(&target.join("criterion"));
     // 2. The load benchmark against the emulator (release builds, separate processes).
     redis_server()?;
+    debian_package("valgrind", "valgrind", "the instructions-per-call figure")?;
     cargo(
         &[
             "build",

@@ -8,7 +8,8 @@
 //!    beside a token per call and a hand-written mutex cache;
 //! 3. latency across token rollover (1 s tokens) vs long-lived tokens, with an SVG chart;
 //! 4. allocations per call and peak RSS over 100,000 calls;
-//! 5. a fleet on one Redis store (a real `redis-server` on loopback): the request path on the
+//! 5. instructions per call under callgrind (valgrind), SDK against raw: a steady figure;
+//! 6. a fleet on one Redis store (a real `redis-server` on loopback): the request path on the
 //!    Redis store against the memory store, and token requests per lifetime of 8 processes.
 //!
 //! Every loop is bounded in count and in time. Usage:
@@ -274,7 +275,7 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
     Ok(rows)
 }
 
-// ---------- 5. fleet ----------
+// ---------- 6. fleet ----------
 
 #[path = "../../store-redis/tests/support/redis_server.rs"]
 mod redis_server;
@@ -383,6 +384,109 @@ fn fleet(rt: &tokio::runtime::Runtime, base: &str, member: &str) -> Result<Fleet
     let seconds = started.elapsed().as_secs_f64();
     let token_requests = token_requests(base)?;
     Ok(Fleet { path, processes, seconds, lifetime, token_requests, failed })
+}
+
+// ---------- 5. instructions per call (callgrind) ----------
+
+/// Calls made under callgrind in the short and the long run: their difference divided by the
+/// difference in calls is the cost of one call, setup and teardown cancelled out.
+const INSTR_CALLS: (u64, u64) = (300, 1300);
+
+/// One authenticated GET, `calls` times in a row, in this process: the SDK or the raw client,
+/// async (reqwest) or blocking (ureq). Run under callgrind by [`instructions`].
+fn instructions_phase(base: &str, kind: &str, calls: u64) -> Result<()> {
+    let env = environment(base)?;
+    let url = format!("{base}/news");
+    match kind {
+        "sdk-async" | "raw-async" => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let sdk = helloflex_transport_reqwest::Client::builder()
+                    .environment(env)
+                    .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+                    .build()?;
+                let bearer =
+                    format!("Bearer {}", sdk.token().await?.access_token().expose_secret());
+                let raw = raw_reqwest()?;
+                for _ in 0..calls {
+                    let ok = if kind == "sdk-async" {
+                        sdk.get("news").send().await.is_ok()
+                    } else {
+                        let r = raw
+                            .get(&url)
+                            .header("authorization", &bearer)
+                            .header("accept", "application/json")
+                            .send()
+                            .await?;
+                        r.status().is_success() && r.bytes().await.is_ok()
+                    };
+                    if !ok {
+                        return Err("a call failed".into());
+                    }
+                }
+                Ok::<(), Box<dyn std::error::Error>>(())
+            })?;
+        }
+        _ => {
+            let sdk = helloflex_transport_ureq::Client::builder()
+                .environment(env)
+                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+                .build()?;
+            let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
+            let agent = raw_ureq();
+            for _ in 0..calls {
+                let ok = if kind == "sdk-blocking" {
+                    sdk.get("news").send().is_ok()
+                } else {
+                    let mut r = agent
+                        .get(&url)
+                        .header("authorization", &bearer)
+                        .header("accept", "application/json")
+                        .call()?;
+                    r.status().is_success() && r.body_mut().read_to_vec().is_ok()
+                };
+                if !ok {
+                    return Err("a call failed".into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Instructions this process executes under callgrind for `calls` calls of `kind`.
+fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) -> Result<u64> {
+    let file = out.join(format!("callgrind.{kind}.{calls}.out"));
+    let status = Command::new("valgrind")
+        .args(["--tool=callgrind", "--quiet"])
+        .arg(format!("--callgrind-out-file={}", file.display()))
+        .arg(std::env::current_exe()?)
+        .args(["--phase", "instructions", "--base", base, "--kind", kind, "--calls"])
+        .arg(calls.to_string())
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("callgrind run of {kind} failed ({status})").into());
+    }
+    let text = std::fs::read_to_string(&file)?;
+    let total = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or("no totals in the callgrind output")?;
+    Ok(total)
+}
+
+/// Instructions per call of each kind: (long run - short run) / (calls difference).
+fn instructions(base: &str, out: &std::path::Path) -> Result<Vec<(String, f64)>> {
+    let mut per_call = Vec::new();
+    for kind in ["raw-async", "sdk-async", "raw-blocking", "sdk-blocking"] {
+        let short = callgrind_total(base, kind, INSTR_CALLS.0, out)?;
+        let long = callgrind_total(base, kind, INSTR_CALLS.1, out)?;
+        let calls = (INSTR_CALLS.1 - INSTR_CALLS.0) as f64;
+        per_call.push((kind.to_owned(), long.saturating_sub(short) as f64 / calls));
+    }
+    Ok(per_call)
 }
 
 // ---------- 2. herds ----------
@@ -827,6 +931,11 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn main() -> Result<()> {
+    if arg("--phase").as_deref() == Some("instructions") {
+        let base = arg("--base").ok_or("--base")?;
+        let calls = arg("--calls").ok_or("--calls")?.parse()?;
+        return instructions_phase(&base, &arg("--kind").ok_or("--kind")?, calls);
+    }
     if arg("--phase").as_deref() == Some("memory") {
         let base = arg("--base").ok_or("--base")?;
         return memory_phase(&base, arg("--kind").as_deref() == Some("raw"));
@@ -852,6 +961,8 @@ fn main() -> Result<()> {
     eprintln!("loadbench: allocations and memory");
     let (core_allocs, sdk_allocs, raw_allocs) = allocations(&rt, &base)?;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = memory(&base)?;
+    eprintln!("loadbench: instructions per call (callgrind)");
+    let instr = instructions(&base, &out_dir)?;
     eprintln!("loadbench: fleet on Redis");
     let fleet = fleet(&rt, &base, &arg("--fleet-member").ok_or("--fleet-member <path>")?)?;
 
@@ -928,7 +1039,32 @@ fn main() -> Result<()> {
         "| peak RSS after 100,000 calls at concurrency 32 (separate process) | {} KiB ({sdk_secs:.1} s) | {} KiB ({raw_secs:.1} s) |",
         sdk_rss, raw_rss
     );
-    let _ = writeln!(md, "\n### 5. A fleet on one Redis store (`redis-server` on loopback)\n");
+    let _ = writeln!(
+        md,
+        "\n### 5. Instructions per call (callgrind: the client process only, sequential GETs, ({} - {} calls) / {})\n",
+        INSTR_CALLS.1,
+        INSTR_CALLS.0,
+        INSTR_CALLS.1 - INSTR_CALLS.0
+    );
+    let _ = writeln!(
+        md,
+        "A steady figure beside the noisy throughput rows: the same binary, the same emulator.\n"
+    );
+    let _ = writeln!(md, "| client | SDK | raw | SDK extra per call | extra / raw |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let per = |kind: &str| instr.iter().find(|(k, _)| k == kind).map_or(0.0, |(_, v)| *v);
+    for (name, sdk, raw) in [
+        ("async (reqwest)", per("sdk-async"), per("raw-async")),
+        ("blocking (ureq)", per("sdk-blocking"), per("raw-blocking")),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {sdk:.0} | {raw:.0} | {:.0} | **{:.1}%** |",
+            sdk - raw,
+            (sdk - raw) / raw * 100.0
+        );
+    }
+    let _ = writeln!(md, "\n### 6. A fleet on one Redis store (`redis-server` on loopback)\n");
     let _ = writeln!(md, "| measure | figure |");
     let _ = writeln!(md, "|---|---:|");
     let _ = writeln!(

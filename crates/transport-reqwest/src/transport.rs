@@ -1,5 +1,6 @@
 //! [`ReqwestTransport`]: the workspace's [`AsyncTransport`] over reqwest 0.13.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +15,17 @@ use helloflex_core::{TransportError, TransportErrorKind};
 pub struct ReqwestTransport {
     client: reqwest::Client,
     body_limit: usize,
+    /// Our own client follows no redirect (its policy is `none`); a caller's client might, so
+    /// only then is each answer's URL compared with the request's.
+    check_redirects: bool,
+    /// Parsed `scheme://authority/` of the origins called: a request's URL is the origin's with
+    /// the core's already-encoded path and query set, instead of the whole URL printed from the
+    /// `http::Uri` and parsed again (host parsing is most of a URL parse).
+    origins: Arc<RwLock<Vec<(String, reqwest::Url)>>>,
 }
+
+/// Origins remembered (an SDK client talks to one or two: the API, the token endpoint).
+const ORIGINS_KEPT: usize = 8;
 
 impl ReqwestTransport {
     /// A transport with its own client: rustls, redirects off, connect and total timeouts.
@@ -43,7 +54,7 @@ impl ReqwestTransport {
         let client = builder.build().map_err(|e| {
             TransportError::new(TransportErrorKind::Other, format!("building the HTTP client: {e}"))
         })?;
-        Ok(Self::with_client(client))
+        Ok(Self { check_redirects: false, ..Self::with_client(client) })
     }
 
     /// A transport over an existing client. Build it with
@@ -51,7 +62,43 @@ impl ReqwestTransport {
     /// off per request. A response that arrives after a redirect is refused as
     /// [`TransportErrorKind::Redirect`], but by then the request was re-sent.
     pub fn with_client(client: reqwest::Client) -> Self {
-        Self { client, body_limit: MAX_BODY_BYTES }
+        Self { client, body_limit: MAX_BODY_BYTES, check_redirects: true, origins: Arc::default() }
+    }
+
+    /// The URL of `uri` as reqwest wants it: the origin parsed once, path and query set.
+    fn url(&self, uri: &http::Uri) -> Result<reqwest::Url, TransportError> {
+        let invalid = || TransportError::new(TransportErrorKind::Other, "invalid request URL");
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(invalid());
+        };
+        let origin = {
+            let origins = self.origins.read().unwrap_or_else(PoisonError::into_inner);
+            origins
+                .iter()
+                .find(|(s, _)| {
+                    s.len() == scheme.len() + 3 + authority.as_str().len()
+                        && s.starts_with(scheme)
+                        && s.ends_with(authority.as_str())
+                })
+                .map(|(_, url)| url.clone())
+        };
+        let mut url = match origin {
+            Some(url) => url,
+            None => {
+                let key = format!("{scheme}://{authority}");
+                let url = reqwest::Url::parse(&key).map_err(|_| invalid())?;
+                let mut origins = self.origins.write().unwrap_or_else(PoisonError::into_inner);
+                if origins.len() == ORIGINS_KEPT {
+                    origins.remove(0);
+                }
+                origins.push((key, url.clone()));
+                url
+            }
+        };
+        let path_and_query = uri.path_and_query();
+        url.set_path(path_and_query.map_or("/", |pq| pq.path()));
+        url.set_query(path_and_query.and_then(|pq| pq.query()));
+        Ok(url)
     }
 
     /// Caps response bodies at `bytes`.
@@ -64,15 +111,17 @@ impl ReqwestTransport {
 #[async_trait]
 impl AsyncTransport for ReqwestTransport {
     async fn send(&self, request: Request) -> Result<Response, TransportError> {
-        let request = reqwest::Request::try_from(request).map_err(|e| {
-            TransportError::new(TransportErrorKind::Other, format!("invalid request: {e}"))
-        })?;
+        let (parts, body) = request.into_parts();
+        let mut request = reqwest::Request::new(parts.method, self.url(&parts.uri)?);
+        *request.headers_mut() = parts.headers;
+        *request.version_mut() = parts.version;
+        *request.body_mut() = Some(body.into());
         // Compared as reqwest parsed both (host case, IPv6 spelling, dot segments normalised
         // alike), so only a followed redirect can make them differ. A fingerprint rather than
         // a copy of the URL: no allocation per call.
-        let sent_to = target(request.url());
+        let sent_to = self.check_redirects.then(|| target(request.url()));
         let mut response = self.client.execute(request).await.map_err(map_error)?;
-        let same_target = target(response.url()) == sent_to;
+        let same_target = sent_to.is_none_or(|sent_to| target(response.url()) == sent_to);
         if !same_target {
             return Err(TransportError::new(
                 TransportErrorKind::Redirect,
@@ -184,5 +233,31 @@ impl AsyncRuntime for TokioRuntime {
         Box::pin(async move {
             let _ = handle.await;
         })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::ReqwestTransport;
+
+    /// The URL reqwest is handed is the request's, byte for byte: the core's percent-encoding
+    /// kept, the query kept, across origins (one parsed once and reused).
+    #[test]
+    fn the_url_is_the_requests_exactly() {
+        let transport = ReqwestTransport::with_client(reqwest::Client::new());
+        for uri in [
+            "https://api.example/news",
+            "https://api.example/customers/a%2Fb%20c/news?Lang=en&q=%26x%3Dy",
+            "http://127.0.0.1:8080/domainTypes/7/domainValues?Lang=en",
+            "http://[::1]:9/items/%E2%82%AC",
+            "https://api.example/",
+            "https://api.example/news?",
+        ] {
+            let parsed: http::Uri = uri.parse().unwrap();
+            let url = transport.url(&parsed).unwrap();
+            let expected = reqwest::Url::parse(uri).unwrap();
+            assert_eq!(url.as_str(), expected.as_str(), "{uri}");
+        }
+        assert!(transport.url(&"/relative".parse().unwrap()).is_err());
     }
 }
