@@ -262,12 +262,7 @@ impl FillJob {
         };
         self.phase = match result {
             Ok(fetched) => {
-                let set = TokenSet::from_response(
-                    fetched.response,
-                    fetched.sent_at,
-                    held,
-                    self.default_lifetime,
-                );
+                let set = fetched.into_token_set(self.default_lifetime);
                 match self.purpose {
                     Purpose::Refresh { .. } => {
                         tracing::info!(target: "helloflex::token", rotated = set.rotated, "refresh token grant succeeded");

@@ -384,7 +384,7 @@ impl<S: Signal> Shared<S> {
             }
             completed.push_back(id);
         }
-        let request = checked?.exchange_request(config)?;
+        let request = checked?.into_token_request(config)?;
         let exchange = TokenExchange::new(request, self.options.retry.clone(), jitter_seed());
         let fill =
             FillJob::new(Purpose::Authorize, Some(exchange), self.clock.now(), &self.options);

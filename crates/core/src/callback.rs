@@ -118,9 +118,13 @@ pub struct AuthorizedCode {
 }
 
 impl AuthorizedCode {
-    /// The code-exchange request (`grant_type=authorization_code` with `code_verifier`).
-    pub fn exchange_request(
-        &self,
+    /// The code-exchange request (`grant_type=authorization_code` with `code_verifier`). The
+    /// code is consumed: it is single-use, and a server that sees it twice revokes what it
+    /// issued. The chain runs by value to a token set: `start_authorization` ->
+    /// `PendingAuthorization::check_callback` -> this -> `TokenExchange::new` -> `Fetched` ->
+    /// `Fetched::into_token_set`.
+    pub fn into_token_request(
+        self,
         config: &AuthorizationCodeConfig,
     ) -> Result<crate::token_request::TokenRequest, Error> {
         crate::token_request::authorization_code(
@@ -346,7 +350,7 @@ mod tests {
         let code = pending
             .handle_callback(&format!("http://127.0.0.1:3000/callback?code=abc&state={state}"))
             .unwrap();
-        let req = code.exchange_request(&config()).unwrap();
+        let req = code.into_token_request(&config()).unwrap();
         let body = std::str::from_utf8(req.body()).unwrap();
         assert!(body.starts_with("grant_type=authorization_code&code=abc&redirect_uri="));
         assert!(body.contains("code_verifier="));

@@ -12,6 +12,8 @@
 //!
 //! Every decision (retry or not, how long to wait, replay after a 401) is made here.
 
+use crate::lifecycle::TokenSet;
+use crate::secret::RefreshToken;
 use crate::token_request::{TokenGrant, TokenRequest};
 use std::time::Instant;
 
@@ -201,12 +203,24 @@ pub struct Fetched {
     pub response: TokenResponse,
     /// When the successful request was sent.
     pub sent_at: Instant,
+    /// The refresh token the request spent (a refresh's).
+    spent: Option<RefreshToken>,
+}
+
+impl Fetched {
+    /// The token set this answer makes: its expiry counted from when the request was sent
+    /// (`default_lifetime` when the server names none), and the spent refresh token kept when
+    /// the server sent no new one. The one step from a token response to a token set.
+    pub fn into_token_set(self, default_lifetime: std::time::Duration) -> TokenSet {
+        TokenSet::from_response(self.response, self.sent_at, self.spent.as_ref(), default_lifetime)
+    }
 }
 
 /// A token request with retries. The output is the parsed response or the final error. Its
 /// `Debug` never shows the request's body or headers (they carry secrets).
 pub struct TokenExchange {
     request: Request<Vec<u8>>,
+    spends: Option<RefreshToken>,
     replay: Replay,
     refresh: bool,
     attempts: Attempts,
@@ -232,13 +246,14 @@ impl TokenExchange {
     /// deadline), never after a definitive answer; a code exchange is sent again only if it
     /// never left. A refresh's `invalid_grant` becomes [`Error::ReauthorizationRequired`].
     pub fn new(request: TokenRequest, policy: RetryPolicy, seed: u64) -> Self {
-        let grant = request.grant();
+        let (grant, request, spends) = request.into_parts();
         let replay = match grant {
             TokenGrant::AuthorizationCode => Replay::OnlyIfNotSent,
             TokenGrant::ClientCredentials | TokenGrant::RefreshToken => Replay::Transient,
         };
         Self {
-            request: request.into_request(),
+            request,
+            spends,
             replay,
             refresh: grant == TokenGrant::RefreshToken,
             attempts: Attempts::new(policy, seed),
@@ -296,7 +311,11 @@ impl Exchange for TokenExchange {
         match parsed {
             Ok(parsed) => {
                 let sent_at = self.sent_at.unwrap_or(now);
-                self.state.finish(Ok(Fetched { response: parsed, sent_at }));
+                self.state.finish(Ok(Fetched {
+                    response: parsed,
+                    sent_at,
+                    spent: self.spends.take(),
+                }));
             }
             Err(Error::OAuth(e)) if self.refresh && *e.code() == OAuthErrorCode::InvalidGrant => {
                 self.state.finish(Err(Error::ReauthorizationRequired(

@@ -28,12 +28,14 @@ pub enum TokenGrant {
 pub struct TokenRequest {
     grant: TokenGrant,
     request: Request<Vec<u8>>,
+    /// The refresh token a refresh spends: a response without a new one keeps it.
+    spends: Option<RefreshToken>,
 }
 
 impl TokenRequest {
     /// `request`, labelled as a request of `grant` (the configs build these for you).
     pub fn new(grant: TokenGrant, request: Request<Vec<u8>>) -> Self {
-        Self { grant, request }
+        Self { grant, request, spends: None }
     }
     /// The grant.
     pub fn grant(&self) -> TokenGrant {
@@ -46,6 +48,11 @@ impl TokenRequest {
     /// The HTTP request, owned.
     pub fn into_request(self) -> Request<Vec<u8>> {
         self.request
+    }
+
+    /// The request and the refresh token it spends (a refresh's only).
+    pub(crate) fn into_parts(self) -> (TokenGrant, Request<Vec<u8>>, Option<RefreshToken>) {
+        (self.grant, self.request, self.spends)
     }
 }
 
@@ -109,7 +116,11 @@ pub(crate) fn refresh(
 ) -> Result<TokenRequest, Error> {
     let params =
         vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
-    build(token_url, client, params).map(|r| TokenRequest::new(TokenGrant::RefreshToken, r))
+    build(token_url, client, params).map(|request| TokenRequest {
+        grant: TokenGrant::RefreshToken,
+        request,
+        spends: Some(refresh_token.clone()),
+    })
 }
 
 fn build<'a>(

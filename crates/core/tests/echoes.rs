@@ -95,15 +95,15 @@ fn refresh_token_code_and_verifier_echoed_are_scrubbed() {
     let state = url.split('&').find_map(|p| p.strip_prefix("state=")).unwrap();
     let code = "c0de@with:colon/and+plus";
     let callback = format!("code={}&state={state}", utf8_percent_encode(code, NON_ALPHANUMERIC));
-    let authorized = pending.check_callback(&callback).unwrap();
-    let request = authorized.exchange_request(&config).unwrap();
+    let authorized = || pending.check_callback(&callback).unwrap();
+    let request = authorized().into_token_request(&config).unwrap();
     let body = String::from_utf8(request.body().clone()).unwrap();
     let verifier =
         body.split('&').find_map(|p| p.strip_prefix("code_verifier=")).unwrap().to_owned();
     for (secret, echo) in
         forms(code).into_iter().map(|f| (code, f)).chain([(verifier.as_str(), verifier.clone())])
     {
-        let request = authorized.exchange_request(&config).unwrap();
+        let request = authorized().into_token_request(&config).unwrap();
         let exchange = TokenExchange::new(request, RetryPolicy::never(), 1);
         let shown = shown_after_echo(exchange, 400, &echo);
         assert!(!shown.contains(&echo), "{echo:?} leaked: {shown}");
