@@ -14,7 +14,9 @@
 //! 4. Swap the new set in on the version read in 2, fenced by the lease, before anyone uses it.
 //!    A conflict means someone wrote after we read (a new authorization): re-read and adopt.
 //!    A failed write keeps the set in memory (the old refresh token is burnt) and is reported.
-//! 5. On `invalid_grant`, re-read before giving up: another holder may have won the race.
+//! 5. On `invalid_grant`, re-read before giving up: another holder may have won the race; if
+//!    the store still holds the refused token, mark it refused (a tombstone) so the other
+//!    holders stop without presenting it again.
 //! 6. Release the lease.
 
 use std::time::{Duration, Instant};
@@ -135,6 +137,14 @@ enum Phase {
     /// Read again after a conflict or an `invalid_grant`; without a newer set, end with this.
     Reread(Result<TokenSet, Error>),
     AwaitReread(Result<TokenSet, Error>),
+    /// The refresh token was refused and the store still holds it: mark the stored set as
+    /// refused, so other holders stop without presenting it again.
+    Tombstone {
+        version: u64,
+        tokens: Box<StoredTokens>,
+        error: Error,
+    },
+    AwaitTombstone(Error),
     Release(Result<TokenSet, Error>),
     AwaitRelease(Result<TokenSet, Error>),
     Finished,
@@ -227,6 +237,11 @@ impl FillJob {
                 (Phase::AwaitSwap(set), Step::Store(op))
             }
             Phase::Reread(result) => (Phase::AwaitReread(result), Step::Store(StoreOp::Load)),
+            Phase::Tombstone { version, tokens, error } => {
+                let op =
+                    StoreOp::Swap { expected: version, new: tokens, lease: self.lease.clone() };
+                (Phase::AwaitTombstone(error), Step::Store(op))
+            }
             Phase::Release(result) => match self.lease.take() {
                 Some(lease) => (Phase::AwaitRelease(result), Step::Store(StoreOp::Release(lease))),
                 None => return self.finish(result),
@@ -348,19 +363,48 @@ impl FillJob {
                 }
             },
             (Phase::AwaitReread(fallback), StoreReply::Load(loaded)) => {
-                match self.adoptable(loaded.ok().flatten().as_ref(), clock) {
+                let record = loaded.ok().flatten();
+                match self.adoptable(record.as_ref(), clock) {
                     Some(set) => Phase::Release(Ok(set)),
-                    None => Phase::Release(fallback),
+                    None => match (fallback, record) {
+                        (Err(error), Some(record)) if self.holds_refused(&record, &error) => {
+                            let mut tokens = Box::new(record.tokens);
+                            tokens.refused = true;
+                            Phase::Tombstone { version: record.version, tokens, error }
+                        }
+                        (fallback, _) => Phase::Release(fallback),
+                    },
                 }
             }
+            // Written or not (someone wrote after our read), the refusal stands.
+            (Phase::AwaitTombstone(error), StoreReply::Swap(_)) => Phase::Release(Err(error)),
             (Phase::AwaitRelease(result), _) => Phase::Release(result),
             // An answer to a question not asked: ignore it, stay where we were.
             (phase, _) => phase,
         };
     }
 
+    /// Whether `record` still holds the refresh token the server just refused to this job
+    /// (under the lease), not yet marked: then it is marked, for the other holders.
+    fn holds_refused(&self, record: &Record, error: &Error) -> bool {
+        let Purpose::Refresh { held, .. } = &self.purpose else { return false };
+        self.lease.as_ref().is_some_and(|l| l.fence != 0)
+            && error.requires_reauthorization()
+            && !record.tokens.refused
+            && record.tokens.refresh_token.as_ref() == Some(held)
+    }
+
     /// The store's answer to a plain read.
     fn loaded(&mut self, loaded: Result<Option<Record>, StoreError>, clock: &dyn Clock) -> Phase {
+        // A set another holder saw refused is not loaded or refreshed from here.
+        if let Ok(Some(record)) = &loaded
+            && record.tokens.refused
+            && matches!(self.purpose, Purpose::Reload | Purpose::Refresh { .. })
+        {
+            return Phase::Release(Err(Error::ReauthorizationRequired(
+                helloflex_core::Reauthorization::RefusedElsewhere,
+            )));
+        }
         match (&self.purpose, loaded) {
             (Purpose::Reload, Ok(Some(record))) => {
                 self.version = record.version;

@@ -31,6 +31,10 @@ pub struct StoredTokens {
     /// Granted scopes, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,
+    /// The server refused this set's refresh token (`invalid_grant`): a tombstone, so other
+    /// holders sharing the store stop without presenting it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl StoredTokens {
@@ -45,6 +49,7 @@ impl StoredTokens {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             scope: set.scope.clone(),
+            refused: false,
         }
     }
 

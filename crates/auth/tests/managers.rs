@@ -347,3 +347,49 @@ fn a_shared_store_that_fails_is_retried_then_reported_typed() {
     assert!(matches!(error, Error::Store(_)), "{error:?}");
     assert_eq!(count.load(Ordering::SeqCst), 0, "no unleased fetch");
 }
+
+/// A refresh token the server refuses is marked refused in the shared store (a tombstone): the
+/// other holders stop with a typed re-authorization error without presenting it again.
+#[test]
+fn a_refused_refresh_token_is_marked_in_the_store_and_never_presented_again() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let stale: StoredTokens = serde_json::from_str(
+        r#"{"access_token":"old","refresh_token":"rt1","expires_at_unix_ms":1000}"#,
+    )
+    .unwrap();
+    store.swap(0, &stale, None).unwrap();
+    let refusing = || {
+        let mut transport = MockBlocking::new();
+        let seen = Arc::clone(&count);
+        transport.expect_send().returning(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok(http::Response::builder()
+                .status(400)
+                .body(br#"{"error":"invalid_grant"}"#.to_vec())
+                .unwrap())
+        });
+        transport.expect_sleep().returning(std::thread::sleep);
+        transport
+    };
+    let managers: Vec<_> = (0..3)
+        .map(|_| {
+            ManagerBuilder::authorization_code(support::config(), Arc::clone(&store))
+                .blocking(Arc::new(refusing()))
+        })
+        .collect();
+    let first = managers[0].token().unwrap_err();
+    assert!(first.requires_reauthorization(), "{first:?}");
+    for manager in &managers[1..] {
+        let error = manager.token().unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ReauthorizationRequired(helloflex_core::Reauthorization::RefusedElsewhere)
+            ),
+            "{error:?}"
+        );
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1, "one refused request for every holder");
+    assert!(store.load().unwrap().unwrap().tokens.refused);
+}

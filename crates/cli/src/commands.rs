@@ -195,6 +195,9 @@ pub fn status(profile: &Profile) -> Result<(), Failure> {
         Some(storage) => {
             let describe = |name: &str, store: helloflex::FileStore| -> Result<String, Failure> {
                 Ok(match store.load() {
+                    Ok(Some(record)) if record.tokens.refused => {
+                        format!("{name}: refused by the server (run `helloflex login` again)\n")
+                    }
                     Ok(Some(record)) => {
                         let left = record.tokens.expires_in(&SystemClock);
                         let expiry = if left.is_zero() {

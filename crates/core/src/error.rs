@@ -154,6 +154,10 @@ pub enum Reauthorization {
     /// The token store holds no tokens: the user never authorized, or signed out.
     #[error("no tokens are stored")]
     NothingStored,
+    /// Another holder sharing the token store was refused this grant's refresh token and
+    /// marked the stored set as refused; it is not sent again from here.
+    #[error("another holder sharing the token store was refused the refresh token")]
+    RefusedElsewhere,
 }
 
 /// The SDK was used in a way it does not support.
