@@ -3,7 +3,8 @@
 //! interleaved rounds, reporting medians and ratios:
 //!
 //! 1. authenticated GET throughput: SDK vs raw client with a fixed bearer header, plus a
-//!    raw-vs-raw control row (the noise floor);
+//!    raw-vs-raw control row (the noise floor), and the SDK against oauth2-rs 5 with the token
+//!    cache a user of it would write;
 //! 2. herds of 1,000 callers, cold and at expiry, with and without 25 ms of token latency,
 //!    beside a token per call and a hand-written mutex cache;
 //! 3. latency across token rollover (1 s tokens) vs long-lived tokens, with an SVG chart;
@@ -384,6 +385,123 @@ fn fleet(rt: &tokio::runtime::Runtime, base: &str, member: &str) -> Result<Fleet
     let seconds = started.elapsed().as_secs_f64();
     let token_requests = token_requests(base)?;
     Ok(Fleet { path, processes, seconds, lifetime, token_requests, failed })
+}
+
+// ---------- 1b. the peer: oauth2-rs with a hand-written cache ----------
+
+/// The client credentials grant as a user of oauth2-rs 5 would call the API: oauth2's
+/// exchange (over the same reqwest client) and the cache they would write around it, a token
+/// behind a lock, fetched when missing or close to expiry (no single flight, no proactive
+/// refresh: the best the default crate offers, hand-written).
+struct Oauth2Cached {
+    client: oauth2::basic::BasicClient<
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+    http: reqwest::Client,
+    cached: tokio::sync::RwLock<Option<(String, Instant)>>,
+}
+
+impl Oauth2Cached {
+    fn new(base: &str, http: reqwest::Client) -> Result<Self> {
+        let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(DEMO.0.into()))
+            .set_client_secret(oauth2::ClientSecret::new(DEMO.1.into()))
+            .set_token_uri(oauth2::TokenUrl::new(format!("{base}/oauth2/token"))?);
+        Ok(Self { client, http, cached: tokio::sync::RwLock::new(None) })
+    }
+
+    async fn bearer(&self) -> Option<String> {
+        if let Some((token, until)) = &*self.cached.read().await
+            && Instant::now() < *until
+        {
+            return Some(format!("Bearer {token}"));
+        }
+        use oauth2::TokenResponse as _;
+        let http = self.http.clone();
+        let send = move |request: oauth2::HttpRequest| {
+            let http = http.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let response = http
+                    .request(parts.method, parts.uri.to_string())
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await?;
+                let mut out = http::Response::new(Vec::new());
+                *out.status_mut() = response.status();
+                *out.headers_mut() = response.headers().clone();
+                *out.body_mut() = response.bytes().await?.to_vec();
+                Ok::<_, reqwest::Error>(out)
+            }
+        };
+        let token = self.client.exchange_client_credentials().request_async(&send).await.ok()?;
+        let secret = token.access_token().secret().clone();
+        let lifetime = token.expires_in().unwrap_or(Duration::from_secs(300));
+        let until = Instant::now() + lifetime.mul_f64(0.9);
+        *self.cached.write().await = Some((secret.clone(), until));
+        Some(format!("Bearer {secret}"))
+    }
+
+    async fn get(&self, url: &str) -> bool {
+        let Some(bearer) = self.bearer().await else { return false };
+        match self
+            .http
+            .get(url)
+            .header("authorization", bearer)
+            .header("accept", "application/json")
+            .send()
+            .await
+        {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The SDK against oauth2-rs with its cache, concurrency 32, ABBA (A = oauth2-rs).
+fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
+    let env = environment(base)?;
+    let sdk = rt.block_on(async {
+        helloflex_transport_reqwest::Client::builder()
+            .environment(env)
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .build()
+    })?;
+    let peer = Arc::new(Oauth2Cached::new(base, raw_reqwest()?)?);
+    let url = format!("{base}/news");
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut round = [0.0; 4];
+        for (slot, which) in [(0, "peer"), (1, "sdk"), (2, "sdk"), (3, "peer")] {
+            round[slot] = rt.block_on(async {
+                if which == "sdk" {
+                    let sdk = sdk.clone();
+                    async_rate(32, move || {
+                        let sdk = sdk.clone();
+                        async move { sdk.get("news").send().await.is_ok() }
+                    })
+                    .await
+                } else {
+                    let (peer, url) = (Arc::clone(&peer), url.clone());
+                    async_rate(32, move || {
+                        let (peer, url) = (Arc::clone(&peer), url.clone());
+                        async move { peer.get(&url).await }
+                    })
+                    .await
+                }
+            });
+        }
+        rounds.push(round);
+    }
+    Ok(AbbaRow {
+        name: "async (reqwest), concurrency 32: SDK against oauth2-rs 5 + hand-written cache"
+            .into(),
+        rounds,
+    })
 }
 
 // ---------- 5. instructions per call (callgrind) ----------
@@ -953,7 +1071,9 @@ fn main() -> Result<()> {
         "loadbench: throughput ({ROUNDS} interleaved rounds of {} ms per row)",
         ROUND.as_millis()
     );
-    let rows = throughput(&rt, &base)?;
+    let mut rows = throughput(&rt, &base)?;
+    eprintln!("loadbench: the SDK against oauth2-rs with a hand-written cache");
+    rows.push(against_oauth2(&rt, &base)?);
     eprintln!("loadbench: herds");
     let herd = herds(&rt, &base)?;
     eprintln!("loadbench: rollover");
