@@ -335,8 +335,9 @@ fn managers_sharing_a_store_fetch_one_client_credentials_token_and_never_readopt
 #[test]
 fn a_shared_store_that_fails_is_retried_then_reported_typed() {
     let count = Arc::new(AtomicUsize::new(0));
+    let store = Arc::new(support::Unreachable::default());
     let manager = ManagerBuilder::client_credentials(config())
-        .shared_store(Arc::new(support::Unreachable))
+        .shared_store(Arc::clone(&store) as Arc<dyn TokenStore>)
         .options(
             ManagerOptions::default()
                 .with_attempt_timeout(Duration::from_millis(100))
@@ -346,6 +347,9 @@ fn a_shared_store_that_fails_is_retried_then_reported_typed() {
     let error = manager.token().unwrap_err();
     assert!(matches!(error, Error::Store(_)), "{error:?}");
     assert_eq!(count.load(Ordering::SeqCst), 0, "no unleased fetch");
+    // Asked every 250 ms for the 1 s store timeout, not given up at the first failure.
+    let asked = store.leases.load(Ordering::SeqCst);
+    assert!((3..=6).contains(&asked), "lease asked {asked} times");
 }
 
 /// A refresh token the server refuses is marked refused in the shared store (a tombstone): the

@@ -275,8 +275,11 @@ pub fn keys() -> helloflex_auth::KeyRing {
 }
 
 /// A store whose every call fails, as a remote store does while unreachable.
-#[derive(Debug)]
-pub struct Unreachable;
+#[derive(Debug, Default)]
+pub struct Unreachable {
+    /// Lease requests seen (a job asks again while the store is down).
+    pub leases: std::sync::atomic::AtomicUsize,
+}
 
 impl helloflex_auth::TokenStore for Unreachable {
     fn load(&self) -> Result<Option<helloflex_auth::Record>, helloflex_auth::StoreError> {
@@ -294,6 +297,7 @@ impl helloflex_auth::TokenStore for Unreachable {
         &self,
         _: std::time::Duration,
     ) -> Result<helloflex_auth::LeaseAttempt, helloflex_auth::StoreError> {
+        self.leases.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(down())
     }
 }
