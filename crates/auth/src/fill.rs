@@ -452,7 +452,11 @@ impl FillJob {
                 })
             }
             Purpose::SharedClientCredentials { held } => {
-                !held.contains(&tokens.access_token) && tokens.expires_in(clock) > Duration::ZERO
+                helloflex_core::machines::live_and_not_held(
+                    &tokens.access_token,
+                    tokens.expires_in(clock),
+                    held.iter(),
+                )
             }
             Purpose::ClientCredentials | Purpose::Reload | Purpose::Authorize => false,
         };

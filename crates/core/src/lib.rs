@@ -138,7 +138,9 @@ pub mod machines {
     };
     pub use crate::excerpt::{EXCERPT_CHARS, Excerpt};
     pub use crate::exchange::{ApiCall, Exchange, Fetched, Poll, TokenExchange};
-    pub use crate::lifecycle::{Acquire, Completion, Grant, Ticket, TokenCache, newer_than_held};
+    pub use crate::lifecycle::{
+        Acquire, Completion, Grant, Ticket, TokenCache, live_and_not_held, newer_than_held,
+    };
     pub use crate::pkce::{VERIFIER_ENTROPY_BYTES, pkce_challenge, verifier_from_entropy};
     pub use crate::retry_after::retry_after;
     pub use crate::token_request::{TokenGrant, TokenRequest};

@@ -554,6 +554,18 @@ pub fn newer_than_held<'a>(
     held != Some(stored) && !retired.any(|old| old == stored)
 }
 
+/// Whether a client-credentials token found in a shared store may be adopted: it still has
+/// `left` to live and is none of the tokens this process holds or had refused (`held`); a
+/// refused one is still in the store until someone replaces it. The rule beside
+/// [`newer_than_held`], for the other grant.
+pub fn live_and_not_held<'a>(
+    stored: &AccessToken,
+    left: Duration,
+    mut held: impl Iterator<Item = &'a AccessToken>,
+) -> bool {
+    left > Duration::ZERO && !held.any(|h| h == stored)
+}
+
 fn reauthorization_error() -> Error {
     Error::ReauthorizationRequired(crate::error::Reauthorization::NoRefreshToken)
 }

@@ -213,3 +213,15 @@ fn a_first_load_that_fails_is_retried_after_the_backoff_not_taken_for_a_lost_gra
     cache.complete(later, ticket, Err(nothing), 0);
     assert!(matches!(cache.acquire(later), Acquire::Fail(e) if e.requires_reauthorization()));
 }
+
+/// The adoption rule for a shared client-credentials token: live, and not one held or refused.
+#[test]
+fn a_stored_client_token_is_adopted_only_when_live_and_not_held() {
+    use helloflex_core::machines::live_and_not_held;
+    let (a, b) = (AccessToken::new("a"), AccessToken::new("b"));
+    let left = Duration::from_secs(30);
+    assert!(live_and_not_held(&b, left, [&a].into_iter()));
+    assert!(!live_and_not_held(&a, left, [&a].into_iter()), "held or refused");
+    assert!(!live_and_not_held(&b, Duration::ZERO, [&a].into_iter()), "expired");
+    assert!(live_and_not_held(&b, left, std::iter::empty()), "nothing held yet");
+}
