@@ -143,7 +143,11 @@ pub fn drive_blocking<E: Exchange>(
     exchange: E,
 ) -> E::Output {
     let io = Blocking { transport, tokens };
-    crate::ready::run_ready(drive(&io, clock, exchange).instrument(exchange_span()))
+    // The whole exchange runs on this thread within this call, so entering the span here is
+    // what `Instrumented` would do on each poll, without one more move of the large future.
+    let span = exchange_span();
+    let _entered = span.enter();
+    crate::ready::run_ready(drive(&io, clock, exchange))
 }
 
 /// Runs `exchange` to completion on an async transport.

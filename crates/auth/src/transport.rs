@@ -4,7 +4,9 @@
 //!
 //! A transport, blocking or async:
 //!
-//! 1. Sends the request as given (method, URI, headers, body) and returns the response's status,
+//! 1. Sends the request as given (method, URI, headers, body; the core declares the body's
+//!    framing: a request without `Content-Length` and with an empty body is sent bodiless) and
+//!    returns the response's status,
 //!    **all** headers and body for **every** status: a 401, 429 or 503 is a response, not an
 //!    error (the core classifies it).
 //! 2. Does **not follow redirects** (a 3xx is returned as it is), so a token request's secret

@@ -1,6 +1,6 @@
 //! API requests: method, percent-encoded path, query, JSON body, bearer header.
 
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use serde::Serialize;
 
@@ -108,11 +108,13 @@ impl ApiRequest {
         self
     }
 
-    /// Adds a header. `Authorization` and `Host` belong to the SDK and are refused.
+    /// Adds a header. `Authorization`, `Host` and the body framing (`Content-Length`,
+    /// `Transfer-Encoding`) belong to the SDK and are refused.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         let header = |reason| UsageError::Header { name: name.to_owned(), reason };
+        let owned = [AUTHORIZATION, HOST, CONTENT_LENGTH, TRANSFER_ENCODING];
         match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            (Ok(n), _) if n == AUTHORIZATION || n == HOST => self.fail(header("set by the SDK")),
+            (Ok(n), _) if owned.contains(&n) => self.fail(header("set by the SDK")),
             (Ok(n), Ok(v)) => {
                 self.headers.append(n, v);
             }
@@ -162,25 +164,43 @@ impl ApiRequest {
         if let Some(e) = &self.error {
             return Err(e.clone().into());
         }
-        let mut url = base.join(&self.path);
-        if !self.query.is_empty() {
-            url.push('?');
-            url.push_str(&self.query);
+        let uri = base
+            .request_uri(&self.path, &self.query)
+            .ok_or(UsageError::WrongState("the request URL is not valid"))?;
+        // Sized once for what is added below: no growth per request.
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + 4);
+        if !self.headers.is_empty() {
+            headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
         }
-        let uri = http::Uri::try_from(url)
-            .map_err(|_| UsageError::WrongState("the request URL is not valid"))?;
-        let mut request = Request::new(self.body.clone().unwrap_or_default());
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = uri;
-        let headers = request.headers_mut();
-        headers.clone_from(&self.headers);
-        headers.entry(ACCEPT).or_insert(HeaderValue::from_static("application/json"));
+        if !headers.contains_key(ACCEPT) {
+            headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        }
         if self.body.is_some() && !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
+        // The framing is decided here, once for every transport (which sends what the headers
+        // say): a method whose requests carry content declares its length, 0 included (RFC 9110
+        // section 8.6: a server may refuse a POST without it, 411); a bodiless method without
+        // a body declares none.
+        if self.body.is_some() || carries_content(&self.method) {
+            let length = self.body.as_ref().map_or(0, Vec::len);
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
         headers.insert(AUTHORIZATION, authorization);
+        let mut request = Request::new(self.body.clone().unwrap_or_default());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
         Ok(request)
     }
+}
+
+/// Whether requests with `method` carry content (so declare its length even when empty).
+fn carries_content(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// `Bearer <token>`, marked sensitive so HTTP libraries and loggers leave it out.
@@ -221,6 +241,7 @@ mod tests {
         let req = http(ApiRequest::post("items").json(&serde_json::json!({"name": "x"}))).unwrap();
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(req.headers()[CONTENT_LENGTH], "12");
         assert_eq!(req.body(), br#"{"name":"x"}"#);
     }
 
@@ -235,6 +256,41 @@ mod tests {
             Err(Error::Usage(_))
         ));
         assert!(matches!(http(ApiRequest::get("a").header("x", "a\nb")), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn the_body_framing_is_declared_by_method_and_body() {
+        let length = |request: ApiRequest| {
+            let request = http(request).unwrap();
+            assert!(!request.headers().contains_key(TRANSFER_ENCODING));
+            request.headers().get(CONTENT_LENGTH).map(|v| v.to_str().unwrap().to_owned())
+        };
+        for bodiless in
+            [ApiRequest::get("a"), ApiRequest::delete("a"), ApiRequest::new(Method::HEAD, "a")]
+        {
+            assert_eq!(length(bodiless), None);
+        }
+        for empty in [ApiRequest::post("a"), ApiRequest::put("a"), ApiRequest::patch("a")] {
+            assert_eq!(length(empty).as_deref(), Some("0"));
+        }
+        assert_eq!(length(ApiRequest::get("a").body(b"abc".to_vec())).as_deref(), Some("3"));
+        assert_eq!(length(ApiRequest::delete("a").json(&1)).as_deref(), Some("1"));
+        for owned in ["content-length", "Transfer-Encoding", "host", "authorization"] {
+            assert!(http(ApiRequest::post("a").header(owned, "1")).is_err(), "{owned}");
+        }
+    }
+
+    #[test]
+    fn base_paths_queries_and_origins_assemble() {
+        let base =
+            Endpoint::parse("http://[::1]:8080/v1/", crate::InsecureLoopback::Allow).unwrap();
+        let get =
+            |r: ApiRequest| r.to_http(&base, &AccessToken::new("t")).unwrap().uri().to_string();
+        assert_eq!(get(ApiRequest::get("news").query("a", "b")), "http://[::1]:8080/v1/news?a=b");
+        assert_eq!(get(ApiRequest::get("")), "http://[::1]:8080/v1");
+        let origin = Endpoint::parse("https://API.example", crate::InsecureLoopback::Deny).unwrap();
+        let root = ApiRequest::get("").query("q", "1").to_http(&origin, &AccessToken::new("t"));
+        assert_eq!(root.unwrap().uri(), "https://API.example/?q=1");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::Uri;
+use http::uri::{Authority, Parts, PathAndQuery, Scheme};
 
 use crate::error::ConfigError;
 
@@ -21,13 +22,32 @@ pub enum InsecureLoopback {
 /// An absolute `https://` URL (or `http://` to loopback, when allowed) without user info,
 /// query or fragment, kept exactly as given (a redirect URI is compared byte for byte by
 /// servers); trailing slashes are dropped only where a path is appended to it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Endpoint {
-    /// Always parses as an absolute URI (checked in [`Endpoint::parse`]). Shared: every API call
-    /// holds its base URL, and a clone must not allocate.
-    text: Arc<str>,
-    host: Arc<str>,
+    /// Shared: every API call holds its base URL, and a clone must not allocate.
+    inner: Arc<Parsed>,
 }
+
+/// An endpoint's text and what requests are built from, parsed once.
+struct Parsed {
+    /// Always parses as an absolute URI (checked in [`Endpoint::parse`]).
+    text: Box<str>,
+    host: Box<str>,
+    /// The scheme and authority every request to this endpoint carries (cloning them shares
+    /// their bytes), so a request URI is assembled from parts rather than parsed again.
+    scheme: Scheme,
+    authority: Authority,
+    /// The path as given (empty for a bare origin).
+    path: Box<str>,
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.text == other.inner.text
+    }
+}
+
+impl Eq for Endpoint {}
 
 impl Endpoint {
     /// The same URL with `path` appended (`/oauth2/token` on a base URL).
@@ -88,55 +108,103 @@ impl Endpoint {
             return Err(invalid("scheme is neither https nor http"));
         }
         let host = host.to_ascii_lowercase();
-        Ok(Self { text: url.into(), host: host.into() })
+        let (scheme, authority) = (uri.scheme().cloned(), uri.authority().cloned());
+        let (Some(scheme), Some(authority)) = (scheme, authority) else {
+            return Err(invalid("not an absolute URL"));
+        };
+        let path = path_of(url).into();
+        let text = url.into();
+        Ok(Self { inner: Arc::new(Parsed { text, host: host.into(), scheme, authority, path }) })
     }
 
     /// A constant URL known to be valid HTTPS.
     pub(crate) fn from_static(url: &'static str, host: &'static str) -> Self {
-        Self { text: url.into(), host: host.into() }
+        Self::from_parts(url.to_owned(), host.to_owned())
     }
 
     /// An endpoint from an already validated one with a path appended.
     pub(crate) fn from_parts(text: String, host: String) -> Self {
-        Self { text: text.into(), host: host.into() }
+        // Invariant: `text` is a checked constant or a validated endpoint with an encoded path
+        // appended, so it parses; the fallback only keeps this function total.
+        let uri: Uri = text.parse().unwrap_or_else(|_| Uri::from_static("https://invalid.invalid"));
+        let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTPS);
+        let authority =
+            uri.authority().cloned().unwrap_or_else(|| Authority::from_static("invalid.invalid"));
+        let path = path_of(&text).into();
+        let parsed = Parsed { text: text.into(), host: host.into(), scheme, authority, path };
+        Self { inner: Arc::new(parsed) }
     }
 
     /// The URL exactly as given.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.inner.text
     }
 
     /// The host, lower-cased (brackets kept for IPv6).
     pub fn host(&self) -> &str {
-        &self.host
+        &self.inner.host
     }
 
     /// This URL with `path` (which must start with `/`) appended.
     pub(crate) fn join(&self, path: &str) -> String {
-        let base = self.text.trim_end_matches('/');
+        let base = self.inner.text.trim_end_matches('/');
         let mut out = String::with_capacity(base.len() + path.len());
         out.push_str(base);
         out.push_str(path);
         out
     }
 
+    /// The request URI for `path` (encoded, starting with `/`, or empty) and `query` (encoded,
+    /// or empty) below this URL: assembled from the parts parsed once, so only the path and
+    /// query are checked per request.
+    pub(crate) fn request_uri(&self, path: &str, query: &str) -> Option<Uri> {
+        self.uri_below(self.inner.path.trim_end_matches('/'), path, query)
+    }
+
+    fn uri_below(&self, base: &str, path: &str, query: &str) -> Option<Uri> {
+        let mut text = String::with_capacity(base.len() + path.len() + query.len() + 2);
+        text.push_str(base);
+        text.push_str(path);
+        if text.is_empty() {
+            text.push('/');
+        }
+        if !query.is_empty() {
+            text.push('?');
+            text.push_str(query);
+        }
+        let mut parts = Parts::default();
+        parts.scheme = Some(self.inner.scheme.clone());
+        parts.authority = Some(self.inner.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::try_from(text).ok()?);
+        Uri::from_parts(parts).ok()
+    }
+
+    /// This URL as a URI, its path exactly as given.
     pub(crate) fn uri(&self) -> Uri {
-        // Invariant: `text` parsed as an absolute URI in `parse` (or is a checked constant), and
-        // removing trailing slashes keeps it one.
-        self.text.parse().unwrap_or_else(|_| Uri::from_static("https://invalid.invalid"))
+        // Invariant: the parts were parsed from this URL, so they assemble again.
+        self.uri_below(&self.inner.path, "", "")
+            .unwrap_or_else(|| Uri::from_static("https://invalid.invalid"))
     }
 }
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Endpoint({})", self.text)
+        write!(f, "Endpoint({})", self.inner.text)
     }
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.inner.text)
     }
+}
+
+/// The path of an absolute URL without query or fragment: from the first `/` after
+/// `scheme://`, or empty.
+fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = url.get(after_scheme..).unwrap_or("");
+    rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("")
 }
 
 fn is_loopback(host: &str) -> bool {

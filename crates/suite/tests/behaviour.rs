@@ -916,3 +916,105 @@ fn proxies_from_the_environment_can_be_turned_off() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Each request a [`recording_server`] saw: its head (lower-cased) and body length.
+type Recorded = Arc<std::sync::Mutex<Vec<(String, usize)>>>;
+
+/// A loopback HTTP/1.1 server that records each request, answers token requests with a token
+/// and everything else with `200 []`.
+fn recording_server() -> (String, Recorded) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let record = Arc::clone(&record);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line.to_ascii_lowercase());
+                    }
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let answer = if head.starts_with("post /oauth2/token") {
+                        r#"{"access_token":"wire-token","token_type":"Bearer","expires_in":3599}"#
+                    } else {
+                        "[]"
+                    };
+                    record.lock().unwrap().push((head, length));
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    writer.write_all(response.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    (base, seen)
+}
+
+/// What the SDK puts on the wire is the same on both shipped transports: a bodiless method
+/// without a body carries no body framing, a POST declares its (empty) length, the
+/// `Authorization`, `Accept` and `User-Agent` headers are there, and a header the caller sets
+/// wins over the client's own.
+#[test]
+fn both_transports_put_the_same_request_on_the_wire() {
+    let rt = runtime();
+    for transport in ["ureq", "reqwest"] {
+        let (base, seen) = recording_server();
+        let environment = Environment::custom(&base, InsecureLoopback::Allow).unwrap();
+        let send = |request: ApiRequest| -> ApiResponse {
+            if transport == "ureq" {
+                let builder = demo_once(helloflex_transport_ureq::Client::builder(), &environment);
+                builder.user_agent("wire-test/1").build().unwrap().request(request).send().unwrap()
+            } else {
+                let builder =
+                    demo_once(helloflex_transport_reqwest::Client::builder(), &environment);
+                let client = rt.block_on(async { builder.user_agent("wire-test/1").build() });
+                rt.block_on(client.unwrap().request(request).send()).unwrap()
+            }
+        };
+        send(ApiRequest::get("news").query("Lang", "en"));
+        send(ApiRequest::delete("items/1"));
+        send(ApiRequest::post("items"));
+        send(ApiRequest::post("items").json(&json!({"name": "x"})));
+        send(ApiRequest::get("news").header("user-agent", "per-call/2"));
+        let seen = seen.lock().unwrap().clone();
+        let api: Vec<_> = seen.iter().filter(|(h, _)| !h.contains("/oauth2/token")).collect();
+        assert_eq!(api.len(), 5, "{transport}: {seen:?}");
+        let has = |head: &str, line: &str| head.lines().any(|l| l.trim_end() == line);
+        for (head, _) in &api {
+            assert!(has(head, "authorization: bearer wire-token"), "{transport}: {head}");
+            assert!(has(head, "accept: application/json"), "{transport}: {head}");
+        }
+        for (head, length) in &api[..2] {
+            assert!(!head.contains("content-length") && *length == 0, "{transport}: {head}");
+            assert!(!head.contains("transfer-encoding"), "{transport}: {head}");
+        }
+        assert!(api[0].0.starts_with("get /news?lang=en http/1.1"), "{transport}: {}", api[0].0);
+        assert!(has(&api[0].0, "user-agent: wire-test/1"), "{transport}: {}", api[0].0);
+        assert!(has(&api[2].0, "content-length: 0"), "{transport}: {}", api[2].0);
+        assert!(has(&api[3].0, "content-type: application/json"), "{transport}: {}", api[3].0);
+        assert_eq!(api[3].1, br#"{"name":"x"}"#.len(), "{transport}");
+        assert!(has(&api[4].0, "user-agent: per-call/2"), "{transport}: {}", api[4].0);
+        assert!(!api[4].0.contains("wire-test"), "{transport}: {}", api[4].0);
+    }
+}

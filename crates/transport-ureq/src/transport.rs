@@ -48,22 +48,29 @@ impl UreqTransport {
     /// default of 3 is too small for 8 threads).
     /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts) -> Self {
-        Self::build(timeouts, true)
+        Self::build(timeouts, true, None)
     }
 
     /// A transport with its own agent, set up from `options` (timeouts, User-Agent, body cap,
     /// whether `*_PROXY` environment variables apply).
     pub fn from_options(options: &HttpOptions) -> Self {
-        Self::build(options.timeouts, options.proxy_from_env)
-            .with_user_agent(&options.user_agent_for("ureq"))
+        let user_agent = options.user_agent_for("ureq");
+        Self::build(options.timeouts, options.proxy_from_env, Some(&user_agent))
             .with_body_limit(options.body_limit())
     }
 
-    fn build(timeouts: Timeouts, proxy_from_env: bool) -> Self {
+    fn build(timeouts: Timeouts, proxy_from_env: bool, user_agent: Option<&str>) -> Self {
         let pooled = ureq::Agent::config_builder()
             .max_idle_connections(64)
             .max_idle_connections_per_host(32);
         let pooled = if proxy_from_env { pooled } else { pooled.proxy(None) };
+        // The agent adds it where a request has none, as cheaply as its own default; only a
+        // valid header value is handed over (ureq would panic on another).
+        let valid = user_agent.filter(|ua| http::HeaderValue::from_str(ua).is_ok());
+        let pooled = match valid {
+            Some(ua) => pooled.user_agent(ua),
+            None => pooled,
+        };
         let config = contract!(pooled, timeouts).build();
         let agent = ureq::Agent::with_parts(
             config,
@@ -103,17 +110,30 @@ impl BlockingTransport for UreqTransport {
         if let Some(ua) = &self.user_agent {
             request.headers_mut().entry(USER_AGENT).or_insert_with(|| ua.clone());
         }
-        let t = self.timeouts;
-        if !self.per_request_config {
-            return self.finish(self.agent.run(request).map_err(map_error)?);
+        // The framing is the request's (the core declares it): one that declares no length
+        // and has no body goes without one, where a `Vec`, even empty, would make ureq send
+        // `Content-Length: 0` on a GET.
+        if request.body().is_empty() && !request.headers().contains_key(CONTENT_LENGTH) {
+            return self.run(request.map(|_| ()));
         }
-        let request = contract!(self.agent.configure_request(request), t).build();
-        let response = self.agent.run(request).map_err(map_error)?;
-        self.finish(response)
+        self.run(request)
     }
 }
 
 impl UreqTransport {
+    /// Runs `request` under the contract (our own agent has it built in).
+    fn run(
+        &self,
+        request: http::Request<impl ureq::AsSendBody>,
+    ) -> Result<Response, TransportError> {
+        if !self.per_request_config {
+            return self.finish(self.agent.run(request).map_err(map_error)?);
+        }
+        let t = self.timeouts;
+        let request = contract!(self.agent.configure_request(request), t).build();
+        self.finish(self.agent.run(request).map_err(map_error)?)
+    }
+
     /// Reads a response's body under the cap.
     fn finish(&self, response: http::Response<ureq::Body>) -> Result<Response, TransportError> {
         let declared = response
