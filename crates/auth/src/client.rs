@@ -595,11 +595,14 @@ impl RequestBuilder<'_, BlockingTokenManager> {
     }
 }
 
-impl RequestBuilder<'_, AsyncTokenManager> {
+impl<'a> RequestBuilder<'a, AsyncTokenManager> {
     /// Sends the request: a success, or a typed error with the core's classification.
-    pub async fn send(self) -> Result<ApiResponse, Error> {
+    pub fn send(self) -> impl std::future::Future<Output = Result<ApiResponse, Error>> + Send + 'a {
         let tokens = self.tokens;
         let call = ApiCall::new(self.request, self.base.clone(), self.retry.clone(), jitter_seed());
-        tokens.call(call).await.map(ApiResponse::new)
+        // Only the box and the manager are carried into the future: a user's task holds the
+        // call's future beside its own state, and each layer's copy is moved as it is built.
+        let call = Box::new(call);
+        async move { tokens.call_boxed(call).await.map(ApiResponse::new) }
     }
 }

@@ -48,33 +48,60 @@ trait Io {
 }
 
 /// The loop (see the module docs).
-async fn drive<E: Exchange, I: Io>(io: &I, clock: &dyn Clock, mut exchange: E) -> E::Output {
+async fn drive<E: Exchange, I: Io>(io: I, clock: &dyn Clock, mut exchange: E) -> E::Output {
     let span = tracing::Span::current();
     let mut attempt = 0u32;
+    let mut now = clock.now();
     loop {
-        match exchange.poll(clock.now()) {
+        // The step's I/O is started here and awaited below: the core's answer (a whole request,
+        // the largest value in the loop) is gone before the wait, so the future does not keep
+        // room for it.
+        let step = match exchange.poll(now) {
             Poll::Send(request) => {
                 attempt += 1;
                 span.record("method", tracing::field::display(request.method()));
                 span.record("path", request.uri().path());
                 span.record("attempt", attempt);
-                match io.send(request).await {
-                    Ok(response) => {
-                        span.record("status", response.status().as_u16());
-                        exchange.handle_response(clock.now(), response);
-                    }
-                    Err(error) => exchange.handle_transport_error(clock.now(), error),
-                }
+                Step::Send(io.send(request))
             }
             Poll::Sleep(until) => {
                 let wait = remaining(until, clock.now());
                 tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
-                io.sleep(wait).await;
+                Step::Sleep(io.sleep(wait))
             }
-            Poll::NeedToken { rejected } => exchange.handle_token(io.token(rejected).await),
+            Poll::NeedToken { rejected } => Step::Token(io.token(rejected)),
             Poll::Done(output) => return output,
+        };
+        match step {
+            Step::Send(sent) => match sent.await {
+                Ok(response) => {
+                    span.record("status", response.status().as_u16());
+                    now = clock.now();
+                    exchange.handle_response(now, response);
+                }
+                Err(error) => {
+                    now = clock.now();
+                    exchange.handle_transport_error(now, error);
+                }
+            },
+            Step::Sleep(slept) => {
+                slept.await;
+                now = clock.now();
+            }
+            // Getting a token may have waited for a token request.
+            Step::Token(token) => {
+                exchange.handle_token(token.await);
+                now = clock.now();
+            }
         }
     }
+}
+
+/// One step's I/O, started.
+enum Step<S, W, T> {
+    Send(S),
+    Sleep(W),
+    Token(T),
 }
 
 fn exchange_span() -> tracing::Span {
@@ -144,21 +171,25 @@ pub fn drive_blocking<E: Exchange>(
 ) -> E::Output {
     let io = Blocking { transport, tokens };
     // The whole exchange runs on this thread within this call, so entering the span here is
-    // what `Instrumented` would do on each poll, without one more move of the large future.
+    // what `Instrumented` would do on each poll, without one more move of the future.
     let span = exchange_span();
     let _entered = span.enter();
-    crate::ready::run_ready(drive(&io, clock, exchange))
+    crate::ready::run_ready(drive(io, clock, exchange))
 }
 
-/// Runs `exchange` to completion on an async transport.
-pub async fn drive_async<E: Exchange + Send>(
-    transport: &dyn AsyncTransport,
-    clock: &dyn Clock,
-    tokens: Option<&dyn AsyncTokenSource>,
+/// Runs `exchange` to completion on an async transport. A plain function returning the loop's
+/// future (not an `async fn`, which would keep a second copy of `exchange` beside it): every
+/// layer of a call's future is carried by each task that awaits it.
+pub fn drive_async<'a, E: Exchange + Send + 'a>(
+    transport: &'a dyn AsyncTransport,
+    clock: &'a dyn Clock,
+    tokens: Option<&'a dyn AsyncTokenSource>,
     exchange: E,
-) -> E::Output {
-    let io = Async { transport, tokens };
-    drive(&io, clock, exchange).instrument(exchange_span()).await
+) -> impl Future<Output = E::Output> + Send + 'a
+where
+    E::Output: Send,
+{
+    drive(Async { transport, tokens }, clock, exchange).instrument(exchange_span())
 }
 
 fn no_token_source() -> Error {

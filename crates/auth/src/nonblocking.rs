@@ -187,8 +187,17 @@ impl AsyncTokenManager {
     }
 
     /// Runs an API call (see [`crate::BlockingTokenManager::call`]).
-    pub async fn call(&self, call: ApiCall) -> Result<Response, Error> {
-        drive_async(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call).await
+    pub fn call(&self, call: ApiCall) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        self.call_boxed(Box::new(call))
+    }
+
+    /// [`Self::call`] on a boxed call: the call is the largest part of the future, which is
+    /// moved as the layers above it are built.
+    pub(crate) fn call_boxed(
+        &self,
+        call: Box<ApiCall>,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        drive_async(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call)
     }
 }
 

@@ -76,3 +76,25 @@ fn a_blank_client_id_or_an_empty_secret_is_refused_when_built() {
         assert!(matches!(built, Err(Error::Config(_))), "{id:?}/{secret:?}: {built:?}");
     }
 }
+
+/// A user's task carries the future of each call it awaits: that future stays small (an async
+/// layer that kept a second copy of the call, or the core's answer across a wait, made it
+/// 3 KB; it moved, and missed caches, on every call).
+#[test]
+fn an_async_call_is_a_small_future() {
+    struct Never;
+    #[async_trait::async_trait]
+    impl AsyncTransport for Never {
+        async fn send(&self, _: Request) -> Result<Response, helloflex_core::TransportError> {
+            std::future::pending().await
+        }
+        async fn sleep(&self, _: Duration) {}
+    }
+    let client = ClientBuilder::new(OwnAsync(Arc::new(Never), None))
+        .client_credentials("id", helloflex_core::ClientSecret::new("secret"))
+        .build()
+        .unwrap();
+    let sent = client.get("news").query("a", "b").send();
+    let size = std::mem::size_of_val(&sent);
+    assert!(size <= 512, "the future of an API call is {size} bytes");
+}

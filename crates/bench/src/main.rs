@@ -202,6 +202,9 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
     let raw = raw_reqwest()?;
     let mut rows = Vec::new();
     for concurrency in [1usize, 32] {
+        if !wanted(&format!("async{concurrency}")) {
+            continue;
+        }
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
             let mut round = [0.0; 4];
@@ -248,6 +251,9 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
     let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
     let agent = raw_ureq();
     for threads in [1usize, 8] {
+        if !wanted(&format!("blocking{threads}")) {
+            continue;
+        }
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
             let raw_call = {
@@ -1043,6 +1049,12 @@ fn memory(base: &str) -> Result<[(u64, f64); 2]> {
     Ok(out)
 }
 
+/// Whether a throughput row is wanted: all of them, or those `--only a,b` names (`async1`,
+/// `async32`, `blocking1`, `blocking8`, `oauth2`).
+fn wanted(row: &str) -> bool {
+    arg("--only").is_none_or(|only| only.split(',').any(|o| o == row))
+}
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -1058,7 +1070,91 @@ fn main() -> Result<()> {
         let base = arg("--base").ok_or("--base")?;
         return memory_phase(&base, arg("--kind").as_deref() == Some("raw"));
     }
+    if arg("--phase").as_deref() == Some("load") {
+        let base = arg("--base").ok_or("--base")?;
+        let sdk_kind = arg("--kind").as_deref() == Some("sdk");
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let env = environment(&base)?;
+        let sdk = rt.block_on(async {
+            helloflex_transport_reqwest::Client::builder()
+                .environment(env)
+                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+                .build()
+        })?;
+        let bearer = format!("Bearer {}", rt.block_on(sdk.token())?.access_token().expose_secret());
+        let (raw, url) = (raw_reqwest()?, format!("{base}/news"));
+        if arg("--sizes").is_some() {
+            let _guard = rt.enter();
+            let f = sdk.get("news").send();
+            println!("sdk send future {}", std::mem::size_of_val(&f));
+            let g = raw.get(&url).header("authorization", &bearer).send();
+            println!("raw send future {}", std::mem::size_of_val(&g));
+            let call = helloflex_core::machines::ApiCall::new(
+                helloflex_core::ApiRequest::get("news"),
+                environment(&base)?.base_url(),
+                Default::default(),
+                1,
+            );
+            let h = sdk.tokens().call(call);
+            println!("manager call future {}", std::mem::size_of_val(&h));
+            return Ok(());
+        }
+        let mut total = 0.0;
+        for _ in 0..20 {
+            total += rt.block_on(async {
+                if sdk_kind {
+                    let sdk = sdk.clone();
+                    async_rate(32, move || {
+                        let sdk = sdk.clone();
+                        async move { sdk.get("news").send().await.is_ok() }
+                    })
+                    .await
+                } else {
+                    let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
+                    async_rate(32, move || {
+                        let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
+                        async move {
+                            match raw
+                                .get(&url)
+                                .header("authorization", &bearer)
+                                .header("accept", "application/json")
+                                .send()
+                                .await
+                            {
+                                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                                Err(_) => false,
+                            }
+                        }
+                    })
+                    .await
+                }
+            });
+        }
+        println!("{} {:.0}/s", if sdk_kind { "sdk" } else { "raw" }, total / 20.0);
+        return Ok(());
+    }
     let emulator_path = arg("--emulator").ok_or("--emulator <path>")?;
+    if arg("--phase").as_deref() == Some("throughput") {
+        // Section 1 alone, for iterating on the request path.
+        let emulator = start_emulator(&emulator_path)?;
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let mut rows = throughput(&rt, &emulator.base)?;
+        if wanted("oauth2") {
+            rows.push(against_oauth2(&rt, &emulator.base)?);
+        }
+        for r in &rows {
+            println!(
+                "{}: {:.3}x (control {:.3}x), B {:.0}/s",
+                r.name,
+                r.ratio(),
+                r.control(),
+                r.b()
+            );
+        }
+        return Ok(());
+    }
     let out_dir = std::path::PathBuf::from(arg("--out").ok_or("--out <dir>")?);
     std::fs::create_dir_all(&out_dir)?;
     let emulator = start_emulator(&emulator_path)?;

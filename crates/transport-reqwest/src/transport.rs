@@ -115,7 +115,10 @@ impl AsyncTransport for ReqwestTransport {
         let mut request = reqwest::Request::new(parts.method, self.url(&parts.uri)?);
         *request.headers_mut() = parts.headers;
         *request.version_mut() = parts.version;
-        *request.body_mut() = Some(body.into());
+        // No body at all where there is none: the headers carry any framing (the core's).
+        if !body.is_empty() {
+            *request.body_mut() = Some(body.into());
+        }
         // Compared as reqwest parsed both (host case, IPv6 spelling, dot segments normalised
         // alike), so only a followed redirect can make them differ. A fingerprint rather than
         // a copy of the URL: no allocation per call.
