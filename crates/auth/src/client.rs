@@ -442,7 +442,24 @@ impl<M, C> Client<M, C> {
         self.request(ApiRequest::delete(path))
     }
 
-    /// A request built from a core [`ApiRequest`].
+    /// A request built from a core [`ApiRequest`]. A request made often can be built once and
+    /// cloned per call: its path and query were percent-encoded when it was built, and the
+    /// client's base URL was parsed when the client was, so a call only assembles them.
+    ///
+    /// ```
+    /// use helloflex_core::{ApiRequest, ClientSecret, Environment, InsecureLoopback};
+    ///
+    /// let emulator = helloflex_emulator::start(Default::default())?;
+    /// let client = helloflex_transport_ureq::Client::builder()
+    ///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+    ///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+    ///     .build()?;
+    /// let values = ApiRequest::get("domainTypes/7/domainValues").query("Lang", "en");
+    /// for _ in 0..3 {
+    ///     assert_eq!(client.request(values.clone()).send()?.status(), 200);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request(&self, request: ApiRequest) -> RequestBuilder<'_, M> {
         RequestBuilder { tokens: &self.tokens, base: &self.base, retry: &self.retry, request }
     }

@@ -39,7 +39,7 @@ fn allocations_so_far() -> u64 {
 
 const DEMO: (&str, &str) = ("demo-client", "demo-secret");
 const ROLL: (&str, &str) = ("roll-client", "roll-secret");
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 25;
 const ROUND: Duration = Duration::from_millis(300);
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -1072,7 +1072,41 @@ fn main() -> Result<()> {
     }
     if arg("--phase").as_deref() == Some("load") {
         let base = arg("--base").ok_or("--base")?;
-        let sdk_kind = arg("--kind").as_deref() == Some("sdk");
+        let kind = arg("--kind").unwrap_or_default();
+        if kind.ends_with("-blocking") {
+            // 8 threads of blocking calls, 20 rounds.
+            let sdk = helloflex_transport_ureq::Client::builder()
+                .environment(environment(&base)?)
+                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+                .build()?;
+            let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
+            let (agent, url) = (raw_ureq(), format!("{base}/news"));
+            let mut total = 0.0;
+            for _ in 0..20 {
+                total += if kind == "sdk-blocking" {
+                    let client = sdk.clone();
+                    blocking_rate(8, move || client.get("news").send().is_ok())
+                } else {
+                    let (agent, url, bearer) = (agent.clone(), url.clone(), bearer.clone());
+                    blocking_rate(8, move || {
+                        match agent
+                            .get(&url)
+                            .header("authorization", &bearer)
+                            .header("accept", "application/json")
+                            .call()
+                        {
+                            Ok(mut r) => {
+                                r.status().is_success() && r.body_mut().read_to_vec().is_ok()
+                            }
+                            Err(_) => false,
+                        }
+                    })
+                };
+            }
+            println!("{kind} {:.0}/s", total / 20.0);
+            return Ok(());
+        }
+        let sdk_kind = kind == "sdk";
         let rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let env = environment(&base)?;
