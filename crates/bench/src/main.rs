@@ -1049,6 +1049,81 @@ fn memory(base: &str) -> Result<[(u64, f64); 2]> {
     Ok(out)
 }
 
+/// CPU time this process has used, all threads (`/proc/self/task/*/schedstat`, in ns).
+fn process_cpu() -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// Client CPU per call at concurrency 32, SDK against raw reqwest in ABBA rounds: what each
+/// call costs this process, whatever share of the cores the server took.
+fn cpu_per_call(base: &str) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let env = environment(base)?;
+    let sdk = rt.block_on(async {
+        helloflex_transport_reqwest::Client::builder()
+            .environment(env)
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .build()
+    })?;
+    let bearer = format!("Bearer {}", rt.block_on(sdk.token())?.access_token().expose_secret());
+    let (raw, url) = (raw_reqwest()?, format!("{base}/news"));
+    let mut ratios = Vec::new();
+    let (mut sdk_us, mut raw_us) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let mut per_call = [0.0; 4];
+        for (slot, which) in [(0, "raw"), (1, "sdk"), (2, "sdk"), (3, "raw")] {
+            let before = process_cpu();
+            let rate = rt.block_on(async {
+                if which == "sdk" {
+                    let sdk = sdk.clone();
+                    async_rate(32, move || {
+                        let sdk = sdk.clone();
+                        async move { sdk.get("news").send().await.is_ok() }
+                    })
+                    .await
+                } else {
+                    let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
+                    async_rate(32, move || {
+                        let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
+                        async move {
+                            match raw
+                                .get(&url)
+                                .header("authorization", &bearer)
+                                .header("accept", "application/json")
+                                .send()
+                                .await
+                            {
+                                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                                Err(_) => false,
+                            }
+                        }
+                    })
+                    .await
+                }
+            });
+            let calls = rate * ROUND.as_secs_f64();
+            per_call[slot] = (process_cpu() - before).as_secs_f64() * 1e6 / calls.max(1.0);
+        }
+        sdk_us.push((per_call[1] + per_call[2]) / 2.0);
+        raw_us.push((per_call[0] + per_call[3]) / 2.0);
+        ratios.push((per_call[1] + per_call[2]) / (per_call[0] + per_call[3]));
+    }
+    println!(
+        "client CPU per call: SDK {:.2} us, raw {:.2} us, SDK / raw {:.3}x (medians of {ROUNDS} ABBA rounds)",
+        median(sdk_us),
+        median(raw_us),
+        median(ratios)
+    );
+    Ok(())
+}
+
 /// Whether a throughput row is wanted: all of them, or those `--only a,b` names (`async1`,
 /// `async32`, `blocking1`, `blocking8`, `oauth2`).
 fn wanted(row: &str) -> bool {
@@ -1105,6 +1180,9 @@ fn main() -> Result<()> {
             }
             println!("{kind} {:.0}/s", total / 20.0);
             return Ok(());
+        }
+        if kind == "cpu" {
+            return cpu_per_call(&base);
         }
         let sdk_kind = kind == "sdk";
         let rt =
