@@ -189,17 +189,58 @@ fn raw_ureq() -> ureq::Agent {
         .new_agent()
 }
 
+/// The two async clients of a throughput row: the SDK, and raw reqwest sending the SDK's
+/// token in a fixed header.
+#[derive(Clone)]
+struct AsyncPair {
+    sdk: helloflex_transport_reqwest::Client,
+    raw: reqwest::Client,
+    url: String,
+    bearer: String,
+}
+
+impl AsyncPair {
+    fn new(rt: &tokio::runtime::Runtime, base: &str) -> Result<Self> {
+        let env = environment(base)?;
+        let sdk = rt.block_on(async {
+            helloflex_transport_reqwest::Client::builder()
+                .environment(env)
+                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+                .build()
+        })?;
+        let bearer = format!("Bearer {}", rt.block_on(sdk.token())?.access_token().expose_secret());
+        Ok(Self { sdk, raw: raw_reqwest()?, url: format!("{base}/news"), bearer })
+    }
+
+    /// One slot: calls/s of the SDK (`sdk`) or of raw reqwest at `concurrency`.
+    fn rate(&self, rt: &tokio::runtime::Runtime, concurrency: usize, sdk: bool) -> f64 {
+        let pair = self.clone();
+        rt.block_on(async_rate(concurrency, move || {
+            let pair = pair.clone();
+            async move {
+                if sdk {
+                    return pair.sdk.get("news").send().await.is_ok();
+                }
+                let sent = pair
+                    .raw
+                    .get(&pair.url)
+                    .header("authorization", &pair.bearer)
+                    .header("accept", "application/json")
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        }))
+    }
+}
+
 fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> {
     let env = environment(base)?;
-    let sdk = rt.block_on(async {
-        helloflex_transport_reqwest::Client::builder()
-            .environment(env.clone())
-            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-            .build()
-    })?;
-    let bearer = format!("Bearer {}", rt.block_on(sdk.token())?.access_token().expose_secret());
     let url = format!("{base}/news");
-    let raw = raw_reqwest()?;
+    let pair = AsyncPair::new(rt, base)?;
     let mut rows = Vec::new();
     for concurrency in [1usize, 32] {
         if !wanted(&format!("async{concurrency}")) {
@@ -207,39 +248,8 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
         }
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
-            let mut round = [0.0; 4];
             // Interleaved ABBA: raw, SDK, SDK, raw in every round.
-            for (slot, which) in [(0, "raw"), (1, "sdk"), (2, "sdk"), (3, "raw")] {
-                let rate = rt.block_on(async {
-                    if which == "sdk" {
-                        let sdk = sdk.clone();
-                        async_rate(concurrency, move || {
-                            let sdk = sdk.clone();
-                            async move { sdk.get("news").send().await.is_ok() }
-                        })
-                        .await
-                    } else {
-                        let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
-                        async_rate(concurrency, move || {
-                            let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
-                            async move {
-                                match raw
-                                    .get(&url)
-                                    .header("authorization", &bearer)
-                                    .header("accept", "application/json")
-                                    .send()
-                                    .await
-                                {
-                                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                                    Err(_) => false,
-                                }
-                            }
-                        })
-                        .await
-                    }
-                });
-                round[slot] = rate;
-            }
+            let round = [false, true, true, false].map(|sdk| pair.rate(rt, concurrency, sdk));
             rounds.push(round);
         }
         rows.push(AbbaRow { name: format!("async (reqwest), concurrency {concurrency}"), rounds });
@@ -1065,52 +1075,15 @@ fn process_cpu() -> Duration {
 /// call costs this process, whatever share of the cores the server took.
 fn cpu_per_call(base: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let env = environment(base)?;
-    let sdk = rt.block_on(async {
-        helloflex_transport_reqwest::Client::builder()
-            .environment(env)
-            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-            .build()
-    })?;
-    let bearer = format!("Bearer {}", rt.block_on(sdk.token())?.access_token().expose_secret());
-    let (raw, url) = (raw_reqwest()?, format!("{base}/news"));
+    let pair = AsyncPair::new(&rt, base)?;
     let mut ratios = Vec::new();
     let (mut sdk_us, mut raw_us) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        let mut per_call = [0.0; 4];
-        for (slot, which) in [(0, "raw"), (1, "sdk"), (2, "sdk"), (3, "raw")] {
+        let per_call = [false, true, true, false].map(|sdk| {
             let before = process_cpu();
-            let rate = rt.block_on(async {
-                if which == "sdk" {
-                    let sdk = sdk.clone();
-                    async_rate(32, move || {
-                        let sdk = sdk.clone();
-                        async move { sdk.get("news").send().await.is_ok() }
-                    })
-                    .await
-                } else {
-                    let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
-                    async_rate(32, move || {
-                        let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
-                        async move {
-                            match raw
-                                .get(&url)
-                                .header("authorization", &bearer)
-                                .header("accept", "application/json")
-                                .send()
-                                .await
-                            {
-                                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                                Err(_) => false,
-                            }
-                        }
-                    })
-                    .await
-                }
-            });
-            let calls = rate * ROUND.as_secs_f64();
-            per_call[slot] = (process_cpu() - before).as_secs_f64() * 1e6 / calls.max(1.0);
-        }
+            let calls = pair.rate(&rt, 32, sdk) * ROUND.as_secs_f64();
+            (process_cpu() - before).as_secs_f64() * 1e6 / calls.max(1.0)
+        });
         sdk_us.push((per_call[1] + per_call[2]) / 2.0);
         raw_us.push((per_call[0] + per_call[3]) / 2.0);
         ratios.push((per_call[1] + per_call[2]) / (per_call[0] + per_call[3]));
@@ -1184,66 +1157,19 @@ fn main() -> Result<()> {
         if kind == "cpu" {
             return cpu_per_call(&base);
         }
-        let sdk_kind = kind == "sdk";
         let rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let env = environment(&base)?;
-        let sdk = rt.block_on(async {
-            helloflex_transport_reqwest::Client::builder()
-                .environment(env)
-                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-                .build()
-        })?;
-        let bearer = format!("Bearer {}", rt.block_on(sdk.token())?.access_token().expose_secret());
-        let (raw, url) = (raw_reqwest()?, format!("{base}/news"));
+        let pair = AsyncPair::new(&rt, &base)?;
         if arg("--sizes").is_some() {
             let _guard = rt.enter();
-            let f = sdk.get("news").send();
+            let f = pair.sdk.get("news").send();
             println!("sdk send future {}", std::mem::size_of_val(&f));
-            let g = raw.get(&url).header("authorization", &bearer).send();
+            let g = pair.raw.get(&pair.url).header("authorization", &pair.bearer).send();
             println!("raw send future {}", std::mem::size_of_val(&g));
-            let call = helloflex_core::machines::ApiCall::new(
-                helloflex_core::ApiRequest::get("news"),
-                environment(&base)?.base_url(),
-                Default::default(),
-                1,
-            );
-            let h = sdk.tokens().call(call);
-            println!("manager call future {}", std::mem::size_of_val(&h));
             return Ok(());
         }
-        let mut total = 0.0;
-        for _ in 0..20 {
-            total += rt.block_on(async {
-                if sdk_kind {
-                    let sdk = sdk.clone();
-                    async_rate(32, move || {
-                        let sdk = sdk.clone();
-                        async move { sdk.get("news").send().await.is_ok() }
-                    })
-                    .await
-                } else {
-                    let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
-                    async_rate(32, move || {
-                        let (raw, url, bearer) = (raw.clone(), url.clone(), bearer.clone());
-                        async move {
-                            match raw
-                                .get(&url)
-                                .header("authorization", &bearer)
-                                .header("accept", "application/json")
-                                .send()
-                                .await
-                            {
-                                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                                Err(_) => false,
-                            }
-                        }
-                    })
-                    .await
-                }
-            });
-        }
-        println!("{} {:.0}/s", if sdk_kind { "sdk" } else { "raw" }, total / 20.0);
+        let total: f64 = (0..20).map(|_| pair.rate(&rt, 32, kind == "sdk")).sum();
+        println!("{kind} {:.0}/s", total / 20.0);
         return Ok(());
     }
     let emulator_path = arg("--emulator").ok_or("--emulator <path>")?;
