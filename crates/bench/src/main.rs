@@ -480,13 +480,7 @@ impl Oauth2Cached {
 
 /// The SDK against oauth2-rs with its cache, concurrency 32, ABBA (A = oauth2-rs).
 fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
-    let env = environment(base)?;
-    let sdk = rt.block_on(async {
-        helloflex_transport_reqwest::Client::builder()
-            .environment(env)
-            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-            .build()
-    })?;
+    let sdk = AsyncPair::new(rt, base)?.sdk;
     let peer = Arc::new(Oauth2Cached::new(base, raw_reqwest()?)?);
     let url = format!("{base}/news");
     let mut rounds = Vec::new();
