@@ -8,7 +8,8 @@
 //! 2. herds of 1,000 callers, cold and at expiry, with and without 25 ms of token latency,
 //!    beside a token per call and a hand-written mutex cache;
 //! 3. latency across token rollover (1 s tokens) vs long-lived tokens, with an SVG chart;
-//! 4. allocations per call and peak RSS over 100,000 calls;
+//! 4. allocations per call (counted in `allocbench`, beside this binary) and peak RSS over
+//!    100,000 calls;
 //! 5. instructions per call under callgrind (valgrind), SDK against raw: a steady figure;
 //! 6. a fleet on one Redis store (a real `redis-server` on loopback): the request path on the
 //!    Redis store against the memory store, and token requests per lifetime of 8 processes.
@@ -26,16 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
-
-/// Counts allocations (stats_alloc wraps the system allocator; no unsafe code here).
-#[global_allocator]
-static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
-
-/// Allocations so far (allocs + reallocs), process-wide.
-fn allocations_so_far() -> u64 {
-    let stats = GLOBAL.stats();
-    (stats.allocations + stats.reallocations) as u64
-}
 
 const DEMO: (&str, &str) = ("demo-client", "demo-secret");
 const ROLL: (&str, &str) = ("roll-client", "roll-secret");
@@ -217,23 +208,26 @@ impl AsyncPair {
         let pair = self.clone();
         rt.block_on(async_rate(concurrency, move || {
             let pair = pair.clone();
-            async move {
-                if sdk {
-                    return pair.sdk.get("news").send().await.is_ok();
-                }
-                let sent = pair
-                    .raw
-                    .get(&pair.url)
-                    .header("authorization", &pair.bearer)
-                    .header("accept", "application/json")
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            }
+            async move { pair.once(sdk).await }
         }))
+    }
+
+    /// One call through the SDK (`sdk`) or raw reqwest; whether it succeeded.
+    async fn once(&self, sdk: bool) -> bool {
+        if sdk {
+            return self.sdk.get("news").send().await.is_ok();
+        }
+        let sent = self
+            .raw
+            .get(&self.url)
+            .header("authorization", &self.bearer)
+            .header("accept", "application/json")
+            .send()
+            .await;
+        match sent {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        }
     }
 }
 
@@ -526,6 +520,30 @@ fn instructions_phase(base: &str, kind: &str, calls: u64) -> Result<()> {
     let env = environment(base)?;
     let url = format!("{base}/news");
     match kind {
+        "sdk-async" | "raw-async" if arg("--concurrency").is_some() => {
+            let concurrency: u64 = arg("--concurrency").unwrap_or_default().parse()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let pair = AsyncPair::new(&rt, base)?;
+            let sdk = kind == "sdk-async";
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..concurrency)
+                    .map(|_| {
+                        let pair = pair.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..calls / concurrency {
+                                pair.once(sdk).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let _ = task.await;
+                }
+            });
+        }
         "sdk-async" | "raw-async" => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
@@ -915,7 +933,45 @@ fn svg(r: &Rollover) -> String {
 
 // ---------- 4. allocations and memory ----------
 
-fn allocations(rt: &tokio::runtime::Runtime, base: &str) -> Result<(f64, f64, f64)> {
+/// Allocations per call, counted in `allocbench` (this code under a counting allocator, which
+/// only that binary has: its shared counters would slow every other phase): prints the SDK's
+/// own work, a whole SDK call and a whole raw call.
+#[allow(dead_code)] // called by allocbench, which includes this file
+pub(crate) fn allocations_phase(base: &str, allocations_so_far: &dyn Fn() -> u64) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (core, sdk, raw) = allocations(&rt, base, allocations_so_far)?;
+    println!("core={core:.2} sdk={sdk:.2} raw={raw:.2}");
+    Ok(())
+}
+
+/// Runs [`allocations_phase`] in `allocbench` (beside this binary).
+fn allocations_in_child(base: &str) -> Result<(f64, f64, f64)> {
+    let exe = std::env::current_exe()?.with_file_name("allocbench");
+    let output = Command::new(&exe).args(["--base", base]).output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            exe.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("allocbench printed no {name}"))
+    };
+    Ok((field("core=")?, field("sdk=")?, field("raw=")?))
+}
+
+#[allow(dead_code)] // see allocations_phase
+fn allocations(
+    rt: &tokio::runtime::Runtime,
+    base: &str,
+    allocations_so_far: &dyn Fn() -> u64,
+) -> Result<(f64, f64, f64)> {
     use helloflex_core::machines::*;
     use helloflex_core::*;
     // The SDK's own per-call work without the network: cached token, request built, answer classified.
@@ -1091,13 +1147,62 @@ fn cpu_per_call(base: &str) -> Result<()> {
     Ok(())
 }
 
+/// Rounds of slots in the order `pattern` names them (`A` raw reqwest, `B` the SDK, `T` the
+/// SDK's transport alone with a request built per call), at concurrency 32: each slot's
+/// median rate against the round's first, to see position effects and which layer costs what.
+fn slots(base: &str, pattern: &str) -> Result<()> {
+    use helloflex_auth::AsyncTransport as _;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let pair = AsyncPair::new(&rt, base)?;
+    let options = helloflex_auth::HttpOptions::default();
+    let transport =
+        Arc::new(helloflex_transport_reqwest::ReqwestTransport::from_options(&options)?);
+    let transport_rate = || {
+        let (transport, pair) = (transport.clone(), pair.clone());
+        rt.block_on(async_rate(32, move || {
+            let (transport, pair) = (transport.clone(), pair.clone());
+            async move {
+                let request = http::Request::builder()
+                    .uri(pair.url.as_str())
+                    .header("authorization", pair.bearer.as_str())
+                    .header("accept", "application/json")
+                    .body(Vec::new());
+                match request {
+                    Ok(request) => {
+                        transport.send(request).await.is_ok_and(|r| r.status().is_success())
+                    }
+                    Err(_) => false,
+                }
+            }
+        }))
+    };
+    let mut relative = vec![Vec::new(); pattern.len()];
+    for _ in 0..ROUNDS {
+        let rates: Vec<f64> = pattern
+            .chars()
+            .map(
+                |slot| if slot == 'T' { transport_rate() } else { pair.rate(&rt, 32, slot == 'B') },
+            )
+            .collect();
+        for (slot, rate) in relative.iter_mut().zip(&rates) {
+            slot.push(rate / rates[0]);
+        }
+    }
+    let medians: Vec<String> = relative.into_iter().map(|v| format!("{:.3}", median(v))).collect();
+    println!(
+        "{pattern}: {} (medians of {ROUNDS} rounds, against the first slot)",
+        medians.join(" ")
+    );
+    Ok(())
+}
+
 /// Whether a throughput row is wanted: all of them, or those `--only a,b` names (`async1`,
 /// `async32`, `blocking1`, `blocking8`, `oauth2`).
 fn wanted(row: &str) -> bool {
     arg("--only").is_none_or(|only| only.split(',').any(|o| o == row))
 }
 
-fn arg(name: &str) -> Option<String> {
+pub(crate) fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
@@ -1150,6 +1255,9 @@ fn main() -> Result<()> {
         }
         if kind == "cpu" {
             return cpu_per_call(&base);
+        }
+        if kind == "slots" {
+            return slots(&base, &arg("--pattern").unwrap_or_else(|| "ABBA".into()));
         }
         let rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -1207,7 +1315,7 @@ fn main() -> Result<()> {
     eprintln!("loadbench: rollover");
     let roll = rollover(&rt, &base)?;
     eprintln!("loadbench: allocations and memory");
-    let (core_allocs, sdk_allocs, raw_allocs) = allocations(&rt, &base)?;
+    let (core_allocs, sdk_allocs, raw_allocs) = allocations_in_child(&base)?;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = memory(&base)?;
     eprintln!("loadbench: instructions per call (callgrind)");
     let instr = instructions(&base, &out_dir)?;
