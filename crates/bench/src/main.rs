@@ -1150,16 +1150,26 @@ fn cpu_per_call(base: &str) -> Result<()> {
 /// Rounds of slots in the order `pattern` names them (`A` raw reqwest, `B` the SDK, `T` the
 /// SDK's transport alone with a request built per call), at concurrency 32: each slot's
 /// median rate against the round's first, to see position effects and which layer costs what.
+/// Raw runs on threads named `raw-worker`, the others on `sdk-worker`, so a profile of this
+/// one process splits by side (`perf record -e cpu-clock`, then `perf report --sort comm,sym`),
+/// with the calls each side made printed to divide by.
 fn slots(base: &str, pattern: &str) -> Result<()> {
     use helloflex_auth::AsyncTransport as _;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let pair = AsyncPair::new(&rt, base)?;
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+    };
+    let (sdk_rt, raw_rt) = (runtime("sdk-worker")?, runtime("raw-worker")?);
+    let pair = AsyncPair::new(&sdk_rt, base)?;
     let options = helloflex_auth::HttpOptions::default();
     let transport =
         Arc::new(helloflex_transport_reqwest::ReqwestTransport::from_options(&options)?);
     let transport_rate = || {
         let (transport, pair) = (transport.clone(), pair.clone());
-        rt.block_on(async_rate(32, move || {
+        sdk_rt.block_on(async_rate(32, move || {
             let (transport, pair) = (transport.clone(), pair.clone());
             async move {
                 let request = http::Request::builder()
@@ -1177,20 +1187,25 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
         }))
     };
     let mut relative = vec![Vec::new(); pattern.len()];
+    let (mut raw_calls, mut sdk_calls) = (0.0, 0.0);
     for _ in 0..ROUNDS {
         let rates: Vec<f64> = pattern
             .chars()
-            .map(
-                |slot| if slot == 'T' { transport_rate() } else { pair.rate(&rt, 32, slot == 'B') },
-            )
+            .map(|slot| match slot {
+                'A' => pair.rate(&raw_rt, 32, false),
+                'T' => transport_rate(),
+                _ => pair.rate(&sdk_rt, 32, true),
+            })
             .collect();
-        for (slot, rate) in relative.iter_mut().zip(&rates) {
+        for ((slot, rate), kind) in relative.iter_mut().zip(&rates).zip(pattern.chars()) {
             slot.push(rate / rates[0]);
+            *(if kind == 'A' { &mut raw_calls } else { &mut sdk_calls }) +=
+                rate * ROUND.as_secs_f64();
         }
     }
     let medians: Vec<String> = relative.into_iter().map(|v| format!("{:.3}", median(v))).collect();
     println!(
-        "{pattern}: {} (medians of {ROUNDS} rounds, against the first slot)",
+        "{pattern}: {} (medians of {ROUNDS} rounds, against the first slot); calls: raw-worker {raw_calls:.0}, sdk-worker {sdk_calls:.0}",
         medians.join(" ")
     );
     Ok(())
