@@ -1,9 +1,8 @@
 //! [`ReqwestTransport`]: the workspace's [`AsyncTransport`] over reqwest 0.13.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use helloflex_auth::{
     AsyncRuntime, AsyncTransport, HttpOptions, MAX_BODY_BYTES, Request, Response, Task, Timeouts,
 };
@@ -21,11 +20,43 @@ pub struct ReqwestTransport {
     /// Parsed `scheme://authority/` of the origins called: a request's URL is the origin's with
     /// the core's already-encoded path and query set, instead of the whole URL printed from the
     /// `http::Uri` and parsed again (host parsing is most of a URL parse).
-    origins: Arc<RwLock<Vec<(String, reqwest::Url)>>>,
+    origins: Arc<Origins>,
 }
 
-/// Origins remembered (an SDK client talks to one or two: the API, the token endpoint).
+/// The origins called, parsed, each in a slot filled once and read without a lock, so
+/// concurrent calls write to no shared cache line.
+#[derive(Debug, Default)]
+struct Origins([OnceLock<(String, reqwest::Url)>; ORIGINS_KEPT]);
+
+/// Origins remembered (an SDK client talks to one or two: the API, the token endpoint); one
+/// more is parsed on each call.
 const ORIGINS_KEPT: usize = 8;
+
+impl Origins {
+    /// The parsed origin `scheme://authority`, kept on first sight while a slot is free.
+    fn get(&self, scheme: &str, authority: &str) -> Option<reqwest::Url> {
+        let same = |key: &String| {
+            key.len() == scheme.len() + 3 + authority.len()
+                && key.starts_with(scheme)
+                && key.ends_with(authority)
+        };
+        let mut filled = self.0.iter().map_while(OnceLock::get);
+        if let Some((_, url)) = filled.find(|(key, _)| same(key)) {
+            return Some(url.clone());
+        }
+        let key = format!("{scheme}://{authority}");
+        let url = reqwest::Url::parse(&key).ok()?;
+        let mut entry = (key, url.clone());
+        for slot in &self.0 {
+            // Another caller may fill a slot first (with this origin, at worst a second time).
+            match slot.set(entry) {
+                Ok(()) => break,
+                Err(back) => entry = back,
+            }
+        }
+        Some(url)
+    }
+}
 
 impl ReqwestTransport {
     /// A transport with its own client: rustls, redirects off, connect and total timeouts.
@@ -71,30 +102,7 @@ impl ReqwestTransport {
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(invalid());
         };
-        let origin = {
-            let origins = self.origins.read().unwrap_or_else(PoisonError::into_inner);
-            origins
-                .iter()
-                .find(|(s, _)| {
-                    s.len() == scheme.len() + 3 + authority.as_str().len()
-                        && s.starts_with(scheme)
-                        && s.ends_with(authority.as_str())
-                })
-                .map(|(_, url)| url.clone())
-        };
-        let mut url = match origin {
-            Some(url) => url,
-            None => {
-                let key = format!("{scheme}://{authority}");
-                let url = reqwest::Url::parse(&key).map_err(|_| invalid())?;
-                let mut origins = self.origins.write().unwrap_or_else(PoisonError::into_inner);
-                if origins.len() == ORIGINS_KEPT {
-                    origins.remove(0);
-                }
-                origins.push((key, url.clone()));
-                url
-            }
-        };
+        let mut url = self.origins.get(scheme, authority.as_str()).ok_or_else(invalid)?;
         let path_and_query = uri.path_and_query();
         url.set_path(path_and_query.map_or("/", |pq| pq.path()));
         url.set_query(path_and_query.and_then(|pq| pq.query()));
@@ -108,9 +116,36 @@ impl ReqwestTransport {
     }
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`: the request is turned into reqwest's before
+// the future is made, so the boxed future holds only what crosses an await (about half the
+// size an `async fn` body keeps, its moved-from argument included), and is moved once.
 impl AsyncTransport for ReqwestTransport {
-    async fn send(&self, request: Request) -> Result<Response, TransportError> {
+    fn send<'a, 'f>(&'a self, request: Request) -> BoxFuture<'f, Result<Response, TransportError>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        match self.prepare(request) {
+            Ok(request) => Box::pin(self.execute(request)),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn sleep<'a, 'f>(&'a self, duration: Duration) -> BoxFuture<'f, ()>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// The boxed future of an [`AsyncTransport`] method, as `async_trait` writes it.
+type BoxFuture<'f, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'f>>;
+
+impl ReqwestTransport {
+    /// The core's request as reqwest's.
+    fn prepare(&self, request: Request) -> Result<reqwest::Request, TransportError> {
         let (parts, body) = request.into_parts();
         let mut request = reqwest::Request::new(parts.method, self.url(&parts.uri)?);
         *request.headers_mut() = parts.headers;
@@ -119,6 +154,11 @@ impl AsyncTransport for ReqwestTransport {
         if !body.is_empty() {
             *request.body_mut() = Some(body.into());
         }
+        Ok(request)
+    }
+
+    /// Sends `request` and reads the answer under the contract.
+    async fn execute(&self, request: reqwest::Request) -> Result<Response, TransportError> {
         // Compared as reqwest parsed both (host case, IPv6 spelling, dot segments normalised
         // alike), so only a followed redirect can make them differ. A fingerprint rather than
         // a copy of the URL: no allocation per call.
@@ -146,10 +186,6 @@ impl AsyncTransport for ReqwestTransport {
         *out.version_mut() = response.version();
         *out.headers_mut() = std::mem::take(response.headers_mut());
         Ok(out)
-    }
-
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
     }
 }
 
@@ -241,7 +277,7 @@ impl AsyncRuntime for TokioRuntime {
 
 #[cfg(test)]
 mod url_tests {
-    use super::ReqwestTransport;
+    use super::{ORIGINS_KEPT, ReqwestTransport};
 
     /// The URL reqwest is handed is the request's, byte for byte: the core's percent-encoding
     /// kept, the query kept, across origins (one parsed once and reused).
@@ -262,5 +298,22 @@ mod url_tests {
             assert_eq!(url.as_str(), expected.as_str(), "{uri}");
         }
         assert!(transport.url(&"/relative".parse().unwrap()).is_err());
+    }
+
+    /// Past the origins kept, each is still right (parsed per call), and the kept ones too.
+    #[test]
+    fn more_origins_than_are_kept_still_get_their_own_urls() {
+        let transport = ReqwestTransport::with_client(reqwest::Client::new());
+        for round in 0..2 {
+            for port in 1..=(ORIGINS_KEPT as u16 + 3) {
+                let uri: http::Uri =
+                    format!("http://127.0.0.1:{port}/n?r={round}").parse().unwrap();
+                let url = transport.url(&uri).unwrap();
+                assert_eq!(url.as_str(), format!("http://127.0.0.1:{port}/n?r={round}"));
+            }
+        }
+        // A same-length origin that differs inside is not taken for a kept one.
+        let url = transport.url(&"http://127.0.0.2:1/n".parse().unwrap()).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.2:1/n");
     }
 }
