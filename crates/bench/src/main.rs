@@ -1160,6 +1160,7 @@ fn cpu_per_call(base: &str) -> Result<()> {
 /// with the calls each side made printed to divide by.
 fn slots(base: &str, pattern: &str) -> Result<()> {
     use helloflex_auth::AsyncTransport as _;
+    let concurrency: usize = arg("--concurrency").and_then(|c| c.parse().ok()).unwrap_or(32);
     let runtime = |name: &str| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1174,7 +1175,7 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
         Arc::new(helloflex_transport_reqwest::ReqwestTransport::from_options(&options)?);
     let transport_rate = || {
         let (transport, pair) = (transport.clone(), pair.clone());
-        sdk_rt.block_on(async_rate(32, move || {
+        sdk_rt.block_on(async_rate(concurrency, move || {
             let (transport, pair) = (transport.clone(), pair.clone());
             async move {
                 let request = http::Request::builder()
@@ -1197,9 +1198,9 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
         let rates: Vec<f64> = pattern
             .chars()
             .map(|slot| match slot {
-                'A' => pair.rate(&raw_rt, 32, false),
+                'A' => pair.rate(&raw_rt, concurrency, false),
                 'T' => transport_rate(),
-                _ => pair.rate(&sdk_rt, 32, true),
+                _ => pair.rate(&sdk_rt, concurrency, true),
             })
             .collect();
         for ((slot, rate), kind) in relative.iter_mut().zip(&rates).zip(pattern.chars()) {
