@@ -97,6 +97,34 @@ impl HttpOptions {
     pub fn body_limit(&self) -> usize {
         self.body_limit.unwrap_or(crate::MAX_BODY_BYTES)
     }
+
+    /// Refuses settings that cannot work, rather than have a transport drop or misread them: a
+    /// `User-Agent` that is no header value (a control character, a line break), a zero
+    /// timeout (every request would time out). [`ClientBuilder::build`] calls it.
+    ///
+    /// ```
+    /// use helloflex_auth::HttpOptions;
+    ///
+    /// let mut options = HttpOptions::default();
+    /// assert!(options.validate().is_ok());
+    /// options.user_agent = Some("my-app/1.0\r\nX-Injected: 1".into());
+    /// assert!(options.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.user_agent.as_deref().is_some_and(|ua| http::HeaderValue::from_str(ua).is_err()) {
+            return Err(ConfigError::Invalid {
+                name: "user_agent",
+                reason: "not a header value (control characters and line breaks are refused)",
+            });
+        }
+        if self.timeouts.connect.is_zero() || self.timeouts.total.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "timeouts",
+                reason: "a zero timeout fails every request",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A transport crate's part of a client: builds its transport from [`HttpOptions`] and puts the
@@ -351,7 +379,7 @@ impl<C: Connector> ClientBuilder<C> {
         self
     }
 
-    /// The `User-Agent` sent with every request.
+    /// The `User-Agent` sent with every request (`build` refuses one that is no header value).
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.http.user_agent = Some(user_agent.into());
         self
@@ -377,7 +405,8 @@ impl<C: Connector> ClientBuilder<C> {
         self
     }
 
-    /// Builds the client. Fails if no grant was chosen or the transport cannot be built. A
+    /// Builds the client. Fails if no grant was chosen, a setting cannot work (see
+    /// [`HttpOptions::validate`]) or the transport cannot be built. A
     /// token store is read by the first call that needs a token, not here.
     pub fn build(self) -> Result<Client<C::Manager, C>, Error> {
         let (environment, mut tokens) = match (self.authorization_code, self.client_id) {
@@ -407,6 +436,7 @@ impl<C: Connector> ClientBuilder<C> {
         if let Some(store) = self.shared_store {
             tokens = tokens.shared_store(store);
         }
+        self.http.validate()?;
         let attempt = self.connector.attempt_timeout(&self.http.timeouts);
         let options = self.manager.with_attempt_timeout(attempt);
         let tokens =

@@ -24,6 +24,37 @@ fn an_authorization_code_client_needs_its_own_environment() {
     assert!(matches!(built, Err(Error::Config(ConfigError::Missing(_)))), "{built:?}");
 }
 
+/// A setting that cannot work is refused when the client is built, whatever the transport
+/// would have made of it (ureq dropped a bad User-Agent, reqwest failed to build): never
+/// dropped in silence, and the error names the setting, not its value.
+#[test]
+fn settings_that_cannot_work_are_refused_by_name() {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let builder = || {
+        ClientBuilder::new(OwnBlocking(server.clone()))
+            .environment(flextell())
+            .client_credentials("id", helloflex_core::ClientSecret::new("secret"))
+    };
+    for ua in ["app/1\r\nX-Injected: 1", "app\n", "app\u{0}"] {
+        let built = builder().user_agent(ua).build();
+        let Err(Error::Config(ConfigError::Invalid { name, .. })) = &built else {
+            panic!("{ua:?} was accepted: {built:?}");
+        };
+        assert_eq!(*name, "user_agent");
+        assert!(!format!("{built:?}").contains("Injected"));
+    }
+    for timeouts in
+        [Timeouts::uniform(Duration::ZERO), Timeouts::new(Duration::from_secs(1), Duration::ZERO)]
+    {
+        let built = builder().timeouts(timeouts).build();
+        assert!(
+            matches!(&built, Err(Error::Config(ConfigError::Invalid { name: "timeouts", .. }))),
+            "{built:?}"
+        );
+    }
+    assert!(builder().user_agent("my-app/1.0 (ops@example.com)").build().is_ok());
+}
+
 #[test]
 fn users_share_the_transport_and_the_completed_authorizations() {
     let server = Arc::new(FakeServer::new(Duration::ZERO, 600));

@@ -52,7 +52,8 @@ impl UreqTransport {
     }
 
     /// A transport with its own agent, set up from `options` (timeouts, User-Agent, body cap,
-    /// whether `*_PROXY` environment variables apply).
+    /// whether `*_PROXY` environment variables apply). Settings [`HttpOptions::validate`]
+    /// refuses are not checked here: an invalid User-Agent is left out.
     pub fn from_options(options: &HttpOptions) -> Self {
         let user_agent = options.user_agent_for("ureq");
         Self::build(options.timeouts, options.proxy_from_env, Some(&user_agent))
@@ -98,7 +99,8 @@ impl UreqTransport {
         self
     }
 
-    /// Sends `User-Agent: value` on requests that do not set one.
+    /// Sends `User-Agent: value` on requests that do not set one. A value that is no header
+    /// value is ignored ([`HttpOptions::validate`] refuses it, as the client builder does).
     pub fn with_user_agent(mut self, value: &str) -> Self {
         self.user_agent = http::HeaderValue::from_str(value).ok();
         self
