@@ -45,11 +45,18 @@ trait Io {
     fn sleep(&self, wait: Duration) -> impl Future<Output = ()> + Send;
     fn token(&self, rejected: Option<TokenId>)
     -> impl Future<Output = Result<Token, Error>> + Send;
+    /// A token had at once, without waiting (the common case: a cached one), if this flavour
+    /// can tell; `None` means "ask [`Io::token`]".
+    fn token_now(&self, rejected: Option<TokenId>) -> Option<Token>;
 }
 
-/// The loop (see the module docs).
-async fn drive<E: Exchange, I: Io>(io: I, clock: &dyn Clock, mut exchange: E) -> E::Output {
-    let span = tracing::Span::current();
+/// The loop (see the module docs). `span` is the exchange's, recorded into as the loop goes.
+async fn drive<E: Exchange, I: Io>(
+    io: I,
+    clock: &dyn Clock,
+    mut exchange: E,
+    span: tracing::Span,
+) -> E::Output {
     let mut attempt = 0u32;
     let mut now = clock.now();
     loop {
@@ -69,7 +76,14 @@ async fn drive<E: Exchange, I: Io>(io: I, clock: &dyn Clock, mut exchange: E) ->
                 tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
                 Step::Sleep(io.sleep(wait))
             }
-            Poll::NeedToken { rejected } => Step::Token(io.token(rejected)),
+            Poll::NeedToken { rejected } => match io.token_now(rejected) {
+                // No time passed: `now` still holds for the next poll.
+                Some(token) => {
+                    exchange.handle_token(Ok(token));
+                    continue;
+                }
+                None => Step::Token(io.token(rejected)),
+            },
             Poll::Done(output) => return output,
         };
         match step {
@@ -135,6 +149,10 @@ impl Io for Blocking<'_> {
             None => Err(no_token_source()),
         })
     }
+    fn token_now(&self, _: Option<TokenId>) -> Option<Token> {
+        // A blocking token source may wait inside `token_for`, so the loop reads the clock after.
+        None
+    }
 }
 
 /// The async flavour: the transport's futures, and the token source's fast path first.
@@ -154,11 +172,14 @@ impl Io for Async<'_> {
         self.transport.sleep(wait)
     }
     async fn token(&self, rejected: Option<TokenId>) -> Result<Token, Error> {
-        let Some(tokens) = self.tokens else { return Err(no_token_source()) };
-        match rejected.is_none().then(|| tokens.try_token_now()).flatten() {
-            Some(token) => Ok(token),
-            None => tokens.token_for(rejected).await,
+        match self.tokens {
+            Some(tokens) => tokens.token_for(rejected).await,
+            None => Err(no_token_source()),
         }
+    }
+    fn token_now(&self, rejected: Option<TokenId>) -> Option<Token> {
+        // After a 401 the refused token is invalidated first, which `token_for` does.
+        self.tokens.filter(|_| rejected.is_none())?.try_token_now()
     }
 }
 
@@ -174,7 +195,7 @@ pub fn drive_blocking<E: Exchange>(
     // what `Instrumented` would do on each poll, without one more move of the future.
     let span = exchange_span();
     let _entered = span.enter();
-    crate::ready::run_ready(drive(io, clock, exchange))
+    crate::ready::run_ready(drive(io, clock, exchange, span.clone()))
 }
 
 /// Runs `exchange` to completion on an async transport. A plain function returning the loop's
@@ -189,7 +210,8 @@ pub fn drive_async<'a, E: Exchange + Send + 'a>(
 where
     E::Output: Send,
 {
-    drive(Async { transport, tokens }, clock, exchange).instrument(exchange_span())
+    let span = exchange_span();
+    drive(Async { transport, tokens }, clock, exchange, span.clone()).instrument(span)
 }
 
 fn no_token_source() -> Error {

@@ -44,7 +44,7 @@ impl ApiRequest {
             error: None,
         };
         for segment in path.split('/').filter(|s| !s.is_empty()) {
-            request = request.segment(segment);
+            request.push_segment(segment);
         }
         request
     }
@@ -72,14 +72,18 @@ impl ApiRequest {
 
     /// Appends one path segment, percent-encoded (a `/` in it is encoded, not a separator).
     pub fn segment(mut self, segment: impl AsRef<str>) -> Self {
-        let segment = segment.as_ref();
+        self.push_segment(segment.as_ref());
+        self
+    }
+
+    /// [`ApiRequest::segment`] in place: a path's segments are added without moving the whole
+    /// request once per segment.
+    fn push_segment(&mut self, segment: &str) {
         if segment == "." || segment == ".." {
-            self.fail(UsageError::DotSegment(segment.to_owned()));
-            return self;
+            return self.fail(UsageError::DotSegment(segment.to_owned()));
         }
         self.path.push('/');
         push_encoded(&mut self.path, segment);
-        self
     }
 
     /// Appends a query parameter, percent-encoded.
