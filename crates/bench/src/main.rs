@@ -236,9 +236,51 @@ impl AsyncPair {
     }
 }
 
+/// The two blocking clients of a throughput row: the SDK over ureq, and raw ureq sending the
+/// SDK's token in a fixed header.
+#[derive(Clone)]
+struct BlockingPair {
+    sdk: helloflex_transport_ureq::Client,
+    raw: ureq::Agent,
+    url: String,
+    bearer: String,
+}
+
+impl BlockingPair {
+    fn new(base: &str) -> Result<Self> {
+        let sdk = helloflex_transport_ureq::Client::builder()
+            .environment(environment(base)?)
+            .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
+            .build()?;
+        let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
+        Ok(Self { sdk, raw: raw_ureq(), url: format!("{base}/news"), bearer })
+    }
+
+    /// One call through the SDK (`sdk`) or raw ureq; whether it succeeded.
+    fn once(&self, sdk: bool) -> bool {
+        if sdk {
+            return self.sdk.get("news").send().is_ok();
+        }
+        let sent = self
+            .raw
+            .get(&self.url)
+            .header("authorization", &self.bearer)
+            .header("accept", "application/json")
+            .call();
+        match sent {
+            Ok(mut r) => r.status().is_success() && r.body_mut().read_to_vec().is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// One slot: calls/s of the SDK (`sdk`) or of raw ureq on `threads` threads.
+    fn rate(&self, threads: usize, sdk: bool) -> f64 {
+        let pair = self.clone();
+        blocking_rate(threads, move || pair.once(sdk))
+    }
+}
+
 fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> {
-    let env = environment(base)?;
-    let url = format!("{base}/news");
     let pair = AsyncPair::new(rt, base)?;
     let mut rows = Vec::new();
     for concurrency in [1usize, 32] {
@@ -253,38 +295,15 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
         }
         rows.push(AbbaRow { name: format!("async (reqwest), concurrency {concurrency}"), rounds });
     }
-    let sdk = helloflex_transport_ureq::Client::builder()
-        .environment(env)
-        .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-        .build()?;
-    let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
-    let agent = raw_ureq();
+    let pair = BlockingPair::new(base)?;
     for threads in [1usize, 8] {
         if !wanted(&format!("blocking{threads}")) {
             continue;
         }
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
-            let raw_call = {
-                let (agent, url, bearer) = (agent.clone(), url.clone(), bearer.clone());
-                move || match agent
-                    .get(&url)
-                    .header("authorization", &bearer)
-                    .header("accept", "application/json")
-                    .call()
-                {
-                    Ok(mut r) => r.status().is_success() && r.body_mut().read_to_vec().is_ok(),
-                    Err(_) => false,
-                }
-            };
-            let sdk_call = {
-                let client = sdk.clone();
-                move || client.get("news").send().is_ok()
-            };
-            let raw_first = blocking_rate(threads, raw_call.clone());
-            let sdk_first = blocking_rate(threads, sdk_call.clone());
-            let sdk_second = blocking_rate(threads, sdk_call);
-            rounds.push([raw_first, sdk_first, sdk_second, blocking_rate(threads, raw_call)]);
+            // Interleaved ABBA, as above.
+            rounds.push([false, true, true, false].map(|sdk| pair.rate(threads, sdk)));
         }
         rows.push(AbbaRow { name: format!("blocking (ureq), {threads} thread(s)"), rounds });
     }
@@ -579,24 +598,9 @@ fn instructions_phase(base: &str, kind: &str, calls: u64) -> Result<()> {
             })?;
         }
         _ => {
-            let sdk = helloflex_transport_ureq::Client::builder()
-                .environment(env)
-                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-                .build()?;
-            let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
-            let agent = raw_ureq();
+            let pair = BlockingPair::new(base)?;
             for _ in 0..calls {
-                let ok = if kind == "sdk-blocking" {
-                    sdk.get("news").send().is_ok()
-                } else {
-                    let mut r = agent
-                        .get(&url)
-                        .header("authorization", &bearer)
-                        .header("accept", "application/json")
-                        .call()?;
-                    r.status().is_success() && r.body_mut().read_to_vec().is_ok()
-                };
-                if !ok {
+                if !pair.once(kind == "sdk-blocking") {
                     return Err("a call failed".into());
                 }
             }
@@ -1243,34 +1247,8 @@ fn main() -> Result<()> {
         let kind = arg("--kind").unwrap_or_default();
         if kind.ends_with("-blocking") {
             // 8 threads of blocking calls, 20 rounds.
-            let sdk = helloflex_transport_ureq::Client::builder()
-                .environment(environment(&base)?)
-                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-                .build()?;
-            let bearer = format!("Bearer {}", sdk.token()?.access_token().expose_secret());
-            let (agent, url) = (raw_ureq(), format!("{base}/news"));
-            let mut total = 0.0;
-            for _ in 0..20 {
-                total += if kind == "sdk-blocking" {
-                    let client = sdk.clone();
-                    blocking_rate(8, move || client.get("news").send().is_ok())
-                } else {
-                    let (agent, url, bearer) = (agent.clone(), url.clone(), bearer.clone());
-                    blocking_rate(8, move || {
-                        match agent
-                            .get(&url)
-                            .header("authorization", &bearer)
-                            .header("accept", "application/json")
-                            .call()
-                        {
-                            Ok(mut r) => {
-                                r.status().is_success() && r.body_mut().read_to_vec().is_ok()
-                            }
-                            Err(_) => false,
-                        }
-                    })
-                };
-            }
+            let pair = BlockingPair::new(&base)?;
+            let total: f64 = (0..20).map(|_| pair.rate(8, kind == "sdk-blocking")).sum();
             println!("{kind} {:.0}/s", total / 20.0);
             return Ok(());
         }
