@@ -52,19 +52,22 @@ fn guard(
     if !well_formed {
         return Err(unauthorized("malformed_token", Some("The access token is malformed")));
     }
-    let inner = state.lock();
-    let Some(info) = inner.access.get(token) else {
-        return Err(unauthorized(
-            "revoked_token",
-            Some("The access token is unknown or was revoked"),
-        ));
+    let mut inner = state.lock();
+    let refusal = match inner.access.get(token) {
+        None => Some(("revoked_token", "The access token is unknown or was revoked")),
+        Some(info) if info.revoked => Some(("revoked_token", "The access token was revoked")),
+        Some(info) if now() >= info.expires_at => {
+            Some(("expired_token", "The access token expired"))
+        }
+        Some(_) => None,
     };
-    if info.revoked {
-        return Err(unauthorized("revoked_token", Some("The access token was revoked")));
+    if let Some((cause, description)) = refusal {
+        *inner.counters.rejected_tokens.entry(cause.into()).or_default() += 1;
+        return Err(unauthorized(cause, Some(description)));
     }
-    if now() >= info.expires_at {
-        return Err(unauthorized("expired_token", Some("The access token expired")));
-    }
+    let Some(info) = inner.access.get(token) else {
+        return Err(unauthorized("revoked_token", Some("The access token is unknown")));
+    };
     if !info.scopes.iter().any(|s| s == scope) {
         let challenge = format!("{REALM}, error=\"insufficient_scope\", scope=\"{scope}\"");
         let mut response = error(StatusCode::FORBIDDEN, "insufficient_scope");

@@ -66,6 +66,12 @@ pub struct Counters {
     pub code_replays: u64,
     /// API requests by `METHOD /route`.
     pub requests: BTreeMap<String, u64>,
+    /// Access tokens issued to a client while the one issued to it just before still had more
+    /// than a quarter of its lifetime left: a duplicate fetch, not a renewal (a client refreshes
+    /// in the last 10-15%, or after a rejection near expiry).
+    pub early_tokens: u64,
+    /// API requests refused for their access token, by cause (`expired_token`, ...).
+    pub rejected_tokens: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -108,6 +114,8 @@ pub(crate) struct Inner {
     pub(crate) consent: Consent,
     pub(crate) token_lifetime: Duration,
     pub(crate) client_lifetimes: HashMap<String, Duration>,
+    /// When each client's latest access token was issued and when it expires.
+    pub(crate) latest_issued: HashMap<String, (Instant, Instant)>,
 }
 
 /// Shared state.
@@ -152,6 +160,7 @@ impl Inner {
             faults: Vec::new(),
             counters: Counters::default(),
             client_lifetimes: HashMap::new(),
+            latest_issued: HashMap::new(),
         }
     }
 }
@@ -166,12 +175,20 @@ impl Inner {
     ) -> serde_json::Value {
         let lifetime = self.client_lifetimes.get(client).copied().unwrap_or(self.token_lifetime);
         let access = random_token("hfx_at_");
+        let issued = now();
+        if let Some((before, expires)) =
+            self.latest_issued.insert(client.into(), (issued, issued + lifetime))
+            && expires.saturating_duration_since(issued)
+                > expires.saturating_duration_since(before) / 4
+        {
+            self.counters.early_tokens += 1;
+        }
         self.access.insert(
             access.clone(),
             AccessTokenInfo {
                 client: client.into(),
                 scopes: scopes.to_vec(),
-                expires_at: now() + lifetime,
+                expires_at: issued + lifetime,
                 revoked: false,
                 family,
             },

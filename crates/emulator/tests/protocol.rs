@@ -448,6 +448,34 @@ async fn faults_and_counters() {
     assert!(counters["requests"]["GET /news"].as_u64().unwrap() >= 7);
 }
 
+/// A token fetched while the client's last one had over a quarter of its life left counts as
+/// early (a duplicate, not a renewal); calls refused for their token count by cause.
+#[tokio::test]
+async fn early_fetches_and_refused_tokens_are_counted() {
+    let emu = start(EmulatorConfig::default()).unwrap();
+    let base = emu.base_url();
+    emu.set_token_lifetime(std::time::Duration::from_millis(1000), Some("demo-client"));
+    let first = demo_token(base).await;
+    demo_token(base).await;
+    assert_eq!(emu.counters().early_tokens, 1, "fetched again at once");
+    tokio::time::sleep(std::time::Duration::from_millis(850)).await;
+    demo_token(base).await;
+    assert_eq!(emu.counters().early_tokens, 1, "a renewal in the last quarter is not early");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let unknown = format!("hfx_at_{}", "x".repeat(48));
+    for token in [first.as_str(), unknown.as_str()] {
+        let r = http().get(format!("{base}/news")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let counters: Value =
+        http().get(format!("{base}/_admin/counters")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        counters["rejected_tokens"],
+        serde_json::json!({"expired_token": 1, "revoked_token": 1})
+    );
+    assert_eq!(counters["early_tokens"], 1);
+}
+
 #[tokio::test]
 async fn admin_api_health_fault_list_clear_errors_and_reset() {
     let emu = start(EmulatorConfig::default()).unwrap();

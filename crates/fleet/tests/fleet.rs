@@ -60,16 +60,33 @@ impl Grant {
 }
 
 struct Outcome {
+    grant: Grant,
     reports: Vec<Report>,
     killed: Option<u32>,
     token_requests: u64,
     reuse: u64,
+    /// Tokens fetched while the fleet's last one had more than a quarter of its life left.
+    early: u64,
+    /// API calls refused for their token, by cause.
+    rejected: std::collections::BTreeMap<String, u64>,
     seconds: f64,
 }
 
 impl Outcome {
-    fn per_lifetime(&self) -> f64 {
-        self.token_requests as f64 / (self.seconds / LIFETIME.as_secs_f64())
+    /// Renewals per token lifetime, fleet-wide: the token requests after the first token (a
+    /// client-credentials fleet fetches its first one in the run; a user's came from the
+    /// sign-in before it). Each token is renewed in the last 10-15% of its life, so one renewal
+    /// per lifetime reads 1.11-1.18; a late call refused near expiry may add one.
+    fn renewals_per_lifetime(&self) -> f64 {
+        let first = u64::from(self.grant == Grant::ClientCredentials);
+        self.token_requests.saturating_sub(first) as f64 / (self.seconds / LIFETIME.as_secs_f64())
+    }
+
+    /// The fleet fetched at most once while its token was still good: a lease that lapsed
+    /// under a starved scheduler can cause one such fetch; a herd, or a member that does not
+    /// see the others' token, causes one or more per lifetime.
+    fn assert_no_duplicate_fetches(&self) {
+        assert!(self.early <= 1, "{} tokens fetched while the fleet's was still good", self.early);
     }
     fn calls(&self) -> (u64, u64) {
         self.reports.iter().fold((0, 0), |(ok, failed), r| (ok + r.ok, failed + r.failed))
@@ -78,13 +95,15 @@ impl Outcome {
         let (ok, failed) = self.calls();
         println!(
             "fleet {title}: {MEMBERS} processes x {TASKS} tasks, {:.1} s of {}-s tokens: \
-             {} token requests = {:.2} per lifetime fleet-wide; {} refresh-token reuse events; \
-             {ok} calls ok, {failed} failed; killed: {:?}; last calls: {:?}",
+             {} token requests, {:.2} renewals per lifetime fleet-wide, {} early; {} refresh-token reuse \
+             events; calls refused for their token: {:?}; {ok} calls ok, {failed} failed; killed: {:?}; last calls: {:?}",
             self.seconds,
             LIFETIME.as_secs(),
             self.token_requests,
-            self.per_lifetime(),
+            self.renewals_per_lifetime(),
+            self.early,
             self.reuse,
+            self.rejected,
             self.killed,
             self.reports.iter().map(|r| r.last.as_str()).collect::<Vec<_>>(),
         );
@@ -205,10 +224,13 @@ fn run_fleet(grant: Grant, kill: Option<FaultKind>) -> Outcome {
         .collect();
     let counters = emulator.counters();
     Outcome {
+        grant,
         reports,
         killed,
         token_requests: counters.token_requests_for_grant(grant.renewing_grant_type()),
         reuse: counters.refresh_token_reuse,
+        early: counters.early_tokens,
+        rejected: counters.rejected_tokens.clone(),
         seconds: SystemClock.now().duration_since(started).as_secs_f64(),
     }
 }
@@ -225,7 +247,8 @@ fn a_fleet_makes_one_client_credentials_request_per_lifetime() {
     let outcome = run_fleet(Grant::ClientCredentials, None);
     outcome.print("client credentials");
     assert_eq!(outcome.calls().1, 0, "no call failed");
-    assert!(outcome.per_lifetime() <= 1.3, "one token request per lifetime fleet-wide");
+    outcome.assert_no_duplicate_fetches();
+    assert!(outcome.renewals_per_lifetime() <= 1.3, "one token request per lifetime fleet-wide");
 }
 
 #[test]
@@ -235,7 +258,8 @@ fn a_fleet_refreshes_one_rotating_user_token_once_per_lifetime_without_reuse() {
     outcome.print("authorization code");
     assert_eq!(outcome.calls().1, 0, "no call failed");
     assert_eq!(outcome.reuse, 0, "no refresh token presented twice");
-    assert!(outcome.per_lifetime() <= 1.3, "one refresh per lifetime fleet-wide");
+    outcome.assert_no_duplicate_fetches();
+    assert!(outcome.renewals_per_lifetime() <= 1.3, "one refresh per lifetime fleet-wide");
 }
 
 /// After `kill -9` of the holder mid-request, the survivors agree: all still served (client
