@@ -20,6 +20,7 @@
 
 mod client;
 mod resolve;
+mod steady;
 mod transport;
 
 pub use client::{Client, ClientBuilder, RequestBuilder, Ureq};

@@ -5,6 +5,7 @@ use std::io;
 use helloflex_auth::{BlockingTransport, HttpOptions, MAX_BODY_BYTES, Request, Response, Timeouts};
 use helloflex_core::{TransportError, TransportErrorKind};
 use http::header::{CONTENT_LENGTH, USER_AGENT};
+use ureq::unversioned::transport::Connector as _;
 
 /// The transport contract on a ureq config builder (agent-wide or per request; ureq's scope
 /// trait is private, so a macro rather than a generic function): every status returned, no
@@ -73,9 +74,12 @@ impl UreqTransport {
             None => pooled,
         };
         let config = contract!(pooled, timeouts).build();
+        // `SteadyTimeouts` spares the socket a timeout change per read and write under the
+        // deadline.
         let agent = ureq::Agent::with_parts(
             config,
-            ureq::unversioned::transport::DefaultConnector::default(),
+            ureq::unversioned::transport::DefaultConnector::default()
+                .chain(crate::steady::SteadyTimeouts),
             crate::resolve::DeadlineResolver::default(),
         );
         Self { per_request_config: false, ..Self::with_agent(agent, timeouts) }
