@@ -163,8 +163,15 @@ where
     done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
 }
 
+/// The User-Agent the SDK sends over `transport`: raw clients send it too, so both sides put
+/// the same request on the wire and a row measures the SDK, not a header.
+fn sdk_user_agent(transport: &str) -> String {
+    helloflex_auth::HttpOptions::default().user_agent_for(transport)
+}
+
 fn raw_reqwest() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
+        .user_agent(sdk_user_agent("reqwest"))
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(64)
         .connect_timeout(Duration::from_secs(10))
@@ -174,6 +181,7 @@ fn raw_reqwest() -> Result<reqwest::Client> {
 
 fn raw_ureq() -> ureq::Agent {
     ureq::Agent::config_builder()
+        .user_agent(sdk_user_agent("ureq"))
         .http_status_as_error(false)
         .max_redirects(0)
         .max_idle_connections(64)
@@ -1161,13 +1169,15 @@ fn cpu_per_call(base: &str) -> Result<()> {
 /// median rate against the round's first, to see position effects and which layer costs what.
 /// Raw runs on threads named `raw-worker`, the others on `sdk-worker`, so a profile of this
 /// one process splits by side (`perf record -e cpu-clock`, then `perf report --sort comm,sym`),
-/// with the calls each side made printed to divide by.
+/// with the calls each side made printed to divide by. `--workers N` sets each runtime's
+/// worker threads (2 by default, as in the throughput rows).
 fn slots(base: &str, pattern: &str) -> Result<()> {
     use helloflex_auth::AsyncTransport as _;
     let concurrency: usize = arg("--concurrency").and_then(|c| c.parse().ok()).unwrap_or(32);
+    let workers: usize = arg("--workers").and_then(|c| c.parse().ok()).unwrap_or(2);
     let runtime = |name: &str| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .thread_name(name)
             .enable_all()
             .build()
