@@ -22,6 +22,7 @@
 //! ```
 
 mod client;
+mod recent;
 mod transport;
 
 pub use client::{Client, ClientBuilder, RequestBuilder, Reqwest};

@@ -96,17 +96,22 @@ impl ReqwestTransport {
         Self { client, body_limit: MAX_BODY_BYTES, check_redirects: true, origins: Arc::default() }
     }
 
-    /// The URL of `uri` as reqwest wants it: the origin parsed once, path and query set.
+    /// The URL of `uri` as reqwest wants it: the origin parsed once, path and query set (or a
+    /// copy of the one this thread built for the same URI lately, see [`crate::recent`]).
     fn url(&self, uri: &http::Uri) -> Result<reqwest::Url, TransportError> {
         let invalid = || TransportError::new(TransportErrorKind::Other, "invalid request URL");
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(invalid());
         };
-        let mut url = self.origins.get(scheme, authority.as_str()).ok_or_else(invalid)?;
         let path_and_query = uri.path_and_query();
-        url.set_path(path_and_query.map_or("/", |pq| pq.path()));
-        url.set_query(path_and_query.and_then(|pq| pq.query()));
-        Ok(url)
+        let text = path_and_query.map_or("", |pq| pq.as_str());
+        crate::recent::url_for(scheme, authority.as_str(), text, || {
+            let mut url = self.origins.get(scheme, authority.as_str())?;
+            url.set_path(path_and_query.map_or("/", |pq| pq.path()));
+            url.set_query(path_and_query.and_then(|pq| pq.query()));
+            Some(url)
+        })
+        .ok_or_else(invalid)
     }
 
     /// Caps response bodies at `bytes`.
