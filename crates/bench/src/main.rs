@@ -139,7 +139,8 @@ where
     done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
 }
 
-fn blocking_rate<F>(threads: usize, call: F) -> f64
+/// Calls/s of `call` on `threads` threads named `name` (so a profile splits by side).
+fn blocking_rate<F>(threads: usize, name: &str, call: F) -> f64
 where
     F: Fn() -> bool + Send + Sync + Clone + 'static,
 {
@@ -148,7 +149,7 @@ where
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let (call, done) = (call.clone(), done.clone());
-            std::thread::spawn(move || {
+            std::thread::Builder::new().name(name.into()).spawn(move || {
                 while Instant::now() < deadline {
                     if call() {
                         done.fetch_add(1, Ordering::Relaxed);
@@ -157,7 +158,7 @@ where
             })
         })
         .collect();
-    for h in handles {
+    for h in handles.into_iter().flatten() {
         let _ = h.join();
     }
     done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
@@ -284,7 +285,8 @@ impl BlockingPair {
     /// One slot: calls/s of the SDK (`sdk`) or of raw ureq on `threads` threads.
     fn rate(&self, threads: usize, sdk: bool) -> f64 {
         let pair = self.clone();
-        blocking_rate(threads, move || pair.once(sdk))
+        let name = if sdk { "sdk-worker" } else { "raw-worker" };
+        blocking_rate(threads, name, move || pair.once(sdk))
     }
 }
 
@@ -1165,7 +1167,8 @@ fn cpu_per_call(base: &str) -> Result<()> {
 }
 
 /// Rounds of slots in the order `pattern` names them (`A` raw reqwest, `B` the SDK, `T` the
-/// SDK's transport alone with a request built per call), at concurrency 32: each slot's
+/// SDK's transport alone with a request built per call; `a` raw ureq and `b` the blocking SDK,
+/// `--concurrency` threads each), at concurrency 32: each slot's
 /// median rate against the round's first, to see position effects and which layer costs what.
 /// Raw runs on threads named `raw-worker`, the others on `sdk-worker`, so a profile of this
 /// one process splits by side (`perf record -e cpu-clock`, then `perf report --sort comm,sym`),
@@ -1206,6 +1209,7 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
             }
         }))
     };
+    let blocking = BlockingPair::new(base)?;
     let mut relative = vec![Vec::new(); pattern.len()];
     let (mut raw_calls, mut sdk_calls) = (0.0, 0.0);
     for _ in 0..ROUNDS {
@@ -1214,12 +1218,14 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
             .map(|slot| match slot {
                 'A' => pair.rate(&raw_rt, concurrency, false),
                 'T' => transport_rate(),
+                'a' => blocking.rate(concurrency, false),
+                'b' => blocking.rate(concurrency, true),
                 _ => pair.rate(&sdk_rt, concurrency, true),
             })
             .collect();
         for ((slot, rate), kind) in relative.iter_mut().zip(&rates).zip(pattern.chars()) {
             slot.push(rate / rates[0]);
-            *(if kind == 'A' { &mut raw_calls } else { &mut sdk_calls }) +=
+            *(if kind.eq_ignore_ascii_case(&'A') { &mut raw_calls } else { &mut sdk_calls }) +=
                 rate * ROUND.as_secs_f64();
         }
     }
