@@ -211,4 +211,8 @@ impl TokenSource for BlockingTokenManager {
         }
         self.token()
     }
+
+    fn try_token_now(&self) -> Option<Token> {
+        self.inner.shared.peek()
+    }
 }

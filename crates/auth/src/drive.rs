@@ -21,6 +21,12 @@ use crate::transport::{AsyncTransport, BlockingTransport, Request, Response};
 pub trait TokenSource {
     /// A valid token, after invalidating `rejected` if given.
     fn token_for(&self, rejected: Option<TokenId>) -> Result<Token, Error>;
+
+    /// A cached token, if one can be had without waiting (the common case): the loop then
+    /// reads no clock after it. `None` means "ask [`TokenSource::token_for`]".
+    fn try_token_now(&self) -> Option<Token> {
+        None
+    }
 }
 
 /// Answers [`Poll::NeedToken`] for async drivers.
@@ -155,9 +161,10 @@ impl Io for Blocking<'_> {
             None => Err(no_token_source()),
         })
     }
-    fn token_now(&self, _: Option<TokenId>) -> Option<Token> {
-        // A blocking token source may wait inside `token_for`, so the loop reads the clock after.
-        None
+    fn token_now(&self, rejected: Option<TokenId>) -> Option<Token> {
+        // After a 401 the refused token is invalidated first, which `token_for` does (and may
+        // wait there, so the loop reads the clock after it).
+        self.tokens.filter(|_| rejected.is_none())?.try_token_now()
     }
 }
 
