@@ -65,6 +65,7 @@ fn guard(
         *inner.counters.rejected_tokens.entry(cause.into()).or_default() += 1;
         return Err(unauthorized(cause, Some(description)));
     }
+    // Found above; looked up again because counting the refusal needed the lock mutably.
     let Some(info) = inner.access.get(token) else {
         return Err(unauthorized("revoked_token", Some("The access token is unknown")));
     };

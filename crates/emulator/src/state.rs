@@ -68,7 +68,8 @@ pub struct Counters {
     pub requests: BTreeMap<String, u64>,
     /// Access tokens issued to a client while the one issued to it just before still had more
     /// than a quarter of its lifetime left: a duplicate fetch, not a renewal (a client refreshes
-    /// in the last 10-15%, or after a rejection near expiry).
+    /// in the last 10-15%, or after a rejection near expiry). Counted per client id, whichever
+    /// user a token is for: meaningful where one client holds one token at a time.
     pub early_tokens: u64,
     /// API requests refused for their access token, by cause (`expired_token`, ...).
     pub rejected_tokens: BTreeMap<String, u64>,

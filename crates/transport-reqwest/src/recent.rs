@@ -53,17 +53,22 @@ pub(crate) fn url_for(
 ) -> Option<Url> {
     let parts = [scheme, "://", authority, path_and_query];
     let length: usize = parts.iter().map(|p| p.len()).sum();
-    let kept = RECENT.with(|recent| {
-        let recent = recent.try_borrow().ok()?;
-        let (_, url) = recent.slots.iter().flatten().find(|(key, _)| key.spells(&parts, length))?;
-        Some(url.clone())
-    });
+    // `try_with`: a call made while the thread's locals are torn down builds its URL.
+    let kept = RECENT
+        .try_with(|recent| {
+            let recent = recent.try_borrow().ok()?;
+            let (_, url) =
+                recent.slots.iter().flatten().find(|(key, _)| key.spells(&parts, length))?;
+            Some(url.clone())
+        })
+        .ok()
+        .flatten();
     if kept.is_some() {
         return kept;
     }
     let url = build()?;
     if length <= LONGEST {
-        RECENT.with(|recent| {
+        let _ = RECENT.try_with(|recent| {
             if let Ok(mut recent) = recent.try_borrow_mut() {
                 let slot = recent.next;
                 let key =
