@@ -1167,8 +1167,8 @@ fn cpu_per_call(base: &str) -> Result<()> {
 }
 
 /// Rounds of slots in the order `pattern` names them (`A` raw reqwest, `B` the SDK, `T` the
-/// SDK's transport alone with a request built per call; `a` raw ureq and `b` the blocking SDK,
-/// `--concurrency` threads each), at concurrency 32: each slot's
+/// SDK's transport alone with a request built per call; `a` raw ureq, `b` the blocking SDK and
+/// `t` its transport alone, `--concurrency` threads each), at concurrency 32: each slot's
 /// median rate against the round's first, to see position effects and which layer costs what.
 /// Raw runs on threads named `raw-worker`, the others on `sdk-worker`, so a profile of this
 /// one process splits by side (`perf record -e cpu-clock`, then `perf report --sort comm,sym`),
@@ -1210,6 +1210,22 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
         }))
     };
     let blocking = BlockingPair::new(base)?;
+    let ureq_transport = Arc::new(helloflex_transport_ureq::UreqTransport::from_options(&options));
+    let ureq_rate = || {
+        let (transport, pair) = (ureq_transport.clone(), blocking.clone());
+        blocking_rate(concurrency, "sdk-worker", move || {
+            use helloflex_auth::BlockingTransport as _;
+            let request = http::Request::builder()
+                .uri(pair.url.as_str())
+                .header("authorization", pair.bearer.as_str())
+                .header("accept", "application/json")
+                .body(Vec::new());
+            match request {
+                Ok(request) => transport.send(request).is_ok_and(|r| r.status().is_success()),
+                Err(_) => false,
+            }
+        })
+    };
     let mut relative = vec![Vec::new(); pattern.len()];
     let (mut raw_calls, mut sdk_calls) = (0.0, 0.0);
     for _ in 0..ROUNDS {
@@ -1220,6 +1236,7 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
                 'T' => transport_rate(),
                 'a' => blocking.rate(concurrency, false),
                 'b' => blocking.rate(concurrency, true),
+                't' => ureq_rate(),
                 _ => pair.rate(&sdk_rt, concurrency, true),
             })
             .collect();
