@@ -638,7 +638,7 @@ impl RequestBuilder<'_, BlockingTokenManager> {
     pub fn send(self) -> Result<ApiResponse, Error> {
         let tokens = self.tokens;
         let call = ApiCall::new(self.request, self.base.clone(), self.retry.clone(), jitter_seed());
-        tokens.call(call).map(ApiResponse::new)
+        tokens.call_boxed(Box::new(call)).map(ApiResponse::new)
     }
 }
 
