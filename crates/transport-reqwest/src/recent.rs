@@ -3,7 +3,9 @@
 //! and re-encoding the path again and growing the copied origin's buffer on every call.
 //!
 //! Per thread, so a lookup touches no shared cache line and takes no lock. A `Url` is a pure
-//! function of the URI's text, so the entries are right for any transport on the thread.
+//! function of the URI's text, so the entries are right for any transport on the thread. A URL
+//! is kept from its second sighting (the first is only remembered by a hash): a service whose
+//! every URL is new (ids, unique queries) pays no allocation to keep copies it will not use.
 
 use std::cell::RefCell;
 
@@ -17,13 +19,31 @@ const LONGEST: usize = 512;
 
 thread_local! {
     static RECENT: RefCell<Recent> = const {
-        RefCell::new(Recent { slots: [const { None }; KEPT], next: 0 })
+        RefCell::new(Recent { slots: [const { None }; KEPT], next: 0, seen: [0; KEPT], seen_next: 0 })
     };
 }
 
 struct Recent {
     slots: [Option<(Key, Url)>; KEPT],
     next: usize,
+    /// Hashes of URLs built once and not kept yet.
+    seen: [u64; KEPT],
+    seen_next: usize,
+}
+
+impl Recent {
+    /// Whether the URL hashed `hash` was built before (then it is forgotten here, to be kept);
+    /// otherwise it is remembered.
+    fn seen_before(&mut self, hash: u64) -> bool {
+        if let Some(seen) = self.seen.iter_mut().find(|seen| **seen == hash) {
+            *seen = 0;
+            return true;
+        }
+        let slot = self.seen_next;
+        self.seen[slot % KEPT] = hash;
+        self.seen_next = (slot + 1) % KEPT;
+        false
+    }
 }
 
 /// A URL's text, and where its scheme and authority end in it (so the same text split
@@ -69,7 +89,9 @@ pub(crate) fn url_for(
     let url = build()?;
     if length <= LONGEST {
         let _ = RECENT.try_with(|recent| {
-            if let Ok(mut recent) = recent.try_borrow_mut() {
+            if let Ok(mut recent) = recent.try_borrow_mut()
+                && recent.seen_before(hash_of(&parts))
+            {
                 let slot = recent.next;
                 let key =
                     Key { text: parts.concat(), scheme: scheme.len(), authority: authority.len() };
@@ -79,6 +101,14 @@ pub(crate) fn url_for(
         });
     }
     Some(url)
+}
+
+/// A hash of `parts`, each with its length (so a different split hashes differently).
+fn hash_of(parts: &[&str; 4]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Whether `text` is `parts` written one after another.
@@ -102,21 +132,28 @@ mod tests {
     }
 
     #[test]
-    fn a_url_built_once_is_copied_after() {
+    fn a_url_is_kept_from_its_second_sighting_and_copied_after() {
         let mut builds = 0;
-        for _ in 0..3 {
+        for _ in 0..4 {
             let url = url_for("https", "api.example", "/recent/a?x=1", || {
                 builds += 1;
                 parsed("https://api.example/recent/a?x=1")
             });
             assert_eq!(url.unwrap().as_str(), "https://api.example/recent/a?x=1");
         }
-        assert_eq!(builds, 1);
+        assert_eq!(builds, 2);
     }
 
     #[test]
     fn only_the_same_text_is_taken_for_a_kept_url() {
-        url_for("https", "api.example", "/same/ab", || parsed("https://api.example/same/ab"));
+        let mut builds = 0;
+        for _ in 0..3 {
+            url_for("https", "api.example", "/same/ab", || {
+                builds += 1;
+                parsed("https://api.example/same/ab")
+            });
+        }
+        assert_eq!(builds, 2, "kept");
         // The same text split differently, or the same length differing inside: built.
         for (authority, path) in
             [("api.exampl", "e/same/ab"), ("api.exampla", "/same/ab"), ("api.example", "/same/ac")]
@@ -141,6 +178,15 @@ mod tests {
                 assert_eq!(url.unwrap().as_str(), format!("http://127.0.0.1:9{path}"), "{round}");
             }
         }
+    }
+
+    #[test]
+    fn urls_seen_once_are_not_kept() {
+        for n in 0..(3 * KEPT) {
+            let path = format!("/once/{n}");
+            url_for("http", "127.0.0.1:9", &path, || parsed(&format!("http://127.0.0.1:9{path}")));
+        }
+        RECENT.with(|recent| assert!(recent.borrow().slots.iter().all(Option::is_none)));
     }
 
     #[test]
