@@ -1195,12 +1195,7 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
         sdk_rt.block_on(async_rate(concurrency, move || {
             let (transport, pair) = (transport.clone(), pair.clone());
             async move {
-                let request = http::Request::builder()
-                    .uri(pair.url.as_str())
-                    .header("authorization", pair.bearer.as_str())
-                    .header("accept", "application/json")
-                    .body(Vec::new());
-                match request {
+                match fixed_request(&pair.url, &pair.bearer) {
                     Ok(request) => {
                         (*transport).send(request).await.is_ok_and(|r| r.status().is_success())
                     }
@@ -1215,12 +1210,7 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
         let (transport, pair) = (ureq_transport.clone(), blocking.clone());
         blocking_rate(concurrency, "sdk-worker", move || {
             use helloflex_auth::BlockingTransport as _;
-            let request = http::Request::builder()
-                .uri(pair.url.as_str())
-                .header("authorization", pair.bearer.as_str())
-                .header("accept", "application/json")
-                .body(Vec::new());
-            match request {
+            match fixed_request(&pair.url, &pair.bearer) {
                 Ok(request) => transport.send(request).is_ok_and(|r| r.status().is_success()),
                 Err(_) => false,
             }
@@ -1252,6 +1242,16 @@ fn slots(base: &str, pattern: &str) -> Result<()> {
         medians.join(" ")
     );
     Ok(())
+}
+
+/// The GET a transport-alone slot sends: `url` with the token in a fixed header, built per
+/// call as a user of the transport would.
+fn fixed_request(url: &str, bearer: &str) -> http::Result<http::Request<Vec<u8>>> {
+    http::Request::builder()
+        .uri(url)
+        .header("authorization", bearer)
+        .header("accept", "application/json")
+        .body(Vec::new())
 }
 
 /// Whether a throughput row is wanted: all of them, or those `--only a,b` names (`async1`,
