@@ -53,7 +53,7 @@ trait Io {
     -> impl Future<Output = Result<Token, Error>> + Send;
     /// A token had at once, without waiting (the common case: a cached one), if this flavour
     /// can tell; `None` means "ask [`Io::token`]".
-    fn token_now(&self, rejected: Option<TokenId>) -> Option<Token>;
+    fn token_now(&self) -> Option<Token>;
 }
 
 /// The loop (see the module docs). `span` is the exchange's, recorded into as the loop goes.
@@ -86,14 +86,18 @@ async fn drive<E: Exchange, I: Io>(
                 tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
                 Step::Sleep(io.sleep(wait))
             }
-            Poll::NeedToken { rejected } => match io.token_now(rejected) {
-                // No time passed: `now` still holds for the next poll.
-                Some(token) => {
-                    exchange.handle_token(Ok(token));
-                    continue;
+            // After a 401 the refused token is invalidated first, which only `Io::token` does
+            // (and it may wait, so the clock is read after it).
+            Poll::NeedToken { rejected } => {
+                match rejected.is_none().then(|| io.token_now()).flatten() {
+                    // No time passed: `now` still holds for the next poll.
+                    Some(token) => {
+                        exchange.handle_token(Ok(token));
+                        continue;
+                    }
+                    None => Step::Token(io.token(rejected)),
                 }
-                None => Step::Token(io.token(rejected)),
-            },
+            }
             Poll::Done(output) => return output,
         };
         match step {
@@ -161,10 +165,8 @@ impl Io for Blocking<'_> {
             None => Err(no_token_source()),
         })
     }
-    fn token_now(&self, rejected: Option<TokenId>) -> Option<Token> {
-        // After a 401 the refused token is invalidated first, which `token_for` does (and may
-        // wait there, so the loop reads the clock after it).
-        self.tokens.filter(|_| rejected.is_none())?.try_token_now()
+    fn token_now(&self) -> Option<Token> {
+        self.tokens?.try_token_now()
     }
 }
 
@@ -190,9 +192,8 @@ impl Io for Async<'_> {
             None => Err(no_token_source()),
         }
     }
-    fn token_now(&self, rejected: Option<TokenId>) -> Option<Token> {
-        // After a 401 the refused token is invalidated first, which `token_for` does.
-        self.tokens.filter(|_| rejected.is_none())?.try_token_now()
+    fn token_now(&self) -> Option<Token> {
+        self.tokens?.try_token_now()
     }
 }
 
