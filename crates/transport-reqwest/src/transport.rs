@@ -298,9 +298,12 @@ mod url_tests {
             "https://api.example/news?",
         ] {
             let parsed: http::Uri = uri.parse().unwrap();
-            let url = transport.url(&parsed).unwrap();
             let expected = reqwest::Url::parse(uri).unwrap();
-            assert_eq!(url.as_str(), expected.as_str(), "{uri}");
+            // Built, built again (now kept), then copied: the same URL each time.
+            for sighting in 0..3 {
+                let url = transport.url(&parsed).unwrap();
+                assert_eq!(url.as_str(), expected.as_str(), "{uri} ({sighting})");
+            }
         }
         assert!(transport.url(&"/relative".parse().unwrap()).is_err());
     }
