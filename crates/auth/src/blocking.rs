@@ -3,14 +3,16 @@
 
 use std::future::Future;
 use std::sync::{Arc, Condvar, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use event_listener::Listener;
 
 use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
 use helloflex_core::{ClientCredentialsConfig, Error, PendingAuthorization, Token, TokenId};
 
 use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::fill::{StoreOp, StoreReply};
-use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
+use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Shared, Signal, Steps};
 use crate::store::{StoreError, TokenStore};
 use crate::transport::{BlockingTransport, Response};
 
@@ -139,6 +141,49 @@ impl BlockingTokenManager {
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
     pub fn invalidate(&self, id: TokenId) {
         self.inner.shared.invalidate(id);
+    }
+
+    /// Closes the manager before the process exits: no refresh ahead of expiry starts from now
+    /// on (a caller whose token expired still gets a new one), and this waits up to `within`
+    /// until no token request of this manager, or of a per-user manager made from it
+    /// ([`Self::for_store`]), is in flight. Returns `true` when none is.
+    ///
+    /// A refresh runs in the background while callers use the old token. A process that exits
+    /// while one is in flight may lose the rotated refresh token the server already issued:
+    /// the next refresh presents the spent one, and a server with reuse detection revokes the
+    /// grant (the user signs in again; a fleet sharing the store is told to re-authorize).
+    /// Calling this last, with a few seconds to spare, prevents that.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use helloflex_auth::{BlockingTokenManager, BlockingTransport, Request, Response};
+    /// # use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, TransportError};
+    /// # struct Canned;
+    /// # impl BlockingTransport for Canned {
+    /// #     fn send(&self, _request: Request) -> Result<Response, TransportError> {
+    /// #         Ok(http::Response::new(br#"{"access_token":"t0k","expires_in":3599}"#.to_vec()))
+    /// #     }
+    /// # }
+    /// # let config = ClientCredentialsConfig::new("id", ClientSecret::new("s"), &Environment::Sandbox);
+    /// let tokens = BlockingTokenManager::client_credentials(config, Arc::new(Canned));
+    /// tokens.token()?;
+    /// assert!(tokens.close(Duration::from_secs(5)), "nothing left in flight");
+    /// # Ok::<(), helloflex_core::Error>(())
+    /// ```
+    #[must_use = "`false` means a token request was still in flight"]
+    pub fn close(&self, within: Duration) -> bool {
+        let clock = &*self.inner.shared.clock;
+        let give_up = clock.now().checked_add(within).unwrap_or_else(|| clock.now());
+        loop {
+            let now = clock.now();
+            match self.inner.shared.drain(now, give_up) {
+                Drain::Done(drained) => return drained,
+                Drain::Wait(listener, until) => {
+                    let _ = listener.wait_timeout(remaining(until, now));
+                }
+            }
+        }
     }
 
     /// The last store write that failed after a token request succeeded, until a write

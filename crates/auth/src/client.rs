@@ -547,6 +547,15 @@ impl<C> Client<BlockingTokenManager, C> {
     pub fn store_error(&self) -> Option<StoreError> {
         self.tokens.store_error()
     }
+
+    /// Call before the process exits: starts no more refreshes ahead of expiry and waits up to
+    /// `within` for a token request in flight (a background refresh), so the tokens the server
+    /// rotated are stored, not lost with the process. `true` when nothing was left in flight.
+    /// See [`BlockingTokenManager::close`].
+    #[must_use = "`false` means a token request was still in flight"]
+    pub fn close(&self, within: Duration) -> bool {
+        self.tokens.close(within)
+    }
 }
 
 impl<C> Client<AsyncTokenManager, C> {
@@ -573,6 +582,15 @@ impl<C> Client<AsyncTokenManager, C> {
     /// The last failed store write, if no write succeeded since.
     pub fn store_error(&self) -> Option<StoreError> {
         self.tokens.store_error()
+    }
+
+    /// Await before the runtime shuts down: starts no more refreshes ahead of expiry and waits
+    /// up to `within` for a token request in flight (a detached refresh, which a runtime shut
+    /// down would cancel), so the tokens the server rotated are stored. `true` when nothing was
+    /// left in flight. See [`AsyncTokenManager::close`].
+    #[must_use = "`false` means a token request was still in flight"]
+    pub async fn close(&self, within: Duration) -> bool {
+        self.tokens.close(within).await
     }
 }
 

@@ -6,8 +6,11 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use event_listener::{Event, EventListener};
 
 use helloflex_core::machines::{
     Acquire, Completion, Fetched, Grant, Ticket, TokenCache, TokenExchange,
@@ -129,12 +132,57 @@ pub(crate) enum Next {
 pub(crate) struct Job {
     pub(crate) ticket: Option<Ticket>,
     pub(crate) fill: FillJob,
+    /// Counts the job as in flight until it is dropped (finished, or its runner cancelled).
+    running: Running,
+}
+
+/// The token requests in flight across a manager and every per-user manager made from it, and
+/// whether they are closing: what [`Shared::drain`] waits for before the process may exit.
+///
+/// A request that reached the server may have spent a rotating refresh token; if its process
+/// exits before the answer is stored, the new set is lost and the next refresh is a reuse (the
+/// server revokes the grant). Refreshes ahead of expiry run detached from any caller, so only
+/// an explicit close can wait for them.
+#[derive(Debug, Default)]
+struct Jobs {
+    running: AtomicUsize,
+    closing: AtomicBool,
+    idle: Event,
+}
+
+/// One job in flight; dropping it wakes whoever waits for the jobs to end.
+#[derive(Debug)]
+struct Running(Arc<Jobs>);
+
+impl Running {
+    fn start(jobs: &Arc<Jobs>) -> Self {
+        jobs.running.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(jobs))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify(usize::MAX);
+        }
+    }
+}
+
+/// What a closing caller does next.
+pub(crate) enum Drain {
+    /// Stop: `true` when no token request is left in flight, `false` when the time allowed
+    /// ran out first.
+    Done(bool),
+    /// Wait for a job to end (the listener) or until then, and ask again.
+    Wait(EventListener, Instant),
 }
 
 /// The shared body of a manager.
 pub(crate) struct Shared<S> {
     state: Mutex<State>,
     completed: Completed,
+    jobs: Arc<Jobs>,
     pub(crate) signal: S,
     grant: GrantConfig,
     options: ManagerOptions,
@@ -170,18 +218,19 @@ impl<S: Signal> Shared<S> {
             }
         };
         let state = State { cache, rejected: None, store_error: None };
-        let completed = Completed::default();
-        Self { state: Mutex::new(state), completed, signal, grant, options, clock }
+        let (completed, jobs) = (Completed::default(), Arc::default());
+        Self { state: Mutex::new(state), completed, jobs, signal, grant, options, clock }
     }
 
     /// The same authorization-code client for another user, whose tokens live in `store`: an
-    /// empty cache of its own, the configuration and the memory of completed authorizations
-    /// shared.
+    /// empty cache of its own, the configuration, the memory of completed authorizations and
+    /// the jobs in flight (closing one closes all) shared.
     pub(crate) fn for_store(&self, store: Arc<dyn TokenStore>, signal: S) -> Result<Self, Error> {
         let config = self.auth_code()?.clone();
         let grant = GrantConfig::AuthorizationCode { config, store };
         let mut sibling = Self::new(grant, self.options.clone(), Arc::clone(&self.clock), signal);
         sibling.completed = Arc::clone(&self.completed);
+        sibling.jobs = Arc::clone(&self.jobs);
         Ok(sibling)
     }
 
@@ -205,6 +254,11 @@ impl<S: Signal> Shared<S> {
             Acquire::Use(token) => Next::Use(token),
             Acquire::Wait(until) => Next::Wait(until),
             Acquire::Fail(error) => Next::Fail(error),
+            // Closing: no refresh starts that the process might not live to store.
+            Acquire::UseAndRefresh(token, ticket) if self.jobs.closing.load(Ordering::SeqCst) => {
+                state.cache.abandon(ticket);
+                Next::Use(token)
+            }
             Acquire::UseAndRefresh(token, ticket) => match self.job(state, ticket, now) {
                 Ok(job) => Next::Refresh(token, job),
                 // The token is still good: serve it; the failure is recorded for later callers.
@@ -254,7 +308,7 @@ impl<S: Signal> Shared<S> {
         };
         let fill = FillJob::new(purpose, exchange, now, &self.options);
         state.cache.hold(&ticket, fill.deadline());
-        Ok(Box::new(Job { ticket: Some(ticket), fill }))
+        Ok(Box::new(Job { ticket: Some(ticket), fill, running: Running::start(&self.jobs) }))
     }
 
     /// Hands a finished job's outcome back: the cache completes the ticket (or, for an
@@ -334,6 +388,24 @@ impl<S: Signal> Shared<S> {
         }
     }
 
+    /// Closes the manager (and every per-user manager sharing its jobs) and says what the
+    /// closing caller does until `give_up`: from now on no refresh ahead of expiry starts (a
+    /// caller whose token expired still fetches one), and the caller waits until no token
+    /// request is in flight, so every answer the server gave is stored before the process
+    /// exits.
+    pub(crate) fn drain(&self, now: Instant, give_up: Instant) -> Drain {
+        self.jobs.closing.store(true, Ordering::SeqCst);
+        // Listen before looking, so a job ending in between still wakes this caller.
+        let listener = self.jobs.idle.listen();
+        if self.jobs.running.load(Ordering::SeqCst) == 0 {
+            Drain::Done(true)
+        } else if now >= give_up {
+            Drain::Done(false)
+        } else {
+            Drain::Wait(listener, give_up)
+        }
+    }
+
     /// The last failed store write, if no write succeeded since.
     pub(crate) fn store_error(&self) -> Option<StoreError> {
         self.lock().store_error.clone()
@@ -388,7 +460,7 @@ impl<S: Signal> Shared<S> {
         let exchange = TokenExchange::new(request, self.options.retry.clone(), jitter_seed());
         let fill =
             FillJob::new(Purpose::Authorize, Some(exchange), self.clock.now(), &self.options);
-        Ok(Job { ticket: None, fill })
+        Ok(Job { ticket: None, fill, running: Running::start(&self.jobs) })
     }
 }
 
@@ -504,7 +576,7 @@ pub(crate) async fn run<S: Signal, D: Steps>(
     steps: &D,
     job: Job,
 ) -> Result<Token, Error> {
-    let Job { ticket, mut fill } = job;
+    let Job { ticket, mut fill, running } = job;
     let guard = TicketGuard::new(shared, ticket);
     let clock = &*shared.clock;
     let outcome = loop {
@@ -518,5 +590,8 @@ pub(crate) async fn run<S: Signal, D: Steps>(
             Step::Done(outcome) => break outcome,
         }
     };
+    // The outcome is stored (or failed): the job no longer holds up a close. Counted out
+    // before the waiters are woken, so a caller that got the token sees nothing in flight.
+    drop(running);
     shared.finish(guard.take(), outcome)
 }

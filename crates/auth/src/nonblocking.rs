@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use event_listener::{Event, EventListener};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
 use helloflex_core::{
@@ -17,7 +17,7 @@ use helloflex_core::{
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::fill::{StoreOp, StoreReply};
-use crate::manager::{self, Job, ManagerBuilder, Next, Shared, Signal, Steps};
+use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Shared, Signal, Steps};
 use crate::store::{StoreError, TokenStore};
 use crate::transport::{AsyncTransport, Response};
 
@@ -178,6 +178,28 @@ impl AsyncTokenManager {
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
     pub fn invalidate(&self, id: TokenId) {
         self.inner.shared.invalidate(id);
+    }
+
+    /// Closes the manager before the process (or its runtime) ends: no refresh ahead of expiry
+    /// starts from now on, and this waits up to `within` until no token request of this
+    /// manager or of one made from it with [`Self::for_store`] is in flight. Returns `true`
+    /// when none is. A runtime shut down under a detached refresh cancels it, and a rotated
+    /// refresh token the server already issued is lost (see
+    /// [`crate::BlockingTokenManager::close`]).
+    #[must_use = "`false` means a token request was still in flight"]
+    pub async fn close(&self, within: Duration) -> bool {
+        let shared = &self.inner.shared;
+        let clock = &*shared.clock;
+        let give_up = clock.now().checked_add(within).unwrap_or_else(|| clock.now());
+        loop {
+            let now = clock.now();
+            match shared.drain(now, give_up) {
+                Drain::Done(drained) => return drained,
+                Drain::Wait(listener, until) => {
+                    first_of(listener, self.inner.transport.sleep(remaining(until, now))).await;
+                }
+            }
+        }
     }
 
     /// The last store write that failed after a token request succeeded, until a write

@@ -20,6 +20,9 @@ trait Flavour: Sized + Send + Sync + 'static {
     fn token_elsewhere(self: &Arc<Self>) -> Box<dyn FnOnce() -> Result<Token, Error>>;
     fn start(&self) -> (String, PendingAuthorization);
     fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<Token, Error>;
+    fn close(&self, within: Duration) -> bool;
+    /// Starts `close(within)` elsewhere; the closure waits for its answer.
+    fn close_elsewhere(self: &Arc<Self>, within: Duration) -> Box<dyn FnOnce() -> bool>;
 }
 
 struct Blocking(BlockingTokenManager);
@@ -45,6 +48,14 @@ impl Flavour for Blocking {
     }
     fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<Token, Error> {
         self.0.complete_authorization(pending, callback)
+    }
+    fn close(&self, within: Duration) -> bool {
+        self.0.close(within)
+    }
+    fn close_elsewhere(self: &Arc<Self>, within: Duration) -> Box<dyn FnOnce() -> bool> {
+        let m = self.0.clone();
+        let thread = std::thread::spawn(move || m.close(within));
+        Box::new(move || thread.join().unwrap())
     }
 }
 
@@ -77,6 +88,15 @@ impl Flavour for Async {
     }
     fn complete(&self, pending: &PendingAuthorization, callback: &str) -> Result<Token, Error> {
         self.1.block_on(self.0.complete_authorization(pending, callback))
+    }
+    fn close(&self, within: Duration) -> bool {
+        self.1.block_on(self.0.close(within))
+    }
+    fn close_elsewhere(self: &Arc<Self>, within: Duration) -> Box<dyn FnOnce() -> bool> {
+        let m = self.0.clone();
+        let task = self.1.spawn(async move { m.close(within).await });
+        let me = Arc::clone(self);
+        Box::new(move || me.1.block_on(task).unwrap())
     }
 }
 
@@ -298,6 +318,50 @@ fn transient_refresh_failure_is_retried_in_the_call<F: Flavour>() {
     assert_eq!(stored_access(&*store), secret(&token));
 }
 
+/// Behaviour 8: Closing (the last thing before the process exits) waits for the refresh running
+/// in the background, so the set the server rotated is stored, not lost with the process (the
+/// next refresh would present the spent token: a reuse, and the grant revoked). After it no
+/// refresh starts ahead of expiry, while a caller whose token expired still gets a new one.
+fn closing_stores_the_refresh_in_flight_and_starts_no_other<F: Flavour>() {
+    let store = Arc::new(MemoryStore::new());
+    let (server, clock, m, first) = setup::<F>(store.clone());
+    // Inside the refresh window of a 600 s token: its last 10-15%, before its last 5%.
+    clock.advance(Duration::from_secs(545));
+    server.gate.close();
+    // A failed assertion below must not leave the refresh stuck at the gate (the runtime's
+    // drop would wait for it).
+    let _opened = OpenOnDrop(&server.gate);
+    assert_eq!(m.token().unwrap().id(), first.id(), "the old token, refreshed in the background");
+    server.wait_for_refreshes(1);
+    assert!(!m.close(Duration::ZERO), "with no time allowed, the refresh is still in flight");
+    let closed = m.close_elsewhere(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(stored_access(&*store), secret(&first), "not answered yet");
+    server.gate.open();
+    assert!(closed(), "nothing left in flight");
+    let renewed = stored_access(&*store);
+    assert_ne!(renewed, secret(&first), "the rotated set was stored before close returned");
+    // In the new token's refresh window: used, not refreshed.
+    clock.advance(Duration::from_secs(545));
+    assert_eq!(secret(&m.token().unwrap()), renewed);
+    assert_eq!(server.refresh_requests.lock().unwrap().len(), 1, "a refresh ahead after close");
+    // Past its use: a caller still gets a new token.
+    clock.advance(Duration::from_secs(60));
+    assert_ne!(secret(&m.token().unwrap()), renewed);
+    assert_eq!(server.refresh_requests.lock().unwrap().len(), 2);
+    assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0);
+    assert!(m.close(Duration::ZERO), "nothing in flight");
+}
+
+/// Opens the gate when dropped, on a panic too.
+struct OpenOnDrop<'a>(&'a support::Gate);
+
+impl Drop for OpenOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 macro_rules! over_both_flavours {
     ($($scenario:ident),* $(,)?) => {
         mod blocking {
@@ -318,6 +382,7 @@ over_both_flavours!(
     new_authorization_supersedes_an_inflight_refresh,
     invalid_grant_rereads_the_store,
     transient_refresh_failure_is_retried_in_the_call,
+    closing_stores_the_refresh_in_flight_and_starts_no_other,
 );
 
 /// Behaviour 1: A dropped async caller never burns the grant: the caller is dropped at each point of a

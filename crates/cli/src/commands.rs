@@ -13,9 +13,42 @@ use crate::storage::Storage;
 
 type Client = helloflex::blocking::Client;
 
+/// A command's client, closed when the command ends, on an error too. A call whose token is
+/// near its end refreshes it in the background; closing stores that refresh before the
+/// process exits, so the next invocation never presents a spent refresh token. (Today's
+/// commands make one call on a freshly loaded token, which refreshes in the call itself; the
+/// close keeps that true for commands that make more.)
+struct Session(Client);
+
+/// How long a command waits at exit for a token request in flight.
+const CLOSE_WITHIN: Duration = Duration::from_secs(30);
+
+impl std::ops::Deref for Session {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.0
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.0.close(CLOSE_WITHIN) {
+            eprintln!(
+                "helloflex: a token refresh was still running at exit; if the next command \
+                 says to log in again, run `helloflex login`"
+            );
+        }
+    }
+}
+
 /// The client a command uses: the signed-in Flextell user when this profile has one stored,
 /// else HelloFlex client credentials (their token cached between invocations).
-fn client(profile: &Profile) -> Result<(Client, &'static str), Failure> {
+fn client(profile: &Profile) -> Result<(Session, &'static str), Failure> {
+    let (client, grant) = open_client(profile)?;
+    Ok((Session(client), grant))
+}
+
+fn open_client(profile: &Profile) -> Result<(Client, &'static str), Failure> {
     let storage = Storage::open(profile, false)?;
     if let Some(storage) = &storage
         && storage.user_path().exists()

@@ -325,6 +325,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         helloflex_emulator::WEB_APP.1,
     )?;
     println!("open {self_url}/ (Flextell emulator at {})", emulator.base_url());
-    axum::serve(listener, app.router()).await?;
+    let client = app.client.clone();
+    axum::serve(listener, app.router())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    // The users' refreshes still in flight are stored before the process exits: a rotated
+    // refresh token lost here would be a reuse on the next refresh, and the grant revoked.
+    if !client.close(Duration::from_secs(10)).await {
+        eprintln!("a token refresh was still in flight at exit");
+    }
     Ok(())
 }

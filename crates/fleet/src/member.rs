@@ -106,6 +106,9 @@ impl Tally {
     }
 }
 
+/// How long a member waits at exit for a token request in flight.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
 /// Runs the member and reports.
 pub fn run(args: Args) -> Result<Report, Failure> {
     let keys = KeyRing::from_env(KEYS_VARIABLE)?;
@@ -134,7 +137,12 @@ pub fn run(args: Args) -> Result<Report, Failure> {
                 });
             }
         });
-        Ok(tally.report(client.get("news").send().map(|r| r.status().as_u16())))
+        let last = client.get("news").send().map(|r| r.status().as_u16());
+        // A refresh still in flight is stored before the process exits, not lost with it.
+        if !client.close(CLOSE_WITHIN) {
+            return Err("a token request was still in flight at exit".into());
+        }
+        Ok(tally.report(last))
     } else {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -161,6 +169,9 @@ pub fn run(args: Args) -> Result<Report, Failure> {
                 task.await?;
             }
             let last = client.get("news").send().await.map(|r| r.status().as_u16());
+            if !client.close(CLOSE_WITHIN).await {
+                return Err("a token request was still in flight at exit".into());
+            }
             Ok(tally.report(last))
         })
     }
