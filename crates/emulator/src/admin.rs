@@ -21,7 +21,7 @@ pub(crate) async fn counters(AxumState(state): AxumState<State>) -> Response {
 
 /// `POST /_admin/counters/reset`
 pub(crate) async fn reset_counters(AxumState(state): AxumState<State>) -> Response {
-    state.lock().counters = Default::default();
+    state.lock().reset_counters();
     StatusCode::NO_CONTENT.into_response()
 }
 

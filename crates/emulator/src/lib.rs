@@ -212,9 +212,10 @@ impl Emulator {
         self.state.lock().counters.clone()
     }
 
-    /// Zeroes the counters.
+    /// Zeroes the counters and forgets each client's last token, so a token fetched after the
+    /// reset is not counted early against one fetched before it.
     pub fn reset_counters(&self) {
-        self.state.lock().counters = Counters::default();
+        self.state.lock().reset_counters();
     }
 
     /// Plays a person who approves the authorization request `authorize_url` (the URL the SDK

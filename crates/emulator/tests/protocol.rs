@@ -474,6 +474,12 @@ async fn early_fetches_and_refused_tokens_are_counted() {
         serde_json::json!({"expired_token": 1, "revoked_token": 1})
     );
     assert_eq!(counters["early_tokens"], 1);
+    // After a reset (over the admin API) a fetch is compared with nothing fetched before it.
+    demo_token(base).await;
+    let reset = http().post(format!("{base}/_admin/counters/reset")).json(&serde_json::json!({}));
+    assert!(reset.send().await.unwrap().status().is_success());
+    demo_token(base).await;
+    assert_eq!(emu.counters().early_tokens, 0, "the token before the reset is forgotten");
 }
 
 #[tokio::test]
