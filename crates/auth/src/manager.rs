@@ -254,25 +254,41 @@ impl<S: Signal> Shared<S> {
             Acquire::Use(token) => Next::Use(token),
             Acquire::Wait(until) => Next::Wait(until),
             Acquire::Fail(error) => Next::Fail(error),
-            // Closing: no refresh starts that the process might not live to store.
-            Acquire::UseAndRefresh(token, ticket) if self.jobs.closing.load(Ordering::SeqCst) => {
-                state.cache.abandon(ticket);
-                Next::Use(token)
+            Acquire::UseAndRefresh(token, ticket) => {
+                // Closing: no refresh starts that the process might not live to store. The job
+                // is counted in before `closing` is read, and `drain` sets `closing` before it
+                // counts: one side always sees the other, so no refresh starts unseen by a
+                // close that returned.
+                let running = Running::start(&self.jobs);
+                if self.jobs.closing.load(Ordering::SeqCst) {
+                    drop(running);
+                    state.cache.abandon(ticket);
+                    return Next::Use(token);
+                }
+                match self.job(state, ticket, now, running) {
+                    Ok(job) => Next::Refresh(token, job),
+                    // The token is still good: serve it; the failure is recorded for later
+                    // callers.
+                    Err(_) => Next::Use(token),
+                }
             }
-            Acquire::UseAndRefresh(token, ticket) => match self.job(state, ticket, now) {
-                Ok(job) => Next::Refresh(token, job),
-                // The token is still good: serve it; the failure is recorded for later callers.
-                Err(_) => Next::Use(token),
-            },
-            Acquire::Fetch(ticket) => match self.job(state, ticket, now) {
-                Ok(job) => Next::Fetch(job),
-                Err(error) => Next::Fail(error),
-            },
+            Acquire::Fetch(ticket) => {
+                match self.job(state, ticket, now, Running::start(&self.jobs)) {
+                    Ok(job) => Next::Fetch(job),
+                    Err(error) => Next::Fail(error),
+                }
+            }
         }
     }
 
     /// The job for `ticket`, whose ticket then lives as long as the job can run.
-    fn job(&self, state: &mut State, ticket: Ticket, now: Instant) -> Result<Box<Job>, Error> {
+    fn job(
+        &self,
+        state: &mut State,
+        ticket: Ticket,
+        now: Instant,
+        running: Running,
+    ) -> Result<Box<Job>, Error> {
         let seed = jitter_seed();
         let retry = self.options.retry.clone();
         let built = match (&self.grant, ticket.grant()) {
@@ -308,7 +324,7 @@ impl<S: Signal> Shared<S> {
         };
         let fill = FillJob::new(purpose, exchange, now, &self.options);
         state.cache.hold(&ticket, fill.deadline());
-        Ok(Box::new(Job { ticket: Some(ticket), fill, running: Running::start(&self.jobs) }))
+        Ok(Box::new(Job { ticket: Some(ticket), fill, running }))
     }
 
     /// Hands a finished job's outcome back: the cache completes the ticket (or, for an

@@ -15,9 +15,10 @@ type Client = helloflex::blocking::Client;
 
 /// A command's client, closed when the command ends, on an error too. A call whose token is
 /// near its end refreshes it in the background; closing stores that refresh before the
-/// process exits, so the next invocation never presents a spent refresh token. (Today's
-/// commands make one call on a freshly loaded token, which refreshes in the call itself; the
-/// close keeps that true for commands that make more.)
+/// process exits, so the next invocation never presents a spent refresh token. (Today each
+/// command makes one call on a freshly loaded token: one still usable is used as it is, one
+/// past its use is refreshed within the call. The close keeps commands that make more calls
+/// safe.)
 struct Session(Client);
 
 /// How long a command waits at exit for a token request in flight.
