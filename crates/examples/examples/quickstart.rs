@@ -169,6 +169,12 @@ fn main() -> Result<()> {
         other => println!("    (after revocation: {other:?})"),
     }
 
+    // Last before exit: a refresh still running in the background is stored first, so the
+    // rotated refresh token is not lost with the process.
+    if client.close(Duration::from_secs(10)) {
+        step("closed: no token request left in flight");
+    }
+
     println!("\nAll done: every call above went through the SDK against the emulator.");
     Ok(())
 }
