@@ -76,6 +76,8 @@ trait Harness: Sized {
     fn herd(&self, n: usize) -> Vec<Result<String, Error>>;
     /// `workers` concurrent callers making `calls` GETs of `path` each; the errors they saw.
     fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error>;
+    /// The client's `close(within)`: `true` when no token request was left in flight.
+    fn close(&self, within: Duration) -> bool;
 }
 
 fn environment(emulator: &Emulator) -> Environment {
@@ -118,6 +120,9 @@ impl Harness for Ureq {
     }
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
         self.0.request(request).send()
+    }
+    fn close(&self, within: Duration) -> bool {
+        self.0.close(within)
     }
     fn herd(&self, n: usize) -> Vec<Result<String, Error>> {
         let threads: Vec<_> = (0..n)
@@ -247,6 +252,9 @@ impl<C: AsyncConnector + 'static> Harness for AsyncClient<C> {
     }
     fn send(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
         self.1.block_on(self.0.request(request).send())
+    }
+    fn close(&self, within: Duration) -> bool {
+        self.1.block_on(self.0.close(within))
     }
     fn load(&self, workers: usize, calls: usize, path: &'static str) -> Vec<Error> {
         let client = self.0.clone();
@@ -550,6 +558,32 @@ fn authorization_code_flow<H: Harness>() {
     assert!(matches!(denied, Err(Error::Callback(CallbackError::Denied { .. }))), "{denied:?}");
 }
 
+/// A refresh ahead of expiry runs in the background while the call goes on with the old
+/// token; closing waits for it, so the set the server rotated is in the store when `close`
+/// returns, and a process exiting then loses nothing.
+fn closing_stores_a_refresh_in_flight<H: Harness>() {
+    let emu = emulator();
+    emu.set_token_lifetime(Duration::from_secs(4), Some(WEB_APP.0));
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let h = H::build_user(&emu, flextell_config(&emu), store.clone());
+    let (url, pending) = h.start_authorization();
+    h.complete_authorization(&pending, &approve(&url)).unwrap();
+    #[allow(clippy::disallowed_methods)] // a test's own timing
+    let signed_in = std::time::Instant::now();
+    let first = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
+    // Into the refresh window: the last 10-15% of the token's life, before its last 5%. (A
+    // late wake-up past it makes the call refresh in the foreground: weaker, never failing.)
+    std::thread::sleep(Duration::from_millis(3620).saturating_sub(signed_in.elapsed()));
+    // The server rotates at once and drips its answer for about a second.
+    emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::SlowDrip { ms_per_byte: 4 }).times(1));
+    assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+    assert!(h.close(Duration::from_secs(10)), "nothing left in flight");
+    let stored = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
+    assert_ne!(first, stored, "the rotated set was stored before close returned");
+    assert_eq!(emu.counters().token_requests_for_grant("refresh_token"), 1);
+    assert_eq!(emu.counters().refresh_token_reuse, 0);
+}
+
 fn silent_server_and_repeated_failures<H: Harness>() {
     let emu = emulator();
     let setup =
@@ -697,6 +731,10 @@ macro_rules! suite {
             #[test]
             fn authorization_code_flow() {
                 super::authorization_code_flow::<$harness>();
+            }
+            #[test]
+            fn closing_stores_a_refresh_in_flight() {
+                super::closing_stores_a_refresh_in_flight::<$harness>();
             }
             #[test]
             fn silent_server_and_repeated_failures() {
