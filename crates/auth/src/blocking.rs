@@ -174,7 +174,7 @@ impl BlockingTokenManager {
     #[must_use = "`false` means a token request was still in flight"]
     pub fn close(&self, within: Duration) -> bool {
         let clock = &*self.inner.shared.clock;
-        let give_up = clock.now().checked_add(within).unwrap_or_else(|| clock.now());
+        let give_up = self.inner.shared.close_by(within);
         loop {
             let now = clock.now();
             match self.inner.shared.drain(now, give_up) {

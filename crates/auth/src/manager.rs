@@ -404,6 +404,12 @@ impl<S: Signal> Shared<S> {
         }
     }
 
+    /// When a close allowed `within` from now gives up waiting.
+    pub(crate) fn close_by(&self, within: Duration) -> Instant {
+        let now = self.clock.now();
+        now.checked_add(within).unwrap_or(now)
+    }
+
     /// Closes the manager (and every per-user manager sharing its jobs) and says what the
     /// closing caller does until `give_up`: from now on no refresh ahead of expiry starts (a
     /// caller whose token expired still fetches one), and the caller waits until no token

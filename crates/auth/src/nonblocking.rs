@@ -190,7 +190,7 @@ impl AsyncTokenManager {
     pub async fn close(&self, within: Duration) -> bool {
         let shared = &self.inner.shared;
         let clock = &*shared.clock;
-        let give_up = clock.now().checked_add(within).unwrap_or_else(|| clock.now());
+        let give_up = shared.close_by(within);
         loop {
             let now = clock.now();
             match shared.drain(now, give_up) {
