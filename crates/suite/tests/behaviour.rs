@@ -563,7 +563,7 @@ fn authorization_code_flow<H: Harness>() {
 /// returns, and a process exiting then loses nothing.
 fn closing_stores_a_refresh_in_flight<H: Harness>() {
     let emu = emulator();
-    emu.set_token_lifetime(Duration::from_secs(4), Some(WEB_APP.0));
+    emu.set_token_lifetime(Duration::from_secs(10), Some(WEB_APP.0));
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let h = H::build_user(&emu, flextell_config(&emu), store.clone());
     let (url, pending) = h.start_authorization();
@@ -571,12 +571,13 @@ fn closing_stores_a_refresh_in_flight<H: Harness>() {
     #[allow(clippy::disallowed_methods)] // a test's own timing
     let signed_in = std::time::Instant::now();
     let first = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
-    // Into the refresh window: the last 10-15% of the token's life, before its last 5%. (A
-    // late wake-up past it makes the call refresh in the foreground: weaker, never failing.)
-    std::thread::sleep(Duration::from_millis(3620).saturating_sub(signed_in.elapsed()));
+    // Into the refresh window: the last 10-15% of the token's life (from 9 s at the latest),
+    // before its last 5% (9.5 s).
+    std::thread::sleep(Duration::from_millis(9150).saturating_sub(signed_in.elapsed()));
     // The server rotates at once and drips its answer for about a second.
     emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::SlowDrip { ms_per_byte: 4 }).times(1));
     assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+    assert!(!h.close(Duration::ZERO), "the call left its refresh running in the background");
     assert!(h.close(Duration::from_secs(10)), "nothing left in flight");
     let stored = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
     assert_ne!(first, stored, "the rotated set was stored before close returned");
