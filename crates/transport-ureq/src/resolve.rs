@@ -48,8 +48,23 @@ impl Resolver for DeadlineResolver {
             .ok_or(ureq::Error::HostNotFound)?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return self.collect(config, vec![SocketAddr::new(ip, port)]);
+            return self.collect(config, [SocketAddr::new(ip, port)]);
         }
+        self.resolve_name(bare, port, config, timeout)
+    }
+}
+
+impl DeadlineResolver {
+    /// A host name: from the names resolved lately, or the system resolver under the deadline.
+    /// Out of line: an IP literal's path (every call to a loopback server) keeps a small frame.
+    #[inline(never)]
+    fn resolve_name(
+        &self,
+        bare: &str,
+        port: u16,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let key = format!("{bare}:{port}");
         let cached = {
             let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -85,13 +100,11 @@ impl Resolver for DeadlineResolver {
             .insert(key, (now(), addrs.clone()));
         self.collect(config, addrs)
     }
-}
 
-impl DeadlineResolver {
     fn collect(
         &self,
         config: &Config,
-        addrs: Vec<SocketAddr>,
+        addrs: impl IntoIterator<Item = SocketAddr>,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let mut out = self.empty();
         for addr in config.ip_family().keep_wanted(addrs.into_iter()).take(16) {
