@@ -10,7 +10,8 @@
 //! 3. latency across token rollover (1 s tokens) vs long-lived tokens, with an SVG chart;
 //! 4. allocations per call (counted in `allocbench`, beside this binary) and peak RSS over
 //!    100,000 calls;
-//! 5. instructions per call under callgrind (valgrind), SDK against raw: a steady figure;
+//! 5. instructions and level-1 cache misses per call under callgrind (valgrind) with fixed
+//!    simulated caches, SDK against raw: steady figures;
 //! 6. a fleet on one Redis store (a real `redis-server` on loopback): the request path on the
 //!    Redis store against the memory store, and token requests per lifetime of 8 processes.
 //!
@@ -545,7 +546,7 @@ fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
     })
 }
 
-// ---------- 5. instructions per call (callgrind) ----------
+// ---------- 5. instructions and cache misses per call (callgrind) ----------
 
 /// Calls made under callgrind in the short and the long run: their difference divided by the
 /// difference in calls is the cost of one call, setup and teardown cancelled out.
@@ -622,11 +623,27 @@ fn instructions_phase(base: &str, kind: &str, calls: u64) -> Result<()> {
     Ok(())
 }
 
-/// Instructions this process executes under callgrind for `calls` calls of `kind`.
-fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) -> Result<u64> {
+/// The simulated caches (`--I1`, `--D1`, `--LL` as size,associativity,line size): fixed, so
+/// the miss counts are the same on any host (valgrind would otherwise copy this CPU's).
+const SIMULATED_CACHES: [&str; 3] = ["--I1=32768,8,64", "--D1=32768,8,64", "--LL=33554432,16,64"];
+
+/// What callgrind counted over a whole run (or, as a difference of two runs, per call).
+#[derive(Clone, Copy, Default)]
+struct Counted {
+    /// Instructions executed.
+    instructions: f64,
+    /// Level-1 misses (instruction reads, data reads, data writes) in the simulated caches:
+    /// the cache lines the code and data of a call pull in, its footprint.
+    l1_misses: f64,
+}
+
+/// What this process executes under callgrind (with its cache simulation) for `calls` calls
+/// of `kind`.
+fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) -> Result<Counted> {
     let file = out.join(format!("callgrind.{kind}.{calls}.out"));
     let status = Command::new("valgrind")
-        .args(["--tool=callgrind", "--quiet"])
+        .args(["--tool=callgrind", "--quiet", "--cache-sim=yes"])
+        .args(SIMULATED_CACHES)
         .arg(format!("--callgrind-out-file={}", file.display()))
         .arg(std::env::current_exe()?)
         .args(["--phase", "instructions", "--base", base, "--kind", kind, "--calls"])
@@ -637,22 +654,37 @@ fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) ->
         return Err(format!("callgrind run of {kind} failed ({status})").into());
     }
     let text = std::fs::read_to_string(&file)?;
-    let total = text
-        .lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or("no totals in the callgrind output")?;
-    Ok(total)
+    let line = |prefix: &str| -> Option<Vec<&str>> {
+        text.lines().find_map(|l| l.strip_prefix(prefix)).map(|v| v.split_whitespace().collect())
+    };
+    let (events, totals) = line("events:")
+        .zip(line("summary:").or_else(|| line("totals:")))
+        .ok_or("no events or totals in the callgrind output")?;
+    let event = |name: &str| -> Result<f64> {
+        let at = events.iter().position(|e| *e == name).ok_or("an event is missing")?;
+        Ok(totals.get(at).ok_or("a total is missing")?.parse()?)
+    };
+    Ok(Counted {
+        instructions: event("Ir")?,
+        l1_misses: event("I1mr")? + event("D1mr")? + event("D1mw")?,
+    })
 }
 
-/// Instructions per call of each kind: (long run - short run) / (calls difference).
-fn instructions(base: &str, out: &std::path::Path) -> Result<Vec<(String, f64)>> {
+/// Instructions and level-1 misses per call of each kind: (long run - short run) / (calls
+/// difference), so setup and teardown cancel out.
+fn instructions(base: &str, out: &std::path::Path) -> Result<Vec<(String, Counted)>> {
     let mut per_call = Vec::new();
     for kind in ["raw-async", "sdk-async", "raw-blocking", "sdk-blocking"] {
         let short = callgrind_total(base, kind, INSTR_CALLS.0, out)?;
         let long = callgrind_total(base, kind, INSTR_CALLS.1, out)?;
         let calls = (INSTR_CALLS.1 - INSTR_CALLS.0) as f64;
-        per_call.push((kind.to_owned(), long.saturating_sub(short) as f64 / calls));
+        per_call.push((
+            kind.to_owned(),
+            Counted {
+                instructions: (long.instructions - short.instructions).max(0.0) / calls,
+                l1_misses: (long.l1_misses - short.l1_misses).max(0.0) / calls,
+            },
+        ));
     }
     Ok(per_call)
 }
@@ -1352,7 +1384,7 @@ fn main() -> Result<()> {
     eprintln!("loadbench: allocations and memory");
     let (core_allocs, sdk_allocs, raw_allocs) = allocations_in_child(&base)?;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = memory(&base)?;
-    eprintln!("loadbench: instructions per call (callgrind)");
+    eprintln!("loadbench: instructions and cache misses per call (callgrind)");
     let instr = instructions(&base, &out_dir)?;
     eprintln!("loadbench: fleet on Redis");
     let fleet = fleet(&rt, &base, &arg("--fleet-member").ok_or("--fleet-member <path>")?)?;
@@ -1432,27 +1464,35 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "\n### 5. Instructions per call (callgrind: the client process only, sequential GETs, ({} - {} calls) / {})\n",
+        "\n### 5. Instructions and cache misses per call (callgrind: the client process only, sequential GETs, ({} - {} calls) / {})\n",
         INSTR_CALLS.1,
         INSTR_CALLS.0,
         INSTR_CALLS.1 - INSTR_CALLS.0
     );
     let _ = writeln!(
         md,
-        "A steady figure beside the noisy throughput rows: the same binary, the same emulator.\n"
+        "Steady figures beside the noisy throughput rows: the same binary, the same emulator. Level-1 misses are counted in simulated 32 KiB, 8-way instruction and data caches (fixed, whatever the host): the lines a call's code and data pull in, which is what a call waiting on the network pays for again each time.\n"
     );
-    let _ = writeln!(md, "| client | SDK | raw | SDK extra per call | extra / raw |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-    let per = |kind: &str| instr.iter().find(|(k, _)| k == kind).map_or(0.0, |(_, v)| *v);
+    let _ = writeln!(
+        md,
+        "| client | instructions: SDK | raw | SDK extra per call | extra / raw | L1 misses: SDK | raw | extra / raw |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let per = |kind: &str| {
+        instr.iter().find(|(k, _)| k == kind).map_or_else(Counted::default, |(_, v)| *v)
+    };
     for (name, sdk, raw) in [
         ("async (reqwest)", per("sdk-async"), per("raw-async")),
         ("blocking (ureq)", per("sdk-blocking"), per("raw-blocking")),
     ] {
+        let (si, ri) = (sdk.instructions, raw.instructions);
+        let (sm, rm) = (sdk.l1_misses, raw.l1_misses);
         let _ = writeln!(
             md,
-            "| {name} | {sdk:.0} | {raw:.0} | {:.0} | **{:.1}%** |",
-            sdk - raw,
-            (sdk - raw) / raw * 100.0
+            "| {name} | {si:.0} | {ri:.0} | {:.0} | **{:.1}%** | {sm:.0} | {rm:.0} | {:+.1}% |",
+            si - ri,
+            (si - ri) / ri * 100.0,
+            (sm - rm) / rm * 100.0
         );
     }
     let _ = writeln!(md, "\n### 6. A fleet on one Redis store (`redis-server` on loopback)\n");
