@@ -641,7 +641,7 @@ struct Counted {
 /// of `kind`.
 fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) -> Result<Counted> {
     let file = out.join(format!("callgrind.{kind}.{calls}.out"));
-    let status = Command::new("valgrind")
+    let run = Command::new("valgrind")
         .args(["--tool=callgrind", "--quiet", "--cache-sim=yes"])
         .args(SIMULATED_CACHES)
         .arg(format!("--callgrind-out-file={}", file.display()))
@@ -649,9 +649,12 @@ fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) ->
         .args(["--phase", "instructions", "--base", base, "--kind", kind, "--calls"])
         .arg(calls.to_string())
         .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err(format!("callgrind run of {kind} failed ({status})").into());
+        .output()?;
+    // Valgrind warns about the host's caches before it takes the fixed ones: shown only when
+    // the run failed.
+    if !run.status.success() {
+        let said = String::from_utf8_lossy(&run.stderr);
+        return Err(format!("callgrind run of {kind} failed ({}): {said}", run.status).into());
     }
     let text = std::fs::read_to_string(&file)?;
     let line = |prefix: &str| -> Option<Vec<&str>> {
