@@ -37,7 +37,7 @@ impl Resolver for DeadlineResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let host = uri.host().ok_or_else(|| ureq::Error::HostNotFound)?;
         let port = uri
             .port_u16()
             .or_else(|| match uri.scheme_str() {
@@ -45,7 +45,7 @@ impl Resolver for DeadlineResolver {
                 Some("http") => Some(80),
                 _ => None,
             })
-            .ok_or(ureq::Error::HostNotFound)?;
+            .ok_or_else(|| ureq::Error::HostNotFound)?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return self.collect(config, [SocketAddr::new(ip, port)]);
