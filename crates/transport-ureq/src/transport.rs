@@ -1,6 +1,6 @@
 //! [`UreqTransport`]: the workspace's [`BlockingTransport`] over ureq 3.
 
-use std::io;
+use std::io::{self, Read as _};
 
 use helloflex_auth::{BlockingTransport, HttpOptions, MAX_BODY_BYTES, Request, Response, Timeouts};
 use helloflex_core::{TransportError, TransportErrorKind};
@@ -153,20 +153,23 @@ impl UreqTransport {
 
     /// Reads a response's body under the cap.
     fn finish(&self, response: http::Response<ureq::Body>) -> Result<Response, TransportError> {
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let (parts, body) = response.into_parts();
+        // The length of the body that follows, as ureq framed it: none for an answer without
+        // one (a HEAD's declares its GET's length), chunked or decompressed.
+        let declared = body.content_length();
         if declared.is_some_and(|len| len > self.body_limit as u64) {
             return Err(too_large(self.body_limit));
         }
-        let (parts, mut body) = response.into_parts();
-        let bytes = body.with_config().limit(self.body_limit as u64).read_to_vec().map_err(
-            |e| match e {
+        // Sized once: ureq's own `read_to_vec` grows the buffer from nothing.
+        let mut bytes = Vec::with_capacity(declared.map_or(0, |len| len as usize));
+        body.into_with_config()
+            .limit(self.body_limit as u64)
+            .reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| match ureq::Error::from(e) {
                 ureq::Error::BodyExceedsLimit(_) => too_large(self.body_limit),
                 other => map_error(other),
-            },
-        )?;
+            })?;
         Ok(http::Response::from_parts(parts, bytes))
     }
 }
