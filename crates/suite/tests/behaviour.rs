@@ -977,7 +977,16 @@ type Recorded = Arc<std::sync::Mutex<Vec<(String, usize)>>>;
 /// A loopback HTTP/1.1 server that records each request, answers token requests with a token
 /// and everything else with `200 []`.
 fn recording_server() -> (String, Recorded) {
+    recording_server_answering(|| None)
+}
+
+/// [`recording_server`], answering API requests with what `api` gives (the whole answer, after
+/// which the connection is closed) where it gives one.
+fn recording_server_answering(
+    api: impl Fn() -> Option<&'static [u8]> + Send + Sync + 'static,
+) -> (String, Recorded) {
     use std::io::{BufRead, BufReader, Read, Write};
+    let api = Arc::new(api);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -985,7 +994,7 @@ fn recording_server() -> (String, Recorded) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let record = Arc::clone(&record);
+            let (record, api) = (Arc::clone(&record), Arc::clone(&api));
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
@@ -1007,12 +1016,17 @@ fn recording_server() -> (String, Recorded) {
                         .map_or(0, |v| v.trim().parse::<usize>().unwrap());
                     let mut body = vec![0; length];
                     reader.read_exact(&mut body).unwrap();
-                    let answer = if head.starts_with("post /oauth2/token") {
+                    let token = head.starts_with("post /oauth2/token");
+                    record.lock().unwrap().push((head, length));
+                    if let Some(whole) = api().filter(|_| !token) {
+                        let _ = writer.write_all(whole);
+                        return;
+                    }
+                    let answer = if token {
                         r#"{"access_token":"wire-token","token_type":"Bearer","expires_in":3599}"#
                     } else {
                         "[]"
                     };
-                    record.lock().unwrap().push((head, length));
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
                         answer.len()
@@ -1023,6 +1037,49 @@ fn recording_server() -> (String, Recorded) {
         }
     });
     (base, seen)
+}
+
+/// The body cap holds however an answer is framed, on both shipped transports: chunked, or
+/// read until the server closes (no length up front). (`body_cap` covers a declared length.)
+#[test]
+fn a_body_over_the_cap_is_refused_whatever_its_framing_on_both_transports() {
+    // A 128-byte JSON list: over the cap of 100 below, where the token answer (69 bytes) fits.
+    let list = format!("[\"{}\"]", "x".repeat(124));
+    let leak = |text: String| -> &'static [u8] { text.into_bytes().leak() };
+    let chunked = leak(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{list}\r\n0\r\n\r\n",
+        list.len()
+    ));
+    let until_close = leak(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{list}"
+    ));
+    let rt = runtime();
+    for (framing, answer) in [("chunked", chunked), ("until close", until_close)] {
+        for transport in ["ureq", "reqwest"] {
+            let (base, seen) = recording_server_answering(move || Some(answer));
+            let environment = Environment::custom(&base, InsecureLoopback::Allow).unwrap();
+            let send = |limit: usize| {
+                if transport == "ureq" {
+                    let builder =
+                        demo_once(helloflex_transport_ureq::Client::builder(), &environment);
+                    builder.body_limit(limit).build().unwrap().get("news").send()
+                } else {
+                    let builder =
+                        demo_once(helloflex_transport_reqwest::Client::builder(), &environment);
+                    let client = rt.block_on(async { builder.body_limit(limit).build() }).unwrap();
+                    rt.block_on(client.get("news").send())
+                }
+            };
+            let refused = transport_error(send(100));
+            assert_eq!(refused, TransportErrorKind::BodyTooLarge, "{transport}, {framing}");
+            let api =
+                seen.lock().unwrap().iter().filter(|(h, _)| h.starts_with("get /news")).count();
+            assert_eq!(api, 1, "{transport}, {framing}: the API answer was the one refused");
+            // At the cap, the same answer is read whole.
+            let read = send(list.len()).unwrap();
+            assert_eq!(read.bytes(), list.as_bytes(), "{transport}, {framing}");
+        }
+    }
 }
 
 /// What the SDK puts on the wire is the same on both shipped transports: a bodiless method
