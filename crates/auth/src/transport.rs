@@ -11,9 +11,10 @@
 //!    error (the core classifies it).
 //! 2. Does **not follow redirects** (a 3xx is returned as it is), so a token request's secret
 //!    is never re-sent elsewhere and `Authorization` never reaches another origin.
-//! 3. **Caps the response body** (`MAX_BODY_BYTES` by default) while reading, and refuses a
-//!    `Content-Length` above the cap before reading; overflow is a
-//!    [`TransportErrorKind::BodyTooLarge`].
+//! 3. **Caps the response body** (`MAX_BODY_BYTES` by default) while reading, however it is
+//!    framed (declared length, chunked, until close), and refuses a declared length above the
+//!    cap before reading; overflow is a [`TransportErrorKind::BodyTooLarge`]. A
+//!    `Content-Length` with no body after it (a HEAD answer's, a 304's) declares no body.
 //! 4. **Bounds time**: connect and whole-call timeouts on by default; a timeout is a
 //!    [`TransportErrorKind::Timeout`], a refused or failed connection (the request surely not
 //!    sent) a [`TransportErrorKind::Connect`], a failure after sending an
