@@ -553,7 +553,7 @@ fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
 const INSTR_CALLS: (u64, u64) = (300, 1300);
 
 /// One authenticated GET, `calls` times in a row, in this process: the SDK or the raw client,
-/// async (reqwest) or blocking (ureq). Run under callgrind by [`instructions`].
+/// async (reqwest) or blocking (ureq). Run under callgrind by [`counted_per_call`].
 fn instructions_phase(base: &str, kind: &str, calls: u64) -> Result<()> {
     let env = environment(base)?;
     let url = format!("{base}/news");
@@ -675,7 +675,7 @@ fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) ->
 
 /// Instructions and level-1 misses per call of each kind: (long run - short run) / (calls
 /// difference), so setup and teardown cancel out.
-fn instructions(base: &str, out: &std::path::Path) -> Result<Vec<(String, Counted)>> {
+fn counted_per_call(base: &str, out: &std::path::Path) -> Result<Vec<(String, Counted)>> {
     let mut per_call = Vec::new();
     for kind in ["raw-async", "sdk-async", "raw-blocking", "sdk-blocking"] {
         let short = callgrind_total(base, kind, INSTR_CALLS.0, out)?;
@@ -1388,7 +1388,7 @@ fn main() -> Result<()> {
     let (core_allocs, sdk_allocs, raw_allocs) = allocations_in_child(&base)?;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = memory(&base)?;
     eprintln!("loadbench: instructions and cache misses per call (callgrind)");
-    let instr = instructions(&base, &out_dir)?;
+    let counted = counted_per_call(&base, &out_dir)?;
     eprintln!("loadbench: fleet on Redis");
     let fleet = fleet(&rt, &base, &arg("--fleet-member").ok_or("--fleet-member <path>")?)?;
 
@@ -1482,7 +1482,7 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
     let per = |kind: &str| {
-        instr.iter().find(|(k, _)| k == kind).map_or_else(Counted::default, |(_, v)| *v)
+        counted.iter().find(|(k, _)| k == kind).map_or_else(Counted::default, |(_, v)| *v)
     };
     for (name, sdk, raw) in [
         ("async (reqwest)", per("sdk-async"), per("raw-async")),
