@@ -11,7 +11,7 @@
 //! 4. allocations per call (counted in `allocbench`, beside this binary) and peak RSS over
 //!    100,000 calls;
 //! 5. instructions and level-1 cache misses per call under callgrind (valgrind) with fixed
-//!    simulated caches, SDK against raw: steady figures;
+//!    simulated caches, SDK against raw and against oauth2-rs with its cache: steady figures;
 //! 6. a fleet on one Redis store (a real `redis-server` on loopback): the request path on the
 //!    Redis store against the memory store, and token requests per lifetime of 8 processes.
 //!
@@ -553,7 +553,8 @@ fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
 const INSTR_CALLS: (u64, u64) = (300, 1300);
 
 /// One authenticated GET, `calls` times in a row, in this process: the SDK or the raw client,
-/// async (reqwest) or blocking (ureq). Run under callgrind by [`counted_per_call`].
+/// async (reqwest) or blocking (ureq), or oauth2-rs with its cache (`oauth2-async`). Run under
+/// callgrind by [`counted_per_call`].
 fn instructions_phase(base: &str, kind: &str, calls: u64) -> Result<()> {
     let env = environment(base)?;
     let url = format!("{base}/news");
@@ -605,6 +606,18 @@ fn instructions_phase(base: &str, kind: &str, calls: u64) -> Result<()> {
                         r.status().is_success() && r.bytes().await.is_ok()
                     };
                     if !ok {
+                        return Err("a call failed".into());
+                    }
+                }
+                Ok::<(), Box<dyn std::error::Error>>(())
+            })?;
+        }
+        "oauth2-async" => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let peer = Oauth2Cached::new(base, raw_reqwest()?)?;
+                for _ in 0..calls {
+                    if !peer.get(&url).await {
                         return Err("a call failed".into());
                     }
                 }
@@ -677,7 +690,7 @@ fn callgrind_total(base: &str, kind: &str, calls: u64, out: &std::path::Path) ->
 /// difference), so setup and teardown cancel out.
 fn counted_per_call(base: &str, out: &std::path::Path) -> Result<Vec<(String, Counted)>> {
     let mut per_call = Vec::new();
-    for kind in ["raw-async", "sdk-async", "raw-blocking", "sdk-blocking"] {
+    for kind in ["raw-async", "sdk-async", "raw-blocking", "sdk-blocking", "oauth2-async"] {
         let short = callgrind_total(base, kind, INSTR_CALLS.0, out)?;
         let long = callgrind_total(base, kind, INSTR_CALLS.1, out)?;
         let calls = (INSTR_CALLS.1 - INSTR_CALLS.0) as f64;
@@ -1178,17 +1191,28 @@ fn process_cpu() -> Duration {
     Duration::from_nanos(total)
 }
 
-/// Client CPU per call at concurrency 32, SDK against raw reqwest in ABBA rounds: what each
-/// call costs this process, whatever share of the cores the server took.
+/// Client CPU per call at concurrency 32, SDK against raw reqwest (or, with `--against
+/// oauth2`, against oauth2-rs with its cache) in ABBA rounds: what each call costs this
+/// process, whatever share of the cores the server took.
 fn cpu_per_call(base: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let pair = AsyncPair::new(&rt, base)?;
+    let peer = Arc::new(Oauth2Cached::new(base, raw_reqwest()?)?);
+    let against_peer = arg("--against").as_deref() == Some("oauth2");
+    let peer_rate = || {
+        let (peer, url) = (peer.clone(), pair.url.clone());
+        rt.block_on(async_rate(32, move || {
+            let (peer, url) = (peer.clone(), url.clone());
+            async move { peer.get(&url).await }
+        }))
+    };
     let mut ratios = Vec::new();
     let (mut sdk_us, mut raw_us) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let per_call = [false, true, true, false].map(|sdk| {
             let before = process_cpu();
-            let calls = pair.rate(&rt, 32, sdk) * ROUND.as_secs_f64();
+            let rate = if against_peer && !sdk { peer_rate() } else { pair.rate(&rt, 32, sdk) };
+            let calls = rate * ROUND.as_secs_f64();
             (process_cpu() - before).as_secs_f64() * 1e6 / calls.max(1.0)
         });
         sdk_us.push((per_call[1] + per_call[2]) / 2.0);
@@ -1474,19 +1498,24 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "Steady figures beside the noisy throughput rows: the same binary, the same emulator. Level-1 misses are counted in simulated 32 KiB, 8-way instruction and data caches (fixed, whatever the host): the lines a call's code and data pull in, which is what a call waiting on the network pays for again each time.\n"
+        "Steady figures beside the noisy throughput rows: the same binary, the same emulator. Level-1 misses are counted in simulated 32 KiB, 8-way instruction and data caches (fixed, whatever the host): the lines a call's code and data pull in, which is what a call waiting on the network pays for again each time. The last row puts the throughput table's last row (a parity row: both clients send one request per call with the token from a cache) in steady figures.\n"
     );
     let _ = writeln!(
         md,
-        "| client | instructions: SDK | raw | SDK extra per call | extra / raw | L1 misses: SDK | raw | extra / raw |"
+        "| client: SDK against | instructions: SDK | baseline | SDK extra per call | extra / baseline | L1 misses: SDK | baseline | extra / baseline |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
     let per = |kind: &str| {
         counted.iter().find(|(k, _)| k == kind).map_or_else(Counted::default, |(_, v)| *v)
     };
     for (name, sdk, raw) in [
-        ("async (reqwest)", per("sdk-async"), per("raw-async")),
-        ("blocking (ureq)", per("sdk-blocking"), per("raw-blocking")),
+        ("async (reqwest): raw reqwest", per("sdk-async"), per("raw-async")),
+        ("blocking (ureq): raw ureq", per("sdk-blocking"), per("raw-blocking")),
+        (
+            "async (reqwest): oauth2-rs 5 + hand-written cache",
+            per("sdk-async"),
+            per("oauth2-async"),
+        ),
     ] {
         let (si, ri) = (sdk.instructions, raw.instructions);
         let (sm, rm) = (sdk.l1_misses, raw.l1_misses);
