@@ -4,7 +4,8 @@
 //!
 //! 1. authenticated GET throughput: SDK vs raw client with a fixed bearer header, plus a
 //!    raw-vs-raw control row (the noise floor), and the SDK against oauth2-rs 5 with the token
-//!    cache a user of it would write;
+//!    cache a user of it would write; in a child process on CPU 0 with its own emulator on
+//!    CPU 1 (`taskset`), where the machine has two cores;
 //! 2. herds of 1,000 callers, cold and at expiry, with and without 25 ms of token latency,
 //!    beside a token per call and a hand-written mutex cache;
 //! 3. latency across token rollover (1 s tokens) vs long-lived tokens, with an SVG chart;
@@ -37,6 +38,10 @@ const ROLL: (&str, &str) = ("roll-client", "roll-secret");
 /// raw against raw, 3 runs each, 120 x 100 ms gave 0.995-1.003, 40 x 300 ms 0.964-1.021
 /// (`--phase load --kind slots --pattern AAAA`).
 const ROUNDS: usize = 90;
+/// Rounds of a one-caller row: its slot holds a few hundred calls (thousands at concurrency
+/// 32), so a round's ratio wobbles more; pinned, 90 rounds read 0.965-1.012 (`--phase
+/// throughput --only async1,blocking1` under `taskset`, five runs).
+const ROUNDS_ONE_CALLER: usize = 2 * ROUNDS;
 const ROUND: Duration = Duration::from_millis(100);
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -53,9 +58,19 @@ impl Drop for Emulator {
     }
 }
 
+/// Starts the emulator on a free loopback port; with `--pin-emulator <cpu>`, on that CPU alone
+/// (through `taskset`).
 fn start_emulator(path: &str) -> Result<Emulator> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(path)
+    let mut command = match arg("--pin-emulator") {
+        Some(cpu) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", &cpu, path]);
+            taskset
+        }
+        None => Command::new(path),
+    };
+    let child = command
         .args(["--port", &port.to_string(), "--client", &format!("{}:{}", ROLL.0, ROLL.1)])
         .stdout(Stdio::null())
         .spawn()?;
@@ -299,7 +314,7 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
             continue;
         }
         let mut rounds = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds_for(concurrency) {
             // Interleaved ABBA: raw, SDK, SDK, raw in every round.
             let round = [false, true, true, false].map(|sdk| pair.rate(rt, concurrency, sdk));
             rounds.push(round);
@@ -312,13 +327,18 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
             continue;
         }
         let mut rounds = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds_for(threads) {
             // Interleaved ABBA, as above.
             rounds.push([false, true, true, false].map(|sdk| pair.rate(threads, sdk)));
         }
         rows.push(AbbaRow { name: format!("blocking (ureq), {threads} thread(s)"), rounds });
     }
     Ok(rows)
+}
+
+/// Rounds of a row with `callers` concurrent callers.
+fn rounds_for(callers: usize) -> usize {
+    if callers == 1 { ROUNDS_ONE_CALLER } else { ROUNDS }
 }
 
 // ---------- 6. fleet ----------
@@ -351,6 +371,72 @@ impl AbbaRow {
     fn control(&self) -> f64 {
         median(self.rounds.iter().map(|r| r[3] / r[0]).collect())
     }
+}
+
+impl AbbaRow {
+    /// The row as one line of `--rows-out`: its name, then each round's four rates.
+    fn to_line(&self) -> String {
+        let rounds: Vec<String> =
+            self.rounds.iter().map(|r| r.map(|rate| format!("{rate:.1}")).join(",")).collect();
+        format!("{}\t{}\n", self.name, rounds.join("\t"))
+    }
+
+    /// A row read back from [`AbbaRow::to_line`].
+    fn from_line(line: &str) -> Result<Self> {
+        let mut fields = line.split('\t');
+        let name = fields.next().ok_or("an empty row")?.to_owned();
+        let rounds = fields
+            .map(|round| {
+                let rates: Vec<f64> =
+                    round.split(',').map(str::parse).collect::<std::result::Result<_, _>>()?;
+                <[f64; 4]>::try_from(rates).map_err(|_| "a round without four rates".into())
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { name, rounds })
+    }
+}
+
+/// Whether section 1 ran with the client and the emulator on cores of their own.
+enum Pinned {
+    Ran(Vec<AbbaRow>),
+    /// Why not (one core, no `taskset`): the rows are then measured unpinned, in this process.
+    Unavailable(String),
+}
+
+impl Pinned {
+    /// What `docs/benchmarks.md` says of a pinned section 1.
+    const DESCRIBED: &str = "The client runs on CPU 0 and the emulator on CPU 1 (`taskset`), each on a core of its own, so a row measures the client's work rather than where the scheduler put two threads that wake each other: unpinned, one caller's raw/raw control read 1.5-1.7x, and concurrency 32 moved with the host's state.";
+}
+
+/// Section 1 (the throughput rows and the row against oauth2-rs) in a child process on CPU 0,
+/// with its own emulator on CPU 1.
+fn pinned_throughput(emulator: &str, out: &std::path::Path) -> Result<Pinned> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 {
+        return Ok(Pinned::Unavailable(format!("{cores} core")));
+    }
+    let probe = Command::new("taskset").args(["-c", "0", "true"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        return Ok(Pinned::Unavailable("no working `taskset`".into()));
+    }
+    eprintln!(
+        "loadbench: throughput and the row against oauth2-rs ({ROUNDS} interleaved rounds of {} ms per row; client on CPU 0, emulator on CPU 1)",
+        ROUND.as_millis()
+    );
+    let file = out.join("throughput.tsv");
+    let status = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(std::env::current_exe()?)
+        .args(["--phase", "throughput", "--emulator", emulator, "--pin-emulator", "1"])
+        .arg("--rows-out")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("the pinned throughput run failed ({status})").into());
+    }
+    let text = std::fs::read_to_string(&file)?;
+    Ok(Pinned::Ran(text.lines().map(AbbaRow::from_line).collect::<Result<_>>()?))
 }
 
 /// What the fleet section measured.
@@ -837,9 +923,22 @@ fn herds(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<(String, u64, u
 
 // ---------- 3. rollover ----------
 
+/// ABBA rounds of the rollover section (windows of long-lived tokens, 1 s tokens twice,
+/// long-lived again), and a window's length. A window's p99 moves by up to 2x from one window
+/// to the next on this host (bursts), so a round's ratio reads 0.7-1.1: many short rounds
+/// steady the median. Two 3 s windows per side, long then short, compared as the larger p99 of
+/// each, read 0.65-1.16x over eight runs of the same code; 9 ABBA rounds of 1 s, 0.70-1.04x
+/// over six.
+const ROLLOVER_ROUNDS: usize = 15;
+const ROLLOVER_WINDOW: Duration = Duration::from_secs(1);
+
 struct Rollover {
+    /// Medians over the windows: 1 s tokens, long-lived tokens.
     p50: (Duration, Duration),
     p99: (Duration, Duration),
+    /// Medians of the per-round ratios (1 s tokens against long-lived).
+    p99_ratio: f64,
+    p50_ratio: f64,
     calls: (usize, usize),
     /// (seconds since start, latency) per call of the last short-token round.
     samples_short: Vec<(f64, Duration)>,
@@ -848,7 +947,7 @@ struct Rollover {
 }
 
 fn rollover(rt: &tokio::runtime::Runtime, base: &str) -> Result<Rollover> {
-    const WINDOW: Duration = Duration::from_secs(3);
+    const WINDOW: Duration = ROLLOVER_WINDOW;
     const TASKS: usize = 8;
     let env = environment(base)?;
     admin(base, "token-lifetime", Some(serde_json::json!({"seconds": 1, "client": ROLL.0})))?;
@@ -896,19 +995,31 @@ fn rollover(rt: &tokio::runtime::Runtime, base: &str) -> Result<Rollover> {
         let _ = long_client.token().await;
     });
     let (mut p99s, mut p99l, mut p50s, mut p50l) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut p99_ratios, mut p50_ratios) = (Vec::new(), Vec::new());
     let (mut samples_short, mut samples_long) = (Vec::new(), Vec::new());
+    let percentiles = |samples: &[(f64, Duration)]| {
+        let mut lat: Vec<Duration> = samples.iter().map(|(_, d)| *d).collect();
+        lat.sort();
+        (percentile(&lat, 0.5).as_secs_f64(), percentile(&lat, 0.99).as_secs_f64())
+    };
     reset(base)?;
-    for _ in 0..2 {
-        // Interleaved: long-lived tokens, then 1 s tokens, twice.
+    for _ in 0..ROLLOVER_ROUNDS {
+        // ABBA: long-lived tokens, 1 s tokens twice, long-lived again, so drift within a
+        // round cancels; the ratio is taken per round.
         let long = window(long_client.clone());
-        let short = window(short_client.clone());
-        for (samples, p50, p99) in [(&long, &mut p50l, &mut p99l), (&short, &mut p50s, &mut p99s)] {
-            let mut lat: Vec<Duration> = samples.iter().map(|(_, d)| *d).collect();
-            lat.sort();
-            p50.push(percentile(&lat, 0.5).as_secs_f64());
-            p99.push(percentile(&lat, 0.99).as_secs_f64());
-        }
-        samples_short = short;
+        let short = [window(short_client.clone()), window(short_client.clone())];
+        let long_again = window(long_client.clone());
+        let [(s50a, s99a), (s50b, s99b)] = [percentiles(&short[0]), percentiles(&short[1])];
+        let [(l50a, l99a), (l50b, l99b)] = [percentiles(&long), percentiles(&long_again)];
+        p99_ratios.push((s99a + s99b) / (l99a + l99b));
+
+        p50_ratios.push((s50a + s50b) / (l50a + l50b));
+        p50s.extend([s50a, s50b]);
+        p99s.extend([s99a, s99b]);
+        p50l.extend([l50a, l50b]);
+        p99l.extend([l99a, l99b]);
+        let [_, last_short] = short;
+        samples_short = last_short;
         samples_long = long;
     }
     let counters = admin(base, "counters", None)?;
@@ -918,6 +1029,8 @@ fn rollover(rt: &tokio::runtime::Runtime, base: &str) -> Result<Rollover> {
     Ok(Rollover {
         p50: (secs(p50s), secs(p50l)),
         p99: (secs(p99s), secs(p99l)),
+        p99_ratio: median(p99_ratios),
+        p50_ratio: median(p50_ratios),
         calls: (samples_short.len(), samples_long.len()),
         samples_short,
         samples_long,
@@ -927,10 +1040,12 @@ fn rollover(rt: &tokio::runtime::Runtime, base: &str) -> Result<Rollover> {
 
 fn svg(r: &Rollover) -> String {
     // Per-100 ms bucket p99 latency for both scenarios of the last round.
+    let window = ROLLOVER_WINDOW.as_secs_f64();
+    let count = (window * 10.0).round().max(1.0) as usize;
     let bucket = |samples: &[(f64, Duration)]| -> Vec<(f64, f64)> {
-        let mut buckets: Vec<Vec<Duration>> = vec![Vec::new(); 30];
+        let mut buckets: Vec<Vec<Duration>> = vec![Vec::new(); count];
         for (t, d) in samples {
-            let i = ((t * 10.0) as usize).min(29);
+            let i = ((t * 10.0) as usize).min(count - 1);
             buckets[i].push(*d);
         }
         buckets
@@ -947,7 +1062,7 @@ fn svg(r: &Rollover) -> String {
     let long = bucket(&r.samples_long);
     let max_us = short.iter().chain(long.iter()).map(|(_, y)| *y).fold(100.0, f64::max) * 1.1;
     let (w, h, left, bottom) = (720.0, 320.0, 60.0, 40.0);
-    let x = |t: f64| left + t / 3.0 * (w - left - 20.0);
+    let x = |t: f64| left + t / window * (w - left - 20.0);
     let y = |us: f64| h - bottom - us / max_us * (h - bottom - 20.0);
     let line = |points: &[(f64, f64)]| {
         points
@@ -963,13 +1078,14 @@ fn svg(r: &Rollover) -> String {
     );
     let _ = write!(
         out,
-        r##"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="14">p99 latency per 100 ms, 8 concurrent callers: 1 s tokens (rolling over) vs long-lived tokens</text>"##
+        r##"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="14">p99 per 100 ms, last window, 8 callers: 1 s tokens (rolling over) vs long-lived</text>"##
     );
-    for s in 0..=3 {
+    for tick in 0..=4 {
+        let s = window * f64::from(tick) / 4.0;
         let _ = write!(
             out,
             r##"<line x1="{0:.1}" y1="20" x2="{0:.1}" y2="{1}" stroke="#ddd"/><text x="{0:.1}" y="{2}" text-anchor="middle">{s} s</text>"##,
-            x(s as f64),
+            x(s),
             h - bottom,
             h - bottom + 16.0
         );
@@ -1374,6 +1490,15 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let emulator_path = arg("--emulator").ok_or("--emulator <path>")?;
+    if arg("--phase").as_deref() == Some("rollover") {
+        // Section 3 alone.
+        let emulator = start_emulator(&emulator_path)?;
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let roll = rollover(&rt, &emulator.base)?;
+        println!("rollover p99 {:.3}x, p50 {:.3}x", roll.p99_ratio, roll.p50_ratio);
+        return Ok(());
+    }
     if arg("--phase").as_deref() == Some("throughput") {
         // Section 1 alone, for iterating on the request path.
         let emulator = start_emulator(&emulator_path)?;
@@ -1382,6 +1507,9 @@ fn main() -> Result<()> {
         let mut rows = throughput(&rt, &emulator.base)?;
         if wanted("oauth2") {
             rows.push(against_oauth2(&rt, &emulator.base)?);
+        }
+        if let Some(file) = arg("--rows-out") {
+            std::fs::write(file, rows.iter().map(AbbaRow::to_line).collect::<String>())?;
         }
         for r in &rows {
             println!(
@@ -1402,13 +1530,21 @@ fn main() -> Result<()> {
 
     // The roll client's tokens live 1 s (herd at expiry, rollover).
     admin(&base, "token-lifetime", Some(serde_json::json!({"seconds": 1, "client": ROLL.0})))?;
-    eprintln!(
-        "loadbench: throughput ({ROUNDS} interleaved rounds of {} ms per row)",
-        ROUND.as_millis()
-    );
-    let mut rows = throughput(&rt, &base)?;
-    eprintln!("loadbench: the SDK against oauth2-rs with a hand-written cache");
-    rows.push(against_oauth2(&rt, &base)?);
+    let (rows, pinning) = match pinned_throughput(&emulator_path, &out_dir)? {
+        Pinned::Ran(rows) => (rows, Pinned::DESCRIBED.to_owned()),
+        Pinned::Unavailable(why) => {
+            eprintln!("loadbench: not pinned ({why})");
+            let mut rows = throughput(&rt, &base)?;
+            eprintln!("loadbench: the SDK against oauth2-rs with a hand-written cache");
+            rows.push(against_oauth2(&rt, &base)?);
+            (
+                rows,
+                format!(
+                    "Not pinned to cores ({why}): a row measures the scheduler's placement of client and server as well as the client."
+                ),
+            )
+        }
+    };
     eprintln!("loadbench: herds");
     let herd = herds(&rt, &base)?;
     eprintln!("loadbench: rollover");
@@ -1424,13 +1560,14 @@ fn main() -> Result<()> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "### 1. Authenticated GET throughput ({ROUNDS} interleaved ABBA rounds of {} ms: raw, SDK, SDK, raw)\n",
+        "### 1. Authenticated GET throughput ({ROUNDS} interleaved ABBA rounds of {} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw)\n",
         ROUND.as_millis()
     );
     let _ = writeln!(
         md,
         "Rates are medians (requests/s); ratios are medians of per-round ratios (the two SDK runs against the two raw runs around them; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends).\n"
     );
+    let _ = writeln!(md, "{pinning}\n");
     let _ = writeln!(md, "| client | SDK | raw | SDK / raw | raw / raw (control) |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
     for r in &rows {
@@ -1452,7 +1589,12 @@ fn main() -> Result<()> {
     }
     let _ = writeln!(
         md,
-        "\n### 3. Latency across token rollover (8 concurrent callers, 3 s windows, interleaved, medians of 2)\n"
+        "\n### 3. Latency across token rollover (8 concurrent callers, {ROLLOVER_ROUNDS} ABBA rounds of {} s windows: long-lived, 1 s, 1 s, long-lived)\n",
+        ROLLOVER_WINDOW.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "Latencies are medians over the windows; the ratios are medians of per-round ratios (a round's two 1 s windows against its two long-lived ones).\n"
     );
     let _ = writeln!(md, "| tokens | calls (last window) | p50 | p99 |");
     let _ = writeln!(md, "|---|---:|---:|---:|");
@@ -1474,8 +1616,7 @@ fn main() -> Result<()> {
     let _ = writeln!(
         md,
         "\nrollover p99 / long-lived p99: **{:.3}x**; p50: {:.3}x\n",
-        roll.p99.0.as_secs_f64() / roll.p99.1.as_secs_f64(),
-        roll.p50.0.as_secs_f64() / roll.p50.1.as_secs_f64()
+        roll.p99_ratio, roll.p50_ratio
     );
     let _ = writeln!(md, "![p99 latency across token rollover](rollover.svg)\n");
     let _ = writeln!(md, "### 4. Memory and allocations\n");
