@@ -371,9 +371,7 @@ impl AbbaRow {
     fn control(&self) -> f64 {
         median(self.rounds.iter().map(|r| r[3] / r[0]).collect())
     }
-}
 
-impl AbbaRow {
     /// The row as one line of `--rows-out`: its name, then each round's four rates.
     fn to_line(&self) -> String {
         let rounds: Vec<String> =
@@ -420,7 +418,7 @@ fn pinned_throughput(emulator: &str, out: &std::path::Path) -> Result<Pinned> {
         return Ok(Pinned::Unavailable("no working `taskset`".into()));
     }
     eprintln!(
-        "loadbench: throughput and the row against oauth2-rs ({ROUNDS} interleaved rounds of {} ms per row; client on CPU 0, emulator on CPU 1)",
+        "loadbench: throughput and the row against oauth2-rs ({ROUNDS} interleaved rounds of {} ms per row, {ROUNDS_ONE_CALLER} for one caller; client on CPU 0, emulator on CPU 1)",
         ROUND.as_millis()
     );
     let file = out.join("throughput.tsv");
@@ -940,7 +938,7 @@ struct Rollover {
     p99_ratio: f64,
     p50_ratio: f64,
     calls: (usize, usize),
-    /// (seconds since start, latency) per call of the last short-token round.
+    /// (seconds since start, latency) per call of the last short-token window.
     samples_short: Vec<(f64, Duration)>,
     samples_long: Vec<(f64, Duration)>,
     refreshes: u64,
@@ -1012,7 +1010,6 @@ fn rollover(rt: &tokio::runtime::Runtime, base: &str) -> Result<Rollover> {
         let [(s50a, s99a), (s50b, s99b)] = [percentiles(&short[0]), percentiles(&short[1])];
         let [(l50a, l99a), (l50b, l99b)] = [percentiles(&long), percentiles(&long_again)];
         p99_ratios.push((s99a + s99b) / (l99a + l99b));
-
         p50_ratios.push((s50a + s50b) / (l50a + l50b));
         p50s.extend([s50a, s50b]);
         p99s.extend([s99a, s99b]);
