@@ -1699,3 +1699,24 @@ fn main() -> Result<()> {
     eprintln!("loadbench: done");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AbbaRow;
+
+    /// The pinned child hands its rows back as text: names (commas, colons and all) and every
+    /// round's rates come back as they went.
+    #[test]
+    fn a_row_survives_the_trip_through_rows_out() {
+        let row = AbbaRow {
+            name: "async (reqwest), concurrency 32: SDK against oauth2-rs 5 + hand-written cache"
+                .into(),
+            rounds: vec![[48470.0, 49290.5, 50110.0, 47990.0], [10.0, 20.0, 30.0, 40.0]],
+        };
+        let back = AbbaRow::from_line(row.to_line().trim_end()).unwrap();
+        assert_eq!(back.name, row.name);
+        assert_eq!(back.rounds, row.rounds);
+        assert!(AbbaRow::from_line("a row\t1,2,3").is_err());
+        assert!(AbbaRow::from_line("a row\t1,2,x,4").is_err());
+    }
+}
