@@ -336,6 +336,16 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
     Ok(rows)
 }
 
+/// Section 1: the throughput rows, then the row against oauth2-rs (each unless `--only` leaves
+/// it out).
+fn section_one(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> {
+    let mut rows = throughput(rt, base)?;
+    if wanted("oauth2") {
+        rows.push(against_oauth2(rt, base)?);
+    }
+    Ok(rows)
+}
+
 /// Rounds of a row with `callers` concurrent callers.
 fn rounds_for(callers: usize) -> usize {
     if callers == 1 { ROUNDS_ONE_CALLER } else { ROUNDS }
@@ -1501,10 +1511,7 @@ fn main() -> Result<()> {
         let emulator = start_emulator(&emulator_path)?;
         let rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let mut rows = throughput(&rt, &emulator.base)?;
-        if wanted("oauth2") {
-            rows.push(against_oauth2(&rt, &emulator.base)?);
-        }
+        let rows = section_one(&rt, &emulator.base)?;
         if let Some(file) = arg("--rows-out") {
             std::fs::write(file, rows.iter().map(AbbaRow::to_line).collect::<String>())?;
         }
@@ -1531,9 +1538,7 @@ fn main() -> Result<()> {
         Pinned::Ran(rows) => (rows, Pinned::DESCRIBED.to_owned()),
         Pinned::Unavailable(why) => {
             eprintln!("loadbench: not pinned ({why})");
-            let mut rows = throughput(&rt, &base)?;
-            eprintln!("loadbench: the SDK against oauth2-rs with a hand-written cache");
-            rows.push(against_oauth2(&rt, &base)?);
+            let rows = section_one(&rt, &base)?;
             (
                 rows,
                 format!(
