@@ -1129,3 +1129,105 @@ fn both_transports_put_the_same_request_on_the_wire() {
         assert!(!api[4].0.contains("wire-test"), "{transport}: {}", api[4].0);
     }
 }
+
+/// What a [`mischievous_server`] does to a connection 50 ms after each answer.
+#[derive(Clone, Copy, Debug)]
+enum AfterAnswer {
+    /// Closes it (no `Connection: close` was sent: the client pooled it).
+    Closes,
+    /// Writes a second, unasked-for answer on it and keeps it open.
+    WritesAStaleAnswer,
+}
+
+/// A loopback server that answers each request `200 "fresh"` on a kept-alive connection, then
+/// spoils the connection as `after` says. Returns its base URL and the connections it accepted.
+fn mischievous_server(after: AfterAnswer) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let answer = |text: &str| {
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+                            text.len()
+                        )
+                    };
+                    writer.write_all(answer("\"fresh\"").as_bytes()).unwrap();
+                    std::thread::sleep(Duration::from_millis(50));
+                    match after {
+                        AfterAnswer::Closes => return,
+                        AfterAnswer::WritesAStaleAnswer => {
+                            let _ = writer.write_all(answer("\"stale\"").as_bytes());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (base, accepted)
+}
+
+/// A pooled connection the server closed, or wrote past its answer on, is never used again,
+/// on both shipped transports: the next request (a POST, which no layer replays) goes out on a
+/// new connection and gets its own answer, not an error or the stale bytes.
+#[test]
+fn a_spoiled_pooled_connection_is_not_reused_on_both_transports() {
+    use helloflex_auth::AsyncTransport as _;
+    let request = |base: &str| {
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("{base}/items"))
+            .header("content-length", "2")
+            .body(b"{}".to_vec())
+            .unwrap()
+    };
+    let rt = runtime();
+    for after in [AfterAnswer::Closes, AfterAnswer::WritesAStaleAnswer] {
+        let blocking = helloflex_transport_ureq::UreqTransport::new(Timeouts::default());
+        let nonblocking = rt
+            .block_on(async {
+                helloflex_transport_reqwest::ReqwestTransport::new(Timeouts::default(), "suite")
+            })
+            .unwrap();
+        for transport in ["ureq", "reqwest"] {
+            let (base, accepted) = mischievous_server(after);
+            for call in 1..=2 {
+                let answer = match transport {
+                    "ureq" => blocking.send(request(&base)),
+                    _ => rt.block_on(nonblocking.send(request(&base))),
+                };
+                let answer = answer.unwrap_or_else(|e| panic!("{transport}, {after:?}: {e}"));
+                assert_eq!(answer.body(), b"\"fresh\"", "{transport}, {after:?}, call {call}");
+                // The server spoils the connection meanwhile.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(connections, 2, "{transport}, {after:?}: a new connection for call 2");
+        }
+    }
+}

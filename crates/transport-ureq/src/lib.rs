@@ -20,7 +20,7 @@
 
 mod client;
 mod resolve;
-mod steady;
+mod sparing;
 mod transport;
 
 pub use client::{Client, ClientBuilder, RequestBuilder, Ureq};

@@ -74,12 +74,12 @@ impl UreqTransport {
             None => pooled,
         };
         let config = contract!(pooled, timeouts).build();
-        // `SteadyTimeouts` spares the socket a timeout change per read and write under the
-        // deadline.
+        // `SparingSyscalls` spares the socket a timeout change per read and write under the
+        // deadline, and a liveness probe per call.
         let agent = ureq::Agent::with_parts(
             config,
             ureq::unversioned::transport::DefaultConnector::default()
-                .chain(crate::steady::SteadyTimeouts),
+                .chain(crate::sparing::SparingSyscalls),
             crate::resolve::DeadlineResolver::default(),
         );
         Self { per_request_config: false, ..Self::with_agent(agent, timeouts) }
