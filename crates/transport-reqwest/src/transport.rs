@@ -59,7 +59,8 @@ impl Origins {
 }
 
 impl ReqwestTransport {
-    /// A transport with its own client: rustls, redirects off, connect and total timeouts.
+    /// A transport with its own client: rustls, redirects and reqwest's own retries off (the
+    /// core decides every retry), connect and total timeouts.
     /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts, user_agent: &str) -> Result<Self, TransportError> {
         let mut options = HttpOptions::default();
@@ -77,6 +78,11 @@ impl ReqwestTransport {
     fn build(options: &HttpOptions, user_agent: &str) -> Result<Self, TransportError> {
         let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are the core's alone (it counts each attempt and knows which requests may
+            // be replayed). reqwest's own layer would replay only HTTP/2 refusals, which this
+            // HTTP/1.1 client never gets, yet copies every request in case; with no retry
+            // allowed it copies none (about 1,800 instructions per call).
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .connect_timeout(options.timeouts.connect)
             .timeout(options.timeouts.total)
             .pool_max_idle_per_host(64)
