@@ -1140,17 +1140,22 @@ enum AfterAnswer {
 }
 
 /// A loopback server that answers each request `200 "fresh"` on a kept-alive connection, then
-/// spoils the connection as `after` says. Returns its base URL and the connections it accepted.
-fn mischievous_server(after: AfterAnswer) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+/// spoils the connection as `after` says and reports it on the channel. Returns its base URL,
+/// the connections it accepted, and that channel.
+fn mischievous_server(
+    after: AfterAnswer,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>, std::sync::mpsc::Receiver<()>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = Arc::clone(&accepted);
+    let (spoiled, spoils) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let spoiled = spoiled.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
@@ -1178,18 +1183,25 @@ fn mischievous_server(after: AfterAnswer) -> (String, Arc<std::sync::atomic::Ato
                         )
                     };
                     writer.write_all(answer("\"fresh\"").as_bytes()).unwrap();
+                    // Time for the client to finish reading the answer, so the spoiling comes
+                    // after it, on a connection the client has put back in its pool.
                     std::thread::sleep(Duration::from_millis(50));
                     match after {
-                        AfterAnswer::Closes => return,
+                        AfterAnswer::Closes => {
+                            drop((reader, writer));
+                            let _ = spoiled.send(());
+                            return;
+                        }
                         AfterAnswer::WritesAStaleAnswer => {
                             let _ = writer.write_all(answer("\"stale\"").as_bytes());
+                            let _ = spoiled.send(());
                         }
                     }
                 }
             });
         }
     });
-    (base, accepted)
+    (base, accepted, spoils)
 }
 
 /// A pooled connection the server closed, or wrote past its answer on, is never used again,
@@ -1215,7 +1227,7 @@ fn a_spoiled_pooled_connection_is_not_reused_on_both_transports() {
             })
             .unwrap();
         for transport in ["ureq", "reqwest"] {
-            let (base, accepted) = mischievous_server(after);
+            let (base, accepted, spoils) = mischievous_server(after);
             for call in 1..=2 {
                 let answer = match transport {
                     "ureq" => blocking.send(request(&base)),
@@ -1223,8 +1235,7 @@ fn a_spoiled_pooled_connection_is_not_reused_on_both_transports() {
                 };
                 let answer = answer.unwrap_or_else(|e| panic!("{transport}, {after:?}: {e}"));
                 assert_eq!(answer.body(), b"\"fresh\"", "{transport}, {after:?}, call {call}");
-                // The server spoils the connection meanwhile.
-                std::thread::sleep(Duration::from_millis(200));
+                spoils.recv_timeout(Duration::from_secs(10)).expect("the server spoils it");
             }
             let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(connections, 2, "{transport}, {after:?}: a new connection for call 2");

@@ -16,7 +16,7 @@
 //!   "open" without touching the socket: three system calls fewer per call. The probe when a
 //!   connection is taken is always made. ureq 3.5 makes both probes (`pool.rs`); the suite's
 //!   `a_spoiled_pooled_connection_is_not_reused_on_both_transports` fails if a ureq upgrade
-//!   stops probing on the way out.
+//!   stops probing a connection as it takes it out of the pool.
 
 use ureq::unversioned::transport::time::Duration as UreqDuration;
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
