@@ -314,10 +314,8 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
             continue;
         }
         let mut rounds = Vec::new();
-        for _ in 0..rounds_for(concurrency) {
-            // Interleaved ABBA: raw, SDK, SDK, raw in every round.
-            let round = [false, true, true, false].map(|sdk| pair.rate(rt, concurrency, sdk));
-            rounds.push(round);
+        for index in 0..rounds_for(concurrency) {
+            rounds.push(AbbaRow::round(index, |sdk| pair.rate(rt, concurrency, sdk)));
         }
         rows.push(AbbaRow { name: format!("async (reqwest), concurrency {concurrency}"), rounds });
     }
@@ -327,9 +325,8 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
             continue;
         }
         let mut rounds = Vec::new();
-        for _ in 0..rounds_for(threads) {
-            // Interleaved ABBA, as above.
-            rounds.push([false, true, true, false].map(|sdk| pair.rate(threads, sdk)));
+        for index in 0..rounds_for(threads) {
+            rounds.push(AbbaRow::round(index, |sdk| pair.rate(threads, sdk)));
         }
         rows.push(AbbaRow { name: format!("blocking (ureq), {threads} thread(s)"), rounds });
     }
@@ -356,15 +353,29 @@ fn rounds_for(callers: usize) -> usize {
 #[path = "../../store-redis/tests/support/redis_server.rs"]
 mod redis_server;
 
-/// One configuration's rates, round by round, in ABBA order (A = raw or the baseline, B = the
-/// SDK or the variant): symmetric in time, so the machine's drift within a round cancels
-/// instead of favouring the slot in the middle.
+/// One configuration's rates, round by round (A = raw or the baseline, B = the SDK or the
+/// variant), each round kept as A's first run, B's two, A's second (see [`AbbaRow::round`]).
 struct AbbaRow {
     name: String,
     rounds: Vec<[f64; 4]>,
 }
 
 impl AbbaRow {
+    /// Round `index` of a row, `rate(is_b)` measuring one slot: A, B, B, A in even rounds and
+    /// B, A, A, B in odd ones. Symmetric in time, so the machine's drift within a round cancels
+    /// instead of favouring the slot in the middle; alternated, so neither side always has a
+    /// round's first slot, which at one caller runs 1-3% slower than the three after it,
+    /// whichever client is in it (`--kind slots --pattern AAAA`). Kept as A's first run, B's
+    /// two, A's second.
+    fn round(index: usize, mut rate: impl FnMut(bool) -> f64) -> [f64; 4] {
+        if index.is_multiple_of(2) {
+            [false, true, true, false].map(&mut rate)
+        } else {
+            let [b1, a1, a2, b2] = [true, false, false, true].map(&mut rate);
+            [a1, b1, b2, a2]
+        }
+    }
+
     /// Median rate of B.
     fn b(&self) -> f64 {
         median(self.rounds.iter().map(|r| (r[1] + r[2]) / 2.0).collect())
@@ -480,8 +491,7 @@ fn fleet(rt: &tokio::runtime::Runtime, base: &str, member: &str) -> Result<Fleet
             .build()?;
         Ok::<_, helloflex_core::Error>((memory, shared))
     })?;
-    // ABBA rounds (memory, Redis, Redis, memory): symmetric in time, so a drift of the
-    // machine's speed during a round cancels instead of favouring one side.
+    // Rounds of memory, Redis, Redis, memory and the reverse (see `AbbaRow::round`).
     let rate = |client: &helloflex_transport_reqwest::Client| {
         let client = client.clone();
         rt.block_on(async_rate(32, move || {
@@ -490,8 +500,8 @@ fn fleet(rt: &tokio::runtime::Runtime, base: &str, member: &str) -> Result<Fleet
         }))
     };
     let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
-        rounds.push([rate(&memory), rate(&shared), rate(&shared), rate(&memory)]);
+    for index in 0..ROUNDS {
+        rounds.push(AbbaRow::round(index, |redis| rate(if redis { &shared } else { &memory })));
     }
     let path = AbbaRow { name: "async (reqwest), concurrency 32".into(), rounds };
 
@@ -620,11 +630,10 @@ fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
     let peer = Arc::new(Oauth2Cached::new(base, raw_reqwest()?)?);
     let url = format!("{base}/news");
     let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
-        let mut round = [0.0; 4];
-        for (slot, which) in [(0, "peer"), (1, "sdk"), (2, "sdk"), (3, "peer")] {
-            round[slot] = rt.block_on(async {
-                if which == "sdk" {
+    for index in 0..ROUNDS {
+        rounds.push(AbbaRow::round(index, |is_sdk| {
+            rt.block_on(async {
+                if is_sdk {
                     let sdk = sdk.clone();
                     async_rate(32, move || {
                         let sdk = sdk.clone();
@@ -634,9 +643,8 @@ fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
                 } else {
                     peer.rate(&url).await
                 }
-            });
-        }
-        rounds.push(round);
+            })
+        }));
     }
     Ok(AbbaRow {
         name: "async (reqwest), concurrency 32: SDK against oauth2-rs 5 + hand-written cache"
@@ -1333,8 +1341,8 @@ fn cpu_per_call(base: &str) -> Result<()> {
     let baseline = if peer.is_some() { "oauth2-rs" } else { "raw" };
     let mut ratios = Vec::new();
     let (mut sdk_us, mut raw_us) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let per_call = [false, true, true, false].map(|sdk| {
+    for index in 0..ROUNDS {
+        let per_call = AbbaRow::round(index, |sdk| {
             let before = process_cpu();
             let rate = match &peer {
                 Some(peer) if !sdk => rt.block_on(peer.rate(&pair.url)),
@@ -1348,7 +1356,7 @@ fn cpu_per_call(base: &str) -> Result<()> {
         ratios.push((per_call[1] + per_call[2]) / (per_call[0] + per_call[3]));
     }
     println!(
-        "client CPU per call: SDK {:.2} us, {baseline} {:.2} us, SDK / {baseline} {:.3}x (medians of {ROUNDS} ABBA rounds)",
+        "client CPU per call: SDK {:.2} us, {baseline} {:.2} us, SDK / {baseline} {:.3}x (medians of {ROUNDS} ABBA / BAAB rounds)",
         median(sdk_us),
         median(raw_us),
         median(ratios)
@@ -1562,12 +1570,12 @@ fn main() -> Result<()> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "### 1. Authenticated GET throughput ({ROUNDS} interleaved ABBA rounds of {} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw)\n",
+        "### 1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw and SDK, raw, raw, SDK in turn)\n",
         ROUND.as_millis()
     );
     let _ = writeln!(
         md,
-        "Rates are medians (requests/s); ratios are medians of per-round ratios (the two SDK runs against the two raw runs around them; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends).\n"
+        "Rates are medians (requests/s); ratios are medians of per-round ratios (a round's two SDK runs against its two raw runs; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends; ABBA and BAAB in turn give each side the round's first slot, which at one caller runs 1-3% slower than the others whoever is in it, in half the rounds).\n"
     );
     let _ = writeln!(md, "{pinning}\n");
     let _ = writeln!(md, "| client | SDK | raw | SDK / raw | raw / raw (control) |");
@@ -1680,7 +1688,7 @@ fn main() -> Result<()> {
     let _ = writeln!(md, "|---|---:|");
     let _ = writeln!(
         md,
-        "| request path, {}: Redis store / memory store ({ROUNDS} ABBA rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
+        "| request path, {}: Redis store / memory store ({ROUNDS} ABBA / BAAB rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
         fleet.path.name,
         fleet.path.control(),
         fleet.path.ratio(),
@@ -1723,5 +1731,23 @@ mod tests {
         assert_eq!(back.rounds, row.rounds);
         assert!(AbbaRow::from_line("a row\t1,2,3").is_err());
         assert!(AbbaRow::from_line("a row\t1,2,x,4").is_err());
+    }
+
+    /// Rounds run ABBA and BAAB in turn, and each is kept as A's first run, B's two, A's
+    /// second, so the ratio and the control read the same fields whichever order ran.
+    #[test]
+    fn rounds_alternate_and_are_kept_in_one_order() {
+        for (index, order) in [(0, "ABBA"), (1, "BAAB"), (2, "ABBA"), (7, "BAAB")] {
+            let mut ran = String::new();
+            let (mut a, mut b) = (0.0, 10.0);
+            let round = AbbaRow::round(index, |is_b| {
+                ran.push(if is_b { 'B' } else { 'A' });
+                let next = if is_b { &mut b } else { &mut a };
+                *next += 1.0;
+                *next
+            });
+            assert_eq!(ran, order);
+            assert_eq!(round, [1.0, 11.0, 12.0, 2.0], "round {index}");
+        }
     }
 }
