@@ -971,6 +971,29 @@ fn proxies_from_the_environment_can_be_turned_off() {
     );
 }
 
+/// Reads one HTTP/1.1 request for the loopback servers below: its head, lower-cased, and its
+/// body (by `Content-Length`). `None` once the client has closed the connection.
+fn read_request(reader: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
 /// Each request a [`recording_server`] saw: its head (lower-cased) and body length.
 type Recorded = Arc<std::sync::Mutex<Vec<(String, usize)>>>;
 
@@ -985,7 +1008,7 @@ fn recording_server() -> (String, Recorded) {
 fn recording_server_answering(
     api: impl Fn() -> Option<&'static [u8]> + Send + Sync + 'static,
 ) -> (String, Recorded) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let api = Arc::new(api);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -998,26 +1021,9 @@ fn recording_server_answering(
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push_str(&line.to_ascii_lowercase());
-                    }
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
+                while let Some((head, body)) = read_request(&mut reader) {
                     let token = head.starts_with("post /oauth2/token");
-                    record.lock().unwrap().push((head, length));
+                    record.lock().unwrap().push((head, body.len()));
                     if let Some(whole) = api().filter(|_| !token) {
                         let _ = writer.write_all(whole);
                         return;
@@ -1145,7 +1151,7 @@ enum AfterAnswer {
 fn mischievous_server(
     after: AfterAnswer,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>, std::sync::mpsc::Receiver<()>) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -1159,23 +1165,7 @@ fn mischievous_server(
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
-                loop {
-                    let mut length = 0;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
+                while read_request(&mut reader).is_some() {
                     let answer = |text: &str| {
                         format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
