@@ -460,7 +460,7 @@ fn pinned_throughput(emulator: &str, out: &std::path::Path) -> Result<Pinned> {
 
 /// What the fleet section measured.
 struct Fleet {
-    /// Memory store (A) and Redis store (B), ABBA.
+    /// Memory store (A) and Redis store (B), in rounds of `AbbaRow::round`.
     path: AbbaRow,
     processes: usize,
     seconds: f64,
@@ -624,7 +624,8 @@ impl Oauth2Cached {
     }
 }
 
-/// The SDK against oauth2-rs with its cache, concurrency 32, ABBA (A = oauth2-rs).
+/// The SDK against oauth2-rs with its cache, concurrency 32, in rounds of `AbbaRow::round` (A =
+/// oauth2-rs).
 fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
     let sdk = AsyncPair::new(rt, base)?.sdk;
     let peer = Arc::new(Oauth2Cached::new(base, raw_reqwest()?)?);
@@ -1328,7 +1329,7 @@ fn process_cpu() -> Duration {
 }
 
 /// Client CPU per call at concurrency 32, SDK against raw reqwest (or, with `--against
-/// oauth2`, against oauth2-rs with its cache) in ABBA rounds: what each call costs this
+/// oauth2`, against oauth2-rs with its cache) in ABBA / BAAB rounds: what each call costs this
 /// process, whatever share of the cores the server took.
 fn cpu_per_call(base: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
