@@ -131,8 +131,9 @@ fn test() -> Result<(), String> {
 
 /// Crates of this workspace that are not published: kept out of the API docs (the tidy test
 /// checks each says `publish = false`).
-pub const INTERNAL_CRATES: [&str; 6] = [
+pub const INTERNAL_CRATES: [&str; 7] = [
     "helloflex-suite",
+    "helloflex-sim",
     "helloflex-interop",
     "helloflex-bench",
     "helloflex-examples",

@@ -183,6 +183,7 @@ fn internal_crates_are_not_published() {
         ("crates/bench", "helloflex-bench"),
         ("crates/examples", "helloflex-examples"),
         ("crates/fleet", "helloflex-fleet"),
+        ("crates/sim", "helloflex-sim"),
         ("xtask", "xtask"),
     ] {
         let manifest = read(&root().join(dir).join("Cargo.toml"));

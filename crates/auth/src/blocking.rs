@@ -62,7 +62,8 @@ impl std::fmt::Debug for Inner {
 impl ManagerBuilder {
     /// A blocking manager over `transport`.
     pub fn blocking(self, transport: Arc<dyn BlockingTransport>) -> BlockingTokenManager {
-        let shared = Shared::new(self.grant, self.options, self.clock, Condvar::new());
+        let shared =
+            Shared::new(self.grant, self.options, self.clock, self.entropy, Condvar::new());
         BlockingTokenManager { inner: Arc::new(Inner { shared, transport }) }
     }
 }

@@ -1,4 +1,5 @@
-//! Entropy: the one place that draws random bytes (for `state`, PKCE and jitter).
+//! Entropy: the one place that draws random bytes (for `state`, PKCE and jitter), and the
+//! [`Entropy`] edge a manager is handed (the OS by default; a seeded source in simulations).
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -43,6 +44,32 @@ pub fn jitter_seed() -> u64 {
         next.set(Some(seed.wrapping_add(GAMMA)));
         seed
     })
+}
+
+/// Where a token manager's random numbers come from: jitter seeds (load spreading, not
+/// secret) and the bytes that start an authorization (`state` and the PKCE verifier, secret).
+/// [`OsEntropy`] by default; a deterministic source makes a whole fleet replayable in a
+/// simulation, as [`crate::ManualClock`] does for time.
+pub trait Entropy: Send + Sync + std::fmt::Debug {
+    /// A seed for jitter (retry backoff, refresh timing).
+    fn jitter_seed(&self) -> u64;
+    /// Fills `bytes` with secret random bytes.
+    fn fill(&self, bytes: &mut [u8]) -> Result<(), Error>;
+}
+
+/// The operating system's entropy (see [`jitter_seed`] and [`os_bytes`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn jitter_seed(&self) -> u64 {
+        jitter_seed()
+    }
+    fn fill(&self, bytes: &mut [u8]) -> Result<(), Error> {
+        getrandom::fill(bytes).map_err(|_| {
+            ConfigError::Invalid { name: "entropy", reason: "the OS RNG failed" }.into()
+        })
+    }
 }
 
 #[cfg(test)]

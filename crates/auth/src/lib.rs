@@ -73,7 +73,7 @@ pub use client::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
-pub use entropy::{authorization_entropy, jitter_seed, os_bytes};
+pub use entropy::{Entropy, OsEntropy, authorization_entropy, jitter_seed, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
 pub use sealed::{Key, KeyError, KeyRing, OpenError};

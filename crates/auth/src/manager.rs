@@ -21,7 +21,7 @@ use helloflex_core::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::entropy::{authorization_entropy, jitter_seed};
+use crate::entropy::{Entropy, OsEntropy};
 use crate::fill::{FillJob, Outcome, Purpose, Step, StoreOp, StoreReply};
 use crate::store::{StoreError, TokenStore};
 
@@ -187,6 +187,7 @@ pub(crate) struct Shared<S> {
     grant: GrantConfig,
     options: ManagerOptions,
     pub(crate) clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
 }
 
 impl<S: Signal> std::fmt::Debug for Shared<S> {
@@ -207,6 +208,7 @@ impl<S: Signal> Shared<S> {
         grant: GrantConfig,
         options: ManagerOptions,
         clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
         signal: S,
     ) -> Self {
         let cache = match &grant {
@@ -219,7 +221,7 @@ impl<S: Signal> Shared<S> {
         };
         let state = State { cache, rejected: None, store_error: None };
         let (completed, jobs) = (Completed::default(), Arc::default());
-        Self { state: Mutex::new(state), completed, jobs, signal, grant, options, clock }
+        Self { state: Mutex::new(state), completed, jobs, signal, grant, options, clock, entropy }
     }
 
     /// The same authorization-code client for another user, whose tokens live in `store`: an
@@ -228,7 +230,8 @@ impl<S: Signal> Shared<S> {
     pub(crate) fn for_store(&self, store: Arc<dyn TokenStore>, signal: S) -> Result<Self, Error> {
         let config = self.auth_code()?.clone();
         let grant = GrantConfig::AuthorizationCode { config, store };
-        let mut sibling = Self::new(grant, self.options.clone(), Arc::clone(&self.clock), signal);
+        let (clock, entropy) = (Arc::clone(&self.clock), Arc::clone(&self.entropy));
+        let mut sibling = Self::new(grant, self.options.clone(), clock, entropy, signal);
         sibling.completed = Arc::clone(&self.completed);
         sibling.jobs = Arc::clone(&self.jobs);
         Ok(sibling)
@@ -289,7 +292,7 @@ impl<S: Signal> Shared<S> {
         now: Instant,
         running: Running,
     ) -> Result<Box<Job>, Error> {
-        let seed = jitter_seed();
+        let seed = self.entropy.jitter_seed();
         let retry = self.options.retry.clone();
         let built = match (&self.grant, ticket.grant()) {
             (GrantConfig::ClientCredentials { config, store }, _) => {
@@ -332,7 +335,7 @@ impl<S: Signal> Shared<S> {
     pub(crate) fn finish(&self, ticket: Option<Ticket>, outcome: Outcome) -> Result<Token, Error> {
         let Outcome { result, store_error } = outcome;
         let now = self.clock.now();
-        let seed = jitter_seed();
+        let seed = self.entropy.jitter_seed();
         let mut state = self.lock();
         let failed_write = store_error.is_some();
         if let Some(error) = store_error {
@@ -443,9 +446,13 @@ impl<S: Signal> Shared<S> {
         }
     }
 
-    /// Starts an authorization with OS entropy.
+    /// Starts an authorization with the manager's entropy.
     pub(crate) fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
-        helloflex_core::machines::start_authorization(self.auth_code()?, &authorization_entropy()?)
+        let mut bytes = [0u8; helloflex_core::machines::AUTHORIZATION_ENTROPY_BYTES];
+        self.entropy.fill(&mut bytes)?;
+        let started = helloflex_core::machines::start_authorization(self.auth_code()?, &bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        started
     }
 
     /// Checks a callback for `pending` and returns the code exchange to run. A wrong or missing
@@ -479,7 +486,8 @@ impl<S: Signal> Shared<S> {
             completed.push_back(id);
         }
         let request = checked?.into_token_request(config)?;
-        let exchange = TokenExchange::new(request, self.options.retry.clone(), jitter_seed());
+        let seed = self.entropy.jitter_seed();
+        let exchange = TokenExchange::new(request, self.options.retry.clone(), seed);
         let fill =
             FillJob::new(Purpose::Authorize, Some(exchange), self.clock.now(), &self.options);
         Ok(Job { ticket: None, fill, running: Running::start(&self.jobs) })
@@ -510,6 +518,7 @@ impl<S: Signal> Shared<S> {
 pub struct ManagerBuilder {
     pub(crate) grant: GrantConfig,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) options: ManagerOptions,
 }
 
@@ -526,7 +535,12 @@ impl ManagerBuilder {
     }
 
     fn new(grant: GrantConfig) -> Self {
-        Self { grant, clock: Arc::new(SystemClock), options: ManagerOptions::default() }
+        Self {
+            grant,
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+            options: ManagerOptions::default(),
+        }
     }
 
     /// Shares the client-credentials token through `store` with every process using it: one
@@ -543,6 +557,12 @@ impl ManagerBuilder {
     /// The clock (a [`crate::ManualClock`] in tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The entropy (the OS by default; a seeded source makes a run replayable).
+    pub fn entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.entropy = entropy;
         self
     }
 

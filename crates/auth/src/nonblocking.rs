@@ -81,7 +81,7 @@ impl ManagerBuilder {
         transport: Arc<dyn AsyncTransport>,
         runtime: Option<Arc<dyn AsyncRuntime>>,
     ) -> AsyncTokenManager {
-        let shared = Shared::new(self.grant, self.options, self.clock, Event::new());
+        let shared = Shared::new(self.grant, self.options, self.clock, self.entropy, Event::new());
         AsyncTokenManager { inner: Arc::new(Inner { shared, transport, runtime }) }
     }
 }

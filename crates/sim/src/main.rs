@@ -1,0 +1,74 @@
+//! `fleet-sim`: long runs of the fleet simulation (`cargo xtask sim` runs it).
+//!
+//! `fleet-sim random <seeds> [deviate]` runs seeded random schedules;
+//! `fleet-sim explore <max deviations> [threads]` explores every schedule within the bound;
+//! `fleet-sim replay <choices as JSON>` is not kept: a counterexample prints its trace.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use helloflex_sim::{Config, Exploration, StoreFaults, explore, replay, simulate};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config = Config::default();
+    // `HELLOFLEX_SIM_FAULTS=calls,down,restart,wipe,rollback` narrows the store's faults.
+    if let Ok(list) = std::env::var("HELLOFLEX_SIM_FAULTS") {
+        let on = |name: &str| list.split(',').any(|f| f == name);
+        config.store_faults = StoreFaults {
+            calls: on("calls"),
+            down: on("down"),
+            restart: on("restart"),
+            wipe: on("wipe"),
+            rollback: on("rollback"),
+        };
+        config.max_crashes = u32::from(on("crash"));
+    }
+    #[allow(clippy::disallowed_methods)] // timing a run, outside any library
+    let started = Instant::now();
+    match args.first().map(String::as_str) {
+        Some("random") => {
+            let seeds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let deviate: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.2);
+            for seed in 0..seeds {
+                let world = simulate(&config, seed, deviate);
+                if !world.violations.is_empty() {
+                    println!("seed {seed}: {}", world.violations[0]);
+                    for line in &world.trace {
+                        println!("  {line}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+            }
+            println!("{seeds} seeds, no violation ({:.1} s)", started.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Some("explore") => {
+            let max_deviations: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+            let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
+            let (states, depth, found) =
+                explore(Exploration { config: config.clone(), max_deviations }, threads);
+            println!(
+                "{states} states, depth {depth}, within {max_deviations} deviations ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            match found {
+                None => ExitCode::SUCCESS,
+                Some(choices) => {
+                    let world = replay(&config, &choices);
+                    println!("counterexample: {:?}", world.violations);
+                    for line in &world.trace {
+                        println!("  {line}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => {
+            eprintln!(
+                "usage: fleet-sim random <seeds> [deviate] | explore <max deviations> [threads]"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
