@@ -266,9 +266,11 @@ impl TokenExchange {
     /// attempt takes at most `attempt_timeout`: no retry starts after the policy's deadline, and
     /// the last attempt then runs for at most `attempt_timeout`. A ticket held for this exchange
     /// must live at least this long, or a waiting caller would send the same request again.
+    /// A huge retry deadline or attempt timeout (`Duration::MAX`: no limit) gives a deadline in
+    /// the far future ([`crate::machines::saturating_add`]), never `start`.
     pub fn deadline(&self, start: Instant, attempt_timeout: std::time::Duration) -> Instant {
         let budget = self.attempts.policy().deadline.saturating_add(attempt_timeout);
-        start.checked_add(budget).unwrap_or(start)
+        crate::deadline::saturating_add(start, budget)
     }
 
     fn retry_or_finish(

@@ -84,6 +84,7 @@ mod api_response;
 mod callback;
 mod challenge;
 mod config;
+mod deadline;
 mod encoding;
 mod endpoint;
 mod error;
@@ -136,6 +137,7 @@ pub mod machines {
     pub use crate::callback::{
         AUTHORIZATION_ENTROPY_BYTES, AuthorizedCode, CallbackRejected, start_authorization,
     };
+    pub use crate::deadline::{FAR_FUTURE, saturating_add, saturating_add_wall};
     pub use crate::excerpt::{EXCERPT_CHARS, Excerpt};
     pub use crate::exchange::{ApiCall, Exchange, Fetched, Poll, TokenExchange};
     pub use crate::lifecycle::{

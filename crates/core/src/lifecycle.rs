@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::deadline::saturating_add;
 use crate::error::Error;
 use crate::retry::Jitter;
 use crate::secret::{AccessToken, RefreshToken};
@@ -185,9 +186,10 @@ impl TokenSet {
         }
     }
 
-    /// When the access token expires.
+    /// When the access token expires: `issued_at + lifetime`, a lifetime beyond
+    /// [`crate::machines::FAR_FUTURE`] counted as that (the far future, not already expired).
     pub fn expires_at(&self) -> Instant {
-        self.issued_at.checked_add(self.lifetime).unwrap_or(self.issued_at)
+        saturating_add(self.issued_at, self.lifetime)
     }
 }
 
@@ -375,7 +377,7 @@ impl TokenCache {
     fn issue(&mut self, now: Instant, grant: Grant) -> Ticket {
         let id = self.next_id;
         self.next_id += 1;
-        let deadline = now.checked_add(self.policy.ticket_timeout).unwrap_or(now);
+        let deadline = saturating_add(now, self.policy.ticket_timeout);
         self.ticket = Some(LiveTicket { id, deadline });
         Ticket { id, grant }
     }
@@ -427,7 +429,7 @@ impl TokenCache {
                     failures,
                     Jitter::new(entropy).next_fraction(),
                 );
-                let until = now.checked_add(backoff).unwrap_or(now);
+                let until = saturating_add(now, backoff);
                 self.standing = Standing::ExpectBackoff { until, error: error.clone(), failures };
                 Completion::Failed(error)
             }

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::deadline::{FAR_FUTURE, saturating_add};
+
 /// How an exchange retries. The defaults suit interactive API calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -13,7 +15,8 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Largest backoff.
     pub max_backoff: Duration,
-    /// No retry starts after this much time since the first attempt.
+    /// No retry starts after this much time since the first attempt. `Duration::MAX` (any
+    /// span beyond [`crate::machines::FAR_FUTURE`]) means no limit.
     pub deadline: Duration,
     /// A `Retry-After` longer than this is not waited for: the error is returned instead.
     pub max_retry_after: Duration,
@@ -79,7 +82,9 @@ pub(crate) fn jittered_backoff(
     jitter: f64,
 ) -> Duration {
     let exp = initial.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    exp.min(max).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    // Cut to the farthest deadline first: `Duration::MAX.mul_f64(x)` panics where `x` rounds
+    // to 1.0, and a wait that long is no limit anyway.
+    exp.min(max).min(FAR_FUTURE).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// A small deterministic generator (SplitMix64) seeded with handed-in entropy, so the core never
@@ -145,8 +150,10 @@ impl Attempts {
             Some(wait) => wait,
             None => self.policy.backoff(self.made, self.jitter.next_fraction()),
         };
+        // A wait the clock cannot even express is not waited for; a deadline it cannot express
+        // is no limit (the far future), not "no retry".
         let at = now.checked_add(delay)?;
-        let deadline = self.started.unwrap_or(now).checked_add(self.policy.deadline)?;
+        let deadline = saturating_add(self.started.unwrap_or(now), self.policy.deadline);
         (at <= deadline).then_some(at)
     }
 }
@@ -168,6 +175,15 @@ mod tests {
         assert_eq!(p.backoff(1, 0.0).as_millis(), 100);
         assert_eq!(p.backoff(3, 0.0).as_millis(), 400);
         assert_eq!(p.backoff(40, 0.0), Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_backoff_without_limit_is_cut_to_the_far_future_not_a_panic() {
+        // A factor of 1.0 times `Duration::MAX` is out of `Duration`'s range in f64.
+        for jitter in [1.0, 0.5, 0.0] {
+            let wait = jittered_backoff(Duration::MAX, Duration::MAX, 3, jitter);
+            assert!(wait >= FAR_FUTURE / 2 && wait <= FAR_FUTURE, "{wait:?}");
+        }
     }
 
     #[test]

@@ -108,6 +108,53 @@ fn token_fetch_gives_up_after_max_attempts() {
     assert!(run.elapsed <= RetryPolicy::default().deadline);
 }
 
+/// `Duration::MAX` as the retry deadline or as the attempt timeout means "no limit": the
+/// exchange's deadline (how long a ticket and a store lease live for it) is in the far future,
+/// never its start, which would let a waiting caller send the same request again at once.
+#[test]
+fn an_unlimited_retry_deadline_or_attempt_timeout_puts_the_deadline_in_the_far_future() {
+    let start = t0();
+    let minute = Duration::from_secs(60);
+    for (deadline, attempt) in
+        [(Duration::MAX, minute), (minute, Duration::MAX), (Duration::MAX, Duration::MAX)]
+    {
+        let policy = RetryPolicy::default().with_deadline(deadline);
+        let exchange = TokenExchange::new(token_request(), policy, 1);
+        assert_eq!(
+            exchange.deadline(start, attempt),
+            start + FAR_FUTURE,
+            "{deadline:?} {attempt:?}"
+        );
+    }
+    // Within range the sum is exact.
+    let exchange = TokenExchange::new(token_request(), RetryPolicy::default(), 1);
+    assert_eq!(exchange.deadline(start, minute), start + Duration::from_secs(90));
+}
+
+/// An unlimited retry deadline still retries (it is no limit, not "no retry"); a `Retry-After`
+/// too long for the clock to express is not waited for, even when every limit is lifted.
+#[test]
+fn an_unlimited_retry_deadline_retries_and_an_endless_retry_after_gives_up() {
+    let unlimited =
+        RetryPolicy::default().with_deadline(Duration::MAX).with_max_retry_after(Duration::MAX);
+    let replies = vec![
+        Reply::Fail(TransportErrorKind::Connect),
+        Reply::Http(response(503, &[], "")),
+        Reply::Http(response(200, &[], TOKEN)),
+    ];
+    let run = drive(TokenExchange::new(token_request(), unlimited.clone(), 1), replies, no_tokens);
+    assert!(run.output.is_ok(), "{:?}", run.output.err());
+    assert_eq!(run.sent.len(), 3);
+    let endless = response(503, &[("retry-after", "99999999999999999999999")], "");
+    let run = drive(
+        TokenExchange::new(token_request(), unlimited, 1),
+        vec![Reply::Http(endless)],
+        no_tokens,
+    );
+    assert!(run.output.is_err());
+    assert_eq!((run.sent.len(), run.elapsed), (1, Duration::ZERO));
+}
+
 #[test]
 fn oauth_errors_are_not_retried() {
     let body = r#"{"error":"invalid_client"}"#;

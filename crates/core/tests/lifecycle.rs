@@ -74,6 +74,40 @@ fn vanished_ticket_expires() {
     assert!(matches!(cache.complete(until, new, Ok(set), 0), Completion::Stored(_)));
 }
 
+/// `Duration::MAX` as the ticket timeout or the failure backoff means "no limit": the ticket is
+/// not taken over and the backoff does not end at once.
+#[test]
+fn an_unlimited_ticket_timeout_and_backoff_last_not_end_at_once() {
+    let now = t0();
+    let decade = Duration::from_secs(10 * 365 * 24 * 3600);
+    let mut policy = LifecyclePolicy::default();
+    policy.ticket_timeout = Duration::MAX;
+    policy.failure_backoff = Duration::MAX;
+    policy.max_failure_backoff = Duration::MAX;
+    let mut cache = TokenCache::client_credentials(policy);
+    let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!() };
+    let later = now + decade;
+    assert!(matches!(cache.acquire(later), Acquire::Wait(until) if until == now + FAR_FUTURE));
+    let err =
+        Error::Transport(crate::TransportError::new(crate::TransportErrorKind::Connect, "refused"));
+    assert!(matches!(cache.complete(later, ticket, Err(err), 0), Completion::Failed(_)));
+    // Backing off (half to all of the far future): still failing fast a decade on.
+    assert!(matches!(cache.acquire(later + decade), Acquire::Fail(_)));
+}
+
+/// A lifetime beyond what the clock can add is used as given: the token expires in the far
+/// future, it is not already expired.
+#[test]
+fn an_endless_lifetime_is_a_far_expiry_not_an_expired_token() {
+    let now = t0();
+    let set = TokenSet::new(AccessToken::new("a"), None, now, Duration::MAX, None);
+    assert_eq!(set.expires_at(), now + FAR_FUTURE);
+    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+    cache.insert(set, 0);
+    let year = Duration::from_secs(365 * 24 * 3600);
+    assert!(matches!(cache.acquire(now + year), Acquire::Use(_)));
+}
+
 #[test]
 fn failure_backs_off_and_keeps_serving_valid_token() {
     let now = t0();
