@@ -1,7 +1,9 @@
 //! The project's own tasks: `cargo xtask <task>`.
 //!
-//! - `ci`: format check, clippy (warnings denied), the whole test suite, docs (warnings denied).
+//! - `ci`: format check, clippy (warnings denied), the whole test suite, the fleet simulation's
+//!   bounded configuration (release), docs (warnings denied).
 //! - `test`: the whole test suite (nextest for unit and behaviour tests, doctests, the quickstart).
+//! - `sim`: the fleet simulation's bounded configuration (`fleet-sim ci`, release).
 //! - `lint`: format check and clippy only.
 //! - `deps`: the core's normal dependency count (it must stay small).
 //! - `bench`: criterion benches of the core, the loopback load benchmark and dependency
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "ci" => lint()
             .and_then(|()| test())
+            .and_then(|()| sim())
             .and_then(|()| docs())
             .and_then(|()| deps())
             .and_then(|()| fuzz(10)),
@@ -28,11 +31,12 @@ fn main() -> ExitCode {
             Some(Err(_)) => Err("usage: cargo xtask fuzz [seconds per target]".into()),
         },
         "test" => test(),
+        "sim" => sim(),
         "lint" => lint(),
         "docs" => docs(),
         "deps" => deps(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|lint|docs|deps|bench|fuzz [seconds]>");
+            eprintln!("usage: cargo xtask <ci|test|sim|lint|docs|deps|bench|fuzz [seconds]>");
             return ExitCode::from(2);
         }
     };
@@ -127,6 +131,15 @@ fn test() -> Result<(), String> {
     cargo(&["test", "--workspace", "--doc"], &[])?;
     // The README's first command must keep working.
     cargo(&["run", "--quiet", "--example", "quickstart"], &[])
+}
+
+/// The fleet simulation's bounded configuration, in release (the exhaustive part explores a few
+/// million states: about a minute on two cores).
+fn sim() -> Result<(), String> {
+    cargo(
+        &["run", "--release", "--quiet", "-p", "helloflex-sim", "--bin", "fleet-sim", "--", "ci"],
+        &[],
+    )
 }
 
 /// Crates of this workspace that are not published: kept out of the API docs (the tidy test

@@ -12,7 +12,7 @@ use helloflex_core::{ClientCredentialsConfig, Error, PendingAuthorization, Token
 
 use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::fill::{StoreOp, StoreReply};
-use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Shared, Signal, Steps};
+use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
 use crate::store::{StoreError, TokenStore};
 use crate::transport::{BlockingTransport, Response};
 
@@ -229,9 +229,27 @@ impl BlockingTokenManager {
 }
 
 impl Inner {
-    /// Runs a job on this thread: the shared loop, whose blocking steps are ready at once.
-    fn run(&self, job: Job) -> Result<Token, Error> {
-        crate::ready::run_ready(manager::run(&self.shared, self, job))
+    /// Runs a job on this thread: the shared loop, whose blocking steps are ready at once. A
+    /// set the store has not taken is written back on a thread of its own: that lasts as long
+    /// as the store is away, never on a caller's thread.
+    fn run(self: &Arc<Self>, job: Job) -> Result<Token, Error> {
+        match crate::ready::run_ready(manager::run(&self.shared, &**self, job)) {
+            Ran::Done(result) => result,
+            Ran::Delivered(token, rest) => {
+                let inner = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name("helloflex-write-back".into())
+                    .spawn(move || {
+                        crate::ready::run_ready(manager::resume(&inner.shared, &*inner, rest))
+                    });
+                if let Err(error) = spawned {
+                    // The next refresh job finds the store behind and writes the set back.
+                    tracing::warn!(target: "helloflex::store", %error, "no thread to write new tokens back; the next refresh will");
+                    self.shared.write_back_dropped();
+                }
+                Ok(token)
+            }
+        }
     }
 }
 

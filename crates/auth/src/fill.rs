@@ -1,81 +1,94 @@
-//! The fill job: everything the holder of a ticket does, written once as a sans-IO machine.
+//! The fill job: everything the holder of a ticket does, written once as a sans-IO machine,
+//! handed the time ([`Now`]) at every call and the store's and server's answers.
 //!
-//! Plan (take the store's lease, re-read, adopt or send), send, conclude (a token set), store,
-//! complete. The blocking and async managers only run its steps: [`Step::Store`] on the store,
-//! [`Step::Fetch`] through the transport's drive loop, [`Step::Sleep`] on their clock. No lock
-//! is held while a step runs; the job holds no reference to the manager.
+//! The blocking and async managers only run its steps: [`Step::Store`] on the store,
+//! [`Step::Fetch`] through the transport's drive loop, [`Step::Sleep`] on their clock,
+//! [`Step::Deliver`] to the cache. No lock is held while a step runs; the job holds no
+//! reference to the manager. Every decision is made on a record read afresh: read, decide, act.
 //!
 //! A refresh, step by step (what each step prevents):
-//! 1. Lease the store for the job's whole budget: one holder across processes refreshes.
-//!    Busy: re-read and adopt the set the other holder lands; ask again until the deadline.
-//! 2. Re-read: another holder may have rotated already; adopt its set instead of sending a
-//!    refresh token that is now spent.
-//! 3. Send (transient failures retried inside the exchange, the same request).
-//! 4. Swap the new set in on the version read in 2, fenced by the lease, before anyone uses it.
-//!    A conflict means someone wrote after we read (a new authorization): re-read and adopt.
-//!    A failed write keeps the set in memory (the old refresh token is burnt) and is reported.
-//! 5. On `invalid_grant`, re-read before giving up: another holder may have won the race; if
-//!    the store still holds the refused token, mark it refused (a tombstone) so the other
-//!    holders stop without presenting it again.
-//! 6. Release the lease.
+//! 1. Read the record. A set newer than ours (a higher version, a refresh token we never
+//!    spent) is adopted and nothing is sent. A store behind us (it lost or rolled back what we
+//!    hold) gets our set written back first.
+//! 2. Another holder's claim is waited out, its set adopted as soon as it lands. A claim is
+//!    taken over only after this instance watched it unchanged, the store answering, for the
+//!    whole budget the claim declares: a holder cut off from the store, or paused, keeps its
+//!    claim as long as its request can last.
+//! 3. Claim the refresh token: a swap that writes our [`Claim`] into the record (write-ahead:
+//!    it lives as long as the record, through the store's restarts). Nothing is sent unless the
+//!    claim landed promptly. During the store's grace period after a restart or a loss,
+//!    nothing is claimed: live instances holding newer sets write them back first.
+//! 4. Send (transient failures retried inside the exchange, the same request).
+//! 5. Swap the answer in on the claim's version, clearing the claim, before anyone uses it. If
+//!    that write fails or conflicts, the answer is delivered to the cache at once (this process
+//!    serves it) and written back, with backoff, until the store holds it: an unstored rotated
+//!    set is the grant's only valid continuation and is never let go.
+//! 6. On `invalid_grant`, read again: another holder may have won; if the store still holds
+//!    the refused token, mark it refused (a tombstone naming it) so the others stop.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use helloflex_core::machines::{Fetched, TokenExchange};
-use helloflex_core::{AccessToken, Error, RefreshToken, TokenSet, UsageError};
+use helloflex_core::{
+    AccessToken, CallbackError, Error, Reauthorization, RefreshToken, TokenSet, UsageError,
+};
 
-use crate::clock::Clock;
 use crate::manager::ManagerOptions;
-use crate::store::{Lease, LeaseAttempt, Record, StoreError, StoredTokens, Swap, TokenStore};
+use crate::store::{Claim, Loaded, Record, StoreError, StoredTokens, Swap, TokenStore};
 
-/// How long a job waits before asking a failing store for its lease again.
+/// How long a job waits before asking a failing store again, at first (doubling while it
+/// writes back an answer).
 const STORE_RETRY: Duration = Duration::from_millis(250);
+/// The longest wait between two attempts to write back an unstored answer (less if the store
+/// is checked more often: see [`FillJob::new`]).
+const WRITE_BACK_MAX: Duration = Duration::from_secs(2);
+/// How often a job waiting for another holder's claim reads the record.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
+/// How many authorizations a record remembers.
+const COMPLETED_KEPT: usize = 16;
+/// With a store that can lose data, how long an instance must have been in contact with it
+/// (since its first call, or since its last failed one) before it claims, in pauses between
+/// two attempts of a holder writing back what the store lost: after an outage, that holder's
+/// write lands before anyone else presents the older token.
+const CONTACT_SETTLE_PAUSES: u32 = 3;
+
+/// The time, both ways, read by the runner for each call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    pub(crate) at: Instant,
+    pub(crate) wall: SystemTime,
+}
 
 /// A store call, owned so that it can be run on another thread.
 #[derive(Debug)]
 pub(crate) enum StoreOp {
-    Lease(Duration),
     Load,
-    Swap { expected: u64, new: Box<StoredTokens>, lease: Option<Lease> },
-    Release(Lease),
+    Swap { expected: u64, new: Box<Record> },
 }
 
 /// The answer to a [`StoreOp`].
 #[derive(Debug)]
 pub(crate) enum StoreReply {
-    Lease(Result<LeaseAttempt, StoreError>),
-    Load(Result<Option<Record>, StoreError>),
+    Load(Result<Loaded, StoreError>),
     Swap(Result<Swap, StoreError>),
-    Released,
 }
 
 impl StoreOp {
     /// Runs the call: the one place a job meets its store.
     pub(crate) fn run(self, store: &dyn TokenStore) -> StoreReply {
         match self {
-            StoreOp::Lease(ttl) => StoreReply::Lease(store.lease(ttl)),
             StoreOp::Load => StoreReply::Load(store.load()),
-            StoreOp::Swap { expected, new, lease } => {
-                StoreReply::Swap(store.swap(expected, &new, lease.as_ref()))
-            }
-            StoreOp::Release(lease) => {
-                if let Err(error) = store.release(&lease) {
-                    tracing::debug!(target: "helloflex::store", %error, "lease release failed; it lapses by itself");
-                }
-                StoreReply::Released
-            }
+            StoreOp::Swap { expected, new } => StoreReply::Swap(store.swap(expected, &new)),
         }
     }
 
     /// The answer when the call could not be run at all (the worker running it was lost).
     pub(crate) fn lost(&self) -> StoreReply {
         let error =
-            || StoreError::Remote { op: "call", reason: "the store call did not finish".into() };
+            StoreError::Remote { op: "call", reason: "the store call did not finish".into() };
         match self {
-            StoreOp::Lease(_) => StoreReply::Lease(Err(error())),
-            StoreOp::Load => StoreReply::Load(Err(error())),
-            StoreOp::Swap { .. } => StoreReply::Swap(Err(error())),
-            StoreOp::Release(_) => StoreReply::Released,
+            StoreOp::Load => StoreReply::Load(Err(error)),
+            StoreOp::Swap { .. } => StoreReply::Swap(Err(error)),
         }
     }
 }
@@ -89,6 +102,10 @@ pub(crate) enum Step {
     Fetch(Box<TokenExchange>),
     /// Sleep until then, then poll again.
     Sleep(Instant),
+    /// Hand this set to the cache now (callers use it from here on); the store has not taken
+    /// it yet (the error, if a write failed). The job goes on writing it back; its [`Outcome`]
+    /// comes when the store holds it.
+    Deliver(Box<TokenSet>, Option<StoreError>),
     /// Finished.
     Done(Outcome),
 }
@@ -100,6 +117,49 @@ pub(crate) struct Outcome {
     pub(crate) result: Result<TokenSet, Error>,
     /// A store write that failed after the server answered (the set is kept in memory only).
     pub(crate) store_error: Option<StoreError>,
+    /// The record version the result stands at, when the store holds it.
+    pub(crate) version: Option<u64>,
+    /// Another holder's claim, as far as this job watched it (the next job goes on watching).
+    pub(crate) watch: Option<Watch>,
+    /// A check found nothing to change: `result` is not a new set.
+    pub(crate) unchanged: bool,
+    /// Since when the job's manager has been in contact with the store, if it is.
+    pub(crate) contact_since: Option<Instant>,
+}
+
+/// Another holder's claim being watched: unchanged for `seen`, the store answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Watch {
+    version: u64,
+    holder: String,
+    seen: Duration,
+}
+
+/// What this instance holds, to compare with the store.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    /// The set held, as it would be stored (written back if the store lost it); none when the
+    /// access token was dropped (a 401) though the refresh token is still held.
+    pub(crate) set: Option<StoredTokens>,
+    /// The refresh token held.
+    pub(crate) refresh: Option<RefreshToken>,
+    /// Refresh tokens this instance spent (or saw refused).
+    pub(crate) retired: Vec<RefreshToken>,
+    /// The highest record version it held.
+    pub(crate) version: u64,
+    /// The claim it watched last.
+    pub(crate) watch: Option<Watch>,
+    /// Since when it has been in contact with the store (no call failed since).
+    pub(crate) contact_since: Option<Instant>,
+}
+
+impl Held {
+    fn refresh(&self) -> Option<&RefreshToken> {
+        self.refresh.as_ref()
+    }
+    fn spent(&self, token: &RefreshToken) -> bool {
+        self.retired.iter().any(|r| r == token)
+    }
 }
 
 /// What the job is for.
@@ -107,372 +167,869 @@ pub(crate) struct Outcome {
 pub(crate) enum Purpose {
     /// A token from the client's own credentials: no store.
     ClientCredentials,
-    /// A client-credentials token shared through a store: lease, adopt a live token another
-    /// holder stored (none of `held`, the tokens this process holds or had refused), or fetch
+    /// A client-credentials token shared through a store: adopt a live token another holder
+    /// stored (none of `held`: the tokens this process holds or had refused), or claim, fetch
     /// and store one.
-    SharedClientCredentials { held: Vec<AccessToken> },
-    /// Read the stored set (nothing held in memory yet).
-    Reload,
-    /// Refresh with `held`; `retired` are refresh tokens this process already spent.
-    Refresh { held: RefreshToken, retired: Vec<RefreshToken> },
-    /// Store the tokens of a new authorization (a code exchange), replacing what is stored.
-    Authorize,
+    SharedClientCredentials { held: Vec<AccessToken>, watch: Option<Watch> },
+    /// Read the stored set (nothing usable held: the first read, or a look for a new sign-in
+    /// after a refusal).
+    Reload(Held),
+    /// Refresh the held set's refresh token.
+    Refresh(Held),
+    /// Look at the store while the held set is still good: adopt a newer set, write ours
+    /// back if the store lost it, otherwise change nothing.
+    Check(Held),
+    /// Store the tokens of a new authorization (`id` names it: a callback is exchanged once
+    /// across every instance), replacing what is stored.
+    Authorize { id: String, held_version: u64 },
 }
 
-/// Where the job is. `Await*` phases wait for the answer to the step just emitted.
+/// What the job is doing, between store calls.
 #[derive(Debug)]
-enum Phase {
-    Lease,
-    AwaitLease,
-    /// The lease is busy: read the store (adopt what the holder lands), then ask again then.
-    BusyRead(Instant),
-    AwaitBusyRead(Instant),
-    BusySleep(Instant),
+enum Stage {
+    /// Before sending: adopt, write back, wait, or claim.
+    Plan,
+    /// Our claim is stored, written at `at`: send, if still in time.
+    Claimed { at: Instant },
+    /// The server answered (`answer`): store it.
+    Answer,
+    /// The server refused our refresh token: look, then end with the error.
+    Refused(Error),
+    /// The request failed: give our claim back, then end with the error.
+    Release(Error),
+    /// Finished, with this result.
+    End(Result<TokenSet, Error>),
+}
+
+/// What a swap was for.
+#[derive(Debug)]
+enum Write {
+    Claim(Instant),
+    Answer,
+    Tombstone(Error),
+    Release(Error),
+    Mark,
+}
+
+/// What the job waits for.
+#[derive(Debug)]
+enum Awaiting {
+    Nothing,
+    /// The runner sleeps: once it polls again, the sleep is over (whatever its clock says:
+    /// a test's manual clock may not move while a transport sleeps for real).
+    Sleep,
     Load,
-    AwaitLoad,
+    Swap(Write, Box<Record>),
     Fetch,
-    AwaitFetch,
-    Swap(TokenSet),
-    AwaitSwap(TokenSet),
-    /// Read again after a conflict or an `invalid_grant`; without a newer set, end with this.
-    Reread(Result<TokenSet, Error>),
-    AwaitReread(Result<TokenSet, Error>),
-    /// The refresh token was refused and the store still holds it: mark the stored set as
-    /// refused, so other holders stop without presenting it again.
-    Tombstone {
-        version: u64,
-        tokens: Box<StoredTokens>,
-        error: Error,
-    },
-    AwaitTombstone(Error),
-    Release(Result<TokenSet, Error>),
-    AwaitRelease(Result<TokenSet, Error>),
-    Finished,
+    Done,
+}
+
+/// How the record read compares with what a refresh holds.
+enum Verdict {
+    /// The store holds our set, not claimed by anyone else: ours to claim.
+    Free,
+    /// Another holder claims our refresh token.
+    Claimed(Claim),
+    /// The store holds a newer set: adopt it.
+    Adopt(TokenSet),
+    /// The store is behind us (it lost or rolled back what we hold): write ours back.
+    Behind,
+    /// Stop with this error.
+    Stop(Error),
 }
 
 /// One ticket's work (see the module docs).
 #[derive(Debug)]
 pub(crate) struct FillJob {
     purpose: Purpose,
+    stage: Stage,
+    awaiting: Awaiting,
     exchange: Option<Box<TokenExchange>>,
-    phase: Phase,
-    lease: Option<Lease>,
-    /// The version read (after taking the lease); writes are conditional on it.
-    version: u64,
-    /// A new authorization's set, while its version is read.
-    fresh: Option<TokenSet>,
+    /// The record as last read, or as we last wrote it.
+    record: Option<Record>,
+    /// Whether `record` is known to be what the store holds (read or written since the last
+    /// conflict or failure).
+    fresh: bool,
+    epoch_age: Option<Duration>,
+    sleep_until: Option<Instant>,
+    /// Our name on a claim.
+    holder: String,
+    /// The server's answer, until the store holds it.
+    answer: Option<TokenSet>,
+    /// The version the answer is written at (at least).
+    answer_version: u64,
+    /// The answer is to go to the cache before the store takes it (its first write failed).
+    deliver: bool,
+    delivered: bool,
+    stored_version: Option<u64>,
     store_error: Option<StoreError>,
+    watch: Option<Watch>,
+    /// When the last successful read ended (a claim is watched only while reads succeed).
+    last_read_end: Option<Instant>,
+    read_started: Instant,
     default_lifetime: Duration,
+    budget: Duration,
+    send_window: Duration,
+    grace: Duration,
+    store_timeout: Duration,
     started: Instant,
-    lease_ttl: Duration,
+    /// No claim is taken after this: a job that could not start its request by then ends,
+    /// typed (its ticket lives until `deadline`, a budget later).
+    plan_deadline: Instant,
     deadline: Instant,
-    /// Until when a failing store is asked again.
+    /// Until when a failing store is asked again before the job gives up.
     store_deadline: Instant,
-    swaps_left: u8,
+    retry: Duration,
+    /// The longest pause between two attempts to write back.
+    write_back_max: Duration,
+    unchanged: bool,
+    contact_since: Option<Instant>,
+}
+
+fn later(at: Instant, d: Duration) -> Instant {
+    helloflex_core::machines::saturating_add(at, d)
+}
+
+fn misuse(what: &'static str) -> Error {
+    UsageError::WrongState(what).into()
+}
+
+/// No tokens are stored: the user must authorize.
+pub(crate) fn nothing_stored() -> Error {
+    Error::ReauthorizationRequired(Reauthorization::NothingStored)
+}
+
+fn refused_elsewhere() -> Error {
+    Error::ReauthorizationRequired(Reauthorization::RefusedElsewhere)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn claim_budget(claim: &Claim) -> Duration {
+    Duration::from_millis(claim.budget_ms)
 }
 
 impl FillJob {
     /// A job for `purpose` that sends `exchange` (none for a reload), started at `now`, timed
-    /// by `options` (one HTTP attempt, the store's own calls).
+    /// by `options`; `holder` names its claims.
     pub(crate) fn new(
         purpose: Purpose,
         exchange: Option<TokenExchange>,
         now: Instant,
+        holder: String,
         options: &ManagerOptions,
     ) -> Self {
         let send_budget = exchange.as_ref().map_or(Duration::ZERO, |e| {
             e.deadline(now, options.attempt_timeout).saturating_duration_since(now)
         });
-        let lease_ttl = send_budget.saturating_add(options.store_timeout);
-        let default_lifetime = options.lifecycle.default_lifetime;
-        // A leased job may first wait for another holder's lease to lapse.
-        let (phase, wait) = match purpose {
-            Purpose::ClientCredentials | Purpose::Authorize => (Phase::Fetch, Duration::ZERO),
-            Purpose::Reload => (Phase::Load, Duration::ZERO),
-            Purpose::Refresh { .. } | Purpose::SharedClientCredentials { .. } => {
-                (Phase::Lease, lease_ttl)
+        // A claim covers the request and the writes around it.
+        let budget = send_budget.saturating_add(options.store_timeout.saturating_mul(2));
+        // A job may first wait out another holder's whole budget, and a grace period.
+        let wait = match purpose {
+            Purpose::Refresh(_) | Purpose::SharedClientCredentials { .. } => {
+                budget.saturating_add(options.restart_grace)
             }
+            Purpose::Authorize { .. } | Purpose::Reload(_) => options.store_timeout,
+            Purpose::Check(_) => options.store_timeout,
+            Purpose::ClientCredentials => Duration::ZERO,
+        };
+        let contact_since = match &purpose {
+            Purpose::Refresh(held) | Purpose::Reload(held) | Purpose::Check(held) => {
+                held.contact_since
+            }
+            _ => None,
+        };
+        let watch = match &purpose {
+            Purpose::Refresh(held) | Purpose::Reload(held) | Purpose::Check(held) => {
+                held.watch.clone()
+            }
+            Purpose::SharedClientCredentials { watch, .. } => watch.clone(),
+            Purpose::ClientCredentials | Purpose::Authorize { .. } => None,
+        };
+        let stage = match purpose {
+            Purpose::ClientCredentials => Stage::Claimed { at: now },
+            _ => Stage::Plan,
         };
         Self {
             purpose,
+            stage,
+            awaiting: Awaiting::Nothing,
             exchange: exchange.map(Box::new),
-            phase,
-            lease: None,
-            version: 0,
-            fresh: None,
+            record: None,
+            fresh: false,
+            epoch_age: None,
+            sleep_until: None,
+            holder,
+            answer: None,
+            answer_version: 0,
+            deliver: false,
+            delivered: false,
+            stored_version: None,
             store_error: None,
-            default_lifetime,
+            watch,
+            last_read_end: None,
+            read_started: now,
+            default_lifetime: options.lifecycle.default_lifetime,
+            budget,
+            send_window: options.store_timeout,
+            grace: options.restart_grace,
+            store_timeout: options.store_timeout,
             started: now,
-            lease_ttl,
-            deadline: now.checked_add(lease_ttl.saturating_add(wait)).unwrap_or(now),
-            store_deadline: now.checked_add(options.store_timeout).unwrap_or(now),
-            swaps_left: 3,
+            plan_deadline: later(now, wait),
+            deadline: later(now, budget.saturating_add(wait)),
+            store_deadline: later(now, options.store_timeout),
+            retry: STORE_RETRY,
+            write_back_max: WRITE_BACK_MAX.min(options.store_check).max(STORE_RETRY),
+            unchanged: false,
+            contact_since,
         }
     }
 
-    /// The latest instant the job can still be running: its ticket must live this long.
+    /// The latest instant the job can still be running before it delivers or ends: its ticket
+    /// must live this long.
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
     }
 
     /// The next step.
-    pub(crate) fn poll(&mut self, clock: &dyn Clock) -> Step {
-        let now = clock.now();
-        let (phase, step) = match std::mem::replace(&mut self.phase, Phase::Finished) {
-            Phase::Lease => (Phase::AwaitLease, Step::Store(StoreOp::Lease(self.lease_ttl))),
-            Phase::BusyRead(retry) => (Phase::AwaitBusyRead(retry), Step::Store(StoreOp::Load)),
-            Phase::BusySleep(until) if now < until => (Phase::BusySleep(until), Step::Sleep(until)),
-            Phase::BusySleep(_) => (Phase::AwaitLease, Step::Store(StoreOp::Lease(self.lease_ttl))),
-            Phase::Load => (Phase::AwaitLoad, Step::Store(StoreOp::Load)),
-            Phase::Fetch => match self.exchange.take() {
-                Some(exchange) => (Phase::AwaitFetch, Step::Fetch(exchange)),
-                None => return self.finish(Err(misuse("a fill job had no request to send"))),
-            },
-            Phase::Swap(set) => {
-                let op = StoreOp::Swap {
-                    expected: self.version,
-                    new: Box::new(StoredTokens::from_set(&set, clock)),
-                    lease: self.lease.clone(),
-                };
-                (Phase::AwaitSwap(set), Step::Store(op))
+    pub(crate) fn poll(&mut self, now: Now) -> Step {
+        match self.awaiting {
+            Awaiting::Nothing => {}
+            Awaiting::Sleep => {
+                self.awaiting = Awaiting::Nothing;
+                self.sleep_until = None;
             }
-            Phase::Reread(result) => (Phase::AwaitReread(result), Step::Store(StoreOp::Load)),
-            Phase::Tombstone { version, tokens, error } => {
-                let op =
-                    StoreOp::Swap { expected: version, new: tokens, lease: self.lease.clone() };
-                (Phase::AwaitTombstone(error), Step::Store(op))
+            Awaiting::Done => {
+                return self.done(Err(misuse("a fill job was polled after it finished")));
             }
-            Phase::Release(result) => match self.lease.take() {
-                Some(lease) => (Phase::AwaitRelease(result), Step::Store(StoreOp::Release(lease))),
-                None => return self.finish(result),
-            },
-            Phase::Finished => {
-                return self.finish(Err(misuse("a fill job was polled after it finished")));
+            _ => {
+                return self
+                    .done(Err(misuse("a fill job was polled before its step was answered")));
             }
-            waiting => {
-                let step = Step::Done(Outcome {
-                    result: Err(misuse("a fill job was polled before its step was answered")),
-                    store_error: None,
-                });
-                (waiting, step)
+        }
+        if let Stage::End(_) = self.stage {
+            let Stage::End(result) = std::mem::replace(&mut self.stage, Stage::Plan) else {
+                return self.done(Err(misuse("a fill job lost its result")));
+            };
+            return self.done(result);
+        }
+        if let Some(until) = self.sleep_until {
+            if now.at < until {
+                self.awaiting = Awaiting::Sleep;
+                return Step::Sleep(until);
             }
-        };
-        self.phase = phase;
-        step
+            self.sleep_until = None;
+        }
+        // The answer's first write failed or conflicted: callers get it now, the store later.
+        if self.deliver
+            && !self.delivered
+            && let Some(set) = &self.answer
+        {
+            self.delivered = true;
+            return Step::Deliver(Box::new(set.clone()), self.store_error.clone());
+        }
+        if let Stage::Claimed { at } = self.stage {
+            return self.send(now, at);
+        }
+        if !self.fresh {
+            self.read_started = now.at;
+            self.awaiting = Awaiting::Load;
+            return Step::Store(StoreOp::Load);
+        }
+        match std::mem::replace(&mut self.stage, Stage::Plan) {
+            Stage::Plan => self.plan(now),
+            Stage::Answer => {
+                self.stage = Stage::Answer;
+                self.store_answer(now)
+            }
+            Stage::Refused(error) => self.refused(now, error),
+            Stage::Release(error) => self.release(error),
+            Stage::Claimed { .. } | Stage::End(_) => {
+                self.done(Err(misuse("a fill job decided twice")))
+            }
+        }
     }
 
-    fn finish(&mut self, result: Result<TokenSet, Error>) -> Step {
-        self.phase = Phase::Finished;
-        Step::Done(Outcome { result, store_error: self.store_error.take() })
+    fn done(&mut self, result: Result<TokenSet, Error>) -> Step {
+        self.awaiting = Awaiting::Done;
+        let version = match result {
+            Ok(_) => self.stored_version,
+            Err(_) => None,
+        };
+        Step::Done(Outcome {
+            result,
+            store_error: self.store_error.take(),
+            version,
+            watch: self.watch.take(),
+            unchanged: self.unchanged,
+            contact_since: self.contact_since,
+        })
+    }
+
+    /// Ends a check that found the store in order.
+    fn unchanged(&mut self) -> Step {
+        self.unchanged = true;
+        self.done(Err(misuse("a check changes nothing")))
+    }
+
+    fn end(&mut self, result: Result<TokenSet, Error>) {
+        self.stage = Stage::End(result);
+    }
+
+    fn swap(&mut self, write: Write, new: Record) -> Step {
+        let expected = self.record.as_ref().map_or(0, |r| r.version);
+        let new = Box::new(new);
+        self.awaiting = Awaiting::Swap(write, new.clone());
+        Step::Store(StoreOp::Swap { expected, new })
+    }
+
+    fn wait(&mut self, until: Instant) -> Step {
+        self.fresh = false;
+        self.sleep_until = Some(until);
+        self.awaiting = Awaiting::Sleep;
+        Step::Sleep(until)
+    }
+
+    /// Whether an unstored answer is written back until stored (a user's grant, which a
+    /// refresh may have rotated), rather than reported and left (a client-credentials token
+    /// anyone can fetch again).
+    fn writes_back(&self) -> bool {
+        matches!(self.purpose, Purpose::Refresh(_) | Purpose::Authorize { .. } | Purpose::Check(_))
+    }
+
+    /// Our claim is stored: send, unless it took so long to land that a watcher could already
+    /// be counting our budget out.
+    fn send(&mut self, now: Now, at: Instant) -> Step {
+        let exempt = matches!(self.purpose, Purpose::ClientCredentials | Purpose::Authorize { .. });
+        if !exempt && now.at > later(at, self.send_window) {
+            self.stage = Stage::Plan;
+            self.fresh = false;
+            self.read_started = now.at;
+            self.awaiting = Awaiting::Load;
+            return Step::Store(StoreOp::Load);
+        }
+        match self.exchange.take() {
+            Some(exchange) => {
+                self.awaiting = Awaiting::Fetch;
+                Step::Fetch(exchange)
+            }
+            None => self.done(Err(misuse("a fill job had no request to send"))),
+        }
+    }
+
+    /// Decides, on the fresh record, how to get a token.
+    fn plan(&mut self, now: Now) -> Step {
+        let record = self.record.clone().unwrap_or_default();
+        match &self.purpose {
+            Purpose::ClientCredentials => {
+                self.done(Err(misuse("a client-credentials job read a store")))
+            }
+            Purpose::Reload(held) => {
+                let result = reload(&record, held, now);
+                if result.is_ok() {
+                    self.stored_version = Some(record.version);
+                }
+                self.done(result)
+            }
+            Purpose::Authorize { id, .. } => {
+                if record.completed.contains(id) {
+                    return self.done(Err(CallbackError::AlreadyCompleted.into()));
+                }
+                // Written before the code is exchanged: no other instance exchanges it again.
+                let mut marked = record.clone();
+                marked.completed.push(id.clone());
+                let excess = marked.completed.len().saturating_sub(COMPLETED_KEPT);
+                marked.completed.drain(..excess);
+                marked.version = record.version + 1;
+                self.swap(Write::Mark, marked)
+            }
+            Purpose::SharedClientCredentials { held, .. } => {
+                if let Some(tokens) = &record.tokens {
+                    let left = tokens.expires_in_at(now.wall);
+                    if helloflex_core::machines::live_and_not_held(
+                        &tokens.access_token,
+                        left,
+                        held.iter(),
+                    ) {
+                        tracing::info!(target: "helloflex::token", "adopting a token another holder stored");
+                        self.stored_version = Some(record.version);
+                        return self.done(Ok(tokens.to_set_at(now.at, now.wall)));
+                    }
+                }
+                match record.claim.clone().filter(|c| c.holder != self.holder) {
+                    Some(claim) if !self.stale(&claim, &record) => self.wait_for(now),
+                    _ => self.claim(now, record),
+                }
+            }
+            Purpose::Check(held) => {
+                match judge(
+                    &record,
+                    self.record.is_some(),
+                    self.epoch_age.is_some(),
+                    held,
+                    &self.holder,
+                    now,
+                ) {
+                    Verdict::Adopt(set) => {
+                        tracing::info!(target: "helloflex::token", "adopting tokens another holder stored");
+                        self.stored_version = Some(record.version);
+                        self.done(Ok(set))
+                    }
+                    Verdict::Behind if held.set.is_some() => self.write_back(now, record),
+                    Verdict::Stop(error) => self.done(Err(error)),
+                    Verdict::Behind | Verdict::Free | Verdict::Claimed(_) => self.unchanged(),
+                }
+            }
+            Purpose::Refresh(held) => {
+                match judge(
+                    &record,
+                    self.record.is_some(),
+                    self.epoch_age.is_some(),
+                    held,
+                    &self.holder,
+                    now,
+                ) {
+                    Verdict::Adopt(set) => {
+                        tracing::info!(target: "helloflex::token", "adopting tokens another holder stored");
+                        self.stored_version = Some(record.version);
+                        self.done(Ok(set))
+                    }
+                    Verdict::Stop(error) => self.done(Err(error)),
+                    Verdict::Behind if held.set.is_some() => self.write_back(now, record),
+                    // Behind, but only a refresh token held (the access token was dropped after
+                    // a 401): refreshing it is the write-back; the answer lands on what is stored.
+                    Verdict::Behind => self.claim(now, record),
+                    Verdict::Claimed(claim) => {
+                        if self.stale(&claim, &record) {
+                            tracing::warn!(target: "helloflex::store", budget_ms = claim.budget_ms, "taking over a claim unchanged for its whole budget");
+                            self.claim(now, record)
+                        } else {
+                            self.wait_for(now)
+                        }
+                    }
+                    Verdict::Free => self.claim(now, record),
+                }
+            }
+        }
+    }
+
+    /// The store lost the held set (or rolled back past it): write it back, as persistently as
+    /// an answer the store has not taken (it is the grant's only continuation the store could
+    /// have). The cache keeps it meanwhile; the write-back runs apart from callers.
+    fn write_back(&mut self, now: Now, record: Record) -> Step {
+        let (Purpose::Refresh(held) | Purpose::Check(held)) = &self.purpose else {
+            return self.done(Err(misuse("only a holder writes back")));
+        };
+        let Some(set) = held.set.clone() else {
+            return self.done(Err(misuse("a refresh held no tokens")));
+        };
+        tracing::warn!(target: "helloflex::store", stored = record.version, held = held.version, "the store is behind the tokens held here; writing them back");
+        self.answer_version = record.version.max(held.version) + 1;
+        self.answer = Some(set.to_set_at(now.at, now.wall));
+        self.stage = Stage::Answer;
+        self.deliver = true;
+        self.poll(now)
+    }
+
+    /// Claims the refresh token on `record`, unless the store is in its grace period.
+    fn claim(&mut self, now: Now, record: Record) -> Step {
+        if now.at > self.plan_deadline {
+            let waited = now.at.saturating_duration_since(self.started);
+            return self.done(Err(StoreError::LeaseBusy { waited_ms: millis(waited) }.into()));
+        }
+        // A store that can lose data: after its restart, and after this instance's own loss of
+        // contact, the holders of newer sets get the time to write them back.
+        let settle = self.write_back_max.saturating_mul(CONTACT_SETTLE_PAUSES);
+        let settling = self
+            .contact_since
+            .map_or(settle, |since| settle.saturating_sub(now.at.saturating_duration_since(since)));
+        if let Some(age) = self.epoch_age
+            && (age < self.grace || !settling.is_zero())
+            && matches!(self.purpose, Purpose::Refresh(_))
+        {
+            let resume = later(now.at, self.grace.saturating_sub(age).max(settling));
+            if resume > self.plan_deadline {
+                return self.done(Err(StoreError::Recovering { age_ms: millis(age) }.into()));
+            }
+            return self.wait(resume);
+        }
+        let mut claimed = record.clone();
+        claimed.version = record.version + 1;
+        claimed.claim = Some(Claim::new(self.holder.clone(), self.budget));
+        // An empty record (deleted on purpose) is claimed with the tokens being refreshed.
+        if let (None, Purpose::Refresh(held)) = (&claimed.tokens, &self.purpose) {
+            claimed.tokens = held.set.clone();
+        }
+        self.swap(Write::Claim(now.at), claimed)
+    }
+
+    /// Waits for another holder's claim: its set may land, or its budget run out.
+    fn wait_for(&mut self, now: Now) -> Step {
+        let next = later(now.at, CLAIM_POLL);
+        if next > self.plan_deadline {
+            let waited = now.at.saturating_duration_since(self.started);
+            return self.done(Err(StoreError::LeaseBusy { waited_ms: millis(waited) }.into()));
+        }
+        self.wait(next)
+    }
+
+    /// Whether `claim` was watched unchanged for long enough: a refresh token's claim for its
+    /// whole budget (presenting it early could be a reuse), a client-credentials claim for the
+    /// store timeout (taking it over early costs one more token request, nothing else).
+    fn stale(&self, claim: &Claim, record: &Record) -> bool {
+        let enough = match self.purpose {
+            Purpose::SharedClientCredentials { .. } => claim_budget(claim).min(self.store_timeout),
+            _ => claim_budget(claim),
+        };
+        self.watch.as_ref().is_some_and(|w| {
+            w.version == record.version && w.holder == claim.holder && w.seen >= enough
+        })
+    }
+
+    /// Stores the server's answer: on the claim's version the first time, then (written back
+    /// after a failure) on whatever the store holds, unless it holds a newer grant.
+    fn store_answer(&mut self, now: Now) -> Step {
+        let Some(answer) = self.answer.clone() else {
+            return self.done(Err(misuse("no answer to store")));
+        };
+        if matches!(self.purpose, Purpose::ClientCredentials) {
+            return self.done(Ok(answer));
+        }
+        let record = self.record.clone().unwrap_or_default();
+        let stored = record.tokens.as_ref().and_then(|t| t.refresh_token.as_ref());
+        if self.writes_back() && stored.is_some() && stored == answer.refresh_token.as_ref() {
+            // Our write landed (its answer was lost), or another instance adopted it already.
+            self.stored_version = Some(record.version);
+            self.store_error = None;
+            return self.done(Ok(answer));
+        }
+        let spent = |t: &RefreshToken| match &self.purpose {
+            Purpose::Refresh(held) => held.refresh() == Some(t) || held.spent(t),
+            Purpose::Check(held) => held.spent(t),
+            _ => false,
+        };
+        if self.delivered
+            && let Some(tokens) = &record.tokens
+            && record.version > self.answer_version
+            && !tokens.refresh_token.as_ref().is_some_and(spent)
+        {
+            // A newer grant (a sign-in elsewhere) replaced the one this answer continues.
+            if tokens.refused {
+                return self.done(Err(refused_elsewhere()));
+            }
+            tracing::info!(target: "helloflex::token", "a newer sign-in replaced these tokens; adopting it");
+            self.stored_version = Some(record.version);
+            self.store_error = None;
+            return self.done(Ok(tokens.to_set_at(now.at, now.wall)));
+        }
+        let mut new = record.clone();
+        new.version = record.version.max(self.answer_version.saturating_sub(1)) + 1;
+        self.answer_version = new.version;
+        new.tokens = Some(StoredTokens::from_set_at(&answer, now.at, now.wall));
+        new.claim = None;
+        self.swap(Write::Answer, new)
+    }
+
+    /// After `invalid_grant`: adopt a winner, or mark the still-stored token refused.
+    fn refused(&mut self, now: Now, error: Error) -> Step {
+        let Purpose::Refresh(held) = &self.purpose else { return self.done(Err(error)) };
+        let record = self.record.clone().unwrap_or_default();
+        let Some(tokens) = &record.tokens else { return self.done(Err(error)) };
+        let stored = tokens.refresh_token.as_ref();
+        if stored.is_some() && stored == held.refresh() {
+            if tokens.refused || record.claim.as_ref().is_some_and(|c| c.holder != self.holder) {
+                return self.done(Err(error));
+            }
+            let mut tomb = record.clone();
+            tomb.version = record.version + 1;
+            tomb.claim = None;
+            if let Some(t) = &mut tomb.tokens {
+                t.refused = true;
+            }
+            return self.swap(Write::Tombstone(error), tomb);
+        }
+        if record.version > held.version
+            && !tokens.refused
+            && !stored.is_some_and(|t| held.spent(t))
+        {
+            tracing::info!(target: "helloflex::token", "another holder refreshed first; adopting its tokens");
+            self.stored_version = Some(record.version);
+            return self.done(Ok(tokens.to_set_at(now.at, now.wall)));
+        }
+        self.done(Err(error))
+    }
+
+    /// Gives our claim back after a failed request.
+    fn release(&mut self, error: Error) -> Step {
+        let record = self.record.clone().unwrap_or_default();
+        if record.claim.as_ref().is_none_or(|c| c.holder != self.holder) {
+            return self.done(Err(error));
+        }
+        let mut free = record.clone();
+        free.version = record.version + 1;
+        free.claim = None;
+        self.swap(Write::Release(error), free)
     }
 
     /// The answer of the exchange from [`Step::Fetch`].
-    pub(crate) fn handle_fetched(&mut self, result: Result<Fetched, Error>) {
-        if !matches!(self.phase, Phase::AwaitFetch) {
+    pub(crate) fn handle_fetched(&mut self, now: Now, result: Result<Fetched, Error>) {
+        if !matches!(self.awaiting, Awaiting::Fetch) {
             return;
         }
-        let held = match &self.purpose {
-            Purpose::Refresh { held, .. } => Some(held),
-            _ => None,
-        };
-        self.phase = match result {
+        self.awaiting = Awaiting::Nothing;
+        match result {
             Ok(fetched) => {
                 let set = fetched.into_token_set(self.default_lifetime);
-                match self.purpose {
-                    Purpose::Refresh { .. } => {
-                        tracing::info!(target: "helloflex::token", rotated = set.rotated, "refresh token grant succeeded");
-                        Phase::Swap(set)
-                    }
-                    Purpose::SharedClientCredentials { .. } => Phase::Swap(set),
-                    // A new authorization replaces what is stored: read the version first.
-                    Purpose::Authorize => {
-                        self.fresh = Some(set);
-                        Phase::Load
-                    }
-                    Purpose::ClientCredentials | Purpose::Reload => Phase::Release(Ok(set)),
+                if matches!(self.purpose, Purpose::Refresh(_)) {
+                    tracing::info!(target: "helloflex::token", rotated = set.rotated, "refresh token grant succeeded");
                 }
+                let read = self.record.as_ref().map_or(0, |r| r.version);
+                self.answer_version = match self.purpose {
+                    // A sign-in outranks every version written before it, even by an instance
+                    // that remembers more than a store which lost data: at least the wall clock
+                    // in milliseconds.
+                    Purpose::Authorize { held_version, .. } => {
+                        let wall = now.wall.duration_since(std::time::UNIX_EPOCH).map_or(0, millis);
+                        (read + 1).max(held_version + 1).max(wall)
+                    }
+                    _ => read + 1,
+                };
+                self.answer = Some(set);
+                self.stage = Stage::Answer;
+                // A sign-in reads what it replaces first; a refresh writes on its claim.
+                self.fresh = !matches!(self.purpose, Purpose::Authorize { .. });
+                self.store_deadline = later(now.at, self.store_timeout);
             }
-            // Another holder may have refreshed with our token first: look before giving up.
-            Err(error) if error.requires_reauthorization() && held.is_some() => {
-                Phase::Reread(Err(error))
+            Err(error)
+                if error.requires_reauthorization()
+                    && matches!(self.purpose, Purpose::Refresh(_)) =>
+            {
+                self.stage = Stage::Refused(error);
+                self.fresh = false;
             }
-            Err(error) => Phase::Release(Err(error)),
-        };
+            Err(error)
+                if matches!(
+                    self.purpose,
+                    Purpose::ClientCredentials | Purpose::Authorize { .. }
+                ) =>
+            {
+                self.end(Err(error));
+            }
+            Err(error) => self.stage = Stage::Release(error),
+        }
     }
 
     /// The answer to the last [`Step::Store`].
-    pub(crate) fn handle_store(&mut self, clock: &dyn Clock, reply: StoreReply) {
-        let now = clock.now();
-        self.phase = match (std::mem::replace(&mut self.phase, Phase::Finished), reply) {
-            (Phase::AwaitLease, StoreReply::Lease(Ok(LeaseAttempt::Acquired(lease)))) => {
-                self.lease = Some(lease);
-                Phase::Load
+    pub(crate) fn handle_store(&mut self, now: Now, reply: StoreReply) {
+        match (std::mem::replace(&mut self.awaiting, Awaiting::Nothing), reply) {
+            (Awaiting::Load, StoreReply::Load(Ok(loaded))) => {
+                self.contact_since.get_or_insert(now.at);
+                self.observe(now, &loaded);
+                self.record = loaded.record;
+                self.epoch_age = loaded.epoch_age;
+                self.fresh = true;
+                self.store_deadline = later(now.at, self.store_timeout);
             }
-            (Phase::AwaitLease, StoreReply::Lease(Ok(LeaseAttempt::Busy { retry_in }))) => {
-                let retry = now.checked_add(retry_in).unwrap_or(now);
-                if retry > self.deadline {
-                    let waited_ms = now.saturating_duration_since(self.started).as_millis();
-                    let error = StoreError::LeaseBusy { waited_ms: waited_ms as u64 };
-                    Phase::Release(Err(error.into()))
-                } else {
-                    Phase::BusyRead(retry)
-                }
+            (Awaiting::Load, StoreReply::Load(Err(error))) => self.store_failed(now, error),
+            (Awaiting::Swap(write, new), StoreReply::Swap(result)) => {
+                self.written(now, write, *new, result);
             }
-            (Phase::AwaitLease, StoreReply::Lease(Err(error))) => {
-                // Refreshing unleased could race another holder into a reuse: ask again until
-                // the deadline (the store may be restarting), then fail, typed.
-                let retry = now.checked_add(STORE_RETRY).unwrap_or(now);
-                if retry > self.store_deadline {
-                    Phase::Release(Err(error.into()))
-                } else {
-                    tracing::debug!(target: "helloflex::store", %error, "lease request failed; asking again");
-                    Phase::BusySleep(retry)
-                }
-            }
-            (Phase::AwaitBusyRead(retry), StoreReply::Load(loaded)) => {
-                match self.adoptable(loaded.ok().flatten().as_ref(), clock) {
-                    Some(set) => Phase::Release(Ok(set)),
-                    None => Phase::BusySleep(retry),
-                }
-            }
-            (Phase::AwaitLoad, StoreReply::Load(loaded)) => self.loaded(loaded, clock),
-            (Phase::AwaitSwap(set), StoreReply::Swap(swapped)) => match swapped {
-                Ok(Swap::Stored { version }) => {
-                    self.version = version;
-                    Phase::Release(Ok(set))
-                }
-                // An authorization swaps again on the version it reads now (it replaces
-                // whatever is stored); a refresh looks at who wrote.
-                Ok(Swap::Conflict) if matches!(self.purpose, Purpose::Authorize) => {
-                    self.swaps_left = self.swaps_left.saturating_sub(1);
-                    if self.swaps_left == 0 {
-                        self.store_error = Some(StoreError::Remote {
-                            op: "write",
-                            reason: "the stored version kept changing".into(),
-                        });
-                        Phase::Release(Ok(set))
-                    } else {
-                        self.fresh = Some(set);
-                        Phase::Load
-                    }
-                }
-                Ok(Swap::Conflict) => Phase::Reread(Ok(set)),
-                Err(error) => {
-                    self.store_error = Some(error);
-                    Phase::Release(Ok(set))
-                }
-            },
-            (Phase::AwaitReread(fallback), StoreReply::Load(loaded)) => {
-                let record = loaded.ok().flatten();
-                match self.adoptable(record.as_ref(), clock) {
-                    Some(set) => Phase::Release(Ok(set)),
-                    None => match (fallback, record) {
-                        (Err(error), Some(record)) if self.holds_refused(&record, &error) => {
-                            let mut tokens = Box::new(record.tokens);
-                            tokens.refused = true;
-                            Phase::Tombstone { version: record.version, tokens, error }
-                        }
-                        (fallback, _) => Phase::Release(fallback),
-                    },
-                }
-            }
-            // Written or not (someone wrote after our read), the refusal stands.
-            (Phase::AwaitTombstone(error), StoreReply::Swap(_)) => Phase::Release(Err(error)),
-            (Phase::AwaitRelease(result), _) => Phase::Release(result),
             // An answer to a question not asked: ignore it, stay where we were.
-            (phase, _) => phase,
-        };
-    }
-
-    /// Whether `record` still holds the refresh token the server just refused to this job
-    /// (under the lease), not yet marked: then it is marked, for the other holders.
-    fn holds_refused(&self, record: &Record, error: &Error) -> bool {
-        let Purpose::Refresh { held, .. } = &self.purpose else { return false };
-        self.lease.as_ref().is_some_and(|l| l.fence != 0)
-            && error.requires_reauthorization()
-            && !record.tokens.refused
-            && record.tokens.refresh_token.as_ref() == Some(held)
-    }
-
-    /// The store's answer to a plain read.
-    fn loaded(&mut self, loaded: Result<Option<Record>, StoreError>, clock: &dyn Clock) -> Phase {
-        // A set another holder saw refused is not loaded or refreshed from here.
-        if let Ok(Some(record)) = &loaded
-            && record.tokens.refused
-            && matches!(self.purpose, Purpose::Reload | Purpose::Refresh { .. })
-        {
-            return Phase::Release(Err(Error::ReauthorizationRequired(
-                helloflex_core::Reauthorization::RefusedElsewhere,
-            )));
+            (awaiting, _) => self.awaiting = awaiting,
         }
-        match (&self.purpose, loaded) {
-            (Purpose::Reload, Ok(Some(record))) => {
-                self.version = record.version;
-                Phase::Release(Ok(record.tokens.to_set(clock)))
+    }
+
+    /// A successful read: a foreign claim seen unchanged since the last read counts the time
+    /// between the two reads towards its budget (only while reads succeed, and never the time
+    /// a read itself took).
+    fn observe(&mut self, now: Now, loaded: &Loaded) {
+        let foreign = loaded.record.as_ref().and_then(|r| {
+            let claim = r.claim.as_ref().filter(|c| c.holder != self.holder)?;
+            Some((r.version, claim.holder.clone()))
+        });
+        let gap = self.last_read_end.map(|end| self.read_started.saturating_duration_since(end));
+        self.watch = match (foreign, self.watch.take()) {
+            (None, _) => None,
+            (Some((version, holder)), Some(mut w))
+                if w.version == version && w.holder == holder =>
+            {
+                w.seen = w.seen.saturating_add(gap.unwrap_or_default());
+                Some(w)
             }
-            (Purpose::Reload, Ok(None)) => Phase::Release(Err(nothing_stored())),
-            (Purpose::Authorize, loaded) => {
-                let fresh = self.fresh.take();
-                match (loaded, fresh) {
-                    (Ok(record), Some(set)) => {
-                        self.version = record.map_or(0, |r| r.version);
-                        Phase::Swap(set)
+            (Some((version, holder)), _) => Some(Watch { version, holder, seen: Duration::ZERO }),
+        };
+        self.last_read_end = Some(now.at);
+    }
+
+    /// A store call failed: an answer is written back until the store takes it; anything
+    /// else asks again until the store timeout, then fails, typed.
+    fn store_failed(&mut self, now: Now, error: StoreError) {
+        self.fresh = false;
+        self.last_read_end = None;
+        self.contact_since = None;
+        // A record that cannot be read or written as it is: asking again changes nothing.
+        if !error.is_transient() {
+            return match std::mem::replace(&mut self.stage, Stage::Plan) {
+                Stage::Answer => {
+                    self.store_error = Some(error);
+                    let answer = self.answer.take();
+                    self.end(answer.ok_or_else(|| misuse("no answer to store")));
+                }
+                Stage::Refused(e) | Stage::Release(e) => self.end(Err(e)),
+                _ => self.end(Err(error.into())),
+            };
+        }
+        match self.stage {
+            // Writing back, or looking at a store that may have lost what this instance holds:
+            // ask until the store answers, however long it is away, so that it hears from
+            // every live holder within a few seconds of its return.
+            Stage::Answer if self.writes_back() => self.ask_again(now, &error),
+            Stage::Plan if matches!(self.purpose, Purpose::Check(_)) => self.ask_again(now, &error),
+            Stage::Answer => {
+                self.store_error = Some(error);
+                let answer = self.answer.take();
+                self.end(answer.ok_or_else(|| misuse("no answer to store")));
+            }
+            Stage::Refused(_) | Stage::Release(_) => {
+                let stage = std::mem::replace(&mut self.stage, Stage::Plan);
+                if let Stage::Refused(e) | Stage::Release(e) = stage {
+                    self.end(Err(e));
+                }
+            }
+            _ if now.at >= self.store_deadline => self.end(Err(error.into())),
+            _ => {
+                tracing::debug!(target: "helloflex::store", %error, "store call failed; asking again");
+                self.sleep_until = Some(later(now.at, STORE_RETRY));
+            }
+        }
+    }
+
+    /// Asks the store again after a pause that doubles up to the write-back maximum.
+    fn ask_again(&mut self, now: Now, error: &StoreError) {
+        tracing::debug!(target: "helloflex::store", %error, "the store failed; asking it again");
+        self.sleep_until = Some(later(now.at, self.retry));
+        self.retry = self.retry.saturating_mul(2).min(self.write_back_max);
+    }
+
+    /// The answer to a swap.
+    fn written(&mut self, now: Now, write: Write, new: Record, result: Result<Swap, StoreError>) {
+        match result {
+            Ok(Swap::Stored { version, epoch_age }) => {
+                self.contact_since.get_or_insert(now.at);
+                let mut new = new;
+                new.version = version;
+                self.record = Some(new);
+                self.fresh = true;
+                self.retry = STORE_RETRY;
+                if epoch_age.is_some() {
+                    self.epoch_age = epoch_age;
+                }
+                match write {
+                    // The store restarted or rolled back between our read and this write: the
+                    // claim may sit on data that lost a newer set. Wait out the grace period.
+                    Write::Claim(_)
+                        if epoch_age.is_some_and(|age| age < self.grace)
+                            && matches!(self.purpose, Purpose::Refresh(_)) =>
+                    {
+                        self.fresh = false;
                     }
-                    (Err(error), Some(set)) => {
+                    Write::Claim(at) => self.stage = Stage::Claimed { at },
+                    Write::Mark => self.stage = Stage::Claimed { at: now.at },
+                    Write::Answer => {
+                        self.stored_version = Some(version);
+                        self.store_error = None;
+                        let answer = self.answer.take();
+                        self.end(answer.ok_or_else(|| misuse("no answer to store")));
+                    }
+                    Write::Tombstone(e) | Write::Release(e) => self.end(Err(e)),
+                }
+            }
+            Ok(Swap::Conflict) => {
+                self.fresh = false;
+                match write {
+                    Write::Answer if self.writes_back() => self.deliver = true,
+                    Write::Answer => {
+                        let answer = self.answer.take();
+                        self.end(answer.ok_or_else(|| misuse("no answer to store")));
+                    }
+                    // Someone wrote first: the refusal stands; our claim is gone anyway.
+                    Write::Tombstone(e) | Write::Release(e) => self.end(Err(e)),
+                    Write::Claim(_) | Write::Mark => {}
+                }
+            }
+            Err(error) => match write {
+                Write::Answer => {
+                    tracing::error!(target: "helloflex::store", %error, "storing new tokens failed; they are served from memory and written back until the store takes them");
+                    self.deliver = self.writes_back();
+                    self.store_failed(now, error.clone());
+                    if self.writes_back() {
                         self.store_error = Some(error);
-                        Phase::Release(Ok(set))
                     }
-                    (_, None) => Phase::Release(Err(misuse("an authorization had no tokens"))),
                 }
-            }
-            (Purpose::Refresh { .. } | Purpose::SharedClientCredentials { .. }, Ok(record)) => {
-                if let Some(set) = self.adoptable(record.as_ref(), clock) {
-                    return Phase::Release(Ok(set));
-                }
-                self.version = record.map_or(0, |r| r.version);
-                Phase::Fetch
-            }
-            (_, Err(error)) => Phase::Release(Err(error.into())),
-            (Purpose::ClientCredentials, Ok(_)) => {
-                Phase::Release(Err(misuse("a client-credentials job read a store")))
-            }
+                Write::Mark => self.end(Err(error.into())),
+                Write::Tombstone(e) | Write::Release(e) => self.end(Err(e)),
+                Write::Claim(_) => self.store_failed(now, error),
+            },
         }
     }
+}
 
-    /// The stored set, if another holder stored a newer one than this job holds: for a
-    /// refresh, its refresh token differs from ours and is not one this process already spent;
-    /// for a shared client-credentials token, it is live and not one this process holds or had
-    /// refused.
-    fn adoptable(&self, record: Option<&Record>, clock: &dyn Clock) -> Option<TokenSet> {
-        let tokens = &record?.tokens;
-        let newer = match &self.purpose {
-            Purpose::Refresh { held, retired } => {
-                tokens.refresh_token.as_ref().is_some_and(|theirs| {
-                    helloflex_core::machines::newer_than_held(theirs, Some(held), retired.iter())
-                })
-            }
-            Purpose::SharedClientCredentials { held } => {
-                helloflex_core::machines::live_and_not_held(
-                    &tokens.access_token,
-                    tokens.expires_in(clock),
-                    held.iter(),
-                )
-            }
-            Purpose::ClientCredentials | Purpose::Reload | Purpose::Authorize => false,
+/// A refresh's comparison of the fresh record with what it holds (`exists`: a record was
+/// found at all; `loses_data`: the store can lose data on its own, it reports an epoch).
+fn judge(
+    record: &Record,
+    exists: bool,
+    loses_data: bool,
+    held: &Held,
+    holder: &str,
+    now: Now,
+) -> Verdict {
+    let Some(tokens) = record.tokens.as_ref().filter(|_| exists) else {
+        return if exists && record.version > held.version {
+            // Nothing stored at a version past ours: signed out.
+            Verdict::Stop(nothing_stored())
+        } else if loses_data {
+            // The store lost it.
+            Verdict::Behind
+        } else {
+            // Deleted on purpose (a store that loses nothing on its own): no write-back; a
+            // refresh claims the empty record and stores its answer there.
+            Verdict::Free
         };
-        if !newer {
-            return None;
+    };
+    let stored = tokens.refresh_token.as_ref();
+    if stored.is_some() && stored == held.refresh() {
+        if tokens.refused {
+            return Verdict::Stop(refused_elsewhere());
         }
-        tracing::info!(target: "helloflex::token", "adopting tokens another holder stored");
-        Some(tokens.to_set(clock))
+        return match record.claim.clone() {
+            Some(claim) if claim.holder != holder => Verdict::Claimed(claim),
+            _ => Verdict::Free,
+        };
     }
+    if stored.is_some_and(|t| held.spent(t)) {
+        return Verdict::Behind;
+    }
+    if record.version > held.version {
+        if tokens.refused {
+            return Verdict::Stop(refused_elsewhere());
+        }
+        return Verdict::Adopt(tokens.to_set_at(now.at, now.wall));
+    }
+    Verdict::Behind
 }
 
-/// No tokens are stored: the user must authorize.
-pub(crate) fn nothing_stored() -> Error {
-    Error::ReauthorizationRequired(helloflex_core::Reauthorization::NothingStored)
-}
-
-fn misuse(what: &'static str) -> Error {
-    UsageError::WrongState(what).into()
+/// A reload: what is stored, unless it is refused, spent, or older than what this instance
+/// held.
+fn reload(record: &Record, held: &Held, now: Now) -> Result<TokenSet, Error> {
+    let tokens = record.tokens.as_ref().ok_or_else(nothing_stored)?;
+    if tokens.refused
+        || tokens.refresh_token.as_ref().is_some_and(|t| held.spent(t))
+        || record.version < held.version
+    {
+        return Err(refused_elsewhere());
+    }
+    Ok(tokens.to_set_at(now.at, now.wall))
 }

@@ -62,6 +62,7 @@ mod fill;
 mod manager;
 mod nonblocking;
 mod ready;
+mod scope;
 mod sealed;
 mod store;
 mod transport;
@@ -76,10 +77,11 @@ pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
 pub use entropy::{Entropy, OsEntropy, authorization_entropy, jitter_seed, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
+pub use scope::RecordScope;
 pub use sealed::{Key, KeyError, KeyRing, OpenError};
 pub use store::{
-    FileStore, Lease, LeaseAttempt, MemoryStore, Record, RecordProblem, StoreError, StoredTokens,
-    Swap, TokenStore,
+    Claim, FileStore, Loaded, MemoryStore, Record, RecordProblem, StoreError, StoredTokens, Swap,
+    TokenStore,
 };
 pub use transport::{
     AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,

@@ -17,13 +17,14 @@ use helloflex_core::machines::{
 };
 use helloflex_core::{
     AccessToken, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
-    Error, LifecyclePolicy, PendingAuthorization, RetryPolicy, Token, TokenId, UsageError,
+    Error, LifecyclePolicy, PendingAuthorization, RetryPolicy, Token, TokenId, TokenSet,
+    UsageError,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::entropy::{Entropy, OsEntropy};
-use crate::fill::{FillJob, Outcome, Purpose, Step, StoreOp, StoreReply};
-use crate::store::{StoreError, TokenStore};
+use crate::fill::{FillJob, Held, Now, Outcome, Purpose, Step, StoreOp, StoreReply, Watch};
+use crate::store::{StoreError, StoredTokens, TokenStore};
 
 /// Settings shared by every token manager.
 #[derive(Debug, Clone)]
@@ -38,9 +39,18 @@ pub struct ManagerOptions {
     /// and its store lease live: a waiting caller never takes over a request still in flight.
     pub attempt_timeout: Duration,
     /// Time allowed for the token store's own calls within one token request; a store that
-    /// fails (restarting, unreachable) is asked again until then, and the store's lease is
-    /// taken for the request's budget plus this.
+    /// fails (restarting, unreachable) is asked again until then. A claim on the refresh token
+    /// declares the request's budget plus twice this (the claim and the answer's write).
     pub store_timeout: Duration,
+    /// After a shared store restarted or lost data (as it reports, see
+    /// [`crate::Loaded::epoch_age`]), no refresh token is presented for this long, so that
+    /// live instances holding newer tokens than the store's write them back first. Keep it
+    /// longer than `store_check` plus the time between two calls of an instance.
+    pub restart_grace: Duration,
+    /// While callers ask for user tokens, their store is read this often (in the background):
+    /// a set another instance stored is adopted early, and one the store lost is written back
+    /// within the grace period. `Duration::MAX` never looks.
+    pub store_check: Duration,
 }
 
 impl Default for ManagerOptions {
@@ -50,6 +60,8 @@ impl Default for ManagerOptions {
             retry: RetryPolicy::default(),
             attempt_timeout: Duration::from_secs(90),
             store_timeout: Duration::from_secs(10),
+            restart_grace: Duration::from_secs(30),
+            store_check: Duration::from_secs(10),
         }
     }
 }
@@ -73,6 +85,16 @@ impl ManagerOptions {
     /// Sets the longest one HTTP attempt can take.
     pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = timeout;
+        self
+    }
+    /// Sets how long refreshes wait after a shared store restarted or lost data.
+    pub fn with_restart_grace(mut self, grace: Duration) -> Self {
+        self.restart_grace = grace;
+        self
+    }
+    /// Sets how often a store of user tokens is read while callers call.
+    pub fn with_store_check(mut self, every: Duration) -> Self {
+        self.store_check = every;
         self
     }
 }
@@ -108,6 +130,25 @@ pub(crate) struct State {
     rejected: Option<AccessToken>,
     /// The last store write that failed after the server answered, until a write succeeds.
     store_error: Option<StoreError>,
+    /// The highest record version this manager held: it never adopts an older one.
+    version: u64,
+    /// Another holder's claim, as long as it was watched unchanged (jobs come and go).
+    watch: Option<Watch>,
+    /// A job that keeps the others from starting, if any.
+    busy: Option<Busy>,
+    /// When the store is read again, while callers call (user tokens).
+    next_check: Instant,
+    /// Since when this manager has been in contact with its store (no call failed since).
+    contact_since: Option<Instant>,
+}
+
+/// A job of this manager that keeps the others from starting.
+#[derive(Debug, Clone, Copy)]
+enum Busy {
+    /// A look at the store (it asks a failing store until it answers), begun then.
+    Check(Instant),
+    /// New tokens being written back, for as long as the store takes.
+    WriteBack,
 }
 
 /// Authorizations whose callback was accepted (or attributed and refused), oldest first:
@@ -131,6 +172,8 @@ pub(crate) enum Next {
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) ticket: Option<Ticket>,
+    /// A look at the store (no ticket, not an authorization).
+    check: bool,
     pub(crate) fill: FillJob,
     /// Counts the job as in flight until it is dropped (finished, or its runner cancelled).
     running: Running,
@@ -219,7 +262,16 @@ impl<S: Signal> Shared<S> {
                 TokenCache::refreshing(options.lifecycle.clone())
             }
         };
-        let state = State { cache, rejected: None, store_error: None };
+        let state = State {
+            cache,
+            rejected: None,
+            store_error: None,
+            version: 0,
+            watch: None,
+            busy: None,
+            next_check: helloflex_core::machines::saturating_add(clock.now(), options.store_check),
+            contact_since: None,
+        };
         let (completed, jobs) = (Completed::default(), Arc::default());
         Self { state: Mutex::new(state), completed, jobs, signal, grant, options, clock, entropy }
     }
@@ -253,8 +305,50 @@ impl<S: Signal> Shared<S> {
 
     /// Decides what a caller that needs a token does, under the lock.
     pub(crate) fn decide(&self, state: &mut State, now: Instant) -> Next {
-        match state.cache.acquire(now) {
-            Acquire::Use(token) => Next::Use(token),
+        let acquired = state.cache.acquire(now);
+        // While a check or a write-back runs, that job alone speaks to the store: the token
+        // held serves; once it expired, callers wait for the check, or are told why, typed.
+        if let Some(busy) = state.busy {
+            match (acquired, busy) {
+                (Acquire::UseAndRefresh(token, ticket), _) => {
+                    state.cache.abandon(ticket);
+                    return Next::Use(token);
+                }
+                // A check that has not heard from the store yet: refreshing could not either.
+                (Acquire::Fetch(ticket), Busy::Check(began)) => {
+                    state.cache.abandon(ticket);
+                    let wait =
+                        helloflex_core::machines::saturating_add(began, self.options.store_timeout);
+                    if now < wait {
+                        return Next::Wait(wait);
+                    }
+                    let error = StoreError::Remote {
+                        op: "read",
+                        reason: "the store has not answered since the token expired".into(),
+                    };
+                    return Next::Fail(error.into());
+                }
+                (Acquire::Fetch(ticket), Busy::WriteBack) => {
+                    state.cache.abandon(ticket);
+                    let error = state.store_error.clone().unwrap_or(StoreError::Remote {
+                        op: "write",
+                        reason: "new tokens are still being written back".into(),
+                    });
+                    return Next::Fail(error.into());
+                }
+                (other, _) => return self.decided(state, now, other),
+            }
+        }
+        self.decided(state, now, acquired)
+    }
+
+    /// The decision for what the cache answered (nothing else running).
+    fn decided(&self, state: &mut State, now: Instant, acquired: Acquire) -> Next {
+        match acquired {
+            Acquire::Use(token) => match self.check(state, now) {
+                Some(job) => Next::Refresh(token, job),
+                None => Next::Use(token),
+            },
             Acquire::Wait(until) => Next::Wait(until),
             Acquire::Fail(error) => Next::Fail(error),
             Acquire::UseAndRefresh(token, ticket) => {
@@ -303,6 +397,7 @@ impl<S: Signal> Shared<S> {
                             let held = state.cache.current().map(|t| t.access_token().clone());
                             Purpose::SharedClientCredentials {
                                 held: held.into_iter().chain(state.rejected.clone()).collect(),
+                                watch: state.watch.clone(),
                             }
                         }
                     };
@@ -311,12 +406,13 @@ impl<S: Signal> Shared<S> {
             }
             (GrantConfig::AuthorizationCode { config, .. }, Grant::Refresh(held)) => {
                 config.refresh_request(held).map(|r| {
-                    let retired = state.cache.retired().cloned().collect();
-                    let purpose = Purpose::Refresh { held: held.clone(), retired };
+                    let purpose = Purpose::Refresh(self.held(state, now));
                     (purpose, Some(TokenExchange::new(r, retry, seed)))
                 })
             }
-            (GrantConfig::AuthorizationCode { .. }, _) => Ok((Purpose::Reload, None)),
+            (GrantConfig::AuthorizationCode { .. }, _) => {
+                Ok((Purpose::Reload(self.held(state, now)), None))
+            }
         };
         let (purpose, exchange) = match built {
             Ok(built) => built,
@@ -325,19 +421,86 @@ impl<S: Signal> Shared<S> {
                 return Err(error);
             }
         };
-        let fill = FillJob::new(purpose, exchange, now, &self.options);
+        let fill = FillJob::new(purpose, exchange, now, self.holder_name(), &self.options);
         state.cache.hold(&ticket, fill.deadline());
-        Ok(Box::new(Job { ticket: Some(ticket), fill, running }))
+        Ok(Box::new(Job { ticket: Some(ticket), check: false, fill, running }))
+    }
+
+    /// A look at the store, if one is due: user tokens in a store, nothing in flight, not
+    /// closing. Rate-limited whatever its outcome.
+    fn check(&self, state: &mut State, now: Instant) -> Option<Box<Job>> {
+        if !self.check_due(state, now) {
+            return None;
+        }
+        state.next_check = helloflex_core::machines::saturating_add(now, self.options.store_check);
+        let running = Running::start(&self.jobs);
+        if self.jobs.closing.load(Ordering::SeqCst) {
+            return None;
+        }
+        let purpose = Purpose::Check(self.held(state, now));
+        let fill = FillJob::new(purpose, None, now, self.holder_name(), &self.options);
+        state.busy = Some(Busy::Check(now));
+        Some(Box::new(Job { ticket: None, check: true, fill, running }))
+    }
+
+    /// Whether a look at the store is due (see [`Self::check`]).
+    fn check_due(&self, state: &State, now: Instant) -> bool {
+        matches!(self.grant, GrantConfig::AuthorizationCode { .. })
+            && now >= state.next_check
+            && state.busy.is_none()
+            && !state.cache.in_flight(now)
+            && state.cache.refresh_token().is_some()
+    }
+
+    /// A new name for a claim: the process id (for an operator reading the store) and a
+    /// random part (not a secret: it tells holders apart across hosts and jobs).
+    fn holder_name(&self) -> String {
+        let random = self.entropy.jitter_seed() & 0xffff_ffff_ffff;
+        format!("{}.{random:012x}", std::process::id())
+    }
+
+    /// What this manager holds, for a job to compare with the store.
+    fn held(&self, state: &State, now: Instant) -> Held {
+        let set = state.cache.current().zip(state.cache.refresh_token()).map(|(token, refresh)| {
+            let left = token.expires_at().saturating_duration_since(now);
+            let expires = helloflex_core::machines::saturating_add_wall(self.clock.wall(), left);
+            StoredTokens {
+                access_token: token.access_token().clone(),
+                refresh_token: Some(refresh.clone()),
+                expires_at_unix_ms: expires
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                scope: None,
+                refused: false,
+            }
+        });
+        Held {
+            set,
+            refresh: state.cache.refresh_token().cloned(),
+            retired: state.cache.retired().cloned().collect(),
+            version: state.version,
+            watch: state.watch.clone(),
+            contact_since: state.contact_since,
+        }
     }
 
     /// Hands a finished job's outcome back: the cache completes the ticket (or, for an
     /// authorization, starts a new generation), store failures are recorded, waiters woken.
     pub(crate) fn finish(&self, ticket: Option<Ticket>, outcome: Outcome) -> Result<Token, Error> {
-        let Outcome { result, store_error } = outcome;
+        let Outcome { result, store_error, version, watch, unchanged: _, contact_since } = outcome;
         let now = self.clock.now();
         let seed = self.entropy.jitter_seed();
         let mut state = self.lock();
         let failed_write = store_error.is_some();
+        // A stale completion (its ticket was superseded) tells this manager nothing.
+        let current = ticket.as_ref().is_none_or(|t| state.cache.is_live(t));
+        if current {
+            state.contact_since = contact_since;
+            state.watch = watch;
+            if let Some(version) = version {
+                state.version = state.version.max(version);
+            }
+        }
         if let Some(error) = store_error {
             tracing::error!(target: "helloflex::store", %error, "storing new tokens failed; they are kept in memory only");
             state.store_error = Some(error);
@@ -376,6 +539,105 @@ impl<S: Signal> Shared<S> {
         answer
     }
 
+    /// Hands a set the store has not taken yet to the cache (its job goes on writing it back):
+    /// completes the ticket (or, for an authorization, starts the new generation), records the
+    /// store's failure, and keeps other jobs from starting until the write-back ends.
+    pub(crate) fn deliver(
+        &self,
+        ticket: Option<Ticket>,
+        check: bool,
+        set: TokenSet,
+        error: Option<StoreError>,
+    ) -> Result<Token, Error> {
+        self.lock().busy = Some(Busy::WriteBack);
+        if check {
+            // A check writes back the set the cache holds already: nothing to hand over.
+            let mut state = self.lock();
+            if let Some(error) = error {
+                state.store_error = Some(error);
+            }
+            return state
+                .cache
+                .current()
+                .cloned()
+                .ok_or_else(|| UsageError::WrongState("a check found no token held").into());
+        }
+        let outcome = Outcome {
+            result: Ok(set),
+            store_error: None,
+            version: None,
+            watch: None,
+            unchanged: false,
+            contact_since: self.lock().contact_since,
+        };
+        let token = self.finish(ticket, outcome);
+        // `finish` cleared the store error for a good result: the write-back is still due.
+        if let Some(error) = error {
+            self.lock().store_error = Some(error);
+        }
+        token
+    }
+
+    /// Ends a write-back: the store holds the delivered set (or a newer grant replaced it).
+    pub(crate) fn written_back(&self, delivered: &AccessToken, outcome: Outcome) {
+        let Outcome { result, store_error, version, watch, unchanged: _, contact_since } = outcome;
+        let seed = self.entropy.jitter_seed();
+        let mut state = self.lock();
+        state.busy = None;
+        state.watch = watch;
+        state.contact_since = contact_since;
+        if let Some(version) = version {
+            state.version = state.version.max(version);
+        }
+        state.store_error = store_error;
+        match result {
+            Ok(set) if set.access_token != *delivered => {
+                tracing::info!(target: "helloflex::token", "a newer grant replaced the tokens being written back");
+                let _ = state.cache.insert(set, seed);
+            }
+            Ok(_) => tracing::info!(target: "helloflex::store", "new tokens written back"),
+            Err(error) => {
+                tracing::warn!(target: "helloflex::store", %error, "tokens being written back were refused elsewhere");
+            }
+        }
+        drop(state);
+        self.signal.notify();
+    }
+
+    /// The write-back of a delivered set ended without its job finishing (its runner was
+    /// dropped): other jobs may start again, and one of them writes the set back.
+    pub(crate) fn write_back_dropped(&self) {
+        self.lock().busy = None;
+        self.signal.notify();
+    }
+
+    /// Ends a look at the store: a newer set adopted, or nothing changed.
+    pub(crate) fn checked(&self, outcome: Outcome) {
+        let Outcome { result, store_error: _, version, watch, unchanged, contact_since } = outcome;
+        let seed = self.entropy.jitter_seed();
+        let mut state = self.lock();
+        state.busy = None;
+        state.watch = watch;
+        state.contact_since = contact_since;
+        match result {
+            Ok(set) if !unchanged => {
+                if let Some(version) = version {
+                    state.version = state.version.max(version);
+                }
+                let _ = state.cache.insert(set, seed);
+            }
+            Ok(_) => {}
+            Err(error) if unchanged => {
+                let _ = error;
+            }
+            Err(error) => {
+                tracing::debug!(target: "helloflex::store", %error, "a look at the store failed");
+            }
+        }
+        drop(state);
+        self.signal.notify();
+    }
+
     /// Gives an unfinished job's ticket back (its runner was cancelled before sending).
     pub(crate) fn abandon(&self, ticket: Ticket) {
         tracing::debug!(target: "helloflex::token", "token request abandoned");
@@ -397,7 +659,10 @@ impl<S: Signal> Shared<S> {
     /// A cached token, if one is usable now without any request.
     pub(crate) fn peek(&self) -> Option<Token> {
         let mut state = self.lock();
-        match state.cache.acquire(self.clock.now()) {
+        let now = self.clock.now();
+        match state.cache.acquire(now) {
+            // A look at the store is due: the caller takes the way that starts it.
+            Acquire::Use(_) if self.check_due(&state, now) => None,
             Acquire::Use(token) => Some(token),
             Acquire::UseAndRefresh(_, ticket) | Acquire::Fetch(ticket) => {
                 state.cache.abandon(ticket);
@@ -488,9 +753,11 @@ impl<S: Signal> Shared<S> {
         let request = checked?.into_token_request(config)?;
         let seed = self.entropy.jitter_seed();
         let exchange = TokenExchange::new(request, self.options.retry.clone(), seed);
-        let fill =
-            FillJob::new(Purpose::Authorize, Some(exchange), self.clock.now(), &self.options);
-        Ok(Job { ticket: None, fill, running: Running::start(&self.jobs) })
+        let purpose =
+            Purpose::Authorize { id: id.fingerprint(), held_version: self.lock().version };
+        let (holder, now) = (self.holder_name(), self.clock.now());
+        let fill = FillJob::new(purpose, Some(exchange), now, holder, &self.options);
+        Ok(Job { ticket: None, check: false, fill, running: Running::start(&self.jobs) })
     }
 }
 
@@ -612,28 +879,109 @@ pub(crate) trait Steps: Sync {
     fn sleep(&self, until: Instant) -> impl Future<Output = ()> + Send;
 }
 
-/// Runs a job's steps to the end and hands its outcome back: the one loop both flavours use.
-pub(crate) async fn run<S: Signal, D: Steps>(
-    shared: &Shared<S>,
-    steps: &D,
-    job: Job,
-) -> Result<Token, Error> {
-    let Job { ticket, mut fill, running } = job;
+/// How [`run`] ended.
+pub(crate) enum Ran {
+    /// The job finished; its result.
+    Done(Result<Token, Error>),
+    /// The job delivered a set the store has not taken yet: callers have the token, the rest
+    /// of the job writes the set back and must be run to its end ([`resume`]).
+    Delivered(Token, Box<Rest>),
+}
+
+/// The rest of a job that delivered its set: the write-back.
+pub(crate) struct Rest {
+    fill: FillJob,
+    running: Running,
+    delivered: AccessToken,
+}
+
+impl Now {
+    fn read(clock: &dyn Clock) -> Self {
+        Self { at: clock.now(), wall: clock.wall() }
+    }
+}
+
+/// Runs a job's steps until it ends or delivers, and hands its outcome back: the one loop
+/// both flavours use.
+pub(crate) async fn run<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, job: Job) -> Ran {
+    let Job { ticket, check, mut fill, running } = job;
     let guard = TicketGuard::new(shared, ticket);
     let clock = &*shared.clock;
     let outcome = loop {
-        match fill.poll(clock) {
+        match fill.poll(Now::read(clock)) {
             Step::Store(op) => {
                 let reply = steps.store(op).await;
-                fill.handle_store(clock, reply);
+                fill.handle_store(Now::read(clock), reply);
             }
-            Step::Fetch(exchange) => fill.handle_fetched(steps.fetch(exchange).await),
+            Step::Fetch(exchange) => {
+                let fetched = steps.fetch(exchange).await;
+                fill.handle_fetched(Now::read(clock), fetched);
+            }
             Step::Sleep(until) => steps.sleep(until).await,
+            Step::Deliver(set, error) => {
+                let delivered = set.access_token.clone();
+                return match shared.deliver(guard.take(), check, *set, error) {
+                    Ok(token) => Ran::Delivered(token, Box::new(Rest { fill, running, delivered })),
+                    // The ticket was superseded (a new sign-in): nothing to write back.
+                    Err(error) => {
+                        shared.write_back_dropped();
+                        Ran::Done(Err(error))
+                    }
+                };
+            }
             Step::Done(outcome) => break outcome,
         }
     };
     // The outcome is stored (or failed): the job no longer holds up a close. Counted out
     // before the waiters are woken, so a caller that got the token sees nothing in flight.
     drop(running);
-    shared.finish(guard.take(), outcome)
+    if check {
+        shared.checked(outcome);
+        return Ran::Done(Err(UsageError::WrongState("a check hands no token").into()));
+    }
+    Ran::Done(shared.finish(guard.take(), outcome))
+}
+
+/// Runs a delivered job's write-back to its end: until the store holds the set, however long
+/// the store is away (the process's close waits for it).
+pub(crate) async fn resume<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, rest: Box<Rest>) {
+    let Rest { mut fill, running, delivered } = *rest;
+    // Dropped unfinished (the runtime went away): other jobs may write the set back.
+    let guard = WriteBackGuard(Some(shared));
+    let clock = &*shared.clock;
+    let outcome = loop {
+        match fill.poll(Now::read(clock)) {
+            Step::Store(op) => {
+                let reply = steps.store(op).await;
+                fill.handle_store(Now::read(clock), reply);
+            }
+            Step::Sleep(until) => steps.sleep(until).await,
+            Step::Fetch(_) | Step::Deliver(..) => {
+                break Outcome {
+                    result: Err(UsageError::WrongState("a write-back asked to send").into()),
+                    store_error: None,
+                    version: None,
+                    watch: None,
+                    unchanged: false,
+                    contact_since: None,
+                };
+            }
+            Step::Done(outcome) => break outcome,
+        }
+    };
+    drop(running);
+    let mut guard = guard;
+    guard.0 = None;
+    shared.written_back(&delivered, outcome);
+}
+
+/// Lets other jobs start again if a write-back is dropped before its end.
+struct WriteBackGuard<'a, S: Signal>(Option<&'a Shared<S>>);
+
+impl<S: Signal> Drop for WriteBackGuard<'_, S> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.write_back_dropped();
+        }
+    }
 }

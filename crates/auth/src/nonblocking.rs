@@ -17,7 +17,7 @@ use helloflex_core::{
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::fill::{StoreOp, StoreReply};
-use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Shared, Signal, Steps};
+use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
 use crate::store::{StoreError, TokenStore};
 use crate::transport::{AsyncTransport, Response};
 
@@ -231,8 +231,24 @@ impl Inner {
         })
     }
 
-    async fn run(&self, job: Job) -> Result<Token, Error> {
-        manager::run(&self.shared, self, job).await
+    async fn run(self: &Arc<Self>, job: Job) -> Result<Token, Error> {
+        match manager::run(&self.shared, &**self, job).await {
+            Ran::Done(result) => result,
+            Ran::Delivered(token, rest) => {
+                match &self.runtime {
+                    // Its own task: it lasts as long as the store is away.
+                    Some(runtime) => {
+                        let inner = Arc::clone(self);
+                        runtime.spawn(Box::pin(async move {
+                            manager::resume(&inner.shared, &*inner, rest).await;
+                        }));
+                    }
+                    // No runtime to hand it to: the caller drives it to its end.
+                    None => manager::resume(&self.shared, &**self, rest).await,
+                }
+                Ok(token)
+            }
+        }
     }
 }
 

@@ -1,19 +1,22 @@
 //! Token stores: where user tokens (authorization-code grant) live between calls and processes.
 //!
-//! Every write is a compare-and-swap on the record's version, fenced by the refresh lease, so
-//! several processes sharing one store cannot lose a rotation or overwrite a newer grant; the
-//! lease (with an expiry) makes one of them refresh while the others adopt its result.
+//! A store keeps one [`Record`] per grant and knows two calls: [`TokenStore::load`] and a
+//! compare-and-swap on the record's version, [`TokenStore::swap`]. Everything a fleet agrees on
+//! lives inside the record (the tokens, who is spending the refresh token now, the tombstone of
+//! a refused one, the authorizations already completed), so every store, whatever it is built
+//! on, gives the same guarantees with the same two calls; the fill job (`fill.rs`) holds the
+//! protocol.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use helloflex_core::{AccessToken, RefreshToken, TokenSet};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 
 /// Largest token file read (1 MiB); a larger file is reported corrupt, not read.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -40,8 +43,17 @@ pub struct StoredTokens {
 impl StoredTokens {
     /// The stored form of `set`, its expiry turned into wall time by `clock`.
     pub fn from_set(set: &TokenSet, clock: &dyn Clock) -> Self {
-        let left = set.expires_at().saturating_duration_since(clock.now());
-        let expires = clock.wall().checked_add(left).unwrap_or_else(|| clock.wall());
+        Self::from_set_at(set, clock.now(), clock.wall())
+    }
+
+    /// The stored form of `set`, its expiry turned into wall time: `now` is `wall`.
+    pub fn from_set_at(
+        set: &TokenSet,
+        now: std::time::Instant,
+        wall: std::time::SystemTime,
+    ) -> Self {
+        let left = set.expires_at().saturating_duration_since(now);
+        let expires = wall.checked_add(left).unwrap_or(wall);
         Self {
             access_token: set.access_token.clone(),
             refresh_token: set.refresh_token.clone(),
@@ -55,18 +67,28 @@ impl StoredTokens {
 
     /// How long the access token stays valid from now (zero once expired).
     pub fn expires_in(&self, clock: &dyn Clock) -> Duration {
+        self.expires_in_at(clock.wall())
+    }
+
+    /// How long the access token stays valid from `wall` (zero once expired).
+    pub fn expires_in_at(&self, wall: std::time::SystemTime) -> Duration {
         let expires = UNIX_EPOCH + Duration::from_millis(self.expires_at_unix_ms);
-        expires.duration_since(clock.wall()).unwrap_or(Duration::ZERO)
+        expires.duration_since(wall).unwrap_or(Duration::ZERO)
     }
 
     /// A token set for the cache; an expired access token gets a zero lifetime (refreshed at once).
     pub fn to_set(&self, clock: &dyn Clock) -> TokenSet {
+        self.to_set_at(clock.now(), clock.wall())
+    }
+
+    /// The same, read at `now`, which is `wall`.
+    pub fn to_set_at(&self, now: std::time::Instant, wall: std::time::SystemTime) -> TokenSet {
         // A file can say anything: never trust a stored expiry beyond the longest lifetime.
-        let left = self.expires_in(clock).min(helloflex_core::MAX_LIFETIME);
+        let left = self.expires_in_at(wall).min(helloflex_core::MAX_LIFETIME);
         TokenSet::new(
             self.access_token.clone(),
             self.refresh_token.clone(),
-            clock.now(),
+            now,
             left,
             self.scope.clone(),
         )
@@ -95,11 +117,18 @@ pub enum StoreError {
         /// Why, without quoting the content.
         reason: String,
     },
-    /// Another holder kept the refresh lease past this holder's deadline.
-    #[error("token store lease still held by another holder after {waited_ms} ms")]
+    /// Another holder kept its claim on the refresh token past this holder's deadline.
+    #[error("another holder is still refreshing these tokens after {waited_ms} ms")]
     LeaseBusy {
         /// How long this holder waited.
         waited_ms: u64,
+    },
+    /// The store restarted or lost data a moment ago: no refresh token is presented until
+    /// every live instance had the time to write back newer tokens than the store's.
+    #[error("token store restarted {age_ms} ms ago; refreshes wait out its grace period")]
+    Recovering {
+        /// How long ago, by the store.
+        age_ms: u64,
     },
     /// A remote store failed (connection, timeout, refused command), described without values.
     #[error("token store {op} failed: {reason}")]
@@ -151,6 +180,15 @@ pub enum RecordProblem {
 }
 
 impl StoreError {
+    /// Whether asking again may help (the store unreachable, a timeout, a lock held elsewhere),
+    /// rather than a record that cannot be read or written as it is.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io { .. } | StoreError::Remote { .. } | StoreError::Unavailable(_)
+        )
+    }
+
     /// The SDK error for this store failure ([`helloflex_core::Error::Store`]). Names no token.
     pub fn into_error(self) -> helloflex_core::Error {
         let op = match &self {
@@ -159,7 +197,7 @@ impl StoreError {
             | StoreError::Sealed { .. }
             | StoreError::RemoteRecord { .. } => "read",
             StoreError::Sealing { .. } => "write",
-            StoreError::LeaseBusy { .. } => "lease",
+            StoreError::LeaseBusy { .. } | StoreError::Recovering { .. } => "claim",
             StoreError::Unavailable(_) => "access",
         };
         helloflex_core::StoreFailure::new(op, self.to_string()).into()
@@ -172,55 +210,87 @@ impl From<StoreError> for helloflex_core::Error {
     }
 }
 
-/// A stored token set and its version. Every successful write makes a new version, so a write
-/// can be made conditional on the version it was planned from (compare-and-swap).
-#[derive(Debug, Clone)]
+/// One grant's record in a store, as every instance sharing it sees it. Every successful write
+/// makes a new, higher version, so a write can be made conditional on the version it was
+/// planned from (compare-and-swap); a writer picks the new version, and versions only grow
+/// (after a store lost data, a write-back keeps the higher version it had).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Record {
-    /// The tokens.
-    pub tokens: StoredTokens,
-    /// The version (1 for the first write; 0 stands for "nothing stored").
+    /// The version (0 stands for "nothing stored").
+    #[serde(default)]
     pub version: u64,
+    /// The tokens (none before the first sign-in completes, or after a sign-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<StoredTokens>,
+    /// Who is spending the refresh token now (written before the request is sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+    /// Authorizations whose callback was accepted (most recent last, a few kept): a callback is
+    /// exchanged once across every instance sharing the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed: Vec<String>,
 }
 
 impl Record {
     /// A record of `tokens` at `version`.
     pub fn new(tokens: StoredTokens, version: u64) -> Self {
-        Self { tokens, version }
+        Self { version, tokens: Some(tokens), claim: None, completed: Vec::new() }
     }
 }
 
-/// The right to refresh for every process sharing a store, until `expires`. Its `fence` grows
-/// with every lease granted, so a write from a holder whose lease lapsed (and was granted to
-/// someone else) is refused: the lease is an optimisation, the fenced write keeps it correct.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A write-ahead claim: its holder is about to present (or is presenting) the record's refresh
+/// token. Until the holder writes the answer (clearing the claim), no one else presents it; a
+/// claim is taken over only after the taker itself watched it unchanged, the store reachable,
+/// for the whole `budget_ms` (the longest the holder's request and write can take).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct Lease {
-    /// The fencing number of this grant.
-    pub fence: u64,
-    /// When the lease lapses (wall time: leases are shared between processes).
-    pub expires: SystemTime,
+pub struct Claim {
+    /// Who holds it (a random name per token request; not a secret).
+    pub holder: String,
+    /// How long the holder may take, in milliseconds.
+    pub budget_ms: u64,
 }
 
-impl Lease {
-    /// A lease with `fence`, lapsing at `expires`.
-    pub fn new(fence: u64, expires: SystemTime) -> Self {
-        Self { fence, expires }
+impl Claim {
+    /// A claim by `holder` for `budget`.
+    pub fn new(holder: impl Into<String>, budget: Duration) -> Self {
+        Self {
+            holder: holder.into(),
+            budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+        }
     }
 }
 
-/// The answer to [`TokenStore::lease`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What [`TokenStore::load`] found.
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub enum LeaseAttempt {
-    /// The lease is this holder's.
-    Acquired(Lease),
-    /// Another holder has it; ask again after this long (meanwhile, re-read the store: the other
-    /// holder may land a new set).
-    Busy {
-        /// When to ask again.
-        retry_in: Duration,
-    },
+pub struct Loaded {
+    /// The record, if any.
+    pub record: Option<Record>,
+    /// How long the store has kept its data without a restart, failover or loss that could
+    /// have rolled it back, if it can tell (Redis can); `None` for a store that loses nothing
+    /// on its own (memory, a file). While this is short, no refresh token is presented: live
+    /// instances holding newer tokens than the store's get the time to write them back.
+    pub epoch_age: Option<Duration>,
+}
+
+impl Loaded {
+    /// `record`, from a store that loses nothing on its own.
+    pub fn new(record: Option<Record>) -> Self {
+        Self { record, epoch_age: None }
+    }
+
+    /// The same, from a store whose data lineage is `age` old.
+    pub fn with_epoch_age(mut self, age: Duration) -> Self {
+        self.epoch_age = Some(age);
+        self
+    }
+
+    /// The stored tokens, if any.
+    pub fn into_tokens(self) -> Option<StoredTokens> {
+        self.record.and_then(|r| r.tokens)
+    }
 }
 
 /// The answer to [`TokenStore::swap`].
@@ -231,120 +301,55 @@ pub enum Swap {
     Stored {
         /// The new version.
         version: u64,
+        /// The store's epoch age as the write found it (see [`Loaded::epoch_age`]): a write
+        /// planned before a restart or a rollback can land on the version it expected, and
+        /// this tells the writer its data lineage changed meanwhile.
+        epoch_age: Option<Duration>,
     },
-    /// Not written: the store moved past the expected version, or the lease was fenced off.
+    /// Not written: the store moved past the expected version.
     Conflict,
 }
 
-/// Where user tokens (authorization-code grant) live between calls and processes.
+/// Where user tokens live between calls and processes, shared by every instance that uses it.
 ///
-/// The token manager never holds its own lock while it calls a store, and the async manager
-/// runs store calls off the executor (through its runtime), so a store may block on I/O.
-/// A store shared by several processes implements [`TokenStore::lease`] (and `release`); one
-/// used by a single process need not (the manager already makes one request at a time).
+/// Two calls, both on the whole [`Record`]: read it, and replace it if its version is still
+/// the one read. The token managers never hold their own lock while they call a store, and the
+/// async manager runs store calls off the executor (through its runtime), so a store may block
+/// on I/O. A store that can lose data on its own (a restart without persistence, a failover to
+/// a replica behind the primary, a restore from a backup) says how long ago its data lineage
+/// began ([`Loaded::epoch_age`]).
 ///
-/// The manager's protocol for a refresh: take the lease -> re-read (another holder may have
-/// refreshed: adopt its set) -> send -> [`TokenStore::swap`] on the version read, fenced by the
-/// lease -> release. A new authorization swaps on the version it read, without a lease.
+/// The protocol every store then serves (`docs/fleet.md`): read -> claim the refresh token
+/// (a swap that writes a [`Claim`]) -> send -> swap the answer in, clearing the claim. A
+/// new sign-in swaps on the version it read.
 pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// The stored record, if any.
-    fn load(&self) -> Result<Option<Record>, StoreError>;
+    fn load(&self) -> Result<Loaded, StoreError>;
 
-    /// Writes `new` if the stored version is still `expected` (0: nothing stored) and, when a
-    /// `lease` is given, no newer lease was granted since.
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError>;
-
-    /// Asks for the refresh lease for `ttl`. The default grants it at once (fence 0): right for
-    /// a store only one process uses.
-    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
-        let _ = ttl;
-        Ok(LeaseAttempt::Acquired(Lease::new(0, UNIX_EPOCH)))
-    }
-
-    /// Gives a lease back early (it also lapses by itself).
-    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        let _ = lease;
-        Ok(())
-    }
+    /// Writes `new` if the stored version is still `expected` (0: nothing stored) and
+    /// `new.version` is higher; answers which version is stored.
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError>;
 }
 
-/// The lease bookkeeping both built-in stores keep: the highest fence granted and until when.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-struct LeaseState {
-    fence: u64,
-    until_unix_ms: u64,
-}
-
-impl LeaseState {
-    fn grant(&mut self, now: SystemTime, ttl: Duration) -> LeaseAttempt {
-        let now_ms = unix_ms(now);
-        if now_ms < self.until_unix_ms {
-            let left = Duration::from_millis(self.until_unix_ms - now_ms);
-            return LeaseAttempt::Busy { retry_in: left.min(Duration::from_millis(250)) };
-        }
-        self.fence += 1;
-        let expires = now.checked_add(ttl).unwrap_or(now);
-        self.until_unix_ms = unix_ms(expires);
-        LeaseAttempt::Acquired(Lease::new(self.fence, expires))
-    }
-
-    fn release(&mut self, lease: &Lease) {
-        if lease.fence == self.fence {
-            self.until_unix_ms = 0;
-        }
-    }
-
-    /// Whether a write under `lease` is still allowed: no newer lease was granted.
-    fn admits(&self, lease: Option<&Lease>) -> bool {
-        lease.is_none_or(|l| l.fence == 0 || l.fence == self.fence)
-    }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Tokens in memory: lost at exit. Leases are kept too, so several managers sharing one
-/// `MemoryStore` behave like several processes sharing a remote store (handy in tests).
+/// Tokens in memory: lost at exit. Several managers sharing one `MemoryStore` behave like
+/// several processes sharing a remote store (handy in tests).
 ///
 /// ```
-/// use std::time::Duration;
-/// use helloflex_auth::{LeaseAttempt, MemoryStore, StoredTokens, Swap, TokenStore};
+/// use helloflex_auth::{MemoryStore, Record, StoredTokens, Swap, TokenStore};
 ///
 /// let store = MemoryStore::new();
 /// let tokens: StoredTokens = serde_json::from_str(
 ///     r#"{"access_token":"at","refresh_token":"rt","expires_at_unix_ms":4000000000000}"#,
 /// )?;
 /// // Writes are compare-and-swap on the version read (0: nothing stored yet).
-/// assert_eq!(store.swap(0, &tokens, None)?, Swap::Stored { version: 1 });
-/// assert_eq!(store.swap(0, &tokens, None)?, Swap::Conflict);
-/// // One holder at a time refreshes.
-/// assert!(matches!(store.lease(Duration::from_secs(5))?, LeaseAttempt::Acquired(_)));
-/// assert!(matches!(store.lease(Duration::from_secs(5))?, LeaseAttempt::Busy { .. }));
-/// assert_eq!(store.load()?.map(|r| r.version), Some(1));
+/// assert!(matches!(store.swap(0, &Record::new(tokens.clone(), 1))?, Swap::Stored { version: 1, .. }));
+/// assert_eq!(store.swap(0, &Record::new(tokens, 2))?, Swap::Conflict);
+/// assert_eq!(store.load()?.record.map(|r| r.version), Some(1));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
-pub struct MemoryStore {
-    inner: Mutex<MemoryInner>,
-    clock: Arc<dyn Clock>,
-}
-
 #[derive(Debug, Default)]
-struct MemoryInner {
-    record: Option<Record>,
-    lease: LeaseState,
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::with_clock(Arc::new(SystemClock))
-    }
+pub struct MemoryStore {
+    record: Mutex<Option<Record>>,
 }
 
 impl MemoryStore {
@@ -353,52 +358,38 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// An empty store whose leases lapse by `clock` (a manual clock in tests).
-    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        Self { inner: Mutex::default(), clock }
-    }
-
-    fn inner(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn record(&self) -> std::sync::MutexGuard<'_, Option<Record>> {
+        self.record.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
+/// The compare-and-swap rule every built-in store applies: the version read must still be
+/// stored, and the new one must be higher.
+fn admits(current: u64, expected: u64, new: &Record) -> bool {
+    current == expected && new.version > expected
+}
+
 impl TokenStore for MemoryStore {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
-        Ok(self.inner().record.clone())
+    fn load(&self) -> Result<Loaded, StoreError> {
+        Ok(Loaded::new(self.record().clone()))
     }
 
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
-        let mut inner = self.inner();
-        let current = inner.record.as_ref().map_or(0, |r| r.version);
-        if current != expected || !inner.lease.admits(lease) {
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
+        let mut record = self.record();
+        let current = record.as_ref().map_or(0, |r| r.version);
+        if !admits(current, expected, new) {
             return Ok(Swap::Conflict);
         }
-        let version = current + 1;
-        inner.record = Some(Record::new(new.clone(), version));
-        Ok(Swap::Stored { version })
-    }
-
-    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
-        let now = self.clock.wall();
-        Ok(self.inner().lease.grant(now, ttl))
-    }
-
-    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.inner().lease.release(lease);
-        Ok(())
+        *record = Some(new.clone());
+        Ok(Swap::Stored { version: new.version, epoch_age: None })
     }
 }
 
 /// Tokens in a file, encrypted (see [`crate::KeyRing`]): written atomically (a new temporary
-/// file, fsync, rename, directory fsync), mode 0600 on Unix. Each write bumps a version kept
-/// in the record; the refresh lease lives in `<file>.lease`; both are changed only inside short
-/// critical sections under an OS lock on `<file>.lock` (never held across a network request).
+/// file, fsync, rename, directory fsync), mode 0600 on Unix. The whole [`Record`] (version,
+/// tokens, claim) is the file's content, changed only inside a short critical section under an
+/// OS lock on `<file>.lock` (never held across a network request; waited for at most
+/// [`FileStore::with_lock_timeout`]).
 /// A corrupt file, or one that does not open with the key ring (wrong key, tampered, truncated,
 /// moved from another path), is reported, never overwritten.
 ///
@@ -408,16 +399,19 @@ impl TokenStore for MemoryStore {
 /// std::fs::create_dir_all(&dir)?;
 /// let keys = KeyRing::new(Key::generate("k1")?); // or KeyRing::from_env / from_file
 /// let store = FileStore::new(dir.join("tokens"), keys);
-/// assert!(store.load()?.is_none());
+/// assert!(store.load()?.record.is_none());
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
-    clock: Arc<dyn Clock>,
     protection: Protection,
+    lock_timeout: Duration,
 }
+
+/// How long a file store waits for another process's lock by default.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a file store protects what it writes.
 #[derive(Debug, Clone)]
@@ -428,14 +422,19 @@ enum Protection {
     Plaintext,
 }
 
-/// The file's content: the tokens and the version.
-#[derive(Serialize, Deserialize)]
-struct FileRecord {
-    #[serde(flatten)]
-    tokens: StoredTokens,
-    /// Absent in files written before versions existed: taken as version 1.
-    #[serde(default = "first_version")]
-    version: u64,
+/// What a file holds: a [`Record`], or (written before claims existed) a token set beside its
+/// version, read as a record.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileContent {
+    // First: a record's fields are all optional, so a record would take any object.
+    TokensOnly {
+        #[serde(flatten)]
+        tokens: StoredTokens,
+        #[serde(default = "first_version")]
+        version: u64,
+    },
+    Record(Record),
 }
 
 fn first_version() -> u64 {
@@ -447,13 +446,13 @@ impl FileStore {
     /// `keys`.
     pub fn new(path: impl Into<PathBuf>, keys: crate::sealed::KeyRing) -> Self {
         let protection = Protection::Sealed { keys: Arc::new(keys), binding: String::new() };
-        Self { path: path.into(), clock: Arc::new(SystemClock), protection }
+        Self { path: path.into(), protection, lock_timeout: LOCK_TIMEOUT }
     }
 
     /// A store that writes tokens **in clear** (JSON, mode 0600). Anyone who can read the file,
     /// a backup of it or the disk it is on can use the refresh token: prefer [`FileStore::new`].
     pub fn plaintext_insecure(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), clock: Arc::new(SystemClock), protection: Protection::Plaintext }
+        Self { path: path.into(), protection: Protection::Plaintext, lock_timeout: LOCK_TIMEOUT }
     }
 
     /// Binds every record to `identity` too (a client id, a user id): a record written for
@@ -501,9 +500,10 @@ impl FileStore {
         }
     }
 
-    /// The same store with leases timed by `clock` (a manual clock in tests).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    /// How long a call waits for another process's lock on the file before it fails (default
+    /// 10 s): a process stuck inside its critical section cannot stall every other one.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
         self
     }
 
@@ -523,28 +523,46 @@ impl FileStore {
     }
 
     /// Runs `f` holding the OS lock on `<file>.lock`: a few small reads and writes, no network.
+    /// Another process's lock is waited for at most the lock timeout.
     fn exclusive<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         let file = restricted(OpenOptions::new().create(true).truncate(false).write(true))
             .open(self.sibling(".lock"))
             .map_err(self.io("lock"))?;
-        file.lock().map_err(self.io("lock"))?;
+        let mut waited = Duration::ZERO;
+        let step = Duration::from_millis(5);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if waited < self.lock_timeout => {
+                    std::thread::sleep(step);
+                    waited += step;
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(self.io("lock")(io::ErrorKind::TimedOut.into()));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(self.io("lock")(e)),
+            }
+        }
         f()
     }
 
     fn read(&self) -> Result<Option<Record>, StoreError> {
         let Some(bytes) = self.read_bytes(&self.path)? else { return Ok(None) };
         let bytes = self.unseal(bytes)?;
-        let record: FileRecord =
+        let content: FileContent =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 path: self.path.clone(),
                 reason: format!(
-                    "not a token set: {:?} at line {} column {}",
+                    "not a token record: {:?} at line {} column {}",
                     e.classify(),
                     e.line(),
                     e.column()
                 ),
             })?;
-        Ok(Some(Record::new(record.tokens, record.version)))
+        Ok(Some(match content {
+            FileContent::Record(record) => record,
+            FileContent::TokensOnly { tokens, version } => Record::new(tokens, version),
+        }))
     }
 
     fn read_bytes(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
@@ -564,20 +582,6 @@ impl FileStore {
         io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES), &mut bytes)
             .map_err(self.io("read"))?;
         Ok(Some(bytes))
-    }
-
-    fn lease_state(&self) -> Result<LeaseState, StoreError> {
-        let path = self.sibling(".lease");
-        match self.read_bytes(&path)? {
-            None => Ok(LeaseState::default()),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|_| StoreError::Corrupt { path, reason: "not a lease record".into() }),
-        }
-    }
-
-    fn write_lease(&self, state: &LeaseState) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(state).map_err(|_| self.unserialisable())?;
-        self.write_atomically(&self.sibling(".lease"), &json)
     }
 
     fn unserialisable(&self) -> StoreError {
@@ -614,47 +618,21 @@ impl FileStore {
 }
 
 impl TokenStore for FileStore {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
-        self.read()
+    fn load(&self) -> Result<Loaded, StoreError> {
+        Ok(Loaded::new(self.read()?))
     }
 
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
         self.exclusive(|| {
             let current = self.read()?.map_or(0, |r| r.version);
-            if current != expected || !self.lease_state()?.admits(lease) {
+            if !admits(current, expected, new) {
                 return Ok(Swap::Conflict);
             }
-            let version = current + 1;
-            let record = FileRecord { tokens: new.clone(), version };
             let json = zeroize::Zeroizing::new(
-                serde_json::to_vec_pretty(&record).map_err(|_| self.unserialisable())?,
+                serde_json::to_vec_pretty(new).map_err(|_| self.unserialisable())?,
             );
             self.write_atomically(&self.path, &self.seal(&json)?)?;
-            Ok(Swap::Stored { version })
-        })
-    }
-
-    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
-        self.exclusive(|| {
-            let mut state = self.lease_state()?;
-            let attempt = state.grant(self.clock.wall(), ttl);
-            if matches!(attempt, LeaseAttempt::Acquired(_)) {
-                self.write_lease(&state)?;
-            }
-            Ok(attempt)
-        })
-    }
-
-    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.exclusive(|| {
-            let mut state = self.lease_state()?;
-            state.release(lease);
-            self.write_lease(&state)
+            Ok(Swap::Stored { version: new.version, epoch_age: None })
         })
     }
 }

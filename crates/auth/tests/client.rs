@@ -70,7 +70,7 @@ fn users_share_the_transport_and_the_completed_authorizations() {
     let callback = server.approve(&url);
     let token = alice.complete_authorization(&pending, &callback).unwrap();
     assert_eq!(alice.token().unwrap().id(), token.id());
-    assert!(alice_store.load().unwrap().is_some());
+    assert!(alice_store.load().unwrap().record.is_some());
     // Alice's callback replayed into Bob's session: refused, no second exchange.
     let exchanged = server.token_requests.load(Ordering::SeqCst);
     let replay = bob.complete_authorization(&pending, &callback).unwrap_err();
@@ -83,7 +83,7 @@ fn users_share_the_transport_and_the_completed_authorizations() {
         Error::ReauthorizationRequired(helloflex_core::Reauthorization::NothingStored)
     ));
     assert_eq!(none.status(), None, "{none}");
-    assert!(bob_store.load().unwrap().is_none());
+    assert!(bob_store.load().unwrap().record.is_none());
 }
 
 #[test]

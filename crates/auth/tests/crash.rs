@@ -20,32 +20,28 @@ const CHILD: &str = "HELLOFLEX_CRASH_CHILD_DIR";
 struct AbortOnRotation(FileStore);
 
 impl TokenStore for AbortOnRotation {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
+    fn load(&self) -> Result<Loaded, StoreError> {
         self.0.load()
     }
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
-        if lease.is_some() {
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
+        let current = self.0.load()?.record;
+        let rotating = current.as_ref().is_some_and(|c| {
+            c.claim.is_some()
+                && new.claim.is_none()
+                && c.tokens.as_ref().map(|t| &t.refresh_token)
+                    != new.tokens.as_ref().map(|t| &t.refresh_token)
+        });
+        if rotating {
             std::process::abort(); // killed after the server rotated, before anything was stored
         }
-        self.0.swap(expected, new, lease)
-    }
-    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
-        self.0.lease(ttl)
-    }
-    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.0.release(lease)
+        self.0.swap(expected, new)
     }
 }
 
 fn child(dir: &Path) {
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let file = FileStore::new(dir.join("tokens.json"), support::keys()).with_clock(clock.clone());
+    let file = FileStore::new(dir.join("tokens.json"), support::keys());
     let store = Arc::new(AbortOnRotation(file));
     let m = ManagerBuilder::authorization_code(config(), store)
         .clock(clock.clone())
@@ -81,9 +77,10 @@ fn killed_between_receiving_and_storing_a_rotation() {
 
     // Restart: the store holds the complete set from before the rotation.
     let path: PathBuf = dir.join("tokens.json");
-    let stored =
-        FileStore::new(&path, support::keys()).load().unwrap().expect("a complete token set");
-    assert!(stored.tokens.refresh_token.is_some());
+    let stored = FileStore::new(&path, support::keys()).load().unwrap();
+    let record = stored.record.expect("a complete token set");
+    assert!(record.tokens.expect("tokens").refresh_token.is_some());
+    assert!(record.claim.is_some(), "the dead process's claim is still there");
     // Only the token file, its lock files, and no half-written temporary file.
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -92,11 +89,13 @@ fn killed_between_receiving_and_storing_a_rotation() {
     // The refresh token in it was burnt by the server's rotation: a typed error, no panic.
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let store = FileStore::new(&path, support::keys()).with_clock(clock.clone());
+    server.sleeps_advance(&clock);
+    let store = FileStore::new(&path, support::keys());
     let m = ManagerBuilder::authorization_code(config(), Arc::new(store))
         .clock(clock.clone())
         .blocking(server);
-    // The dead process's refresh lease lapses by itself; then this one takes over.
+    // The dead process's claim is taken over once this one watched it unchanged for its whole
+    // budget (the waits move the manual clock); the token it presents was burnt.
     clock.advance(Duration::from_secs(600));
     assert!(m.token().unwrap_err().requires_reauthorization());
     std::fs::remove_dir_all(&dir).unwrap();

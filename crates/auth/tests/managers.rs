@@ -319,7 +319,7 @@ fn managers_sharing_a_store_fetch_one_client_credentials_token_and_never_readopt
         }
     });
     assert_eq!(count.load(Ordering::SeqCst), 1, "one token request for the whole fleet");
-    assert_eq!(store.load().unwrap().unwrap().tokens.access_token.expose_secret(), "t1");
+    assert_eq!(store.load().unwrap().into_tokens().unwrap().access_token.expose_secret(), "t1");
 
     // The API refuses t1 in one process: it fetches t2 rather than adopting t1 from the store;
     // another process whose t1 is refused next adopts t2.
@@ -346,10 +346,10 @@ fn a_shared_store_that_fails_is_retried_then_reported_typed() {
         .blocking(Arc::new(counting_endpoint(&count)));
     let error = manager.token().unwrap_err();
     assert!(matches!(error, Error::Store(_)), "{error:?}");
-    assert_eq!(count.load(Ordering::SeqCst), 0, "no unleased fetch");
+    assert_eq!(count.load(Ordering::SeqCst), 0, "no fetch without a claim");
     // Asked every 250 ms for the 1 s store timeout, not given up at the first failure.
-    let asked = store.leases.load(Ordering::SeqCst);
-    assert!((3..=6).contains(&asked), "lease asked {asked} times");
+    let asked = store.calls.load(Ordering::SeqCst);
+    assert!((3..=6).contains(&asked), "store asked {asked} times");
 }
 
 /// A refresh token the server refuses is marked refused in the shared store (a tombstone): the
@@ -362,7 +362,7 @@ fn a_refused_refresh_token_is_marked_in_the_store_and_never_presented_again() {
         r#"{"access_token":"old","refresh_token":"rt1","expires_at_unix_ms":1000}"#,
     )
     .unwrap();
-    store.swap(0, &stale, None).unwrap();
+    store.swap(0, &Record::new(stale, 1)).unwrap();
     let refusing = || {
         let mut transport = MockBlocking::new();
         let seen = Arc::clone(&count);
@@ -395,5 +395,5 @@ fn a_refused_refresh_token_is_marked_in_the_store_and_never_presented_again() {
         );
     }
     assert_eq!(count.load(Ordering::SeqCst), 1, "one refused request for every holder");
-    assert!(store.load().unwrap().unwrap().tokens.refused);
+    assert!(store.load().unwrap().into_tokens().unwrap().refused);
 }

@@ -117,7 +117,7 @@ fn secret(token: &Token) -> String {
 }
 
 fn stored_access(store: &dyn TokenStore) -> String {
-    store.load().unwrap().unwrap().tokens.access_token.expose_secret().to_owned()
+    store.load().unwrap().into_tokens().unwrap().access_token.expose_secret().to_owned()
 }
 
 /// Behaviour 2: A refresh slower than any fixed ticket timeout is still sent once: a caller arriving
@@ -183,22 +183,17 @@ impl GateFlag {
 }
 
 impl TokenStore for SlowStore {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
+    fn load(&self) -> Result<Loaded, StoreError> {
         self.inner.load()
     }
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
         self.gate.waiting.fetch_add(1, Ordering::SeqCst);
         let mut closed = self.gate.closed.lock().unwrap();
         while *closed {
             closed = self.gate.changed.wait(closed).unwrap();
         }
         drop(closed);
-        self.inner.swap(expected, new, lease)
+        self.inner.swap(expected, new)
     }
 }
 
@@ -208,16 +203,21 @@ fn store_io_never_holds_up_valid_callers<F: Flavour>() {
     let store = Arc::new(SlowStore::default());
     let (_server, clock, m, first) = setup::<F>(store.clone());
     store.gate.set(true);
+    let before = store.gate.waiting.load(Ordering::SeqCst);
     clock.advance(Duration::from_secs(560)); // in the refresh window, still valid
     let served = m.token().unwrap();
     assert_eq!(served.id(), first.id(), "the valid token is served while refreshing");
     for _ in 0..2000 {
-        if store.gate.waiting.load(Ordering::SeqCst) > 1 {
+        if store.gate.waiting.load(Ordering::SeqCst) > before {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(store.gate.waiting.load(Ordering::SeqCst), 2, "the refresh reached the store");
+    assert_eq!(
+        store.gate.waiting.load(Ordering::SeqCst),
+        before + 1,
+        "the refresh reached the store"
+    );
     // The write hangs; ten more callers are served, none waits for it.
     let (done, finished) = mpsc::channel();
     let callers = Arc::clone(&m);
@@ -258,19 +258,14 @@ struct Lagging {
 }
 
 impl TokenStore for Lagging {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
+    fn load(&self) -> Result<Loaded, StoreError> {
         match self.stale.lock().unwrap().take() {
-            Some(old) => Ok(Some(old)),
+            Some(old) => Ok(Loaded::new(Some(old))),
             None => self.inner.load(),
         }
     }
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
-        self.inner.swap(expected, new, lease)
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
+        self.inner.swap(expected, new)
     }
 }
 
@@ -280,21 +275,21 @@ fn invalid_grant_rereads_the_store<F: Flavour>() {
     let store = Arc::new(Lagging::default());
     let (server, clock, m, _) = setup::<F>(store.clone());
     // Another instance refreshes with the same token and stores the result.
-    let before = store.inner.load().unwrap().unwrap();
-    let held = before.tokens.refresh_token.clone().unwrap();
+    let before = store.inner.load().unwrap().record.unwrap();
+    let held = before.tokens.as_ref().unwrap().refresh_token.clone().unwrap();
     let answer = helloflex_auth::BlockingTransport::send(
         &*server,
         config().refresh_request(&held).unwrap().into_request(),
     )
     .unwrap();
     let theirs: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
-    let mut winner = before.tokens.clone();
+    let mut winner = before.tokens.clone().unwrap();
     winner.access_token =
         helloflex_core::AccessToken::new(theirs["access_token"].as_str().unwrap());
     winner.refresh_token =
         Some(helloflex_core::RefreshToken::new(theirs["refresh_token"].as_str().unwrap()));
     winner.expires_at_unix_ms += 600_000;
-    store.inner.swap(before.version, &winner, None).unwrap();
+    store.inner.swap(before.version, &Record::new(winner, before.version + 2)).unwrap();
     // Our read before sending still sees the old record.
     *store.stale.lock().unwrap() = Some(before);
     clock.advance(Duration::from_secs(601));
@@ -424,7 +419,7 @@ fn dropped_async_callers_never_burn_the_grant() {
         if dropped.is_err() {
             // Whatever point it was dropped at, the exchange finishes and is stored.
             for _ in 0..400 {
-                if store.load().unwrap().is_some() {
+                if store.load().unwrap().into_tokens().is_some() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -491,7 +486,7 @@ fn dropped_after_every_poll_the_grant_survives() {
         });
         // The exchange, once started, finishes and is stored whatever happened to its caller.
         for _ in 0..400 {
-            if store.load().unwrap().is_some() || k == 0 {
+            if store.load().unwrap().record.is_some() || k == 0 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -500,6 +495,12 @@ fn dropped_after_every_poll_the_grant_survives() {
             // Never polled: nothing was started, the authorization is still pending.
             assert_eq!(server.token_requests.load(Ordering::SeqCst), 0);
             continue;
+        }
+        for _ in 0..400 {
+            if store.load().unwrap().into_tokens().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         let token = m.token().unwrap();
         assert_eq!(stored_access(&*store), secret(&token), "k={k}");

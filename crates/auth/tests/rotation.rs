@@ -37,20 +37,23 @@ struct Recording {
 }
 
 impl TokenStore for Recording {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
+    fn load(&self) -> Result<Loaded, StoreError> {
         self.inner.load()
     }
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk full"));
+    /// Records (and, told to, fails) the writes that put new tokens in; a claim or a marked
+    /// authorization keeps the tokens as they were.
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
+        let current = self.inner.load()?.into_tokens().map(|t| t.access_token);
+        let written = new.tokens.as_ref().map(|t| t.access_token.clone());
+        if written.is_some() && written != current {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("disk full"));
+            }
+            if let Some(access) = written {
+                self.writes.lock().unwrap().push(access.expose_secret().to_owned());
+            }
         }
-        self.writes.lock().unwrap().push(new.access_token.expose_secret().to_owned());
-        self.inner.swap(expected, new, lease)
+        self.inner.swap(expected, new)
     }
 }
 
@@ -68,7 +71,7 @@ fn code_flow_with_pkce_then_rotation_stored_before_use() {
     assert_ne!(first, second);
     // The rotated set reached the store before this caller got the new access token.
     assert_eq!(store.writes.lock().unwrap().last().unwrap(), &second);
-    let stored = store.load().unwrap().unwrap().tokens;
+    let stored = store.load().unwrap().into_tokens().unwrap();
     let refreshed_with = server.refresh_requests.lock().unwrap().clone();
     assert_eq!(refreshed_with.len(), 1);
     assert_ne!(stored.refresh_token.unwrap().expose_secret(), refreshed_with[0], "rotation stored");
@@ -106,8 +109,16 @@ fn store_failure_keeps_new_tokens_and_never_resends_the_burnt_one() {
     let kept = m.token().unwrap();
     // The failed write is reported, typed, and the new set kept in memory.
     assert!(matches!(m.store_error(), Some(StoreError::Unavailable(_))));
-    // The store still holds the burnt token; it must be neither adopted nor sent again.
+    // It is written back as soon as the store takes it: the burnt token is never sent again.
     store.fail.store(false, Ordering::SeqCst);
+    for _ in 0..400 {
+        if m.store_error().is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(m.store_error().is_none(), "written back once the store took writes again");
+    assert_eq!(store.load().unwrap().into_tokens().unwrap().access_token, *kept.access_token());
     clock.advance(Duration::from_secs(61));
     let latest = m.token().unwrap();
     assert_ne!(kept.access_token(), latest.access_token());
@@ -115,8 +126,7 @@ fn store_failure_keeps_new_tokens_and_never_resends_the_burnt_one() {
     assert_eq!(sent.len(), 2);
     assert_ne!(sent[0], sent[1], "the burnt refresh token was sent again");
     assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0);
-    // Once writes work again the stale store is repaired with the newest set.
-    assert_eq!(store.load().unwrap().unwrap().tokens.access_token, *latest.access_token());
+    assert_eq!(store.load().unwrap().into_tokens().unwrap().access_token, *latest.access_token());
     assert!(m.store_error().is_none());
 }
 
@@ -128,7 +138,7 @@ fn invalid_grant_means_reauthorize_without_a_retry_loop() {
     let m = manager(&server, store.clone(), &clock);
     authorize(&m, &server);
     // Another client spends our refresh token behind our back.
-    let stolen = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
+    let stolen = store.load().unwrap().into_tokens().unwrap().refresh_token.unwrap();
     let request = config().refresh_request(&stolen).unwrap().into_request();
     let _ = server.send(request).unwrap();
     clock.advance(Duration::from_secs(61));

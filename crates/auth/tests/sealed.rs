@@ -42,7 +42,7 @@ impl Drop for Dir {
     }
 }
 
-fn sealed_problem(result: Result<Option<Record>, StoreError>) -> OpenError {
+fn sealed_problem(result: Result<Loaded, StoreError>) -> OpenError {
     match result {
         Err(StoreError::Sealed { problem, .. }) => problem,
         other => panic!("expected a sealed-record error, got {other:?}"),
@@ -56,7 +56,7 @@ fn refused_untouched(store: &FileStore, path: &Path, problem: OpenError) {
     assert_eq!(sealed_problem(Err(error.clone())), problem);
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("CANARY"), "{shown}");
-    assert!(store.swap(1, &tokens(9), None).is_err(), "nothing is written over it");
+    assert!(store.swap(1, &Record::new(tokens(9), 2)).is_err(), "nothing is written over it");
     assert_eq!(std::fs::read(path).unwrap(), before, "the file is untouched");
 }
 
@@ -64,7 +64,7 @@ fn refused_untouched(store: &FileStore, path: &Path, problem: OpenError) {
 fn a_token_file_holds_no_token_bytes() {
     let dir = Dir::new("canary");
     let store = FileStore::new(dir.file(), KeyRing::new(key("k1", 1)));
-    store.swap(0, &tokens(1), None).unwrap();
+    store.swap(0, &Record::new(tokens(1), 1)).unwrap();
     let raw = std::fs::read(dir.file()).unwrap();
     for needle in ["CANARY", "access_token", "refresh_token"] {
         assert!(
@@ -73,11 +73,11 @@ fn a_token_file_holds_no_token_bytes() {
         );
     }
     assert_eq!(
-        store.load().unwrap().unwrap().tokens.access_token.expose_secret(),
+        store.load().unwrap().into_tokens().unwrap().access_token.expose_secret(),
         format!("{ACCESS}1")
     );
     // Two writes of the same set differ (a fresh nonce each time).
-    store.swap(1, &tokens(1), None).unwrap();
+    store.swap(1, &Record::new(tokens(1), 2)).unwrap();
     assert_ne!(std::fs::read(dir.file()).unwrap(), raw);
 }
 
@@ -85,7 +85,7 @@ fn a_token_file_holds_no_token_bytes() {
 fn a_wrong_key_a_tampered_or_truncated_file_and_an_unknown_version_are_typed_errors() {
     let dir = Dir::new("bad");
     let path = dir.file();
-    FileStore::new(&path, KeyRing::new(key("k1", 1))).swap(0, &tokens(1), None).unwrap();
+    FileStore::new(&path, KeyRing::new(key("k1", 1))).swap(0, &Record::new(tokens(1), 1)).unwrap();
     let good = std::fs::read(&path).unwrap();
     // The same key id with other bytes.
     refused_untouched(
@@ -129,7 +129,7 @@ fn a_wrong_key_a_tampered_or_truncated_file_and_an_unknown_version_are_typed_err
 fn a_record_moved_to_another_file_or_identity_does_not_open() {
     let dir = Dir::new("moved");
     let keys = || KeyRing::new(key("k1", 1));
-    FileStore::new(dir.file(), keys()).swap(0, &tokens(1), None).unwrap();
+    FileStore::new(dir.file(), keys()).swap(0, &Record::new(tokens(1), 1)).unwrap();
     let other = dir.0.join("other");
     std::fs::copy(dir.file(), &other).unwrap();
     refused_untouched(&FileStore::new(&other, keys()), &other, OpenError::Unauthentic);
@@ -137,18 +137,20 @@ fn a_record_moved_to_another_file_or_identity_does_not_open() {
     assert_eq!(sealed_problem(bound.load()), OpenError::Unauthentic, "written unbound");
     // The same file through another spelling of its path opens.
     let spelled = dir.0.join(".").join("tokens");
-    assert!(FileStore::new(spelled, keys()).load().unwrap().is_some());
+    assert!(FileStore::new(spelled, keys()).load().unwrap().record.is_some());
 }
 
 #[test]
 fn an_old_key_opens_and_the_next_write_uses_the_active_one() {
     let dir = Dir::new("rotate");
-    FileStore::new(dir.file(), KeyRing::new(key("old", 1))).swap(0, &tokens(1), None).unwrap();
+    FileStore::new(dir.file(), KeyRing::new(key("old", 1)))
+        .swap(0, &Record::new(tokens(1), 1))
+        .unwrap();
     let ring = KeyRing::new(key("new", 2)).with_older(key("old", 1));
     assert!(!ring.is_current(&std::fs::read(dir.file()).unwrap()));
     let store = FileStore::new(dir.file(), ring.clone());
-    assert_eq!(store.load().unwrap().unwrap().version, 1);
-    store.swap(1, &tokens(2), None).unwrap();
+    assert_eq!(store.load().unwrap().record.unwrap().version, 1);
+    store.swap(1, &Record::new(tokens(2), 2)).unwrap();
     assert!(ring.is_current(&std::fs::read(dir.file()).unwrap()), "re-sealed under the active key");
     // The old key alone no longer opens it.
     assert_eq!(

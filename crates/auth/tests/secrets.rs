@@ -99,7 +99,7 @@ fn no_reachable_type_shows_a_secret() {
     use base64::Engine as _;
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
-    let store = Arc::new(MemoryStore::with_clock(clock.clone()));
+    let store = Arc::new(MemoryStore::new());
     let environment =
         Environment::custom("https://api.flextell.test", helloflex_core::InsecureLoopback::Deny)
             .unwrap();
@@ -117,14 +117,15 @@ fn no_reachable_type_shows_a_secret() {
     let token = client.complete_authorization(&pending, &callback).unwrap();
     let again = client.complete_authorization(&pending, &callback).unwrap_err();
     shown += &format!("{token:?} {client:?} {again} {again:?} {store:?}");
-    let first = store.load().unwrap().unwrap();
-    shown += &format!("{first:?} {:?}", store.lease(Duration::from_secs(1)).unwrap());
+    let first = store.load().unwrap();
+    shown += &format!("{first:?}");
+    let first = first.into_tokens().unwrap();
     clock.advance(Duration::from_secs(61));
     let refreshed = client.token().unwrap();
-    let second = store.load().unwrap().unwrap();
+    let second = store.load().unwrap().into_tokens().unwrap();
     shown += &format!("{refreshed:?} {second:?} {client:?} {:?}", client.store_error());
     // A refresh the server refuses (the family revoked behind our back).
-    let spent = second.tokens.refresh_token.clone().unwrap();
+    let spent = second.refresh_token.clone().unwrap();
     let _ =
         BlockingTransport::send(&*server, config().refresh_request(&spent).unwrap().into_request());
     let _ =
@@ -138,9 +139,9 @@ fn no_reachable_type_shows_a_secret() {
         base64::engine::general_purpose::STANDARD.encode(format!("app:{CANARY_SECRET}")),
         code_of(&callback),
     ];
-    for record in [&first, &second] {
-        secrets.push(record.tokens.access_token.expose_secret().to_owned());
-        secrets.push(record.tokens.refresh_token.as_ref().unwrap().expose_secret().to_owned());
+    for tokens in [&first, &second] {
+        secrets.push(tokens.access_token.expose_secret().to_owned());
+        secrets.push(tokens.refresh_token.as_ref().unwrap().expose_secret().to_owned());
     }
     for secret in secrets {
         assert!(!shown.contains(&secret), "{secret:?} shown in: {shown}");

@@ -1,8 +1,8 @@
 //! The store seam every store implements (the built-in ones here; remote stores plug into the
-//! same contract): versioned compare-and-swap, and a refresh lease with an expiry and a fence
-//! that refuses a write from a holder whose lease lapsed and went to someone else.
+//! same contract): a versioned record, compare-and-swap on a version the writer picks above
+//! the one it read, and everything a fleet agrees on (tokens, claim, completed authorizations)
+//! inside the record.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::*;
@@ -20,56 +20,107 @@ fn tokens(n: u32) -> StoredTokens {
     serde_json::from_str(&json).unwrap()
 }
 
-fn lease_and_fencing(store: &dyn TokenStore, clock: &ManualClock) {
-    assert!(store.load().unwrap().is_none());
-    assert_eq!(store.swap(0, &tokens(1), None).unwrap(), Swap::Stored { version: 1 });
+fn stored(swap: Swap) -> Option<u64> {
+    match swap {
+        Swap::Stored { version, .. } => Some(version),
+        _ => None,
+    }
+}
+
+fn compare_and_swap(store: &dyn TokenStore) {
+    assert!(store.load().unwrap().record.is_none());
+    assert_eq!(stored(store.swap(0, &Record::new(tokens(1), 1)).unwrap()), Some(1));
     // A write planned from an older version is refused.
-    assert_eq!(store.swap(0, &tokens(2), None).unwrap(), Swap::Conflict);
-    let LeaseAttempt::Acquired(a) = store.lease(Duration::from_secs(10)).unwrap() else {
-        panic!("the lease is free")
-    };
-    assert!(matches!(store.lease(Duration::from_secs(10)).unwrap(), LeaseAttempt::Busy { .. }));
-    // A's lease lapses; B takes it, and A's late write is fenced off.
-    clock.advance(Duration::from_secs(11));
-    let LeaseAttempt::Acquired(b) = store.lease(Duration::from_secs(10)).unwrap() else {
-        panic!("a lapsed lease is free")
-    };
-    assert!(b.fence > a.fence);
-    assert_eq!(store.swap(1, &tokens(3), Some(&a)).unwrap(), Swap::Conflict, "stale holder");
-    assert_eq!(store.swap(1, &tokens(4), Some(&b)).unwrap(), Swap::Stored { version: 2 });
-    store.release(&b).unwrap();
-    assert!(matches!(store.lease(Duration::from_secs(10)).unwrap(), LeaseAttempt::Acquired(_)));
-    let record = store.load().unwrap().unwrap();
-    assert_eq!(record.version, 2);
-    assert_eq!(record.tokens.access_token, AccessToken::new("at4"));
-    assert_eq!(record.tokens.refresh_token, Some(RefreshToken::new("rt4")));
+    assert_eq!(store.swap(0, &Record::new(tokens(2), 2)).unwrap(), Swap::Conflict);
+    // So is one that does not go above the version it read.
+    assert_eq!(store.swap(1, &Record::new(tokens(2), 1)).unwrap(), Swap::Conflict);
+    // The writer picks the version (a write-back keeps the higher one it held).
+    let mut claimed = Record::new(tokens(1), 7);
+    claimed.claim = Some(Claim::new("holder-a", Duration::from_secs(30)));
+    claimed.completed = vec!["a1".into(), "a2".into()];
+    assert_eq!(stored(store.swap(1, &claimed).unwrap()), Some(7));
+    let record = store.load().unwrap().record.unwrap();
+    assert_eq!(record.version, 7);
+    assert_eq!(record.claim, Some(Claim::new("holder-a", Duration::from_secs(30))));
+    assert_eq!(record.completed, ["a1", "a2"]);
+    let tokens = record.tokens.unwrap();
+    assert_eq!(tokens.access_token, AccessToken::new("at1"));
+    assert_eq!(tokens.refresh_token, Some(RefreshToken::new("rt1")));
 }
 
 #[test]
-fn memory_store_leases_and_fences() {
-    let clock = Arc::new(ManualClock::new());
-    lease_and_fencing(&MemoryStore::with_clock(clock.clone()), &clock);
+fn memory_store_swaps_on_the_version_read() {
+    let store = MemoryStore::new();
+    compare_and_swap(&store);
+    assert!(store.load().unwrap().epoch_age.is_none(), "memory loses nothing on its own");
 }
 
 #[test]
-fn file_store_leases_and_fences_and_keeps_its_files_private() {
+fn file_store_swaps_on_the_version_read_and_keeps_its_files_private() {
     let dir = std::env::temp_dir().join(format!("helloflex-stores-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let clock = Arc::new(ManualClock::new());
-    let store = FileStore::new(dir.join("tokens.json"), keys()).with_clock(clock.clone());
-    lease_and_fencing(&store, &clock);
+    let store = FileStore::new(dir.join("tokens.json"), keys());
+    compare_and_swap(&store);
     #[cfg(unix)]
-    for name in ["tokens.json", "tokens.json.lease", "tokens.json.lock"] {
+    for name in ["tokens.json", "tokens.json.lock"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
-    // A second handle on the same file (another process) sees the same lease (the last one
-    // taken above is still held) and versions.
-    let other = FileStore::new(dir.join("tokens.json"), keys()).with_clock(clock.clone());
-    assert!(matches!(other.lease(Duration::from_secs(10)).unwrap(), LeaseAttempt::Busy { .. }));
-    assert_eq!(other.load().unwrap().unwrap().version, 2);
+    // A second handle on the same file (another process) sees the same record.
+    let other = FileStore::new(dir.join("tokens.json"), keys());
+    assert_eq!(other.load().unwrap().record.unwrap().version, 7);
+    assert!(other.load().unwrap().epoch_age.is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A token file written before records held claims (a token set beside its version) is read
+/// as a record.
+#[test]
+fn a_file_from_before_claims_is_read_as_a_record() {
+    let dir = std::env::temp_dir().join(format!("helloflex-legacy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens.json");
+    std::fs::write(
+        &path,
+        br#"{"access_token":"at9","refresh_token":"rt9","expires_at_unix_ms":4000000000000,"version":3}"#,
+    )
+    .unwrap();
+    let store = FileStore::plaintext_insecure(&path);
+    let record = store.load().unwrap().record.unwrap();
+    assert_eq!(record.version, 3);
+    assert_eq!(record.tokens.unwrap().refresh_token, Some(RefreshToken::new("rt9")));
+    assert!(record.claim.is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A process stuck holding the file's lock does not stall the others: a call waits at most the
+/// lock timeout, then fails, typed.
+#[test]
+fn a_lock_held_elsewhere_is_waited_for_only_so_long() {
+    let dir = std::env::temp_dir().join(format!("helloflex-locked-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = FileStore::new(dir.join("tokens.json"), keys())
+        .with_lock_timeout(Duration::from_millis(200));
+    store.swap(0, &Record::new(tokens(1), 1)).unwrap();
+    // Another holder of the lock (a separate open file description: flock is per description).
+    let held = std::fs::OpenOptions::new().write(true).open(dir.join("tokens.json.lock")).unwrap();
+    held.lock().unwrap();
+    #[allow(clippy::disallowed_methods)] // measuring a real wait
+    let started = std::time::Instant::now();
+    let error = store.swap(1, &Record::new(tokens(2), 2)).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Io { op: "lock", kind: std::io::ErrorKind::TimedOut, .. }),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Reads need no lock: the record is still there.
+    assert_eq!(store.load().unwrap().record.unwrap().version, 1);
+    held.unlock().unwrap();
+    assert!(matches!(store.swap(1, &Record::new(tokens(2), 2)).unwrap(), Swap::Stored { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -87,7 +138,7 @@ fn a_temp_file_left_with_loose_permissions_does_not_loosen_the_token_file() {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
     }
     let store = FileStore::new(&path, keys());
-    store.swap(0, &tokens(1), None).unwrap();
+    store.swap(0, &Record::new(tokens(1), 1)).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

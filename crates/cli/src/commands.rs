@@ -113,7 +113,7 @@ pub fn token(profile: &Profile, json: bool) -> Result<(), Failure> {
 fn stored_scope(profile: &Profile, grant: &str) -> Option<Vec<String>> {
     let storage = Storage::open(profile, false).ok()??;
     let store = if grant == "user" { storage.user_store() } else { storage.machine_store() };
-    store.load().ok()??.tokens.scope
+    store.load().ok()?.into_tokens()?.scope
 }
 
 /// `helloflex api METHOD PATH ...`.
@@ -228,18 +228,18 @@ pub fn status(profile: &Profile) -> Result<(), Failure> {
     match &storage {
         Some(storage) => {
             let describe = |name: &str, store: helloflex::FileStore| -> Result<String, Failure> {
-                Ok(match store.load() {
-                    Ok(Some(record)) if record.tokens.refused => {
+                Ok(match store.load().map(helloflex::Loaded::into_tokens) {
+                    Ok(Some(tokens)) if tokens.refused => {
                         format!("{name}: refused by the server (run `helloflex login` again)\n")
                     }
-                    Ok(Some(record)) => {
-                        let left = record.tokens.expires_in(&SystemClock);
+                    Ok(Some(tokens)) => {
+                        let left = tokens.expires_in(&SystemClock);
                         let expiry = if left.is_zero() {
                             "access token expired".to_owned()
                         } else {
                             format!("access token expires in {}", human(left))
                         };
-                        let refresh = if record.tokens.refresh_token.is_some() {
+                        let refresh = if tokens.refresh_token.is_some() {
                             ", refresh token held"
                         } else {
                             ""

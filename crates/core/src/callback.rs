@@ -216,6 +216,15 @@ impl PendingAuthorization {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AuthorizationId([u8; 32]);
 
+impl AuthorizationId {
+    /// A printable name for this authorization (hex of the first half of its digest): what a
+    /// shared store remembers of a completed one. It names the authorization without
+    /// revealing its `state`.
+    pub fn fingerprint(&self) -> String {
+        self.0[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl std::fmt::Debug for AuthorizationId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AuthorizationId(..)")

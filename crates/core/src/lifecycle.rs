@@ -31,6 +31,10 @@ pub struct LifecyclePolicy {
     pub max_failure_backoff: Duration,
     /// Longest time a token is refreshed before it expires.
     pub max_refresh_margin: Duration,
+    /// While user tokens need a new sign-in, how often the store they are kept in is read
+    /// again (by a caller that needs a token): a sign-in completed by another instance sharing
+    /// it is picked up without a restart.
+    pub reauthorization_recheck: Duration,
 }
 
 impl Default for LifecyclePolicy {
@@ -41,6 +45,7 @@ impl Default for LifecyclePolicy {
             failure_backoff: Duration::from_secs(1),
             max_failure_backoff: Duration::from_secs(60),
             max_refresh_margin: Duration::from_secs(300),
+            reauthorization_recheck: Duration::from_secs(5),
         }
     }
 }
@@ -255,8 +260,8 @@ enum Standing {
     /// usable token get `error` until then.
     ExpectBackoff { until: Instant, error: Error, failures: u32 },
     /// The grant is gone (refused, or nothing to refresh with): only a new authorization, or a
-    /// newer set adopted from a store, brings tokens again.
-    ExpectAuthorization(Error),
+    /// newer set read from the store (looked for again from `recheck_at`), brings tokens again.
+    ExpectAuthorization { error: Error, recheck_at: Instant },
 }
 
 /// What user tokens are refreshed with.
@@ -326,7 +331,13 @@ impl TokenCache {
             return Acquire::Wait(ticket.deadline);
         }
         match &self.standing {
-            Standing::ExpectAuthorization(error) => return Acquire::Fail(error.clone()),
+            // A sign-in elsewhere may have stored new tokens: one caller looks, now and then.
+            Standing::ExpectAuthorization { recheck_at, .. }
+                if self.flow == Flow::RefreshToken && now >= *recheck_at =>
+            {
+                return Acquire::Fetch(self.issue(now, Grant::Reload));
+            }
+            Standing::ExpectAuthorization { error, .. } => return Acquire::Fail(error.clone()),
             Standing::ExpectBackoff { until, error, .. } if now < *until => {
                 return Acquire::Fail(error.clone());
             }
@@ -342,7 +353,7 @@ impl TokenCache {
         let waiting = match &self.standing {
             Standing::Ready => false,
             Standing::ExpectBackoff { until, .. } => now < *until,
-            Standing::ExpectAuthorization(_) => true,
+            Standing::ExpectAuthorization { .. } => true,
         };
         if self.ticket.is_some() || waiting {
             return None;
@@ -372,6 +383,16 @@ impl TokenCache {
             }
             _ => false,
         }
+    }
+
+    /// Whether a ticket is out at `now` (a fetch or refresh in flight).
+    pub fn in_flight(&self, now: Instant) -> bool {
+        self.ticket.is_some_and(|t| now < t.deadline)
+    }
+
+    /// Whether `ticket` is still the live one (its completion would be taken).
+    pub fn is_live(&self, ticket: &Ticket) -> bool {
+        self.ticket.is_some_and(|t| t.id == ticket.id)
     }
 
     fn issue(&mut self, now: Instant, grant: Grant) -> Ticket {
@@ -414,14 +435,27 @@ impl TokenCache {
         match result {
             Ok(set) => Completion::Stored(self.install(set, entropy)),
             Err(error) if error.requires_reauthorization() => {
-                self.refresh = RefreshSource::Nothing;
-                self.standing = Standing::ExpectAuthorization(error.clone());
+                // The refused token is spent for good: never adopted from a store again.
+                if let RefreshSource::Held(refused) =
+                    std::mem::replace(&mut self.refresh, RefreshSource::Nothing)
+                {
+                    self.retire(refused);
+                }
+                let recheck_at = saturating_add(now, self.policy.reauthorization_recheck);
+                self.standing = Standing::ExpectAuthorization { error: error.clone(), recheck_at };
+                Completion::Failed(error)
+            }
+            // A look for a new sign-in that failed on the way: look again later.
+            Err(error) if matches!(self.standing, Standing::ExpectAuthorization { .. }) => {
+                if let Standing::ExpectAuthorization { recheck_at, .. } = &mut self.standing {
+                    *recheck_at = saturating_add(now, self.policy.reauthorization_recheck);
+                }
                 Completion::Failed(error)
             }
             Err(error) => {
                 let failures = match &self.standing {
                     Standing::ExpectBackoff { failures, .. } => failures.saturating_add(1),
-                    Standing::Ready | Standing::ExpectAuthorization(_) => 1,
+                    Standing::Ready | Standing::ExpectAuthorization { .. } => 1,
                 };
                 let backoff = crate::retry::jittered_backoff(
                     self.policy.failure_backoff,

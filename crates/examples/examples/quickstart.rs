@@ -138,12 +138,18 @@ fn main() -> Result<()> {
     emulator.set_token_lifetime(Duration::from_secs(2), Some(WEB_APP.0));
     client.complete_authorization(&pending, &callback)?;
     step("callback checked (state, iss) and the code exchanged (PKCE verifier sent)");
-    let old =
-        store.load()?.and_then(|s| s.tokens.refresh_token).ok_or("no refresh token stored")?;
+    let old = store
+        .load()?
+        .into_tokens()
+        .and_then(|t| t.refresh_token)
+        .ok_or("no refresh token stored")?;
     std::thread::sleep(Duration::from_millis(2100));
     client.get("news").send()?;
-    let new =
-        store.load()?.and_then(|s| s.tokens.refresh_token).ok_or("no refresh token stored")?;
+    let new = store
+        .load()?
+        .into_tokens()
+        .and_then(|t| t.refresh_token)
+        .ok_or("no refresh token stored")?;
     step(&format!(
         "the access token expired and was refreshed; refresh token rotated: {}",
         old != new

@@ -39,13 +39,10 @@ pub fn fleet_store(
     redis: &str,
     authorization_code: bool,
     user: &str,
-    slice: Duration,
     keys: KeyRing,
 ) -> Result<RedisStore, Failure> {
     let client = if authorization_code { WEB_APP.0 } else { MACHINE.0 };
-    let store = RedisStore::open(redis, client, keys)?
-        .with_lease_slice(slice)
-        .with_timeout(Duration::from_secs(1));
+    let store = RedisStore::open(redis, client, keys)?.with_timeout(Duration::from_secs(1));
     Ok(if authorization_code { store.for_user(user) } else { store })
 }
 

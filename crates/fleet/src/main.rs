@@ -3,7 +3,7 @@
 //! prints one JSON line: calls made, calls failed, how its last call ended.
 //!
 //! `fleet-member --grant cc|ac --emulator URL --redis URL [--user NAME] [--tasks N]
-//! [--seconds S] [--period-ms MS] [--slice-ms MS] [--flavour async|blocking]`; the key ring is
+//! [--seconds S] [--period-ms MS] [--flavour async|blocking]`; the key ring is
 //! read from `HELLOFLEX_TOKEN_KEYS`. Run by `crates/fleet/tests/fleet.rs` and `cargo xtask bench`.
 
 mod member;

@@ -23,7 +23,6 @@ pub struct Args {
     tasks: usize,
     seconds: f64,
     period: Duration,
-    slice: Duration,
     blocking: bool,
 }
 
@@ -37,7 +36,6 @@ impl Args {
             tasks: 100,
             seconds: 10.0,
             period: Duration::from_millis(300),
-            slice: Duration::from_millis(600),
             blocking: false,
         };
         while let Some(flag) = args.next() {
@@ -50,7 +48,6 @@ impl Args {
                 "--tasks" => parsed.tasks = value.parse()?,
                 "--seconds" => parsed.seconds = value.parse()?,
                 "--period-ms" => parsed.period = Duration::from_millis(value.parse()?),
-                "--slice-ms" => parsed.slice = Duration::from_millis(value.parse()?),
                 "--flavour" => parsed.blocking = value == "blocking",
                 other => return Err(format!("unknown flag {other}").into()),
             }
@@ -106,6 +103,22 @@ impl Tally {
     }
 }
 
+/// Budgets for a test fleet with 2-second tokens: a claim lasts 4 s (a retry deadline of 1 s,
+/// an attempt of 2 s, two store calls of 0.5 s), so a dead holder is taken over within seconds;
+/// the store is checked every 300 ms (members are called all the time), so a set the store lost
+/// is written back within a second and the grace after a restart can be 1.5 s.
+fn options() -> ManagerOptions {
+    let mut lifecycle = helloflex_core::LifecyclePolicy::default();
+    lifecycle.reauthorization_recheck = Duration::from_millis(300);
+    ManagerOptions::default()
+        .with_lifecycle(lifecycle)
+        .with_store_timeout(Duration::from_millis(500))
+        .with_attempt_timeout(Duration::from_secs(2))
+        .with_retry(helloflex_core::RetryPolicy::default().with_deadline(Duration::from_secs(1)))
+        .with_store_check(Duration::from_millis(300))
+        .with_restart_grace(Duration::from_millis(1500))
+}
+
 /// How long a member waits at exit for a token request in flight.
 const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -113,10 +126,9 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 pub fn run(args: Args) -> Result<Report, Failure> {
     let keys = KeyRing::from_env(KEYS_VARIABLE)?;
     let store: Arc<dyn TokenStore> =
-        Arc::new(fleet_store(&args.redis, args.authorization_code, &args.user, args.slice, keys)?);
+        Arc::new(fleet_store(&args.redis, args.authorization_code, &args.user, keys)?);
     let environment = Environment::custom(&args.emulator, InsecureLoopback::Allow)?;
-    // Short budgets: a test fleet with 2-second tokens must not wait minutes for a dead holder.
-    let options = ManagerOptions::default().with_store_timeout(Duration::from_secs(3));
+    let options = options();
     let tally = Arc::new(Tally::default());
     let until = SystemClock.now() + Duration::from_secs_f64(args.seconds);
     if args.blocking {
@@ -188,7 +200,7 @@ fn client_on_any<C: Connector>(
     let builder = ClientBuilder::new(connector)
         .environment(environment.clone())
         .token_options(options.clone())
-        .timeouts(Timeouts::uniform(Duration::from_secs(5)));
+        .timeouts(Timeouts::uniform(Duration::from_secs(1)));
     Ok(if args.authorization_code {
         builder.authorization_code(web_app_config(&args.emulator)?, Arc::clone(store)).build()?
     } else {

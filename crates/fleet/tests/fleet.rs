@@ -26,7 +26,6 @@ const BLOCKING_MEMBERS: usize = 2;
 const TASKS: usize = 100;
 const LIFETIME: Duration = Duration::from_secs(2);
 const LIFETIMES: u32 = 6;
-const SLICE_MS: u64 = 600;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Grant {
@@ -115,9 +114,8 @@ impl Outcome {
 
 /// Signs the fleet's user in once (the code exchange), storing the tokens in Redis.
 fn authorize(emulator: &helloflex_emulator::Emulator, redis: &RedisServer, keys: KeyRing) {
-    let slice = Duration::from_millis(SLICE_MS);
     let store: Arc<dyn TokenStore> =
-        Arc::new(fleet_store(&redis.url(), true, "fleet-user", slice, keys).unwrap());
+        Arc::new(fleet_store(&redis.url(), true, "fleet-user", keys).unwrap());
     let client = helloflex_transport_ureq::Client::builder()
         .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow).unwrap())
         .authorization_code(web_app_config(emulator.base_url()).unwrap(), store)
@@ -140,7 +138,7 @@ fn spawn_member(
     Command::new(env!("CARGO_BIN_EXE_fleet-member"))
         .args(["--grant", grant.flag(), "--emulator", emulator, "--redis", redis])
         .args(["--tasks", &TASKS.to_string(), "--seconds", &seconds.to_string()])
-        .args(["--slice-ms", &SLICE_MS.to_string(), "--period-ms", "300"])
+        .args(["--period-ms", "300"])
         .args(["--flavour", if blocking { "blocking" } else { "async" }])
         .env(KEYS_VARIABLE, keys)
         .stdout(Stdio::piped())
@@ -149,17 +147,15 @@ fn spawn_member(
         .unwrap()
 }
 
-/// Waits until one process has held the lease for 300 ms (it is in its slow token request,
+/// Waits until one process has held the claim for 300 ms (it is in its slow token request,
 /// not just re-reading), and returns its pid.
 fn steady_lease_holder(redis: &RedisServer, grant: Grant, pids: &[u32], keys: KeyRing) -> u32 {
-    let slice = Duration::from_millis(SLICE_MS);
-    let store = fleet_store(&redis.url(), grant.is_code(), "fleet-user", slice, keys).unwrap();
+    let store = fleet_store(&redis.url(), grant.is_code(), "fleet-user", keys).unwrap();
     let deadline = SystemClock.now() + Duration::from_secs(15);
     let mut seen: Option<(u32, Instant)> = None;
     while SystemClock.now() < deadline {
-        let holder = store.lease_holder().unwrap();
-        let pid =
-            holder.and_then(|h| h.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()));
+        let holder = store.claim_holder().unwrap();
+        let pid = holder.and_then(|h| h.split('.').next().and_then(|p| p.parse::<u32>().ok()));
         match (pid, seen) {
             (Some(pid), Some((held, since))) if pid == held => {
                 if SystemClock.now().duration_since(since) > Duration::from_millis(300)
@@ -277,13 +273,22 @@ fn the_fleet_survives_its_lease_holder_killed(grant: Grant, slow: FaultKind) {
         (Grant::ClientCredentials, "ok") => {
             assert_eq!(outcome.calls().1, 0, "every call of the survivors was served")
         }
+        // The dead holder's claim is waited out for its whole budget (4 s here, longer than a
+        // 2-s token): calls fail meanwhile, typed, then the fleet carries on, nothing reused.
         (Grant::AuthorizationCode, "ok") => {
             assert_eq!(outcome.reuse, 0);
-            assert_eq!(outcome.calls().1, 0, "every call of the survivors was served");
         }
+        // Told to re-authorize, or (while the dead holder's claim was waited out) that another
+        // holder was still refreshing: typed, nothing else.
         (Grant::AuthorizationCode, "reauthorize") => {
             assert!(
-                outcome.reports.iter().flat_map(|r| &r.failures).all(|f| f.contains("authoriz"))
+                outcome
+                    .reports
+                    .iter()
+                    .flat_map(|r| &r.failures)
+                    .all(|f| f.contains("authoriz") || f.contains("still refreshing")),
+                "{:?}",
+                outcome.reports.iter().map(|r| &r.failures).collect::<Vec<_>>()
             );
         }
         (grant, last) => panic!("{grant:?} ended with {last}"),
@@ -298,7 +303,7 @@ fn a_client_credentials_fleet_survives_its_lease_holder_killed() {
 
 /// The server waits before it acts: the holder dies before the refresh token is spent.
 fn before_answering() -> FaultKind {
-    FaultKind::Latency { ms: 1500 }
+    FaultKind::Latency { ms: 900 }
 }
 
 #[test]
@@ -328,8 +333,7 @@ fn redis_down_keeps_valid_tokens_working_and_fails_fetches_typed() {
     emulator.set_token_lifetime(LIFETIME, Some(MACHINE.0));
     let mut redis = RedisServer::start();
     let keys = KeyRing::new(Key::generate("k").unwrap());
-    let store =
-        fleet_store(&redis.url(), false, "", Duration::from_millis(SLICE_MS), keys).unwrap();
+    let store = fleet_store(&redis.url(), false, "", keys).unwrap();
     let client = helloflex_transport_ureq::Client::builder()
         .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow).unwrap())
         .client_credentials(MACHINE.0, helloflex_core::ClientSecret::new(MACHINE.1))

@@ -31,7 +31,8 @@ pub use helloflex_auth as auth;
 pub use helloflex_core as core;
 
 pub use helloflex_auth::{
-    FileStore, ManagerOptions, MemoryStore, StoreError, Timeouts, TokenStore,
+    FileStore, Loaded, ManagerOptions, MemoryStore, Record, StoreError, StoredTokens, Timeouts,
+    TokenStore,
 };
 pub use helloflex_core::{
     ApiError, ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError,

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use helloflex_auth::{Clock, ManualClock, MemoryStore, StoredTokens, TokenStore};
+use helloflex_auth::{Clock, ManualClock, MemoryStore, Record, StoredTokens, TokenStore};
 use helloflex_core::{
     AuthorizationCodeConfig, Blame, ClientAuthMethod, ClientIdentity, ClientSecret, Endpoint,
     Environment, Error, InsecureLoopback, OAuthErrorCode, PendingAuthorization,
@@ -307,7 +307,7 @@ fn authorization_code_flow_rotation_and_reuse<H: Harness>() {
     let (url, pending) = client.start();
     client.complete(&pending, &server.approve(&url)).unwrap();
     assert_eq!(client.get("api/news").unwrap()[0]["client"], "webapp");
-    let first: StoredTokens = store.load().unwrap().unwrap().tokens;
+    let first: StoredTokens = store.load().unwrap().into_tokens().unwrap();
 
     // Past expiry (the provider's 2 s and our clock both): 32 callers, one refresh. A second
     // refresh with the same token would make the provider revoke the grant.
@@ -322,7 +322,7 @@ fn authorization_code_flow_rotation_and_reuse<H: Harness>() {
     for t in threads {
         t.join().unwrap().unwrap();
     }
-    let second = store.load().unwrap().unwrap().tokens;
+    let second = store.load().unwrap().into_tokens().unwrap();
     assert_ne!(first.refresh_token, second.refresh_token, "the provider rotated the refresh token");
     // Another refresh later still works: the grant was not revoked by a race.
     std::thread::sleep(Duration::from_millis(2100));
@@ -331,7 +331,7 @@ fn authorization_code_flow_rotation_and_reuse<H: Harness>() {
 
     // The old refresh token is now rejected: a client still holding it must re-authorize.
     let stale = Arc::new(MemoryStore::new());
-    stale.swap(0, &first, None).unwrap();
+    stale.swap(0, &Record::new(first, 1)).unwrap();
     let old = H::user(&server, stale, clock.clone());
     clock.advance(Duration::from_secs(3));
     let error = old.get("api/news").unwrap_err();

@@ -45,6 +45,8 @@ pub(crate) struct PendingWork {
     pub(crate) id: u64,
     pub(crate) instance: usize,
     pub(crate) incarnation: u32,
+    /// A store call times out by then (every real store bounds its calls).
+    pub(crate) bound: Instant,
     work: Option<Work>,
     done: Arc<Done>,
 }
@@ -54,6 +56,8 @@ pub(crate) struct PendingRequest {
     pub(crate) id: u64,
     pub(crate) instance: usize,
     pub(crate) incarnation: u32,
+    /// The transport times the request out by then.
+    pub(crate) bound: Instant,
     pub(crate) request: Request,
     reply: Arc<Slot>,
 }
@@ -90,6 +94,9 @@ pub(crate) struct Hub {
     /// The API answers (not a choice point): everything but the token endpoint.
     api: Arc<dyn Fn(&Request) -> Response + Send + Sync>,
     token_path: Arc<str>,
+    /// How long a store call and a token request may take before they time out.
+    store_bound: Duration,
+    request_bound: Duration,
 }
 
 impl Hub {
@@ -97,8 +104,17 @@ impl Hub {
         clock: Arc<ManualClock>,
         token_path: &str,
         api: Arc<dyn Fn(&Request) -> Response + Send + Sync>,
+        (store_bound, request_bound): (Duration, Duration),
     ) -> Self {
-        Self { queues: Arc::default(), clock, api, token_path: token_path.into() }
+        let token_path = token_path.into();
+        Self { queues: Arc::default(), clock, api, token_path, store_bound, request_bound }
+    }
+
+    /// The earliest time a pending call or request times out.
+    pub(crate) fn next_bound(&self) -> Option<Instant> {
+        let queues = self.queues();
+        let work = queues.work.iter().map(|w| w.bound);
+        work.chain(queues.requests.iter().map(|r| r.bound)).min()
     }
 
     pub(crate) fn queues(&self) -> MutexGuard<'_, Queues> {
@@ -316,12 +332,14 @@ impl AsyncRuntime for Seams {
 
     fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send + 'static>) -> Task {
         let done = Arc::new(Done::default());
+        let bound = later(self.hub.clock.now(), self.hub.store_bound);
         let mut queues = self.hub.queues();
         let id = queues.id();
         queues.work.push(PendingWork {
             id,
             instance: self.instance,
             incarnation: self.incarnation,
+            bound,
             work: Some(work),
             done: Arc::clone(&done),
         });
@@ -337,12 +355,14 @@ impl AsyncTransport for Seams {
         }
         let reply = Arc::new(Slot::default());
         {
+            let bound = later(self.hub.clock.now(), self.hub.request_bound);
             let mut queues = self.hub.queues();
             let id = queues.id();
             queues.requests.push(PendingRequest {
                 id,
                 instance: self.instance,
                 incarnation: self.incarnation,
+                bound,
                 request,
                 reply: Arc::clone(&reply),
             });

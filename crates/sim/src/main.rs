@@ -1,8 +1,11 @@
 //! `fleet-sim`: long runs of the fleet simulation (`cargo xtask sim` runs it).
 //!
+//! `fleet-sim ci` runs the bounded configuration `cargo xtask ci` checks: every schedule within
+//! two deviations from the default one (2 instances, 1 user, up to 2 faults), then 5,000 seeded
+//! random schedules with 2 users;
 //! `fleet-sim random <seeds> [deviate]` runs seeded random schedules;
-//! `fleet-sim explore <max deviations> [threads]` explores every schedule within the bound;
-//! `fleet-sim replay <choices as JSON>` is not kept: a counterexample prints its trace.
+//! `fleet-sim explore <max deviations> [threads]` explores every schedule within the bound.
+//! A counterexample prints its trace, choice by choice.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -27,11 +30,53 @@ fn main() -> ExitCode {
     #[allow(clippy::disallowed_methods)] // timing a run, outside any library
     let started = Instant::now();
     match args.first().map(String::as_str) {
+        Some("ci") => {
+            let (states, depth, found) =
+                explore(Exploration { config: config.clone(), max_deviations: 2 }, 2);
+            println!(
+                "explored {states} states (depth {depth}) within 2 deviations ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(choices) = found {
+                let world = replay(&config, &choices);
+                println!("counterexample: {:?}", world.violations);
+                for line in &world.trace {
+                    println!("  {line}");
+                }
+                return ExitCode::FAILURE;
+            }
+            let two_users = Config { users: 2, ..config };
+            for seed in 0..5_000 {
+                let world = simulate(&two_users, seed, 0.15);
+                if let Some(violation) = world.violations.first() {
+                    println!("seed {seed} (2 users): {violation}");
+                    for line in &world.trace {
+                        println!("  {line}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+            }
+            println!(
+                "and 5000 random seeds with 2 users ({:.1} s in all)",
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
         Some("random") => {
             let seeds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
             let deviate: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.2);
             for seed in 0..seeds {
+                #[allow(clippy::disallowed_methods)] // timing a run, outside any library
+                let began = Instant::now();
                 let world = simulate(&config, seed, deviate);
+                if began.elapsed().as_secs_f64() > 2.0 {
+                    eprintln!(
+                        "seed {seed} took {:.1} s: {} steps; {}",
+                        began.elapsed().as_secs_f64(),
+                        world.trace.len(),
+                        world.summary()
+                    );
+                }
                 if !world.violations.is_empty() {
                     println!("seed {seed}: {}", world.violations[0]);
                     for line in &world.trace {

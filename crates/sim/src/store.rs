@@ -3,17 +3,16 @@
 //! while, a restart with or without persistence, a rollback to the state before the last
 //! write. Each user's records sit under their own key, as in Redis.
 //!
-//! It has the semantics every store of the SDK promises (a versioned record, compare-and-swap,
-//! a lease with a growing fence and an expiry on the store's own clock); the world decides,
-//! call by call, which fault (if any) the next call meets.
+//! It has the semantics every store of the SDK promises (a versioned record and
+//! compare-and-swap on it, and the age of its data lineage: a restart, a wipe or a rollback
+//! starts a new one, as Redis's run id tells); the world decides, call by call, which fault
+//! (if any) the next call meets.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
-use helloflex_auth::{
-    Clock, Lease, LeaseAttempt, ManualClock, Record, StoreError, StoredTokens, Swap, TokenStore,
-};
+use helloflex_auth::{Clock, Loaded, ManualClock, Record, StoreError, Swap, TokenStore};
 
 /// What the next store call meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,12 +25,10 @@ pub enum CallFault {
     After,
 }
 
-/// One record and its lease, as a Redis hash and its lease keys hold them.
+/// One user's record.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Slot {
     pub(crate) record: Option<Record>,
-    fence: u64,
-    lease_until: Option<(u64, SystemTime)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -39,9 +36,11 @@ pub(crate) struct Data {
     pub(crate) slots: BTreeMap<String, Slot>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) data: Data,
+    /// When the current data lineage began (the last restart, wipe or rollback).
+    epoch: Instant,
     /// The data after each write, oldest first (for a rollback).
     snapshots: Vec<Data>,
     fault: Option<CallFault>,
@@ -63,7 +62,19 @@ pub struct SimStore {
 
 impl SimStore {
     pub(crate) fn new(clock: Arc<ManualClock>) -> Self {
-        Self { inner: Arc::default(), clock }
+        // A store that has been up for a day when the run starts.
+        let epoch = clock.now().checked_sub(Duration::from_secs(86_400)).unwrap_or(clock.now());
+        let inner = Inner {
+            data: Data::default(),
+            epoch,
+            snapshots: Vec::new(),
+            fault: None,
+            down: false,
+            written: Vec::new(),
+            last_read: Vec::new(),
+            last_call: String::new(),
+        };
+        Self { inner: Arc::new(Mutex::new(inner)), clock }
     }
 
     pub(crate) fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -83,7 +94,7 @@ impl SimStore {
     /// Writes `record` under `key` directly (the first sign-in, done before the run).
     pub(crate) fn seed(&self, key: &str, record: Record) {
         let mut inner = self.inner();
-        if let Some(rt) = &record.tokens.refresh_token {
+        if let Some(rt) = record.tokens.as_ref().and_then(|t| t.refresh_token.as_ref()) {
             inner.written.push(rt.expose_secret().to_owned());
         }
         inner.data.slots.entry(key.to_owned()).or_default().record = Some(record);
@@ -98,6 +109,7 @@ impl SimStore {
         if !persist {
             inner.data = Data::default();
         }
+        inner.epoch = self.clock.now();
     }
 
     /// A restart from the snapshot taken before the last write.
@@ -106,14 +118,15 @@ impl SimStore {
         let len = inner.snapshots.len();
         let older = if len >= 2 { inner.snapshots[len - 2].clone() } else { Data::default() };
         inner.data = older;
+        inner.epoch = self.clock.now();
     }
 
     fn call<T: std::any::Any>(
         &self,
         op: &'static str,
-        apply: impl FnOnce(&mut Inner, SystemTime) -> T,
+        apply: impl FnOnce(&mut Inner, Instant) -> T,
     ) -> Result<T, StoreError> {
-        let wall = self.clock.wall();
+        let wall = self.clock.now();
         let mut inner = self.inner();
         inner.last_read.clear();
         let fault = if inner.down {
@@ -145,70 +158,33 @@ pub struct UserStore {
 }
 
 impl TokenStore for UserStore {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
-        self.store.call("read", |inner, _| {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        self.store.call("read", |inner, now| {
             let record = inner.data.slots.get(&self.key).and_then(|s| s.record.clone());
             inner.last_read = record
                 .iter()
-                .filter_map(|r| r.tokens.refresh_token.as_ref())
+                .filter_map(|r| r.tokens.as_ref()?.refresh_token.as_ref())
                 .map(|t| t.expose_secret().to_owned())
                 .collect();
-            record
+            Loaded::new(record).with_epoch_age(now.saturating_duration_since(inner.epoch))
         })
     }
 
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
-        self.store.call("write", |inner, _| {
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
+        self.store.call("write", |inner, now| {
+            let epoch_age = Some(now.saturating_duration_since(inner.epoch));
             let slot = inner.data.slots.entry(self.key.clone()).or_default();
             let current = slot.record.as_ref().map_or(0, |r| r.version);
-            if current != expected {
+            if current != expected || new.version <= expected {
                 return Swap::Conflict;
             }
-            if let Some(lease) = lease
-                && lease.fence != 0
-                && lease.fence != slot.fence
-            {
-                return Swap::Conflict;
-            }
-            let version = current + 1;
-            slot.record = Some(Record::new(new.clone(), version));
-            if let Some(rt) = &new.refresh_token {
+            slot.record = Some(new.clone());
+            if let Some(rt) = new.tokens.as_ref().and_then(|t| t.refresh_token.as_ref()) {
                 inner.written.push(rt.expose_secret().to_owned());
             }
             let snapshot = inner.data.clone();
             inner.snapshots.push(snapshot);
-            Swap::Stored { version }
-        })
-    }
-
-    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
-        self.store.call("lease", |inner, now| {
-            let slot = inner.data.slots.entry(self.key.clone()).or_default();
-            if let Some((_, until)) = slot.lease_until
-                && now < until
-            {
-                let left = until.duration_since(now).unwrap_or_default();
-                return LeaseAttempt::Busy { retry_in: left.min(Duration::from_millis(250)) };
-            }
-            slot.fence += 1;
-            let until = now.checked_add(ttl).unwrap_or(now);
-            slot.lease_until = Some((slot.fence, until));
-            LeaseAttempt::Acquired(Lease::new(slot.fence, until))
-        })
-    }
-
-    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.store.call("release", |inner, _| {
-            if let Some(slot) = inner.data.slots.get_mut(&self.key)
-                && slot.lease_until.is_some_and(|(fence, _)| fence == lease.fence)
-            {
-                slot.lease_until = None;
-            }
+            Swap::Stored { version: new.version, epoch_age }
         })
     }
 }
@@ -216,22 +192,24 @@ impl TokenStore for UserStore {
 /// A store answer in a few words, tokens by name (the simulation's tokens are not secrets).
 fn describe(value: &dyn std::any::Any) -> String {
     let record = |r: &Record| {
-        let rt = r.tokens.refresh_token.as_ref().map_or("-", |t| t.expose_secret());
-        format!("v{} {rt}{}", r.version, if r.tokens.refused { " (refused)" } else { "" })
+        let tokens = r.tokens.as_ref();
+        let rt = tokens.and_then(|t| t.refresh_token.as_ref()).map_or("-", |t| t.expose_secret());
+        let refused = if tokens.is_some_and(|t| t.refused) { " (refused)" } else { "" };
+        let claim =
+            r.claim.as_ref().map(|c| format!(" claimed by {}", c.holder)).unwrap_or_default();
+        format!("v{} {rt}{refused}{claim}", r.version)
     };
-    if let Some(loaded) = value.downcast_ref::<Option<Record>>() {
-        return loaded.as_ref().map_or("nothing stored".into(), record);
+    if let Some(loaded) = value.downcast_ref::<Loaded>() {
+        let age = loaded
+            .epoch_age
+            .map(|a| format!(" (store up {:.1}s)", a.as_secs_f64()))
+            .unwrap_or_default();
+        return loaded.record.as_ref().map_or("nothing stored".into(), record) + &age;
     }
     if let Some(swap) = value.downcast_ref::<Swap>() {
         return match swap {
-            Swap::Stored { version } => format!("stored v{version}"),
+            Swap::Stored { version, .. } => format!("stored v{version}"),
             _ => "conflict".into(),
-        };
-    }
-    if let Some(attempt) = value.downcast_ref::<LeaseAttempt>() {
-        return match attempt {
-            LeaseAttempt::Acquired(lease) => format!("acquired, fence {}", lease.fence),
-            _ => "busy".into(),
         };
     }
     "done".into()

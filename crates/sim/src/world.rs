@@ -206,8 +206,13 @@ pub struct World {
     pub trace: Vec<String>,
 }
 
+/// A user's record key, made the way every store makes it (the scope decides, whatever order
+/// the builder set it in: the order here is the one that once lost the user).
 fn key(user: usize) -> String {
-    format!("helloflex:{{app/u{user}}}:tokens")
+    helloflex_auth::RecordScope::new("app")
+        .for_user(&format!("u{user}"))
+        .in_namespace("sim")
+        .key("tokens")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -233,6 +238,8 @@ impl World {
             Arc::clone(&clock),
             "/token",
             Arc::new(move |request| lock(&api_server).handle_api(request, api_clock.now())),
+            // The store's and the transport's own timeouts: no call outlives them.
+            (Duration::from_secs(1), Duration::from_secs(5)),
         );
         let store = SimStore::new(Arc::clone(&clock));
         for user in 0..config.users {
@@ -258,6 +265,8 @@ impl World {
         );
         let options = ManagerOptions::default()
             .with_store_timeout(Duration::from_secs(1))
+            .with_restart_grace(Duration::from_secs(30))
+            .with_store_check(Duration::from_secs(5))
             .with_attempt_timeout(Duration::from_secs(5))
             .with_retry(
                 RetryPolicy::default()
@@ -387,9 +396,32 @@ impl World {
         if self.finished() {
             return Vec::new();
         }
+        let faults_left = self.faults < self.config.max_faults;
+        // A call or request that reached its timeout ends now: in time, or timed out (applied
+        // or not).
+        let now = self.hub.clock.now();
+        {
+            let queues = self.hub.queues();
+            let mut overdue = Vec::new();
+            for work in queues.work.iter().filter(|w| w.bound <= now) {
+                overdue.push(Choice::Store { id: work.id, fault: CallFault::None });
+                if faults_left {
+                    overdue.push(Choice::Store { id: work.id, fault: CallFault::Before });
+                    overdue.push(Choice::Store { id: work.id, fault: CallFault::After });
+                }
+            }
+            for request in queues.requests.iter().filter(|r| r.bound <= now) {
+                overdue.push(Choice::Answer(request.id));
+                if faults_left {
+                    overdue.extend([Choice::Lose(request.id), Choice::Refuse(request.id)]);
+                }
+            }
+            if !overdue.is_empty() {
+                return overdue;
+            }
+        }
         let mut progress: Vec<(u64, Choice)> = Vec::new();
         let mut deviations = Vec::new();
-        let faults_left = self.faults < self.config.max_faults;
         {
             let queues = self.hub.queues();
             for work in &queues.work {
@@ -460,8 +492,9 @@ impl World {
             Choice::Lose(id) => self.answer(*id, true, false),
             Choice::Refuse(id) => self.answer(*id, false, false),
             Choice::Advance => {
-                if let Some(deadline) = self.hub.next_deadline() {
-                    self.hub.advance_to(deadline);
+                let next = [self.hub.next_deadline(), self.hub.next_bound()];
+                if let Some(to) = next.into_iter().flatten().min() {
+                    self.hub.advance_to(to);
                 }
             }
             Choice::Crash(n) => {
@@ -625,7 +658,7 @@ impl World {
             if let Some(stored) = slot
                 .record
                 .as_ref()
-                .and_then(|r| r.tokens.refresh_token.as_ref())
+                .and_then(|r| r.tokens.as_ref()?.refresh_token.as_ref())
                 .filter(|t| server.descends(&child, t.expose_secret()))
             {
                 return Some(format!(

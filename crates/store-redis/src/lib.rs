@@ -2,10 +2,12 @@
 //! rest.
 //!
 //! Every instance of a service keeps its access token in its own memory (the request path
-//! never touches Redis). When the token is due, one instance takes the store's lease, re-reads,
-//! fetches or refreshes, stores the new set with a compare-and-swap fenced by the lease, and
-//! releases; the others keep serving their valid token and adopt the new set. `docs/fleet.md`
-//! walks through the protocol and its limits.
+//! never touches Redis). When the token is due, one instance claims the refresh token in the
+//! record (a compare-and-swap that writes its claim), refreshes, and swaps the new set in;
+//! the others keep serving their valid token and adopt the new set. Redis holds one record per
+//! client (or client and user) and knows only two scripts: read it, and compare-and-swap it.
+//! `docs/fleet.md` walks through the protocol, what each fault costs and what Redis must
+//! guarantee (AOF with `appendfsync always`, `noeviction`).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -24,32 +26,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Values are sealed with the [`KeyRing`] (XChaCha20-Poly1305), bound to their key and client
-//! id, so a value copied to another key does not open. Plaintext is only by
-//! [`RedisStore::open_plaintext_insecure`].
+//! Values are sealed with the [`KeyRing`] (XChaCha20-Poly1305), bound to their whole
+//! [`RecordScope`] (namespace, client, user), so a value copied to another key does not open.
+//! Plaintext is only by [`RedisStore::open_plaintext_insecure`].
 
-mod renewal;
 mod scripts;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use helloflex_auth::{
-    Clock, KeyRing, Lease, LeaseAttempt, Record, RecordProblem, StoreError, StoredTokens, Swap,
-    SystemClock, TokenStore,
+    KeyRing, Loaded, Record, RecordProblem, RecordScope, StoreError, Swap, TokenStore,
 };
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use redis::{Connection, RedisError};
 
-use crate::renewal::Renewals;
 use crate::scripts::Scripts;
-
-/// What a client id or user id may not hold unencoded inside a key: the key's own separators
-/// and the hash-tag braces (all of a record's keys must land in one cluster slot).
-const KEY_PART: &AsciiSet = &CONTROLS.add(b'{').add(b'}').add(b':').add(b'/').add(b'%').add(b' ');
-
-/// The longest a busy lease is waited on before the store is read again.
-const BUSY_POLL: Duration = Duration::from_millis(250);
 
 /// Idle connections kept for reuse.
 const IDLE_KEPT: usize = 8;
@@ -61,37 +52,9 @@ pub struct RedisStore {
     url: zeroize::Zeroizing<String>,
     pool: Arc<Pool>,
     scripts: Arc<Scripts>,
-    client_id: String,
-    prefix: String,
-    keys: Keys,
+    scope: RecordScope,
     sealing: Sealing,
     timeout: Duration,
-    lease_slice: Duration,
-    holder: Arc<str>,
-    renewals: Renewals,
-}
-
-/// The Redis keys of one record, sharing one hash tag.
-#[derive(Debug, Clone)]
-struct Keys {
-    record: String,
-    lease: String,
-    fence: String,
-}
-
-impl Keys {
-    fn new(prefix: &str, client_id: &str, user: Option<&str>) -> Self {
-        let client = utf8_percent_encode(client_id, KEY_PART);
-        let tag = match user {
-            Some(user) => format!("{{{client}/{}}}", utf8_percent_encode(user, KEY_PART)),
-            None => format!("{{{client}}}"),
-        };
-        Self {
-            record: format!("{prefix}:{tag}:tokens"),
-            lease: format!("{prefix}:{tag}:lease"),
-            fence: format!("{prefix}:{tag}:fence"),
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -104,9 +67,8 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Not the URL: it may carry a password.
         f.debug_struct("RedisStore")
-            .field("key", &self.keys.record)
+            .field("key", &self.scope.key("tokens"))
             .field("encrypted", &matches!(self.sealing, Sealing::Sealed(_)))
-            .field("holder", &self.holder)
             .finish_non_exhaustive()
     }
 }
@@ -156,39 +118,29 @@ impl RedisStore {
             op: "open",
             reason: format!("not a usable Redis URL ({})", describe(&e)),
         })?;
-        let prefix = "helloflex".to_owned();
         Ok(Self {
             client,
             url: zeroize::Zeroizing::new(url.to_owned()),
             pool: Arc::default(),
             scripts: Arc::new(Scripts::new()),
-            keys: Keys::new(&prefix, client_id, None),
-            client_id: client_id.to_owned(),
-            prefix,
+            scope: RecordScope::new(client_id),
             sealing,
             timeout: Duration::from_secs(2),
-            lease_slice: Duration::from_secs(5),
-            holder: holder_name().into(),
-            renewals: Renewals::default(),
         })
     }
 
     /// The store for one user's tokens (authorization-code grant): the same server, connections
-    /// and keys, another record.
+    /// and settings, another record. The user is part of the record's key and of what its
+    /// values are sealed to, whatever else is set before or after.
     pub fn for_user(&self, user_id: &str) -> Self {
         Self {
             client: self.client.clone(),
             url: self.url.clone(),
             pool: Arc::clone(&self.pool),
             scripts: Arc::clone(&self.scripts),
-            keys: Keys::new(&self.prefix, &self.client_id, Some(user_id)),
-            client_id: self.client_id.clone(),
-            prefix: self.prefix.clone(),
+            scope: self.scope.clone().for_user(user_id),
             sealing: self.sealing.clone(),
             timeout: self.timeout,
-            lease_slice: self.lease_slice,
-            holder: Arc::clone(&self.holder),
-            renewals: Renewals::default(),
         }
     }
 
@@ -208,10 +160,9 @@ impl RedisStore {
         Ok(self)
     }
 
-    /// Puts the keys under `prefix` (default `helloflex`) instead.
+    /// Puts the keys under `prefix` (default `helloflex`) instead; the user, if any, stays.
     pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.prefix = prefix.to_owned();
-        self.keys = Keys::new(prefix, &self.client_id, None);
+        self.scope = self.scope.in_namespace(prefix);
         self
     }
 
@@ -221,31 +172,27 @@ impl RedisStore {
         self
     }
 
-    /// How long the lease lives in Redis between renewals (default 5 s; renewed every third of
-    /// it while its holder works). A holder that dies is replaced within this time.
-    pub fn with_lease_slice(mut self, slice: Duration) -> Self {
-        self.lease_slice = slice.max(Duration::from_millis(30));
-        self
+    /// Whose record this store holds.
+    pub fn scope(&self) -> &RecordScope {
+        &self.scope
     }
 
-    /// The key the token set is stored under.
-    pub fn record_key(&self) -> &str {
-        &self.keys.record
+    /// The key the record is stored under.
+    pub fn record_key(&self) -> String {
+        self.scope.key("tokens")
     }
 
-    /// Who holds the lease now (`"pid <pid> <random>"` of its process), for diagnostics.
-    pub fn lease_holder(&self) -> Result<Option<String>, StoreError> {
-        let held: Option<String> =
-            self.run("read lease", |c| redis::cmd("GET").arg(&self.keys.lease).query(c))?;
-        Ok(held.and_then(|h| h.split_once(' ').map(|(_, holder)| holder.to_owned())))
+    /// Who claims the refresh token now (its holder's name: process id and a random part), for
+    /// diagnostics.
+    pub fn claim_holder(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.load()?.record.and_then(|r| r.claim).map(|c| c.holder))
     }
 
-    /// Deletes the stored tokens and the lease (a sign-out). Other instances keep the tokens
-    /// they hold in memory until they expire.
+    /// Deletes the record, as an operator would: instances that hold tokens write them back
+    /// (to sign a user out everywhere, revoke the grant at the server).
     pub fn delete(&self) -> Result<(), StoreError> {
-        self.run("delete", |c| {
-            redis::cmd("DEL").arg(&self.keys.record).arg(&self.keys.lease).query::<()>(c)
-        })
+        let key = self.record_key();
+        self.run("delete", |c| redis::cmd("DEL").arg(&key).query::<()>(c))
     }
 
     /// Runs `command` on a connection, reconnecting once if an idle connection was found
@@ -264,8 +211,9 @@ impl RedisStore {
                 Err(e) if !(e.is_connection_dropped() || e.is_io_error()) => {
                     return Err(remote(op, &e));
                 }
-                // A stale connection: try once on a fresh one. Every command here is safe to
-                // repeat (a repeated lease finds its own lease busy; a repeated swap conflicts).
+                // A stale connection: try once on a fresh one. A read is safe to repeat; a
+                // swap that landed before the connection dropped conflicts when repeated,
+                // and the fill job reads to find out.
                 Err(_) => {}
             }
         }
@@ -282,22 +230,14 @@ impl RedisStore {
         Ok(connection)
     }
 
-    /// What a value is bound to: its key and the client id.
-    fn identity(&self) -> Vec<u8> {
-        let mut identity = self.keys.record.as_bytes().to_vec();
-        identity.push(0);
-        identity.extend_from_slice(self.client_id.as_bytes());
-        identity
-    }
-
     fn problem(&self, problem: RecordProblem) -> StoreError {
-        StoreError::RemoteRecord { key: self.keys.record.clone(), problem }
+        StoreError::RemoteRecord { key: self.record_key(), problem }
     }
 
-    fn decode(&self, value: Vec<u8>) -> Result<StoredTokens, StoreError> {
+    fn decode(&self, value: Vec<u8>) -> Result<Record, StoreError> {
         let json = match &self.sealing {
             Sealing::Sealed(keys) => {
-                keys.open(&value, &self.identity()).map_err(|e| self.problem(e.into()))?
+                keys.open(&value, &self.scope.binding()).map_err(|e| self.problem(e.into()))?
             }
             Sealing::Plaintext => zeroize::Zeroizing::new(value),
         };
@@ -311,12 +251,12 @@ impl RedisStore {
         })
     }
 
-    fn encode(&self, tokens: &StoredTokens) -> Result<Vec<u8>, StoreError> {
-        let json = zeroize::Zeroizing::new(serde_json::to_vec(tokens).map_err(|_| {
-            StoreError::Remote { op: "write", reason: "the token set did not serialise".into() }
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, StoreError> {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(record).map_err(|_| {
+            StoreError::Remote { op: "write", reason: "the record did not serialise".into() }
         })?);
         match &self.sealing {
-            Sealing::Sealed(keys) => keys.seal(&json, &self.identity()).map_err(|e| {
+            Sealing::Sealed(keys) => keys.seal(&json, &self.scope.binding()).map_err(|e| {
                 StoreError::Remote { op: "write", reason: format!("sealing failed: {e}") }
             }),
             Sealing::Plaintext => Ok(json.to_vec()),
@@ -324,93 +264,52 @@ impl RedisStore {
     }
 }
 
+fn age(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 impl TokenStore for RedisStore {
-    fn load(&self) -> Result<Option<Record>, StoreError> {
-        let (version, value): (Option<u64>, Option<Vec<u8>>) = self.run("read", |c| {
-            redis::cmd("HMGET").arg(&self.keys.record).arg("version").arg("value").query(c)
-        })?;
-        match (version, value) {
-            (Some(version), Some(value)) => Ok(Some(Record::new(self.decode(value)?, version))),
-            (None, None) => Ok(None),
-            _ => Err(self.problem(RecordProblem::Malformed("a version without a value".into()))),
-        }
+    fn load(&self) -> Result<Loaded, StoreError> {
+        let (record_key, epoch_key) = (self.record_key(), self.scope.key("epoch"));
+        let (version, value, epoch): (Option<u64>, Option<Vec<u8>>, i64) =
+            self.run("read", |c| self.scripts.load.key(&record_key).key(&epoch_key).invoke(c))?;
+        let record = match (version, value) {
+            (Some(version), Some(value)) => {
+                let mut record = self.decode(value)?;
+                record.version = version;
+                Some(record)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(
+                    self.problem(RecordProblem::Malformed("a version without a value".into()))
+                );
+            }
+        };
+        Ok(Loaded::new(record).with_epoch_age(age(epoch)))
     }
 
-    fn swap(
-        &self,
-        expected: u64,
-        new: &StoredTokens,
-        lease: Option<&Lease>,
-    ) -> Result<Swap, StoreError> {
+    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
         let value = zeroize::Zeroizing::new(self.encode(new)?);
-        let fence = lease.map_or(0, |l| l.fence);
-        let version: u64 = self.run("write", |c| {
+        let (record_key, epoch_key) = (self.record_key(), self.scope.key("epoch"));
+        let (version, epoch): (String, i64) = self.run("write", |c| {
             self.scripts
                 .swap
-                .key(&self.keys.record)
-                .key(&self.keys.fence)
+                .key(&record_key)
+                .key(&epoch_key)
                 .arg(expected)
+                .arg(new.version)
                 .arg(value.as_slice())
-                .arg(fence)
                 .invoke(c)
+        })?;
+        let version: u64 = version.parse().map_err(|_| {
+            self.problem(RecordProblem::Malformed("a version that is not a number".into()))
         })?;
         Ok(match version {
             0 => Swap::Conflict,
-            version => Swap::Stored { version },
+            version => Swap::Stored { version, epoch_age: Some(age(epoch)) },
         })
     }
-
-    fn lease(&self, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
-        let slice = self.lease_slice.min(ttl).max(Duration::from_millis(1));
-        let (granted, value): (i64, i64) = self.run("lease", |c| {
-            self.scripts
-                .lease
-                .key(&self.keys.lease)
-                .key(&self.keys.fence)
-                .arg(&*self.holder)
-                .arg(slice.as_millis() as u64)
-                .invoke(c)
-        })?;
-        if granted != 1 {
-            let left = Duration::from_millis(value.max(0) as u64);
-            return Ok(LeaseAttempt::Busy {
-                retry_in: left.clamp(Duration::from_millis(10), BUSY_POLL),
-            });
-        }
-        let fence = value as u64;
-        if slice < ttl {
-            self.renewals.start(renewal::Job {
-                client: self.client.clone(),
-                script: self.scripts.renew.clone(),
-                key: self.keys.lease.clone(),
-                fence,
-                slice,
-                until: SystemClock.now() + ttl,
-                timeout: self.timeout,
-            });
-        }
-        let expires = SystemClock.wall().checked_add(ttl).unwrap_or_else(|| SystemClock.wall());
-        Ok(LeaseAttempt::Acquired(Lease::new(fence, expires)))
-    }
-
-    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.renewals.stop(lease.fence);
-        self.run("release", |c| {
-            self.scripts.release.key(&self.keys.lease).arg(lease.fence).invoke::<i64>(c)
-        })?;
-        Ok(())
-    }
-}
-
-/// This process's name on the leases it holds: its pid and a random tag (pids repeat across
-/// hosts and containers).
-fn holder_name() -> String {
-    let mut tag = [0u8; 4];
-    let tag = match getrandom::fill(&mut tag) {
-        Ok(()) => u32::from_le_bytes(tag),
-        Err(_) => 0,
-    };
-    format!("pid {} {tag:08x}", std::process::id())
 }
 
 /// rustls panics when no process-wide provider is installed and several are compiled in:

@@ -1,74 +1,70 @@
 //! The Lua scripts: each store step that must read and write atomically runs as one script
 //! inside Redis, so no other client's command can fall between its read and its write.
 //!
-//! The lease key holds `"<fence> <holder>"`; the fence key the highest fence granted; the
-//! record key a hash of `version` and `value` (the sealed token set).
+//! The record key holds a hash of `version` and `value` (the sealed [`helloflex_auth::Record`]);
+//! the epoch key a hash of `run` (the server's run id and replication id when the SDK first saw
+//! this data) and `since` (then, in the server's milliseconds). A restart (with or without
+//! persistence, or from an older snapshot), a failover (a promotion changes the replication
+//! id, also on a failover and back) or a wipe shows as another `run`, or no epoch at all: a new
+//! epoch starts, and its age tells the SDK how long live instances have had to write back what
+//! the data may have lost.
+//!
+//! Versions are compared as decimal strings (by length, then digits): Lua numbers are doubles,
+//! exact only below 2^53.
 
 use redis::Script;
 
-/// `KEYS`: lease, fence. `ARGV`: holder, lease time in ms.
-/// Returns `{1, fence}` when granted, `{0, ms left}` when another holder has it.
-const LEASE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {0, redis.call('PTTL', KEYS[1])}
+/// The epoch's age in milliseconds, as `age`; a new epoch is recorded when the stored one is
+/// another server's (or missing). `KEYS[2]` is the epoch key.
+const EPOCH: &str = r"
+local run = (string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?') .. '/' ..
+  (string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or '?')
+local function above(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
 end
-local fence = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], fence .. ' ' .. ARGV[1], 'NX', 'PX', ARGV[2])
-return {1, fence}
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local seen = redis.call('HMGET', KEYS[2], 'run', 'since')
+local since = tonumber(seen[2])
+if seen[1] ~= run or not since then
+  since = now
+  redis.call('HSET', KEYS[2], 'run', run, 'since', since)
+end
+local age = now - since
 ";
 
-/// `KEYS`: lease. `ARGV`: fence, lease time in ms. Extends the lease if it is still this
-/// fence's; returns 1 if it was.
-const RENEW: &str = r"
-local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
+/// `KEYS`: record, epoch. Returns `{version or false, value or false, epoch age in ms}`.
+const LOAD: &str = r"
+local record = redis.call('HMGET', KEYS[1], 'version', 'value')
+return {record[1], record[2], age}
 ";
 
-/// `KEYS`: lease. `ARGV`: fence. Deletes the lease if it is still this fence's.
-const RELEASE: &str = r"
-local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// `KEYS`: record, fence. `ARGV`: expected version, value, lease fence (`0`: no lease).
-/// Writes if the version is still the expected one and no lease was granted after the given
-/// one (fencing); returns the new version, or 0 when refused.
+/// `KEYS`: record, epoch. `ARGV`: expected version, new version, value. Writes if the stored
+/// version is still the expected one and the new one is higher; returns
+/// `{version written or 0 when refused, epoch age in ms}`.
 const SWAP: &str = r"
-local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if version ~= tonumber(ARGV[1]) then
-  return 0
+local version = redis.call('HGET', KEYS[1], 'version') or '0'
+if version ~= ARGV[1] or not above(ARGV[2], version) then
+  return {'0', age}
 end
-if ARGV[3] ~= '0' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'version', version + 1, 'value', ARGV[2])
-return version + 1
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'value', ARGV[3])
+return {ARGV[2], age}
 ";
 
 /// The scripts, hashed once (Redis runs them by hash and is sent the source only if it has
 /// not seen it, for example after a restart).
 #[derive(Debug)]
 pub(crate) struct Scripts {
-    pub(crate) lease: Script,
-    pub(crate) renew: Script,
-    pub(crate) release: Script,
+    pub(crate) load: Script,
     pub(crate) swap: Script,
 }
 
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            lease: Script::new(LEASE),
-            renew: Script::new(RENEW),
-            release: Script::new(RELEASE),
-            swap: Script::new(SWAP),
+            load: Script::new(&format!("{EPOCH}{LOAD}")),
+            swap: Script::new(&format!("{EPOCH}{SWAP}")),
         }
     }
 }

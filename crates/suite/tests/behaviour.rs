@@ -559,10 +559,10 @@ fn authorization_code_flow<H: Harness>() {
     assert!(matches!(again, Err(Error::Callback(CallbackError::AlreadyCompleted))), "{again:?}");
     assert_eq!(emu.counters().token_requests_for_grant("authorization_code"), 1);
     assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
-    let first = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
+    let first = store.load().unwrap().into_tokens().unwrap().refresh_token.unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200, "refreshed unnoticed");
-    let second = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
+    let second = store.load().unwrap().into_tokens().unwrap().refresh_token.unwrap();
     assert_ne!(first, second, "the refresh token rotated and the new one was stored");
     assert_eq!(emu.counters().refresh_token_reuse, 0);
     assert_eq!(emu.counters().token_requests_for_grant("refresh_token"), 1);
@@ -585,7 +585,7 @@ fn closing_stores_a_refresh_in_flight<H: Harness>() {
     h.complete_authorization(&pending, &approve(&url)).unwrap();
     #[allow(clippy::disallowed_methods)] // a test's own timing
     let signed_in = std::time::Instant::now();
-    let first = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
+    let first = store.load().unwrap().into_tokens().unwrap().refresh_token.unwrap();
     // Into the refresh window: the last 10-15% of the token's life (from 9 s at the latest),
     // before its last 5% (9.5 s).
     std::thread::sleep(Duration::from_millis(9150).saturating_sub(signed_in.elapsed()));
@@ -594,7 +594,7 @@ fn closing_stores_a_refresh_in_flight<H: Harness>() {
     assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
     assert!(!h.close(Duration::ZERO), "the call left its refresh running in the background");
     assert!(h.close(Duration::from_secs(10)), "nothing left in flight");
-    let stored = store.load().unwrap().unwrap().tokens.refresh_token.unwrap();
+    let stored = store.load().unwrap().into_tokens().unwrap().refresh_token.unwrap();
     assert_ne!(first, stored, "the rotated set was stored before close returned");
     assert_eq!(emu.counters().token_requests_for_grant("refresh_token"), 1);
     assert_eq!(emu.counters().refresh_token_reuse, 0);

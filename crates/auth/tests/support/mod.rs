@@ -277,27 +277,21 @@ pub fn keys() -> helloflex_auth::KeyRing {
 /// A store whose every call fails, as a remote store does while unreachable.
 #[derive(Debug, Default)]
 pub struct Unreachable {
-    /// Lease requests seen (a job asks again while the store is down).
-    pub leases: std::sync::atomic::AtomicUsize,
+    /// Calls seen (a job asks again while the store is down).
+    pub calls: std::sync::atomic::AtomicUsize,
 }
 
 impl helloflex_auth::TokenStore for Unreachable {
-    fn load(&self) -> Result<Option<helloflex_auth::Record>, helloflex_auth::StoreError> {
+    fn load(&self) -> Result<helloflex_auth::Loaded, helloflex_auth::StoreError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(down())
     }
     fn swap(
         &self,
         _: u64,
-        _: &helloflex_auth::StoredTokens,
-        _: Option<&helloflex_auth::Lease>,
+        _: &helloflex_auth::Record,
     ) -> Result<helloflex_auth::Swap, helloflex_auth::StoreError> {
-        Err(down())
-    }
-    fn lease(
-        &self,
-        _: std::time::Duration,
-    ) -> Result<helloflex_auth::LeaseAttempt, helloflex_auth::StoreError> {
-        self.leases.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(down())
     }
 }
