@@ -28,6 +28,23 @@ use crate::store::{StoreError, TokenStore};
 use crate::transport::{AsyncTransport, BlockingTransport};
 
 /// Time limits of one HTTP attempt, for every transport.
+///
+/// `Duration::MAX` (or any limit from [`Timeouts::LONGEST`], 100 years, up) means **no limit**:
+/// every transport of the workspace cuts each limit to `LONGEST` ([`Timeouts::clamped`]) before
+/// handing it to its HTTP library, which adds it to the current instant (ureq would panic on
+/// the overflow), and the token manager's deadlines built on these limits (a ticket, a store
+/// lease) saturate the same way, to the far future, never to "now". A zero limit is refused
+/// ([`HttpOptions::validate`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use helloflex_auth::Timeouts;
+///
+/// let unlimited = Timeouts::uniform(Duration::MAX).clamped();
+/// assert_eq!(unlimited, Timeouts::uniform(Timeouts::LONGEST));
+/// let usual = Timeouts::default();
+/// assert_eq!(usual.clamped(), usual);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timeouts {
@@ -54,6 +71,17 @@ impl Timeouts {
     /// Both limits `each`.
     pub fn uniform(each: Duration) -> Self {
         Self { connect: each, total: each }
+    }
+
+    /// The longest limit a transport hands its HTTP library: 100 years
+    /// ([`helloflex_core::machines::FAR_FUTURE`]), no limit in practice. A longer one is cut
+    /// to it.
+    pub const LONGEST: Duration = helloflex_core::machines::FAR_FUTURE;
+
+    /// These limits, each cut to [`Timeouts::LONGEST`]: what a transport hands its HTTP library
+    /// (a transport of your own should too, if its library adds a limit to an `Instant`).
+    pub fn clamped(self) -> Self {
+        Self { connect: self.connect.min(Self::LONGEST), total: self.total.min(Self::LONGEST) }
     }
 }
 

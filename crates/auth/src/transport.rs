@@ -18,7 +18,9 @@
 //! 4. **Bounds time**: connect and whole-call timeouts on by default; a timeout is a
 //!    [`TransportErrorKind::Timeout`], a refused or failed connection (the request surely not
 //!    sent) a [`TransportErrorKind::Connect`], a failure after sending an
-//!    [`TransportErrorKind::Io`].
+//!    [`TransportErrorKind::Io`]. A limit of `Duration::MAX` means no limit, never a panic:
+//!    cut to [`crate::Timeouts::LONGEST`] ([`crate::Timeouts::clamped`]) before it reaches a
+//!    library that adds it to an `Instant`; a `sleep` of any length is slept (or cancelled).
 //! 5. **Owns sleeping** for backoff and `Retry-After` ([`BlockingTransport::sleep`],
 //!    [`AsyncTransport::sleep`]), so tests can replace time.
 //! 6. Makes **no decision** of its own: no retries, no token handling. The core decides.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::{
-    AsyncTokenManager, BlockingTransport, ClientBuilder, Clock, Connector, MemoryStore, OwnAsync,
-    SystemClock, Timeouts, TokenStore,
+    AsyncTokenManager, BlockingTransport, ClientBuilder, Clock, Connector, ManagerOptions,
+    MemoryStore, OwnAsync, SystemClock, Timeouts, TokenStore,
 };
 use helloflex_core::{
     ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError, ClientIdentity,
@@ -29,6 +29,8 @@ struct Setup {
     client: (&'static str, &'static str),
     retry: RetryPolicy,
     timeout: Duration,
+    /// The token manager's options (its attempt timeout is the client's, from `timeout`).
+    token_options: ManagerOptions,
     body_limit: Option<usize>,
     /// The API somewhere else than the emulator.
     base: Option<&'static str>,
@@ -50,6 +52,7 @@ impl Default for Setup {
             retry: RetryPolicy::default()
                 .with_backoff(Duration::from_millis(10), Duration::from_millis(50)),
             timeout: Duration::from_secs(10),
+            token_options: ManagerOptions::default(),
             body_limit: None,
             base: None,
         }
@@ -92,6 +95,7 @@ impl Harness for Ureq {
             .environment(setup.environment(emulator))
             .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
             .retry_policy(setup.retry)
+            .token_options(setup.token_options)
             .timeouts(helloflex_transport_ureq::Timeouts::uniform(setup.timeout));
         if let Some(limit) = setup.body_limit {
             builder = builder.body_limit(limit);
@@ -218,6 +222,7 @@ impl<C: AsyncConnector + 'static> Harness for AsyncClient<C> {
                 .environment(setup.environment(emulator))
                 .client_credentials(setup.client.0, ClientSecret::new(setup.client.1))
                 .retry_policy(setup.retry)
+                .token_options(setup.token_options)
                 .timeouts(Timeouts::uniform(setup.timeout));
             if let Some(limit) = setup.body_limit {
                 builder = builder.body_limit(limit);
@@ -690,6 +695,59 @@ fn load_on_one_second_tokens<H: Harness>() {
     eprintln!("load: 10,048 calls in {elapsed:?}, {refreshes} refreshes, 0 errors, 0 reuse events");
 }
 
+/// `Duration::MAX` as every limit (the HTTP timeouts, hence the token request's attempt timeout;
+/// the retry deadlines; the store timeout; the close) means no limit, never none and never a
+/// panic: a token request and an API call that fail transiently are retried, the calls go
+/// through, and concurrent callers share one token request (its ticket is not taken over at
+/// once).
+fn unlimited_timeouts_mean_no_limit<H: Harness>() {
+    // A limit taken for none left an async caller spinning, spawning one token request after
+    // another (each one's ticket lapsed at once): that must fail the test, not hang it.
+    let _watchdog = Watchdog::arm(Duration::from_secs(60));
+    let emu = emulator();
+    let unlimited = Duration::MAX;
+    let retry = Setup::default().retry.with_deadline(unlimited);
+    let token_options =
+        ManagerOptions::default().with_retry(retry.clone()).with_store_timeout(unlimited);
+    let setup = Setup { retry, timeout: unlimited, token_options, ..Setup::default() };
+    let h = H::build(&emu, setup.clone());
+    emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Status { status: 503 }).times(1));
+    emu.add_fault(Fault::on_path("/news", FaultKind::Status { status: 503 }).times(1));
+    assert_eq!(h.send(ApiRequest::get("news")).unwrap().status(), 200);
+    let counters = emu.counters();
+    assert_eq!(counters.requests["POST /oauth2/token"], 2, "the 503 was retried");
+    assert_eq!(counters.requests["GET /news"], 2, "the 503 was retried");
+    assert!(h.close(unlimited));
+    // A new client's callers all wait for the one token request in flight.
+    emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Latency { ms: 25 }));
+    let herd = H::build(&emu, setup);
+    let tokens = herd.herd(8);
+    let first = tokens[0].as_ref().unwrap().clone();
+    assert!(tokens.iter().all(|t| t.as_ref().unwrap() == &first));
+    assert_eq!(emu.counters().total_token_requests(), 2, "a waiting caller took the ticket over");
+    assert_eq!(herd.send(ApiRequest::get("news")).unwrap().status(), 200);
+}
+
+/// Aborts the test process if it is not dropped within the limit: for a scenario whose failure
+/// would be a hang (a livelock), never for one that is merely slow.
+struct Watchdog {
+    /// Dropped with the watchdog, which ends its thread.
+    _disarm: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn arm(limit: Duration) -> Self {
+        let (disarm, armed) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = armed.recv_timeout(limit) {
+                eprintln!("the scenario hung for {limit:?}: aborting");
+                std::process::abort();
+            }
+        });
+        Self { _disarm: disarm }
+    }
+}
+
 fn herd_makes_one_token_request<H: Harness>(callers: usize) {
     let emu = emulator();
     emu.add_fault(Fault::on_path("/oauth2/token", FaultKind::Latency { ms: 25 }));
@@ -707,6 +765,10 @@ macro_rules! suite {
             #[test]
             fn success_statuses() {
                 super::success_statuses::<$harness>();
+            }
+            #[test]
+            fn unlimited_timeouts_mean_no_limit() {
+                super::unlimited_timeouts_mean_no_limit::<$harness>();
             }
             #[test]
             fn error_statuses() {

@@ -60,7 +60,8 @@ impl Origins {
 
 impl ReqwestTransport {
     /// A transport with its own client: rustls, redirects and reqwest's own retries off (the
-    /// core decides every retry), connect and total timeouts.
+    /// core decides every retry), connect and total timeouts (`Duration::MAX`: none, see
+    /// [`Timeouts::clamped`]).
     /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts, user_agent: &str) -> Result<Self, TransportError> {
         let mut options = HttpOptions::default();
@@ -76,6 +77,9 @@ impl ReqwestTransport {
     }
 
     fn build(options: &HttpOptions, user_agent: &str) -> Result<Self, TransportError> {
+        // No limit (`Duration::MAX`) as 100 years, as every transport hands it over: tokio
+        // saturates a far deadline today, but nothing promises every timer in the stack will.
+        let timeouts = options.timeouts.clamped();
         let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             // Retries are the core's alone (it counts each attempt and knows which requests may
@@ -83,8 +87,8 @@ impl ReqwestTransport {
             // HTTP/1.1 client never gets, yet copies every request in case; with no retry
             // allowed it copies none (about 1,800 instructions per call).
             .retry(reqwest::retry::never().max_retries_per_request(0))
-            .connect_timeout(options.timeouts.connect)
-            .timeout(options.timeouts.total)
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.total)
             .pool_max_idle_per_host(64)
             .user_agent(user_agent);
         let builder = if options.proxy_from_env { builder } else { builder.no_proxy() };

@@ -46,7 +46,8 @@ impl Default for UreqTransport {
 
 impl UreqTransport {
     /// A transport with its own agent: rustls, a pool of 32 idle connections per host (ureq's
-    /// default of 3 is too small for 8 threads).
+    /// default of 3 is too small for 8 threads). A limit of `Duration::MAX` means none
+    /// ([`Timeouts::clamped`]).
     /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts) -> Self {
         Self::build(timeouts, true, None)
@@ -62,6 +63,9 @@ impl UreqTransport {
     }
 
     fn build(timeouts: Timeouts, proxy_from_env: bool, user_agent: Option<&str>) -> Self {
+        // ureq adds each limit to an `Instant` and panics when that overflows: no limit
+        // (`Duration::MAX`) is handed over as 100 years.
+        let timeouts = timeouts.clamped();
         let pooled = ureq::Agent::config_builder()
             .max_idle_connections(64)
             .max_idle_connections_per_host(32);
@@ -86,11 +90,12 @@ impl UreqTransport {
     }
 
     /// A transport over an existing agent. The contract (statuses, redirects, timeouts) is
-    /// applied to each request, whatever the agent's own settings.
+    /// applied to each request, whatever the agent's own settings. A limit of `Duration::MAX`
+    /// means none ([`Timeouts::clamped`]).
     pub fn with_agent(agent: ureq::Agent, timeouts: Timeouts) -> Self {
         Self {
             agent,
-            timeouts,
+            timeouts: timeouts.clamped(),
             body_limit: MAX_BODY_BYTES,
             user_agent: None,
             per_request_config: true,
@@ -228,6 +233,23 @@ mod tests {
             http::Request::get(format!("{}/nowhere", emulator.base_url())).body(Vec::new())?;
         let response = transport.send(request)?;
         assert_eq!(response.status(), 404);
+        Ok(())
+    }
+
+    /// No limit (`Duration::MAX`) is handed to ureq as 100 years, on our own agent and on a
+    /// caller's: ureq adds each limit to an `Instant`, which panicked on the overflow.
+    #[test]
+    fn no_limit_is_no_panic_on_either_agent() -> Result<(), Box<dyn std::error::Error>> {
+        let emulator = helloflex_emulator::start(Default::default())?;
+        let unlimited = Timeouts::uniform(std::time::Duration::MAX);
+        for transport in [
+            UreqTransport::new(unlimited),
+            UreqTransport::with_agent(ureq::Agent::new_with_defaults(), unlimited),
+        ] {
+            let request =
+                http::Request::get(format!("{}/nowhere", emulator.base_url())).body(Vec::new())?;
+            assert_eq!(transport.send(request)?.status(), 404);
+        }
         Ok(())
     }
 }
