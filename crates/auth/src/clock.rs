@@ -38,11 +38,12 @@ impl ManualClock {
         Self { state: Mutex::new((Instant::now(), SystemTime::now())) }
     }
 
-    /// Moves both clocks forward.
+    /// Moves both clocks forward (by at most [`helloflex_core::machines::FAR_FUTURE`]: a huge
+    /// step saturates like every deadline does, rather than panic).
     pub fn advance(&self, by: Duration) {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.0 += by;
-        state.1 += by;
+        state.0 = helloflex_core::machines::saturating_add(state.0, by);
+        state.1 = helloflex_core::machines::saturating_add_wall(state.1, by);
     }
 }
 

@@ -37,10 +37,13 @@ pub struct ManagerOptions {
     /// The longest one HTTP attempt can take on the transport (its connect plus total
     /// timeouts). With the retry deadline it bounds a token request, and so how long its ticket
     /// and its store lease live: a waiting caller never takes over a request still in flight.
+    /// `Duration::MAX` means no limit: the ticket and the lease then last into the far future
+    /// ([`helloflex_core::machines::saturating_add`]), never end at once.
     pub attempt_timeout: Duration,
     /// Time allowed for the token store's own calls within one token request; a store that
     /// fails (restarting, unreachable) is asked again until then. A claim on the refresh token
     /// declares the request's budget plus twice this (the claim and the answer's write).
+    /// `Duration::MAX` means no limit, as above.
     pub store_timeout: Duration,
     /// After a shared store restarted or lost data (as it reports, see
     /// [`crate::Loaded::epoch_age`]), no refresh token is presented for this long, so that
@@ -672,10 +675,10 @@ impl<S: Signal> Shared<S> {
         }
     }
 
-    /// When a close allowed `within` from now gives up waiting.
+    /// When a close allowed `within` from now gives up waiting (`Duration::MAX`: waits as long
+    /// as it takes, not at all).
     pub(crate) fn close_by(&self, within: Duration) -> Instant {
-        let now = self.clock.now();
-        now.checked_add(within).unwrap_or(now)
+        helloflex_core::machines::saturating_add(self.clock.now(), within)
     }
 
     /// Closes the manager (and every per-user manager sharing its jobs) and says what the

@@ -53,7 +53,7 @@ impl StoredTokens {
         wall: std::time::SystemTime,
     ) -> Self {
         let left = set.expires_at().saturating_duration_since(now);
-        let expires = wall.checked_add(left).unwrap_or(wall);
+        let expires = helloflex_core::machines::saturating_add_wall(wall, left);
         Self {
             access_token: set.access_token.clone(),
             refresh_token: set.refresh_token.clone(),

@@ -14,7 +14,15 @@ use support::{AsyncFake, FakeServer, Tokio, config};
 
 /// What a scenario needs from a manager, blocking or async.
 trait Flavour: Sized + Send + Sync + 'static {
-    fn new(server: &Arc<FakeServer>, store: Arc<dyn TokenStore>, clock: &Arc<ManualClock>) -> Self;
+    fn new(server: &Arc<FakeServer>, store: Arc<dyn TokenStore>, clock: &Arc<ManualClock>) -> Self {
+        Self::with_options(server, store, clock, ManagerOptions::default())
+    }
+    fn with_options(
+        server: &Arc<FakeServer>,
+        store: Arc<dyn TokenStore>,
+        clock: &Arc<ManualClock>,
+        options: ManagerOptions,
+    ) -> Self;
     fn token(&self) -> Result<Token, Error>;
     /// Starts `token()` elsewhere; the closure waits for its answer.
     fn token_elsewhere(self: &Arc<Self>) -> Box<dyn FnOnce() -> Result<Token, Error>>;
@@ -28,10 +36,16 @@ trait Flavour: Sized + Send + Sync + 'static {
 struct Blocking(BlockingTokenManager);
 
 impl Flavour for Blocking {
-    fn new(server: &Arc<FakeServer>, store: Arc<dyn TokenStore>, clock: &Arc<ManualClock>) -> Self {
+    fn with_options(
+        server: &Arc<FakeServer>,
+        store: Arc<dyn TokenStore>,
+        clock: &Arc<ManualClock>,
+        options: ManagerOptions,
+    ) -> Self {
         Self(
             ManagerBuilder::authorization_code(config(), store)
                 .clock(clock.clone())
+                .options(options)
                 .blocking(server.clone()),
         )
     }
@@ -62,7 +76,12 @@ impl Flavour for Blocking {
 struct Async(AsyncTokenManager, tokio::runtime::Runtime);
 
 impl Flavour for Async {
-    fn new(server: &Arc<FakeServer>, store: Arc<dyn TokenStore>, clock: &Arc<ManualClock>) -> Self {
+    fn with_options(
+        server: &Arc<FakeServer>,
+        store: Arc<dyn TokenStore>,
+        clock: &Arc<ManualClock>,
+        options: ManagerOptions,
+    ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -71,6 +90,7 @@ impl Flavour for Async {
         let runtime: Arc<dyn AsyncRuntime> = Arc::new(Tokio(rt.handle().clone()));
         let manager = ManagerBuilder::authorization_code(config(), store)
             .clock(clock.clone())
+            .options(options)
             .nonblocking(Arc::new(AsyncFake(server.clone())), Some(runtime));
         Self(manager, rt)
     }
@@ -104,12 +124,22 @@ impl Flavour for Async {
 fn setup<F: Flavour>(
     store: Arc<dyn TokenStore>,
 ) -> (Arc<FakeServer>, Arc<ManualClock>, Arc<F>, Token) {
-    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
     let clock = Arc::new(ManualClock::new());
-    let m = Arc::new(F::new(&server, store, &clock));
+    let (server, m, token) = setup_with::<F>(store, &clock, ManagerOptions::default());
+    (server, clock, m, token)
+}
+
+/// [`setup`] on `clock`, with `options`.
+fn setup_with<F: Flavour>(
+    store: Arc<dyn TokenStore>,
+    clock: &Arc<ManualClock>,
+    options: ManagerOptions,
+) -> (Arc<FakeServer>, Arc<F>, Token) {
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let m = Arc::new(F::with_options(&server, store, clock, options));
     let (url, pending) = m.start();
     let token = m.complete(&pending, &server.approve(&url)).unwrap();
-    (server, clock, m, token)
+    (server, m, token)
 }
 
 fn secret(token: &Token) -> String {
@@ -348,6 +378,47 @@ fn closing_stores_the_refresh_in_flight_and_starts_no_other<F: Flavour>() {
     assert!(m.close(Duration::ZERO), "nothing in flight");
 }
 
+/// Behaviour 9: `Duration::MAX` as the attempt timeout, the retry deadline, the store timeout
+/// and the close's wait means no limit, never none: a refresh in flight keeps its ticket and
+/// its claim in the store however long it takes (another caller waits for it, the claim
+/// declares a budget that does not lapse, nobody sends the refresh token again), and a close
+/// waits for it.
+fn unlimited_timeouts_hold_the_ticket_the_lease_and_the_close<F: Flavour>() {
+    // A ticket lapsing at once left an async caller spinning on the executor thread, spawning
+    // one job after another: that must fail the test, not hang it.
+    let _watchdog = support::Watchdog::arm(Duration::from_secs(60));
+    let clock = Arc::new(ManualClock::new());
+    let store = Arc::new(MemoryStore::new());
+    let options = ManagerOptions::default()
+        .with_attempt_timeout(Duration::MAX)
+        .with_store_timeout(Duration::MAX)
+        .with_retry(helloflex_core::RetryPolicy::default().with_deadline(Duration::MAX));
+    let (server, m, first) = setup_with::<F>(store.clone(), &clock, options);
+    clock.advance(Duration::from_secs(601));
+    server.gate.close();
+    let _opened = OpenOnDrop(&server.gate);
+    let refreshed = m.token_elsewhere();
+    server.wait_for_refreshes(1);
+    let year_ms = 365 * 86_400_000;
+    let claimed = || store.load().unwrap().record.and_then(|r| r.claim).map(|c| c.budget_ms);
+    assert!(claimed().is_some_and(|ms| ms >= year_ms), "the refresh's claim: {:?}", claimed());
+    // Past every fixed limit (the 60 s ticket, the 90 s attempt, the 10 s store timeout), well
+    // before the new token would expire.
+    clock.advance(Duration::from_secs(300));
+    assert!(claimed().is_some_and(|ms| ms >= year_ms), "still claimed: {:?}", claimed());
+    let waiting = m.token_elsewhere();
+    let closed = m.close_elsewhere(Duration::MAX);
+    std::thread::sleep(Duration::from_millis(50));
+    server.gate.open();
+    let (a, b) = (refreshed().unwrap(), waiting().unwrap());
+    assert_eq!(a.id(), b.id());
+    assert_ne!(a.id(), first.id());
+    assert!(closed(), "the close waited for the refresh");
+    assert_eq!(server.arrived_refreshes.load(Ordering::SeqCst), 1, "the refresh was sent twice");
+    assert_eq!(server.reuse_events.load(Ordering::SeqCst), 0);
+    assert_eq!(stored_access(&*store), secret(&a));
+}
+
 /// Opens the gate when dropped, on a panic too.
 struct OpenOnDrop<'a>(&'a support::Gate);
 
@@ -378,6 +449,7 @@ over_both_flavours!(
     invalid_grant_rereads_the_store,
     transient_refresh_failure_is_retried_in_the_call,
     closing_stores_the_refresh_in_flight_and_starts_no_other,
+    unlimited_timeouts_hold_the_ticket_the_lease_and_the_close,
 );
 
 /// Behaviour 1: A dropped async caller never burns the grant: the caller is dropped at each point of a
