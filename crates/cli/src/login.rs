@@ -8,6 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use helloflex::core::machines::saturating_add;
 use helloflex::{CallbackError, Error, TokenStore};
 
 use crate::failure::Failure;
@@ -85,8 +86,9 @@ fn wait_for_callback(
     timeout: Duration,
     complete: impl Fn(&str) -> Result<helloflex::Token, Error>,
 ) -> Result<(), Failure> {
+    // `--timeout` of any size: a huge one waits (100 years at most), never panics.
     #[allow(clippy::disallowed_methods)] // a program's own deadline
-    let deadline = Instant::now() + timeout;
+    let deadline = saturating_add(Instant::now(), timeout);
     listener.set_nonblocking(true).map_err(|e| Failure::server(e.to_string()))?;
     loop {
         #[allow(clippy::disallowed_methods)]

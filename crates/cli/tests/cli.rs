@@ -54,10 +54,13 @@ fn emulator(consent: Consent) -> Emulator {
 
 /// Signs in with `login --no-browser`, playing the browser with plain HTTP requests.
 fn login(home: &Path, emulator: &Emulator) {
-    let mut child = command(home, emulator, &["--env", "emulator", "login", "--no-browser"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    login_with(home, emulator, &[]);
+}
+
+/// [`login`] with more arguments to `login`.
+fn login_with(home: &Path, emulator: &Emulator, more: &[&str]) {
+    let args = [&["--env", "emulator", "login", "--no-browser"][..], more].concat();
+    let mut child = command(home, emulator, &args).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut url = String::new();
     let mut line = String::new();
@@ -238,6 +241,17 @@ fn login_failures_are_clear() {
     let output = run(&home.0, &emulator, &["--env", "emulator", "token"]);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("token store"), "{}", text(&output.stderr));
+}
+
+/// A `--timeout` of any size, the largest included, waits for the browser (no limit): it
+/// never panics and never gives up at once.
+#[test]
+fn login_with_the_largest_timeout_waits_for_the_browser() {
+    let emulator = emulator(Consent::AutoApprove);
+    let home = Home::new("endless");
+    login_with(&home.0, &emulator, &["--timeout", &u64::MAX.to_string()]);
+    let status = run(&home.0, &emulator, &["--env", "emulator", "status"]);
+    assert!(text(&status.stdout).contains("logged in"), "{}", text(&status.stdout));
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use helloflex_auth::{
     ClientBuilder, Clock, Connector, KeyRing, ManagerOptions, SystemClock, Timeouts, TokenStore,
 };
+use helloflex_core::machines::saturating_add;
 use helloflex_core::{ClientSecret, Environment, Error, InsecureLoopback};
 use helloflex_fleet::{KEYS_VARIABLE, MACHINE, Report, fleet_store, web_app_config};
 
@@ -130,7 +131,7 @@ pub fn run(args: Args) -> Result<Report, Failure> {
     let environment = Environment::custom(&args.emulator, InsecureLoopback::Allow)?;
     let options = options();
     let tally = Arc::new(Tally::default());
-    let until = SystemClock.now() + Duration::from_secs_f64(args.seconds);
+    let until = saturating_add(SystemClock.now(), Duration::from_secs_f64(args.seconds));
     if args.blocking {
         let client = client_on_any(
             helloflex_transport_ureq::Ureq::default(),

@@ -166,9 +166,10 @@ impl RedisStore {
         self
     }
 
-    /// Time limit of connecting and of each command (default 2 s).
+    /// Time limit of connecting and of each command (default 2 s; `Duration::MAX` is no limit,
+    /// cut to [`helloflex_core::machines::FAR_FUTURE`], which a socket takes).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.min(helloflex_core::machines::FAR_FUTURE);
         self
     }
 
