@@ -181,6 +181,15 @@ pub enum UsageError {
     /// A call was made in a state that does not allow it.
     #[error("{0}")]
     WrongState(&'static str),
+    /// The async runtime an async client runs its token requests on has shut down (it was
+    /// dropped, or the `block_on` it ran in returned), so a token request cannot start: build
+    /// the client on, or hand it, a runtime that lives as long as the client. Reported at once
+    /// to every caller waiting for the token, never after a timeout.
+    #[error(
+        "the async runtime this client runs its token requests on has shut down: build the \
+         client on (or hand it) a runtime that lives as long as the client"
+    )]
+    RuntimeShutDown,
     /// A response body was not the JSON shape the caller asked for.
     #[error("response body does not match the expected type at {path}: {reason}")]
     Decode {
@@ -222,6 +231,14 @@ pub enum ConfigError {
         name: &'static str,
         /// Why.
         reason: &'static str,
+    },
+    /// An async client was built with no async runtime to run its token requests on (built
+    /// outside one, and none handed to it): a token request run inside its caller's future
+    /// would be abandoned, already sent, when that caller is dropped.
+    #[error("no async runtime to run token requests on: {fix}")]
+    NoRuntime {
+        /// How to give it one, in the transport's terms.
+        fix: &'static str,
     },
 }
 
