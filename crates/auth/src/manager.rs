@@ -648,6 +648,23 @@ impl<S: Signal> Shared<S> {
         self.signal.notify();
     }
 
+    /// Fails a job that never ran (its runtime dropped it unstarted, having shut down): its
+    /// ticket completes with `error`, so the callers waiting for it hear now rather than at the
+    /// ticket's deadline, and the next attempt waits out the backoff instead of spinning.
+    pub(crate) fn fail_unstarted(&self, job: Job, error: Error) {
+        let Job { ticket, running, check, .. } = job;
+        drop(running);
+        if check {
+            self.lock().busy = None;
+        }
+        if let Some(ticket) = ticket {
+            tracing::warn!(target: "helloflex::token", %error, "token request never started");
+            let now = self.clock.now();
+            let _ = self.lock().cache.complete(now, ticket, Err(error), self.entropy.jitter_seed());
+        }
+        self.signal.notify();
+    }
+
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
     pub(crate) fn invalidate(&self, id: TokenId) {
         let mut state = self.lock();
@@ -909,6 +926,8 @@ impl Now {
 pub(crate) async fn run<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, job: Job) -> Ran {
     let Job { ticket, check, mut fill, running } = job;
     let guard = TicketGuard::new(shared, ticket);
+    // A check dropped before its end (its runtime went away) lets other jobs start again.
+    let mut checking = WriteBackGuard(check.then_some(shared));
     let clock = &*shared.clock;
     let outcome = loop {
         match fill.poll(Now::read(clock)) {
@@ -939,6 +958,7 @@ pub(crate) async fn run<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, job:
     // before the waiters are woken, so a caller that got the token sees nothing in flight.
     drop(running);
     if check {
+        checking.0 = None;
         shared.checked(outcome);
         return Ran::Done(Err(UsageError::WrongState("a check hands no token").into()));
     }
@@ -978,7 +998,7 @@ pub(crate) async fn resume<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, r
     shared.written_back(&delivered, outcome);
 }
 
-/// Lets other jobs start again if a write-back is dropped before its end.
+/// Lets other jobs start again if a write-back or a check is dropped before its end.
 struct WriteBackGuard<'a, S: Signal>(Option<&'a Shared<S>>);
 
 impl<S: Signal> Drop for WriteBackGuard<'_, S> {

@@ -27,7 +27,9 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// What the async manager needs from the caller's runtime (quinn's `Runtime` is the model):
 /// a way to run a task detached, and a way to run blocking store I/O off the executor.
 pub trait AsyncRuntime: Send + Sync + std::fmt::Debug {
-    /// Starts `task` detached; it runs to the end even if every caller went away.
+    /// Starts `task` detached; it runs to the end even if every caller went away. A runtime
+    /// that cannot run it (it has shut down) drops it: the manager then fails the callers
+    /// waiting for it at once with [`UsageError::RuntimeShutDown`].
     fn spawn(&self, task: Task);
 
     /// Runs `work` (blocking store I/O) where it cannot stall the executor; the returned future
@@ -47,7 +49,9 @@ impl Signal for Event {
 /// With an [`AsyncRuntime`] (the transport crates' clients always pass one) every token request
 /// runs as a detached task: once sent, its outcome is concluded and stored even if every caller
 /// was dropped (a client disconnect, a `timeout`), so a rotated refresh token is never lost, and
-/// blocking store I/O runs off the executor. Without one, the caller runs the request itself:
+/// blocking store I/O runs off the executor. A runtime that has shut down fails the callers at
+/// once with [`UsageError::RuntimeShutDown`] (not at the ticket's deadline); the next attempt
+/// comes after the failure backoff. Without one, the caller runs the request itself:
 /// a caller dropped mid-request loses the answer, the next caller sends the same request again
 /// (a refresh inside the server's reuse window, at best), and store I/O runs inline.
 #[derive(Clone)]
@@ -224,10 +228,17 @@ impl AsyncTokenManager {
 }
 
 impl Inner {
+    /// `job` as a task for the runtime. A task the runtime drops before its first poll (it has
+    /// shut down) fails the job's ticket, so the callers waiting for it get
+    /// [`UsageError::RuntimeShutDown`] at once rather than at the ticket's deadline. A task
+    /// dropped later gives its ticket back ([`manager::TicketGuard`]) and the next caller's
+    /// task meets the same end.
     fn detached(self: &Arc<Self>, job: Box<Job>) -> Task {
-        let inner = Arc::clone(self);
+        let unstarted = Unstarted { inner: Arc::clone(self), job: Some(job) };
         Box::pin(async move {
-            let _ = inner.run(*job).await;
+            if let Some((inner, job)) = unstarted.start() {
+                let _ = inner.run(*job).await;
+            }
         })
     }
 
@@ -292,6 +303,28 @@ impl AsyncTokenSource for AsyncTokenManager {
     }
 }
 
+/// A detached job not yet started; dropped so (its runtime has shut down), it fails the job.
+struct Unstarted {
+    inner: Arc<Inner>,
+    job: Option<Box<Job>>,
+}
+
+impl Unstarted {
+    /// The job, now running: dropping the task from here on is the ticket guard's to handle.
+    fn start(mut self) -> Option<(Arc<Inner>, Box<Job>)> {
+        let job = self.job.take()?;
+        Some((Arc::clone(&self.inner), job))
+    }
+}
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.inner.shared.fail_unstarted(*job, UsageError::RuntimeShutDown.into());
+        }
+    }
+}
+
 /// Carries a detached job's result back to the caller that started it.
 #[derive(Default)]
 struct Handoff {
@@ -325,10 +358,7 @@ impl Drop for Sender {
     fn drop(&mut self) {
         let mut slot = self.0.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            *slot = Some(Err(UsageError::WrongState(
-                "the runtime dropped the authorization task before it finished",
-            )
-            .into()));
+            *slot = Some(Err(UsageError::RuntimeShutDown.into()));
             drop(slot);
             self.0.ready.notify(usize::MAX);
         }

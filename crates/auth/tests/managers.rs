@@ -10,7 +10,7 @@ use helloflex_auth::*;
 use helloflex_core::machines::ApiCall;
 use helloflex_core::{
     ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy,
-    TransportError,
+    TransportError, UsageError,
 };
 use mockall::mock;
 
@@ -281,6 +281,64 @@ async fn with_a_runtime_a_fetch_dropped_after_every_poll_still_lands_once() {
         assert_eq!(token.access_token().expose_secret(), "t1", "k={k}");
         assert_eq!(transport.tokens.load(Ordering::SeqCst), 1, "k={k}: one request");
     }
+}
+
+/// A runtime that has shut down runs no token request: its task is dropped unstarted, and the
+/// callers hear so at once, typed, rather than waiting out the ticket's deadline (minutes) for
+/// a task that never runs. Rebuilt on a live runtime, the manager works.
+#[test]
+fn a_dead_runtime_fails_callers_at_once() {
+    let gone = tokio::runtime::Runtime::new().unwrap();
+    let runtime: Arc<dyn AsyncRuntime> = Arc::new(support::Tokio(gone.handle().clone()));
+    drop(gone);
+    let transport =
+        Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_millis(20) });
+    let manager =
+        ManagerBuilder::client_credentials(config()).nonblocking(transport.clone(), Some(runtime));
+    let live = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for attempt in 0..3 {
+        let answer = live.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), manager.token()).await
+        });
+        let error = answer.expect("the caller waited for a task that never runs").unwrap_err();
+        assert!(matches!(error, Error::Usage(UsageError::RuntimeShutDown)), "{attempt}: {error:?}");
+    }
+    assert_eq!(transport.tokens.load(Ordering::SeqCst), 0);
+    let runtime: Arc<dyn AsyncRuntime> = Arc::new(support::Tokio(live.handle().clone()));
+    let manager =
+        ManagerBuilder::client_credentials(config()).nonblocking(transport.clone(), Some(runtime));
+    assert_eq!(live.block_on(manager.token()).unwrap().access_token().expose_secret(), "t1");
+}
+
+/// A runtime shut down under a request in flight: the callers waiting for it on another
+/// runtime hear at once too (the ticket is given back, the next attempt cannot start).
+#[test]
+fn a_runtime_shut_down_mid_request_fails_the_waiters_at_once() {
+    let dying =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime: Arc<dyn AsyncRuntime> = Arc::new(support::Tokio(dying.handle().clone()));
+    let transport =
+        Arc::new(Slow { tokens: AtomicUsize::new(0), latency: Duration::from_secs(30) });
+    let manager =
+        ManagerBuilder::client_credentials(config()).nonblocking(transport.clone(), Some(runtime));
+    let live =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let waiter = live.spawn({
+        let manager = manager.clone();
+        async move { manager.token().await }
+    });
+    for _ in 0..2000 {
+        if transport.tokens.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(transport.tokens.load(Ordering::SeqCst), 1, "the request is in flight");
+    dying.shutdown_background();
+    let answer =
+        live.block_on(async { tokio::time::timeout(Duration::from_secs(1), waiter).await });
+    let error = answer.expect("the waiter sat out the ticket's deadline").unwrap().unwrap_err();
+    assert!(matches!(error, Error::Usage(UsageError::RuntimeShutDown)), "{error:?}");
 }
 
 /// A scripted token endpoint shared by several "processes": counts requests, numbers tokens.
