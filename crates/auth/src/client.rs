@@ -182,7 +182,10 @@ impl Connector for OwnBlocking {
     }
 }
 
-/// Your own async transport (and runtime) as a client's connector.
+/// Your own async transport (and runtime) as a client's connector. Hand it your runtime where
+/// you have one (token requests then run detached on it, store I/O off the executor); without
+/// one (`None`) the manager keeps each token request and the callers waiting for it drive it
+/// (see [`AsyncTokenManager`]).
 #[derive(Clone)]
 pub struct OwnAsync(pub Arc<dyn AsyncTransport>, pub Option<Arc<dyn AsyncRuntime>>);
 

@@ -59,6 +59,7 @@ mod clock;
 mod drive;
 mod entropy;
 mod fill;
+mod held;
 mod manager;
 mod nonblocking;
 mod ready;

@@ -941,6 +941,8 @@ pub(crate) async fn run<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, job:
             }
             Step::Sleep(until) => steps.sleep(until).await,
             Step::Deliver(set, error) => {
+                // A check that writes back is busy writing back now, not checking.
+                checking.0 = None;
                 let delivered = set.access_token.clone();
                 return match shared.deliver(guard.take(), check, *set, error) {
                     Ok(token) => Ran::Delivered(token, Box::new(Rest { fill, running, delivered })),

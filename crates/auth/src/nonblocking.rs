@@ -1,6 +1,7 @@
 //! The async token manager: the shared body ([`crate::manager`]) waited on with a
-//! runtime-agnostic event, its jobs run detached on the caller's [`AsyncRuntime`] so that a
-//! dropped caller never cancels a request that may have reached the server.
+//! runtime-agnostic event, its jobs run detached on the caller's [`AsyncRuntime`] (or, without
+//! one, owned by the manager and driven by whoever waits: [`crate::held`]) so that a dropped
+//! caller never cancels a request that may have reached the server.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -17,6 +18,7 @@ use helloflex_core::{
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::fill::{StoreOp, StoreReply};
+use crate::held::{Held, Owner};
 use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
 use crate::store::{StoreError, TokenStore};
 use crate::transport::{AsyncTransport, Response};
@@ -46,17 +48,29 @@ impl Signal for Event {
 /// The async counterpart of [`crate::BlockingTokenManager`]: one token lifecycle shared by every
 /// clone and task; N concurrent callers make one token request.
 ///
-/// With an [`AsyncRuntime`] (the transport crates' clients always pass one) every token request
-/// runs as a detached task: once sent, its outcome is concluded and stored even if every caller
-/// was dropped (a client disconnect, a `timeout`), so a rotated refresh token is never lost, and
-/// blocking store I/O runs off the executor. A runtime that has shut down fails the callers at
-/// once with [`UsageError::RuntimeShutDown`] (not at the ticket's deadline); the next attempt
-/// comes after the failure backoff. Without one, the caller runs the request itself:
-/// a caller dropped mid-request loses the answer, the next caller sends the same request again
-/// (a refresh inside the server's reuse window, at best), and store I/O runs inline.
+/// No token request is owned by the caller that started it, so a caller dropped mid-request (a
+/// client disconnect, a `timeout`) never abandons a request that may have reached the server,
+/// and a rotated refresh token is never lost or presented twice:
+///
+/// - With an [`AsyncRuntime`] (the reqwest client has one when built inside a runtime) every
+///   token request runs as a detached task: once sent, its
+///   outcome is concluded and stored even if every caller was dropped, and blocking store I/O
+///   runs off the executor. A runtime that has shut down fails the callers at once with
+///   [`UsageError::RuntimeShutDown`] (not at the ticket's deadline); the next attempt comes
+///   after the failure backoff.
+/// - Without one (a transport of your own with no runtime handed in) the manager keeps the
+///   request in flight and every caller that waits for it drives it: the one that started it,
+///   callers arriving meanwhile, [`Self::close`]; callers whose token is still good give it a
+///   poll as they pass. A caller dropped mid-request only stops driving it, and the next caller
+///   resumes it, reads the answer and stores it. Nothing runs it while no caller comes, though:
+///   resumed after the transport's own timeout, its answer is lost (a refresh is then retried
+///   as the replay rule allows). Store I/O runs inline. Hand in a runtime where you have one.
 #[derive(Clone)]
 pub struct AsyncTokenManager {
     inner: Arc<Inner>,
+    /// The jobs in flight without a runtime, shared with the per-user managers made from this
+    /// one (a close drives them all); unused with a runtime.
+    held: Arc<Held>,
 }
 
 struct Inner {
@@ -86,7 +100,8 @@ impl ManagerBuilder {
         runtime: Option<Arc<dyn AsyncRuntime>>,
     ) -> AsyncTokenManager {
         let shared = Shared::new(self.grant, self.options, self.clock, self.entropy, Event::new());
-        AsyncTokenManager { inner: Arc::new(Inner { shared, transport, runtime }) }
+        let inner = Arc::new(Inner { shared, transport, runtime });
+        AsyncTokenManager { inner, held: Arc::default() }
     }
 }
 
@@ -109,25 +124,29 @@ impl AsyncTokenManager {
     /// Checks the callback (`state`, errors, `iss`), exchanges the code, stores the tokens and
     /// starts a new generation. `pending` is only borrowed: a forged callback (wrong `state`)
     /// leaves it good for the genuine one, and a callback accepted once is refused the second
-    /// time. With a runtime the exchange runs detached: dropping this future does not lose the
-    /// tokens.
+    /// time. The exchange is no caller's (see [`AsyncTokenManager`]): dropping this future does
+    /// not lose the tokens.
     pub async fn complete_authorization(
         &self,
         pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<Token, Error> {
         let job = self.inner.shared.begin_authorization(pending, callback)?;
+        let handoff = Arc::new(Handoff::default());
+        let (inner, sender) = (Arc::clone(&self.inner), Sender(Arc::clone(&handoff)));
+        let task = Box::pin(async move {
+            let result = inner.run(job).await;
+            sender.send(result);
+        });
         match &self.inner.runtime {
             Some(runtime) => {
-                let handoff = Arc::new(Handoff::default());
-                let (inner, sender) = (Arc::clone(&self.inner), Sender(Arc::clone(&handoff)));
-                runtime.spawn(Box::pin(async move {
-                    let result = inner.run(job).await;
-                    sender.send(result);
-                }));
+                runtime.spawn(task);
                 handoff.recv().await
             }
-            None => self.inner.run(job).await,
+            None => {
+                self.held.push(self.owner(), task);
+                self.held.while_driving(Some(self.owner()), handoff.recv()).await
+            }
         }
     }
 
@@ -135,6 +154,10 @@ impl AsyncTokenManager {
     pub async fn token(&self) -> Result<Token, Error> {
         let inner = &self.inner;
         let shared = &inner.shared;
+        let owner = self.owner();
+        if inner.runtime.is_none() {
+            self.held.nudge(owner);
+        }
         loop {
             let decided = {
                 let mut state = shared.lock();
@@ -149,23 +172,30 @@ impl AsyncTokenManager {
                 Decided::Next(Next::Refresh(token, job)) => {
                     match &inner.runtime {
                         Some(runtime) => runtime.spawn(inner.detached(job)),
+                        // Without a runtime its starter drives it (every older job first).
                         None => {
-                            let _ = inner.run(*job).await;
+                            self.held.push(owner, inner.owned(job));
+                            self.held.drive(Some(owner)).await;
                         }
                     }
                     return Ok(token);
                 }
-                // Detached: this caller then waits like any other, and may be dropped.
+                // No caller's: this caller then waits like any other, and may be dropped.
                 Decided::Next(Next::Fetch(job)) => match &inner.runtime {
                     Some(runtime) => runtime.spawn(inner.detached(job)),
                     None => {
-                        let _ = inner.run(*job).await;
+                        self.held.push(owner, inner.owned(job));
+                        self.held.drive(Some(owner)).await;
                     }
                 },
                 Decided::Next(Next::Wait(_)) => {}
                 Decided::Wait(listener, until) => {
                     let timeout = inner.transport.sleep(remaining(until, shared.clock.now()));
-                    first_of(listener, timeout).await;
+                    let waited = first_of(listener, timeout);
+                    match &inner.runtime {
+                        Some(_) => waited.await,
+                        None => self.held.while_driving(Some(owner), waited).await,
+                    }
                 }
             }
         }
@@ -176,7 +206,8 @@ impl AsyncTokenManager {
     pub fn for_store(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
         let shared = self.inner.shared.for_store(store, Event::new())?;
         let (transport, runtime) = (Arc::clone(&self.inner.transport), self.inner.runtime.clone());
-        Ok(Self { inner: Arc::new(Inner { shared, transport, runtime }) })
+        let inner = Arc::new(Inner { shared, transport, runtime });
+        Ok(Self { inner, held: Arc::clone(&self.held) })
     }
 
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
@@ -189,7 +220,8 @@ impl AsyncTokenManager {
     /// manager or of one made from it with [`Self::for_store`] is in flight. Returns `true`
     /// when none is. A runtime shut down under a detached refresh cancels it, and a rotated
     /// refresh token the server already issued is lost (see
-    /// [`crate::BlockingTokenManager::close`]).
+    /// [`crate::BlockingTokenManager::close`]). Without a runtime, this drives the requests in
+    /// flight itself.
     #[must_use = "`false` means a token request was still in flight"]
     pub async fn close(&self, within: Duration) -> bool {
         let shared = &self.inner.shared;
@@ -200,7 +232,12 @@ impl AsyncTokenManager {
             match shared.drain(now, give_up) {
                 Drain::Done(drained) => return drained,
                 Drain::Wait(listener, until) => {
-                    first_of(listener, self.inner.transport.sleep(remaining(until, now))).await;
+                    let waited =
+                        first_of(listener, self.inner.transport.sleep(remaining(until, now)));
+                    match &self.inner.runtime {
+                        Some(_) => waited.await,
+                        None => self.held.while_driving(None, waited).await,
+                    }
                 }
             }
         }
@@ -225,6 +262,11 @@ impl AsyncTokenManager {
     ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
         drive_async(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call)
     }
+
+    /// Whose held jobs are this manager's (see [`Owner`]).
+    fn owner(&self) -> Owner {
+        Arc::as_ptr(&self.inner) as Owner
+    }
 }
 
 impl Inner {
@@ -239,6 +281,14 @@ impl Inner {
             if let Some((inner, job)) = unstarted.start() {
                 let _ = inner.run(*job).await;
             }
+        })
+    }
+
+    /// `job` as a task the manager keeps and its callers drive ([`Held`]).
+    fn owned(self: &Arc<Self>, job: Box<Job>) -> Task {
+        let inner = Arc::clone(self);
+        Box::pin(async move {
+            let _ = inner.run(*job).await;
         })
     }
 
@@ -325,7 +375,7 @@ impl Drop for Unstarted {
     }
 }
 
-/// Carries a detached job's result back to the caller that started it.
+/// Carries a job's result back to the caller that started it.
 #[derive(Default)]
 struct Handoff {
     slot: Mutex<Option<Result<Token, Error>>>,
@@ -345,6 +395,7 @@ impl Handoff {
 }
 
 /// Fills the [`Handoff`]; if the task is dropped unfinished (the runtime shut down), says so.
+/// (A held task is only dropped with its manager, when no caller is left to hear it.)
 struct Sender(Arc<Handoff>);
 
 impl Sender {
