@@ -52,8 +52,8 @@ impl Signal for Event {
 /// client disconnect, a `timeout`) never abandons a request that may have reached the server,
 /// and a rotated refresh token is never lost or presented twice:
 ///
-/// - With an [`AsyncRuntime`] (the reqwest client has one when built inside a runtime) every
-///   token request runs as a detached task: once sent, its
+/// - With an [`AsyncRuntime`] (the reqwest client always has one: the runtime it is built in,
+///   or the one handed to it) every token request runs as a detached task: once sent, its
 ///   outcome is concluded and stored even if every caller was dropped, and blocking store I/O
 ///   runs off the executor. A runtime that has shut down fails the callers at once with
 ///   [`UsageError::RuntimeShutDown`] (not at the ticket's deadline); the next attempt comes

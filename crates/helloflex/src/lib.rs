@@ -7,6 +7,16 @@
 //! (ureq). Both are the same client with the same builder; features `async` and `blocking`
 //! (both on by default) choose which are compiled.
 //!
+//! The async client runs its token requests as tasks on a tokio runtime, never inside a
+//! caller's future (a caller dropped mid-request must not abandon a request that may have
+//! spent a refresh token): the runtime it is built in, so build it inside one (in
+//! `async fn main`, or inside `Runtime::block_on`), or hand it one for a client built before
+//! or outside its runtime (a `static`):
+//! `Client::builder().connector(helloflex::Reqwest::default().with_runtime(handle))`.
+//! Built outside a runtime with none handed in, `build` fails with
+//! [`ConfigError::NoRuntime`]; once that runtime has shut down, a token request fails at once
+//! with [`UsageError::RuntimeShutDown`].
+//!
 //! Against the embedded emulator (no network, no credentials; against the real API use
 //! `Environment::Sandbox` or `Environment::Live` and your own client id and secret):
 //!
@@ -36,12 +46,12 @@ pub use helloflex_auth::{
 };
 pub use helloflex_core::{
     ApiError, ApiErrorKind, ApiRequest, ApiResponse, AuthorizationCodeConfig, CallbackError,
-    ClientAuthMethod, ClientIdentity, ClientSecret, Endpoint, Environment, Error, InsecureLoopback,
-    PendingAuthorization, Reauthorization, RetryPolicy, Token,
+    ClientAuthMethod, ClientIdentity, ClientSecret, ConfigError, Endpoint, Environment, Error,
+    InsecureLoopback, PendingAuthorization, Reauthorization, RetryPolicy, Token, UsageError,
 };
 
 #[cfg(feature = "async")]
-pub use helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder};
+pub use helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder, Reqwest};
 
 /// The blocking client: the same client and builder, `send()` without `.await`.
 #[cfg(feature = "blocking")]
