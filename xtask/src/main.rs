@@ -4,6 +4,9 @@
 //!   bounded configuration (release), docs (warnings denied).
 //! - `test`: the whole test suite (nextest for unit and behaviour tests, doctests, the quickstart).
 //! - `sim`: the fleet simulation's bounded configuration (`fleet-sim ci`, release).
+//! - `defects [name]`: each defect the fleet simulation must catch, put back one at a time (the
+//!   patches in `crates/sim/defects/`, applied to a scratch worktree): the simulation must fail
+//!   on every one (or on those whose name contains `name`).
 //! - `lint`: format check and clippy only.
 //! - `deps`: the core's normal dependency count (it must stay small).
 //! - `bench`: criterion benches of the core, the loopback load benchmark and dependency
@@ -32,11 +35,14 @@ fn main() -> ExitCode {
         },
         "test" => test(),
         "sim" => sim(),
+        "defects" => defects(env::args().nth(2).unwrap_or_default()),
         "lint" => lint(),
         "docs" => docs(),
         "deps" => deps(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|sim|lint|docs|deps|bench|fuzz [seconds]>");
+            eprintln!(
+                "usage: cargo xtask <ci|test|sim|defects|lint|docs|deps|bench|fuzz [seconds]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -140,6 +146,69 @@ fn sim() -> Result<(), String> {
         &["run", "--release", "--quiet", "-p", "helloflex-sim", "--bin", "fleet-sim", "--", "ci"],
         &[],
     )
+}
+
+/// Puts each known defect back (a patch of `crates/sim/defects/`) into a scratch worktree of
+/// `HEAD`, runs the simulation's bounded configuration there, and fails unless the simulation
+/// fails on every defect; prints the violation each one was caught by.
+fn defects(only: String) -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("crates/sim/defects");
+    let mut patches: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("no {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .filter(|p| p.to_string_lossy().contains(&only))
+        .collect();
+    patches.sort();
+    let scratch = root.join("target/defects/tree");
+    let target = root.join("target/defects/target");
+    let git = |args: &[&str], at: &std::path::Path| {
+        Command::new("git").args(args).current_dir(at).status().is_ok_and(|s| s.success())
+    };
+    let _ = git(&["worktree", "remove", "--force", &scratch.to_string_lossy()], &root);
+    if !git(&["worktree", "add", "--detach", &scratch.to_string_lossy(), "HEAD"], &root) {
+        return Err("could not make a scratch worktree".into());
+    }
+    let mut missed = Vec::new();
+    for patch in &patches {
+        let name = patch.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let _ = git(&["checkout", "--", "."], &scratch);
+        if !git(&["apply", &patch.to_string_lossy()], &scratch) {
+            missed.push(format!("{name}: the patch no longer applies"));
+            continue;
+        }
+        eprintln!("$ fleet-sim ci with the defect {name}");
+        let output = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "helloflex-sim",
+                "--bin",
+                "fleet-sim",
+                "--",
+                "ci",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&scratch)
+            .output()
+            .map_err(|e| format!("could not run cargo: {e}"))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let caught =
+            text.lines().find(|l| l.starts_with("counterexample") || l.starts_with("seed "));
+        match (output.status.success(), caught) {
+            (false, Some(line)) => println!("{name}: caught: {line}"),
+            (false, None) => missed.push(format!(
+                "{name}: the simulation failed without a counterexample: {}",
+                String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or_default()
+            )),
+            (true, _) => missed.push(format!("{name}: not caught")),
+        }
+    }
+    let _ = git(&["worktree", "remove", "--force", &scratch.to_string_lossy()], &root);
+    if missed.is_empty() { Ok(()) } else { Err(missed.join("\n")) }
 }
 
 /// Crates of this workspace that are not published: kept out of the API docs (the tidy test

@@ -201,6 +201,46 @@ fn callbacks_cannot_be_used_against_the_user<F: Flavour>() {
     assert_eq!(server.token_requests.load(Ordering::SeqCst), exchanged);
 }
 
+/// Behaviour 3b: two instances sharing one store (two app servers behind a load balancer, with a
+/// shared session store) both receive the same callback: the code is exchanged once; the other
+/// instance, which never saw the first accept it, is refused from the store's record, also when
+/// both race. The server never sees the code twice, so the sign-in stands.
+fn a_callback_is_exchanged_once_across_instances<F: Flavour>() {
+    for racing in [false, true] {
+        let server = Arc::new(FakeServer::new(Duration::from_millis(20), 600));
+        let clock = Arc::new(ManualClock::new());
+        let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+        let (a, b) = (
+            Arc::new(F::new(&server, Arc::clone(&store), &clock)),
+            Arc::new(F::new(&server, Arc::clone(&store), &clock)),
+        );
+        let (url, pending) = a.start();
+        let callback = server.approve(&url);
+        let results = if racing {
+            let (pa, ca, a2) = (pending.clone(), callback.clone(), Arc::clone(&a));
+            let first = std::thread::spawn(move || a2.complete(&pa, &ca));
+            let second = b.complete(&pending, &callback);
+            [first.join().unwrap(), second]
+        } else {
+            let first = a.complete(&pending, &callback);
+            [first, b.complete(&pending, &callback)]
+        };
+        let accepted = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(accepted, 1, "racing={racing}: {results:?}");
+        let refused = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(
+            matches!(refused, Error::Callback(CallbackError::AlreadyCompleted)),
+            "racing={racing}: {refused:?}"
+        );
+        assert_eq!(
+            server.token_requests.load(Ordering::SeqCst),
+            1,
+            "racing={racing}: the code once"
+        );
+        assert!(store.load().unwrap().into_tokens().is_some());
+    }
+}
+
 /// A store whose writes wait at a gate.
 #[derive(Debug, Default)]
 struct SlowStore {
@@ -451,6 +491,7 @@ over_flavours!(
     blocking: Blocking => [
         slow_refresh_is_sent_once,
         callbacks_cannot_be_used_against_the_user,
+        a_callback_is_exchanged_once_across_instances,
         store_io_never_holds_up_valid_callers,
         new_authorization_supersedes_an_inflight_refresh,
         invalid_grant_rereads_the_store,
@@ -461,6 +502,7 @@ over_flavours!(
     nonblocking: Detached => [
         slow_refresh_is_sent_once,
         callbacks_cannot_be_used_against_the_user,
+        a_callback_is_exchanged_once_across_instances,
         store_io_never_holds_up_valid_callers,
         new_authorization_supersedes_an_inflight_refresh,
         invalid_grant_rereads_the_store,

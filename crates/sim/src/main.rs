@@ -15,6 +15,17 @@ use helloflex_sim::{Config, Exploration, StoreFaults, explore, replay, simulate}
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut config = Config::default();
+    // `HELLOFLEX_SIM_INSTANCES`, `_USERS`, `_FAULTS` (per run) widen the world.
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(n) = number("HELLOFLEX_SIM_INSTANCES") {
+        config.instances = n as usize;
+    }
+    if let Some(n) = number("HELLOFLEX_SIM_USERS") {
+        config.users = n as usize;
+    }
+    if let Some(n) = number("HELLOFLEX_SIM_MAX_FAULTS") {
+        config.max_faults = n;
+    }
     // `HELLOFLEX_SIM_FAULTS=calls,down,restart,wipe,rollback` narrows the store's faults.
     if let Ok(list) = std::env::var("HELLOFLEX_SIM_FAULTS") {
         let on = |name: &str| list.split(',').any(|f| f == name);
@@ -65,6 +76,7 @@ fn main() -> ExitCode {
         Some("random") => {
             let seeds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
             let deviate: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.2);
+            let (mut faults, mut reuses, mut with_fault) = (0u64, 0u64, 0u64);
             for seed in 0..seeds {
                 #[allow(clippy::disallowed_methods)] // timing a run, outside any library
                 let began = Instant::now();
@@ -77,6 +89,9 @@ fn main() -> ExitCode {
                         world.summary()
                     );
                 }
+                faults += u64::from(world.faults);
+                with_fault += u64::from(world.faults > 0);
+                reuses += world.reuses() as u64;
                 if !world.violations.is_empty() {
                     println!("seed {seed}: {}", world.violations[0]);
                     for line in &world.trace {
@@ -85,7 +100,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            println!("{seeds} seeds, no violation ({:.1} s)", started.elapsed().as_secs_f64());
+            println!(
+                "{seeds} seeds, no violation ({:.1} s); {} instances, {} users, up to {} faults a run: \
+                 {with_fault} runs met a fault, {:.2} faults a run on average; {reuses} reuse events \
+                 in all, each of a lost answer",
+                started.elapsed().as_secs_f64(),
+                config.instances,
+                config.users,
+                config.max_faults,
+                faults as f64 / seeds.max(1) as f64,
+            );
             ExitCode::SUCCESS
         }
         Some("explore") => {

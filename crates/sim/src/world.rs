@@ -206,6 +206,26 @@ pub struct World {
     pub trace: Vec<String>,
 }
 
+/// The tasks hold the managers and the managers hold the hub the tasks sit in: a cycle the
+/// world breaks when it ends, or every run would leak its whole world.
+impl Drop for World {
+    fn drop(&mut self) {
+        let (tasks, work, requests) = {
+            let mut queues = self.hub.queues();
+            (
+                std::mem::take(&mut queues.tasks),
+                std::mem::take(&mut queues.work),
+                std::mem::take(&mut queues.requests),
+            )
+        };
+        // Dropped outside the lock: a future's drop may reach back into the hub.
+        drop((tasks, work, requests));
+        for instance in &mut self.instances {
+            instance.managers.clear();
+        }
+    }
+}
+
 /// A user's record key, made the way every store makes it (the scope decides, whatever order
 /// the builder set it in: the order here is the one that once lost the user).
 fn key(user: usize) -> String {
@@ -802,6 +822,11 @@ impl World {
             }),
         );
         self.settle();
+    }
+
+    /// Reuse events the server saw (each excused, or it is a violation too).
+    pub fn reuses(&self) -> usize {
+        lock(&self.server).reuses.len()
     }
 
     /// A summary line for reports.
