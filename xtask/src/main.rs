@@ -200,10 +200,14 @@ fn defects(only: String) -> Result<(), String> {
             text.lines().find(|l| l.starts_with("counterexample") || l.starts_with("seed "));
         match (output.status.success(), caught) {
             (false, Some(line)) => println!("{name}: caught: {line}"),
-            (false, None) => missed.push(format!(
-                "{name}: the simulation failed without a counterexample: {}",
-                String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or_default()
-            )),
+            (false, None) => {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+                missed.push(format!(
+                    "{name}: the simulation failed without a counterexample: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ));
+            }
             (true, _) => missed.push(format!("{name}: not caught")),
         }
     }
