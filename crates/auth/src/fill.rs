@@ -331,8 +331,9 @@ impl FillJob {
             Purpose::Refresh(_) | Purpose::SharedClientCredentials { .. } => {
                 budget.saturating_add(options.restart_grace)
             }
-            Purpose::Authorize { .. } | Purpose::Reload(_) => options.store_timeout,
-            Purpose::Check(_) => options.store_timeout,
+            Purpose::Authorize { .. } | Purpose::Reload(_) | Purpose::Check(_) => {
+                options.store_timeout
+            }
             Purpose::ClientCredentials => Duration::ZERO,
         };
         let contact_since = match &purpose {
@@ -1032,4 +1033,82 @@ fn reload(record: &Record, held: &Held, now: Now) -> Result<TokenSet, Error> {
         return Err(refused_elsewhere());
     }
     Ok(tokens.to_set_at(now.at, now.wall))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(rt: &str, refused: bool) -> StoredTokens {
+        let mut t: StoredTokens = serde_json::from_value(serde_json::json!({
+            "access_token": format!("at-{rt}"), "refresh_token": rt,
+            "expires_at_unix_ms": 4_000_000_000_000u64,
+        }))
+        .unwrap_or_else(|_| unreachable!("a literal token set"));
+        t.refused = refused;
+        t
+    }
+
+    fn record(rt: &str, version: u64) -> Record {
+        Record::new(tokens(rt, false), version)
+    }
+
+    fn held(rt: &str, version: u64, retired: &[&str]) -> Held {
+        Held {
+            set: Some(tokens(rt, false)),
+            refresh: Some(RefreshToken::new(rt)),
+            retired: retired.iter().map(|r| RefreshToken::new(*r)).collect(),
+            version,
+            ..Held::default()
+        }
+    }
+
+    fn now() -> Now {
+        #[allow(clippy::disallowed_methods)] // one real reading, as a test's starting point
+        Now { at: Instant::now(), wall: SystemTime::now() }
+    }
+
+    fn verdict(record: Option<Record>, loses_data: bool, held: &Held) -> &'static str {
+        let exists = record.is_some();
+        match judge(&record.unwrap_or_default(), exists, loses_data, held, "me", now()) {
+            Verdict::Free => "free",
+            Verdict::Claimed(_) => "claimed",
+            Verdict::Adopt(_) => "adopt",
+            Verdict::Behind => "behind",
+            Verdict::Stop(_) => "stop",
+        }
+    }
+
+    /// The comparison of a store's record with what an instance holds, case by case.
+    #[test]
+    fn a_record_is_adopted_claimed_written_over_or_stopped_at() {
+        let h = held("rt2", 5, &["rt1"]);
+        // Ours, and nobody else's claim on it: ours to claim.
+        assert_eq!(verdict(Some(record("rt2", 5)), true, &h), "free");
+        let mut ours_claimed = record("rt2", 6);
+        ours_claimed.claim = Some(Claim::new("me", Duration::from_secs(9)));
+        assert_eq!(verdict(Some(ours_claimed.clone()), true, &h), "free");
+        ours_claimed.claim = Some(Claim::new("someone", Duration::from_secs(9)));
+        assert_eq!(verdict(Some(ours_claimed), true, &h), "claimed");
+        // Newer (a higher version, a token we never spent): adopted.
+        assert_eq!(verdict(Some(record("rt3", 7)), true, &h), "adopt");
+        // A token we spent, at any version: the store is behind us.
+        assert_eq!(verdict(Some(record("rt1", 9)), true, &h), "behind");
+        // An unknown token at a version not above ours (rolled back, or written back by an
+        // instance that held less): behind.
+        assert_eq!(verdict(Some(record("rt0", 5)), true, &h), "behind");
+        // Nothing stored: lost (a store that can lose data), or deleted on purpose.
+        assert_eq!(verdict(None, true, &h), "behind");
+        assert_eq!(verdict(None, false, &h), "free");
+        // No tokens at a version past ours: signed out.
+        let signed_out = Record { version: 6, ..Record::default() };
+        assert_eq!(verdict(Some(signed_out), true, &h), "stop");
+        // A tombstone names a token: ours, or a newer one, stops us; an older one does not.
+        let mut tomb = Record::new(tokens("rt2", true), 6);
+        assert_eq!(verdict(Some(tomb.clone()), true, &h), "stop");
+        tomb.tokens = Some(tokens("rt3", true));
+        assert_eq!(verdict(Some(tomb.clone()), true, &h), "stop");
+        tomb.tokens = Some(tokens("rt1", true));
+        assert_eq!(verdict(Some(tomb), true, &h), "behind");
+    }
 }
