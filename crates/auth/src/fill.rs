@@ -654,7 +654,9 @@ impl FillJob {
             if resume > self.plan_deadline {
                 return self.done(Err(StoreError::Recovering { age_ms: millis(age) }.into()));
             }
-            return self.wait(resume);
+            // Read meanwhile, at the pace holders write back: a set another holder writes
+            // back or refreshes is adopted soon after it lands, not when the pause ends.
+            return self.wait(resume.min(later(now.at, self.write_back_max)));
         }
         let mut claimed = record.clone();
         claimed.version = record.version + 1;

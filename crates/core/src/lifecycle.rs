@@ -25,7 +25,9 @@ pub struct LifecyclePolicy {
     /// [`TokenCache::hold`] (the managers in `helloflex-auth` always do: a ticket lives as long
     /// as its exchange's own deadline).
     pub ticket_timeout: Duration,
-    /// Backoff after the first failed fetch; doubled per further failure.
+    /// Backoff after the first failed fetch; doubled per further failure, except after a
+    /// failure of the token store (which loads no authorization server): that one is never
+    /// doubled, so callers are served again soon after a long store outage ends.
     pub failure_backoff: Duration,
     /// Largest backoff after failed fetches.
     pub max_failure_backoff: Duration,
@@ -457,10 +459,13 @@ impl TokenCache {
                     Standing::ExpectBackoff { failures, .. } => failures.saturating_add(1),
                     Standing::Ready | Standing::ExpectAuthorization { .. } => 1,
                 };
+                // A store that failed loads no authorization server: it is asked again at the
+                // first backoff's pace, so that callers are served soon after it returns.
+                let doublings = if matches!(error, Error::Store(_)) { 1 } else { failures };
                 let backoff = crate::retry::jittered_backoff(
                     self.policy.failure_backoff,
                     self.policy.max_failure_backoff,
-                    failures,
+                    doublings,
                     Jitter::new(entropy).next_fraction(),
                 );
                 let until = saturating_add(now, backoff);

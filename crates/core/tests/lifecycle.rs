@@ -259,3 +259,30 @@ fn a_stored_client_token_is_adopted_only_when_live_and_not_held() {
     assert!(!live_and_not_held(&b, Duration::ZERO, [&a].into_iter()), "expired");
     assert!(live_and_not_held(&b, left, std::iter::empty()), "nothing held yet");
 }
+
+/// The backoff after failed fetches doubles for failures of the authorization server, which
+/// it protects, but not for failures of the token store: however long the store was away,
+/// callers are served within one first backoff of its return.
+#[test]
+fn a_failing_store_is_asked_again_at_the_first_backoffs_pace() {
+    let first = LifecyclePolicy::default().failure_backoff;
+    // After six failures in a row, whether a fetch may start `wait` after the last one.
+    let fetch_after = |failure: fn() -> Error, wait: Duration| {
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        let mut now = t0();
+        for _ in 0..6 {
+            let ticket = loop {
+                match cache.acquire(now) {
+                    Acquire::Fetch(ticket) => break ticket,
+                    _ => now += Duration::from_millis(100),
+                }
+            };
+            cache.complete(now, ticket, Err(failure()), u64::MAX / 3);
+        }
+        matches!(cache.acquire(now + wait), Acquire::Fetch(_))
+    };
+    let store = || StoreFailure::new("read", "timed out").into();
+    let server = || TransportError::new(TransportErrorKind::Timeout, "timed out").into();
+    assert!(fetch_after(store, first), "the store is asked again within the first backoff");
+    assert!(!fetch_after(server, first * 8), "the server's backoff has grown");
+}

@@ -21,6 +21,13 @@ pub const KEYS_VARIABLE: &str = "HELLOFLEX_TOKEN_KEYS";
 
 type Failure = Box<dyn std::error::Error>;
 
+/// A wall-clock time in milliseconds since the Unix epoch (what reports and fault tests use to
+/// compare moments across processes on one host).
+pub fn unix_ms(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The Flextell configuration of the emulator's web app.
 pub fn web_app_config(emulator: &str) -> Result<AuthorizationCodeConfig, Failure> {
     let e = |path: &str| Endpoint::parse(&format!("{emulator}{path}"), InsecureLoopback::Allow);
@@ -59,4 +66,64 @@ pub struct Report {
     pub failures: Vec<String>,
     /// How a last call after the run ended: `ok`, `reauthorize` or `error`.
     pub last: String,
+    /// When calls failed (wall clock): the failed calls merged into spans, oldest first. A fault
+    /// test reads from them how soon after the store's return the member's callers recovered.
+    #[serde(default)]
+    pub failure_spans: Vec<FailureSpan>,
+    /// The error of the failed call that ended last, if any (what a late failure was).
+    #[serde(default)]
+    pub last_failure: Option<String>,
+    /// `async` (reqwest) or `blocking` (ureq).
+    #[serde(default)]
+    pub flavour: String,
+}
+
+/// Failed calls that ended close together (no gap longer than [`FailureSpan::GAP_MS`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureSpan {
+    /// When the first of them ended, in milliseconds since the Unix epoch.
+    pub from_unix_ms: u64,
+    /// When the last of them ended.
+    pub to_unix_ms: u64,
+    /// How many calls failed.
+    pub calls: u64,
+    /// How many of them were told to re-authorize.
+    pub reauthorize: u64,
+    /// When the first call that succeeded after the last of them ended (none if none did
+    /// before the run ended): when the member's callers were served again.
+    #[serde(default)]
+    pub served_again_unix_ms: Option<u64>,
+}
+
+impl FailureSpan {
+    /// The longest pause between two failures of one span.
+    pub const GAP_MS: u64 = 500;
+
+    /// Merges failed calls, each `(ended at, told to re-authorize)`, into spans, each with the
+    /// first of `served` (when calls succeeded after a failure) at or after its end.
+    pub fn merge(mut failures: Vec<(u64, bool)>, mut served: Vec<u64>) -> Vec<FailureSpan> {
+        failures.sort_unstable();
+        served.sort_unstable();
+        let mut spans: Vec<FailureSpan> = Vec::new();
+        for (at, reauthorize) in failures {
+            match spans.last_mut() {
+                Some(span) if at <= span.to_unix_ms.saturating_add(Self::GAP_MS) => {
+                    span.to_unix_ms = at;
+                    span.calls += 1;
+                    span.reauthorize += u64::from(reauthorize);
+                }
+                _ => spans.push(FailureSpan {
+                    from_unix_ms: at,
+                    to_unix_ms: at,
+                    calls: 1,
+                    reauthorize: u64::from(reauthorize),
+                    served_again_unix_ms: None,
+                }),
+            }
+        }
+        for span in &mut spans {
+            span.served_again_unix_ms = served.iter().copied().find(|ok| *ok >= span.to_unix_ms);
+        }
+        spans
+    }
 }

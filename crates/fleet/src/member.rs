@@ -10,7 +10,9 @@ use helloflex_auth::{
 };
 use helloflex_core::machines::saturating_add;
 use helloflex_core::{ClientSecret, Environment, Error, InsecureLoopback};
-use helloflex_fleet::{KEYS_VARIABLE, MACHINE, Report, fleet_store, web_app_config};
+use helloflex_fleet::{
+    FailureSpan, KEYS_VARIABLE, MACHINE, Report, fleet_store, unix_ms, web_app_config,
+};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -66,6 +68,14 @@ struct Tally {
     ok: AtomicU64,
     failed: AtomicU64,
     failures: Mutex<Vec<String>>,
+    /// Each failed call: when it ended (wall clock, ms) and whether it was told to re-authorize.
+    failed_at: Mutex<Vec<(u64, bool)>>,
+    /// The failed call that ended last: when, and its error.
+    latest: Mutex<Option<(u64, String)>>,
+    /// When the latest failure not yet followed by a success ended (0: none).
+    unserved_since: AtomicU64,
+    /// When a call succeeded after a failure: the first success after each run of failures.
+    served_again: Mutex<Vec<u64>>,
 }
 
 impl Tally {
@@ -73,13 +83,36 @@ impl Tally {
         match outcome {
             Ok(200) => {
                 self.ok.fetch_add(1, Ordering::Relaxed);
+                // Only after a failure: the clock is read and a lock taken once per recovery.
+                let since = self.unserved_since.load(Ordering::Relaxed);
+                if since != 0 {
+                    let at = unix_ms(SystemClock.wall());
+                    if at >= since
+                        && self
+                            .unserved_since
+                            .compare_exchange(since, 0, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        self.served_again.lock().unwrap_or_else(|e| e.into_inner()).push(at);
+                    }
+                }
             }
             other => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                let reauthorize = matches!(&other, Err(e) if e.requires_reauthorization());
+                let at = unix_ms(SystemClock.wall());
+                self.unserved_since.fetch_max(at, Ordering::Relaxed);
+                self.failed_at.lock().unwrap_or_else(|e| e.into_inner()).push((at, reauthorize));
                 let text = match other {
                     Ok(status) => format!("status {status}"),
                     Err(error) => error.to_string(),
                 };
+                {
+                    let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+                    if latest.as_ref().is_none_or(|(when, _)| *when <= at) {
+                        *latest = Some((at, text.clone()));
+                    }
+                }
                 let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
                 if failures.len() < 5 && !failures.contains(&text) {
                     failures.push(text);
@@ -88,7 +121,7 @@ impl Tally {
         }
     }
 
-    fn report(&self, last: Result<u16, Error>) -> Report {
+    fn report(&self, last: Result<u16, Error>, blocking: bool) -> Report {
         let last = match last {
             Ok(200) => "ok".to_owned(),
             Err(e) if e.requires_reauthorization() => "reauthorize".to_owned(),
@@ -100,6 +133,17 @@ impl Tally {
             failed: self.failed.load(Ordering::Relaxed),
             failures: self.failures.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             last,
+            failure_spans: FailureSpan::merge(
+                self.failed_at.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                self.served_again.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            ),
+            last_failure: self
+                .latest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(_, text)| text.clone()),
+            flavour: if blocking { "blocking" } else { "async" }.to_owned(),
         }
     }
 }
@@ -155,7 +199,7 @@ pub fn run(args: Args) -> Result<Report, Failure> {
         if !client.close(CLOSE_WITHIN) {
             return Err("a token request was still in flight at exit".into());
         }
-        Ok(tally.report(last))
+        Ok(tally.report(last, true))
     } else {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -185,7 +229,7 @@ pub fn run(args: Args) -> Result<Report, Failure> {
             if !client.close(CLOSE_WITHIN).await {
                 return Err("a token request was still in flight at exit".into());
             }
-            Ok(tally.report(last))
+            Ok(tally.report(last, false))
         })
     }
 }

@@ -6,8 +6,9 @@
 //! Beyond start, stop and restart, it can do to a server what operations do to one: a clean
 //! `SHUTDOWN`, a restart that lost everything (no persistence), a `FLUSHALL`, a snapshot and a
 //! restart from it (a rollback), a replica and its promotion (a failover), a pause (`SIGSTOP`:
-//! a hung server). Commands go as raw RESP over a fresh TCP connection, so the fixture needs no
-//! client library; they work on plain (not TLS) servers only.
+//! a hung server), `CLIENT PAUSE` (a server holding every client's commands). Commands go as
+//! raw RESP over a fresh TCP connection, so the fixture needs no client library; they work on
+//! plain (not TLS) servers only.
 
 #![allow(dead_code)]
 
@@ -303,6 +304,24 @@ impl RedisServer {
     /// Lets a paused process run again (`SIGCONT`).
     pub fn resume(&self) {
         self.signal("-CONT");
+    }
+
+    /// `CLIENT PAUSE <ms> ALL`: for `pause`, the server holds every client's commands (it
+    /// accepts connections and answers nothing), then runs them; what a failover's or an
+    /// operator's pause does. Returns at once.
+    pub fn client_pause(&self, pause: Duration) {
+        self.ok(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "ALL"]);
+    }
+
+    /// Waits until the server answers `PING` again (after a pause); panics after 400 tries.
+    pub fn wait_until_answering(&self) {
+        for _ in 0..400 {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("redis-server on port {} did not answer again", self.port);
     }
 
     fn signal(&self, signal: &str) {
