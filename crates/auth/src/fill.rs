@@ -44,6 +44,11 @@ const STORE_RETRY: Duration = Duration::from_millis(250);
 const WRITE_BACK_MAX: Duration = Duration::from_secs(2);
 /// How often a job waiting for another holder's claim reads the record.
 const CLAIM_POLL: Duration = Duration::from_millis(250);
+/// The shortest store timeout a job works with.
+const MIN_STORE_TIMEOUT: Duration = Duration::from_millis(50);
+/// The most one gap between two reads adds to the time a claim was watched: a longer gap means
+/// this instance was not looking (paused, starved), and a store outage may hide in it.
+const WATCH_GAP_MAX: Duration = Duration::from_secs(1);
 /// How many authorizations a record remembers.
 const COMPLETED_KEPT: usize = 16;
 /// With a store that can lose data, how long an instance must have been in contact with it
@@ -325,15 +330,15 @@ impl FillJob {
             e.deadline(now, options.attempt_timeout).saturating_duration_since(now)
         });
         // A claim covers the request and the writes around it.
-        let budget = send_budget.saturating_add(options.store_timeout.saturating_mul(2));
+        // No store answers within no time: a zero timeout would make every claim land late.
+        let store_timeout = options.store_timeout.max(MIN_STORE_TIMEOUT);
+        let budget = send_budget.saturating_add(store_timeout.saturating_mul(2));
         // A job may first wait out another holder's whole budget, and a grace period.
         let wait = match purpose {
             Purpose::Refresh(_) | Purpose::SharedClientCredentials { .. } => {
                 budget.saturating_add(options.restart_grace)
             }
-            Purpose::Authorize { .. } | Purpose::Reload(_) | Purpose::Check(_) => {
-                options.store_timeout
-            }
+            Purpose::Authorize { .. } | Purpose::Reload(_) | Purpose::Check(_) => store_timeout,
             Purpose::ClientCredentials => Duration::ZERO,
         };
         let contact_since = match &purpose {
@@ -374,13 +379,13 @@ impl FillJob {
             read_started: now,
             default_lifetime: options.lifecycle.default_lifetime,
             budget,
-            send_window: options.store_timeout,
+            send_window: store_timeout,
             grace: options.restart_grace,
-            store_timeout: options.store_timeout,
+            store_timeout,
             started: now,
             plan_deadline: later(now, wait),
             deadline: later(now, budget.saturating_add(wait)),
-            store_deadline: later(now, options.store_timeout),
+            store_deadline: later(now, store_timeout),
             retry: STORE_RETRY,
             write_back_max: WRITE_BACK_MAX.min(options.store_check).max(STORE_RETRY),
             unchanged: false,
@@ -505,11 +510,9 @@ impl FillJob {
     fn send(&mut self, now: Now, at: Instant) -> Step {
         let exempt = matches!(self.purpose, Purpose::ClientCredentials | Purpose::Authorize { .. });
         if !exempt && now.at > later(at, self.send_window) {
+            // A store this slow is not asked again at once: plan again after a pause.
             self.stage = Stage::Plan;
-            self.fresh = false;
-            self.read_started = now.at;
-            self.awaiting = Awaiting::Load;
-            return Step::Store(StoreOp::Load);
+            return self.wait(later(now.at, STORE_RETRY));
         }
         match self.exchange.take() {
             Some(exchange) => {
@@ -845,8 +848,8 @@ impl FillJob {
     }
 
     /// A successful read: a foreign claim seen unchanged since the last read counts the time
-    /// between the two reads towards its budget (only while reads succeed, and never the time
-    /// a read itself took).
+    /// between the two reads towards its budget (only while reads succeed, never the time a
+    /// read itself took, and at most [`WATCH_GAP_MAX`] a gap).
     fn observe(&mut self, now: Now, loaded: &Loaded) {
         let foreign = loaded.record.as_ref().and_then(|r| {
             let claim = r.claim.as_ref().filter(|c| c.holder != self.holder)?;
@@ -858,7 +861,7 @@ impl FillJob {
             (Some((version, holder)), Some(mut w))
                 if w.version == version && w.holder == holder =>
             {
-                w.seen = w.seen.saturating_add(gap.unwrap_or_default());
+                w.seen = w.seen.saturating_add(gap.unwrap_or_default().min(WATCH_GAP_MAX));
                 Some(w)
             }
             (Some((version, holder)), _) => Some(Watch { version, holder, seen: Duration::ZERO }),
@@ -1079,6 +1082,110 @@ mod tests {
             Verdict::Behind => "behind",
             Verdict::Stop(_) => "stop",
         }
+    }
+
+    /// A refresh job for `rt1`, held at version 5.
+    fn refresh_job(options: &ManagerOptions, at: Instant) -> FillJob {
+        use helloflex_core::{
+            AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, InsecureLoopback,
+            RetryPolicy,
+        };
+        let e = |u| {
+            Endpoint::parse(u, InsecureLoopback::Allow)
+                .unwrap_or_else(|_| unreachable!("a literal endpoint"))
+        };
+        let config = AuthorizationCodeConfig::new(
+            ClientIdentity::confidential("app", ClientSecret::new("s")),
+            e("https://auth.test/authorize"),
+            e("https://auth.test/token"),
+            e("http://127.0.0.1:3000/callback"),
+        );
+        let request = config
+            .refresh_request(&RefreshToken::new("rt1"))
+            .unwrap_or_else(|_| unreachable!("a refresh request"));
+        let exchange = TokenExchange::new(request, RetryPolicy::default(), 1);
+        let purpose = Purpose::Refresh(held("rt1", 5, &[]));
+        FillJob::new(purpose, Some(exchange), at, "me".into(), options)
+    }
+
+    /// One read at `at` that finds `found`: the step after it.
+    fn read(job: &mut FillJob, at: Now, found: &Record) -> Step {
+        assert!(matches!(job.poll(at), Step::Store(StoreOp::Load)), "a read");
+        job.handle_store(at, StoreReply::Load(Ok(Loaded::new(Some(found.clone())))));
+        job.poll(at)
+    }
+
+    /// A refresh job for `rt1` and a reader that answers every read with a claim of `holder`
+    /// on it, budget 100 s.
+    fn watching(at: Instant) -> (FillJob, impl Fn(&mut FillJob, Now) -> Step) {
+        let job = refresh_job(&ManagerOptions::default(), at);
+        let mut claimed = record("rt1", 6);
+        claimed.claim = Some(Claim::new("holder", Duration::from_secs(100)));
+        (job, move |job: &mut FillJob, at: Now| read(job, at, &claimed))
+    }
+
+    /// Moments after `t0`, in seconds.
+    fn after(t0: Now) -> impl Fn(f64) -> Now {
+        move |secs| Now {
+            at: t0.at + Duration::from_secs_f64(secs),
+            wall: t0.wall + Duration::from_secs_f64(secs),
+        }
+    }
+
+    /// A zero store timeout still lets a claim that landed at once be sent; a claim that
+    /// landed late is planned again after a pause, not re-read at once.
+    #[test]
+    fn a_zero_store_timeout_sends_and_a_late_claim_pauses() {
+        let t0 = now();
+        let at = after(t0);
+        for (landed, sends) in [(0.0, true), (5.0, false)] {
+            let options = ManagerOptions::default().with_store_timeout(Duration::ZERO);
+            let mut job = refresh_job(&options, t0.at);
+            let Step::Store(StoreOp::Swap { new, .. }) = read(&mut job, at(0.0), &record("rt1", 5))
+            else {
+                panic!("a claim")
+            };
+            let stored = Swap::Stored { version: new.version, epoch_age: None };
+            job.handle_store(at(landed), StoreReply::Swap(Ok(stored)));
+            let step = job.poll(at(landed));
+            if sends {
+                assert!(matches!(step, Step::Fetch(_)), "{step:?}");
+            } else {
+                assert!(matches!(step, Step::Sleep(_)), "{step:?}");
+            }
+        }
+    }
+
+    fn takes_over(step: &Step) -> bool {
+        matches!(step, Step::Store(StoreOp::Swap { new, .. })
+            if new.claim.as_ref().is_some_and(|c| c.holder == "me"))
+    }
+
+    /// A watcher that was not looking (paused, starved) while the store may have been away
+    /// does not count that time as watched: one read after a freeze longer than the claim's
+    /// budget takes nothing over. Watched read by read, the claim is taken over after its
+    /// budget.
+    #[test]
+    fn a_claim_is_taken_over_only_after_its_budget_watched_read_by_read() {
+        let t0 = now();
+        let at = after(t0);
+        let (mut job, read) = watching(t0.at);
+        assert!(matches!(read(&mut job, at(0.0)), Step::Sleep(_)), "waits for the claim");
+        assert!(matches!(read(&mut job, at(0.25)), Step::Sleep(_)));
+        let after_freeze = read(&mut job, at(110.25));
+        assert!(!takes_over(&after_freeze), "one read after a freeze: {after_freeze:?}");
+
+        let (mut job, read) = watching(t0.at);
+        let mut t = 0.0;
+        let step = loop {
+            let step = read(&mut job, at(t));
+            if !matches!(step, Step::Sleep(_)) || t > 200.0 {
+                break step;
+            }
+            t += 0.25;
+        };
+        assert!(takes_over(&step), "{step:?}");
+        assert!((100.0..101.0).contains(&t), "taken over after {t} s");
     }
 
     /// The comparison of a store's record with what an instance holds, case by case.

@@ -37,13 +37,15 @@ pub struct ManagerOptions {
     /// The longest one HTTP attempt can take on the transport (its connect plus total
     /// timeouts). With the retry deadline it bounds a token request, and so how long its ticket
     /// and its store lease live: a waiting caller never takes over a request still in flight.
-    /// `Duration::MAX` means no limit: the ticket and the lease then last into the far future
-    /// ([`helloflex_core::machines::saturating_add`]), never end at once.
+    /// `Duration::MAX` means no limit: the ticket and the claim then last into the far future
+    /// ([`helloflex_core::machines::saturating_add`]), never end at once. With a shared store,
+    /// that also means a claim whose holder died mid-refresh is never taken over (nobody can
+    /// know its request ended): keep it finite in a fleet.
     pub attempt_timeout: Duration,
     /// Time allowed for the token store's own calls within one token request; a store that
     /// fails (restarting, unreachable) is asked again until then. A claim on the refresh token
     /// declares the request's budget plus twice this (the claim and the answer's write).
-    /// `Duration::MAX` means no limit, as above.
+    /// `Duration::MAX` means no limit, as above; below 50 ms counts as 50 ms.
     pub store_timeout: Duration,
     /// After a shared store restarted or lost data (as it reports, see
     /// [`crate::Loaded::epoch_age`]), no refresh token is presented for this long, so that

@@ -200,7 +200,13 @@ impl StoreError {
             StoreError::LeaseBusy { .. } | StoreError::Recovering { .. } => "claim",
             StoreError::Unavailable(_) => "access",
         };
-        helloflex_core::StoreFailure::new(op, self.to_string()).into()
+        // The failure says "token store {op} failed: {reason}": the reason must not say it again.
+        let reason = match self {
+            StoreError::Remote { reason, .. } => reason,
+            StoreError::Io { path, kind, .. } => format!("{}: {kind}", path.display()),
+            other => other.to_string(),
+        };
+        helloflex_core::StoreFailure::new(op, reason).into()
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::deadline::saturating_add;
+use crate::deadline::{FAR_FUTURE, saturating_add};
 use crate::error::Error;
 use crate::retry::Jitter;
 use crate::secret::{AccessToken, RefreshToken};
@@ -31,7 +31,8 @@ pub struct LifecyclePolicy {
     pub failure_backoff: Duration,
     /// Largest backoff after failed fetches.
     pub max_failure_backoff: Duration,
-    /// Longest time a token is refreshed before it expires.
+    /// Longest time a token is refreshed before it expires (each token draws its cap between
+    /// two thirds of this and all of it, so that instances holding one token spread out).
     pub max_refresh_margin: Duration,
     /// While user tokens need a new sign-in, how often the store they are kept in is read
     /// again (by a caller that needs a token): a sign-in completed by another instance sharing
@@ -513,9 +514,12 @@ impl TokenCache {
         let expires_at = set.expires_at();
         // Refresh 10-15% of the lifetime early (jittered), at most `max_refresh_margin`; stop
         // handing the token out 5% before expiry (at most 30 s) so requests in flight are not
-        // rejected on arrival. A 59 s token refreshes ~6-9 s early; a 1 h token 5 min early.
+        // rejected on arrival. A 59 s token refreshes ~6-9 s early; a 1 h token 3.3-5 min early.
+        // The cap is jittered too (two thirds of it to all of it): a fleet holding one long-lived
+        // token does not come due in one instant.
         let fraction = 0.10 + 0.05 * Jitter::new(entropy).next_fraction();
-        let margin = lifetime.mul_f64(fraction).min(self.policy.max_refresh_margin);
+        let cap = self.policy.max_refresh_margin.min(FAR_FUTURE).mul_f64(fraction / 0.15);
+        let margin = lifetime.mul_f64(fraction).min(cap);
         let guard = (lifetime / 20).min(Duration::from_secs(30));
         let refresh_at = expires_at.checked_sub(margin).unwrap_or(set.issued_at);
         let usable_until = expires_at.checked_sub(guard).unwrap_or(set.issued_at);

@@ -52,13 +52,25 @@ fn fifty_nine_second_token_is_served_then_refreshed_early() {
     assert!(matches!(cache.acquire(now + Duration::from_secs(53)), Acquire::Use(_)));
 }
 
+/// An hour's token is refreshed 200-300 s early (the 5-minute cap is jittered too), so that
+/// instances holding the same token do not all come due at once.
 #[test]
-fn hour_token_refreshes_minutes_early() {
+fn hour_token_refreshes_minutes_early_at_spread_moments() {
     let now = t0();
-    let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
-    fill(&mut cache, now, 3600);
-    let refresh_at = cache.refresh_at().unwrap();
-    assert_eq!(refresh_at - now, Duration::from_secs(3300));
+    let mut seen = std::collections::BTreeSet::new();
+    for entropy in [0, 1, 7, u64::MAX / 3, u64::MAX / 2, u64::MAX] {
+        let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+        let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!("expected fetch") };
+        let set = cache.token_set(&ticket, response(3600, None), now);
+        cache.complete(now, ticket, Ok(set), entropy);
+        let early = Duration::from_secs(3600) - (cache.refresh_at().unwrap() - now);
+        assert!(
+            early >= Duration::from_secs(199) && early <= Duration::from_secs(300),
+            "{early:?}"
+        );
+        seen.insert(early.as_secs());
+    }
+    assert!(seen.len() > 3, "spread: {seen:?}");
 }
 
 #[test]

@@ -26,7 +26,8 @@ fn main() -> ExitCode {
     if let Some(n) = number("HELLOFLEX_SIM_MAX_FAULTS") {
         config.max_faults = n;
     }
-    // `HELLOFLEX_SIM_FAULTS=calls,down,restart,wipe,rollback` narrows the store's faults.
+    // `HELLOFLEX_SIM_FAULTS=calls,down,restart,wipe,rollback,evict,clockback,clockforward,crash`
+    // picks the faults (clockforward is in no default set).
     if let Ok(list) = std::env::var("HELLOFLEX_SIM_FAULTS") {
         let on = |name: &str| list.split(',').any(|f| f == name);
         config.store_faults = StoreFaults {
@@ -35,6 +36,9 @@ fn main() -> ExitCode {
             restart: on("restart"),
             wipe: on("wipe"),
             rollback: on("rollback"),
+            evict: on("evict"),
+            clock_back: on("clockback"),
+            clock_forward: on("clockforward"),
         };
         config.max_crashes = u32::from(on("crash"));
     }

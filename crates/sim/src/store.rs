@@ -25,10 +25,30 @@ pub enum CallFault {
     After,
 }
 
-/// One user's record.
+/// One user's record, and its epoch as Redis keeps it beside the record.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Slot {
     pub(crate) record: Option<Record>,
+    /// When this record's epoch began, if later than the store's (the record lost alone, or
+    /// the store's clock stepped back).
+    since: Option<Instant>,
+    /// Whether a record was there at the last call (so that its disappearance is seen).
+    held: bool,
+}
+
+impl Slot {
+    /// The epoch's age at `now`, as the Redis scripts compute it: a record gone since the last
+    /// call (evicted, deleted) or an epoch that began after `now` (the store's clock stepped
+    /// back) starts a new one.
+    fn epoch_age(&mut self, store_epoch: Instant, now: Instant) -> Duration {
+        let exists = self.record.is_some();
+        if self.since.is_some_and(|since| since > now) || (self.held && !exists) {
+            self.since = Some(now);
+        }
+        self.held = exists;
+        let since = self.since.map_or(store_epoch, |since| since.max(store_epoch));
+        now.saturating_duration_since(since)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -112,6 +132,37 @@ impl SimStore {
         inner.epoch = self.clock.now();
     }
 
+    /// The records vanish while the store stays up, its epoch unchanged (an eviction, an
+    /// operator's `DEL`, a key that expired, `RedisStore::delete`).
+    pub(crate) fn evict(&self) {
+        let mut inner = self.inner();
+        for slot in inner.data.slots.values_mut() {
+            slot.record = None;
+        }
+        let snapshot = inner.data.clone();
+        inner.snapshots.push(snapshot);
+    }
+
+    /// The store's clock steps back by `by` (an NTP step, a VM restored): every epoch now
+    /// began `by` after the store's present.
+    pub(crate) fn clock_back(&self, by: Duration) {
+        let now = self.clock.now();
+        let ahead = now.checked_add(by).unwrap_or(now);
+        let mut inner = self.inner();
+        for slot in inner.data.slots.values_mut() {
+            slot.since = Some(ahead);
+        }
+    }
+
+    /// The store's clock steps forward by `by`: every epoch looks `by` older.
+    pub(crate) fn clock_forward(&self, by: Duration) {
+        let mut inner = self.inner();
+        inner.epoch = inner.epoch.checked_sub(by).unwrap_or(inner.epoch);
+        for slot in inner.data.slots.values_mut() {
+            slot.since = slot.since.map(|since| since.checked_sub(by).unwrap_or(since));
+        }
+    }
+
     /// A restart from the snapshot taken before the last write.
     pub(crate) fn roll_back(&self) {
         let mut inner = self.inner();
@@ -160,25 +211,30 @@ pub struct UserStore {
 impl TokenStore for UserStore {
     fn load(&self) -> Result<Loaded, StoreError> {
         self.store.call("read", |inner, now| {
-            let record = inner.data.slots.get(&self.key).and_then(|s| s.record.clone());
+            let store_epoch = inner.epoch;
+            let slot = inner.data.slots.entry(self.key.clone()).or_default();
+            let epoch_age = slot.epoch_age(store_epoch, now);
+            let record = slot.record.clone();
             inner.last_read = record
                 .iter()
                 .filter_map(|r| r.tokens.as_ref()?.refresh_token.as_ref())
                 .map(|t| t.expose_secret().to_owned())
                 .collect();
-            Loaded::new(record).with_epoch_age(now.saturating_duration_since(inner.epoch))
+            Loaded::new(record).with_epoch_age(epoch_age)
         })
     }
 
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
         self.store.call("write", |inner, now| {
-            let epoch_age = Some(now.saturating_duration_since(inner.epoch));
+            let store_epoch = inner.epoch;
             let slot = inner.data.slots.entry(self.key.clone()).or_default();
+            let epoch_age = Some(slot.epoch_age(store_epoch, now));
             let current = slot.record.as_ref().map_or(0, |r| r.version);
             if current != expected || new.version <= expected {
                 return Swap::Conflict;
             }
             slot.record = Some(new.clone());
+            slot.held = true;
             if let Some(rt) = new.tokens.as_ref().and_then(|t| t.refresh_token.as_ref()) {
                 inner.written.push(rt.expose_secret().to_owned());
             }

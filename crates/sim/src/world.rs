@@ -63,12 +63,29 @@ pub struct StoreFaults {
     pub wipe: bool,
     /// The store restarts from the snapshot before its last write.
     pub rollback: bool,
+    /// The records vanish while the store stays up (an eviction, `DEL`, an expiry,
+    /// `RedisStore::delete`).
+    pub evict: bool,
+    /// The store's clock steps back an hour.
+    pub clock_back: bool,
+    /// The store's clock steps forward an hour. Not among [`StoreFaults::all`]: right after a
+    /// restart it cuts the grace period short, a limit docs/fleet.md states.
+    pub clock_forward: bool,
 }
 
 impl StoreFaults {
-    /// Every fault.
+    /// Every fault the protocol is meant to survive.
     pub fn all() -> Self {
-        Self { calls: true, down: true, restart: true, wipe: true, rollback: true }
+        Self {
+            calls: true,
+            down: true,
+            restart: true,
+            wipe: true,
+            rollback: true,
+            evict: true,
+            clock_back: true,
+            clock_forward: false,
+        }
     }
 }
 
@@ -120,6 +137,12 @@ pub enum Choice {
     StoreWipe,
     /// The store restarts from the snapshot before its last write.
     StoreRollback,
+    /// The records vanish while the store stays up.
+    StoreEvict,
+    /// The store's clock steps back an hour.
+    StoreClockBack,
+    /// The store's clock steps forward an hour.
+    StoreClockForward,
 }
 
 impl Choice {
@@ -134,6 +157,9 @@ impl Choice {
                 | Choice::StoreRestart
                 | Choice::StoreWipe
                 | Choice::StoreRollback
+                | Choice::StoreEvict
+                | Choice::StoreClockBack
+                | Choice::StoreClockForward
         )
     }
 }
@@ -490,6 +516,15 @@ impl World {
             if faults.rollback {
                 choices.push(Choice::StoreRollback);
             }
+            if faults.evict {
+                choices.push(Choice::StoreEvict);
+            }
+            if faults.clock_back {
+                choices.push(Choice::StoreClockBack);
+            }
+            if faults.clock_forward {
+                choices.push(Choice::StoreClockForward);
+            }
         }
         choices
     }
@@ -533,6 +568,9 @@ impl World {
             Choice::StoreRestart => self.store.restart(true),
             Choice::StoreWipe => self.store.restart(false),
             Choice::StoreRollback => self.store.roll_back(),
+            Choice::StoreEvict => self.store.evict(),
+            Choice::StoreClockBack => self.store.clock_back(Duration::from_secs(3600)),
+            Choice::StoreClockForward => self.store.clock_forward(Duration::from_secs(3600)),
         }
         self.settle();
         self.check();

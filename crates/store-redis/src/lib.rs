@@ -189,8 +189,10 @@ impl RedisStore {
         Ok(self.load()?.record.and_then(|r| r.claim).map(|c| c.holder))
     }
 
-    /// Deletes the record, as an operator would: instances that hold tokens write them back
-    /// (to sign a user out everywhere, revoke the grant at the server).
+    /// Deletes the record, as an operator would. The next read starts a new epoch (a loss,
+    /// like an eviction or a `DEL`): for its grace period no refresh token is presented, and
+    /// instances that hold tokens write them back, the newest winning. To sign a user out
+    /// everywhere, revoke the grant at the server.
     pub fn delete(&self) -> Result<(), StoreError> {
         let key = self.record_key();
         self.run("delete", |c| redis::cmd("DEL").arg(&key).query::<()>(c))

@@ -17,7 +17,7 @@ use helloflex_auth::{
 };
 use helloflex_core::{AccessToken, RefreshToken};
 use helloflex_store_redis::RedisStore;
-use redis_server::{Persistence, RedisServer};
+use redis_server::{Persistence, RedisServer, Reply};
 
 const CANARY_ACCESS: &str = "canary-access-7b1f2e9d04c3a8";
 const CANARY_REFRESH: &str = "canary-refresh-5e8a1c6f3b0d92";
@@ -299,6 +299,77 @@ fn a_restart_without_persistence_loses_the_record_and_starts_a_new_epoch() {
 #[test]
 fn flushall_loses_the_record_and_starts_a_new_epoch() {
     the_record_is_lost_in_a_new_epoch(|server| server.flushall());
+}
+
+/// The record alone gone while the server and the epoch key stay: whoever removed it (the
+/// store's own `delete`, an operator's `DEL`, a key that expired, an eviction), it is a loss
+/// like a wipe: a new epoch, so that live instances write back before anyone refreshes.
+fn the_record_alone_is_lost_in_a_new_epoch(remove: impl Fn(&RedisServer, &RedisStore)) {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url(), "client-a", keys("k1", 1)).unwrap();
+    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { .. }));
+    let old = grown_epoch(&store);
+
+    remove(&server, &store);
+
+    let loaded = store.load().unwrap();
+    assert!(loaded.record.is_none(), "the record is gone");
+    let age = loaded.epoch_age.unwrap();
+    assert!(age < YOUNG && age < old, "a new epoch: {old:?} then {age:?}");
+    // The epoch then grows (an empty record read again is not a new loss) ...
+    std::thread::sleep(Duration::from_millis(300));
+    let later = epoch(&store);
+    assert!(later >= age + Duration::from_millis(250), "{age:?} then {later:?}");
+    // ... and a write-back lands in it, with its higher version.
+    let (version, at_swap) = stored_at(store.swap(0, &record(2, 9)).unwrap());
+    assert_eq!(version, 9);
+    assert!(at_swap >= later, "{later:?} then {at_swap:?}");
+}
+
+#[test]
+fn a_deleted_record_starts_a_new_epoch() {
+    the_record_alone_is_lost_in_a_new_epoch(|_, store| store.delete().unwrap());
+}
+
+#[test]
+fn a_record_removed_by_an_operator_starts_a_new_epoch() {
+    the_record_alone_is_lost_in_a_new_epoch(|server, store| {
+        server.command(&["UNLINK", &store.record_key()]);
+    });
+}
+
+#[test]
+fn a_record_that_expired_starts_a_new_epoch() {
+    the_record_alone_is_lost_in_a_new_epoch(|server, store| {
+        server.command(&["PEXPIRE", &store.record_key(), "1"]);
+        std::thread::sleep(Duration::from_millis(20));
+    });
+}
+
+/// The server's clock stepped back (an NTP step, a VM restored): an epoch that began "in the
+/// future" would read as 0 ms old for as long as the step, holding every refresh back. It
+/// starts again at once instead: one grace period, then the epoch grows. (The step is made by
+/// moving the epoch's start ahead: the script cannot tell the two apart.)
+#[test]
+fn a_server_clock_stepped_back_costs_one_new_epoch_not_the_step() {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url(), "client-a", keys("k1", 1)).unwrap();
+    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { .. }));
+    grown_epoch(&store);
+    let epoch_key = store.record_key().replace("tokens", "epoch");
+    let Reply::Bulk(Some(since)) = server.command(&["HGET", &epoch_key, "since"]) else {
+        panic!("the epoch key {epoch_key} holds `since`")
+    };
+    let since: u64 = String::from_utf8(since).unwrap().parse().unwrap();
+    let an_hour_ahead = (since + 3_600_000).to_string();
+    server.command(&["HSET", &epoch_key, "since", &an_hour_ahead]);
+
+    let age = epoch(&store);
+    assert!(age < YOUNG, "a new epoch: {age:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let later = epoch(&store);
+    assert!(later >= age + Duration::from_millis(250), "it grows again: {age:?} then {later:?}");
+    assert!(store.load().unwrap().record.is_some(), "the record stays");
 }
 
 #[test]
