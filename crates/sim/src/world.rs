@@ -507,24 +507,15 @@ impl World {
             choices.push(Choice::StoreDown);
         }
         if faults_left {
-            if faults.restart {
-                choices.push(Choice::StoreRestart);
-            }
-            if faults.wipe {
-                choices.push(Choice::StoreWipe);
-            }
-            if faults.rollback {
-                choices.push(Choice::StoreRollback);
-            }
-            if faults.evict {
-                choices.push(Choice::StoreEvict);
-            }
-            if faults.clock_back {
-                choices.push(Choice::StoreClockBack);
-            }
-            if faults.clock_forward {
-                choices.push(Choice::StoreClockForward);
-            }
+            let offered = [
+                (faults.restart, Choice::StoreRestart),
+                (faults.wipe, Choice::StoreWipe),
+                (faults.rollback, Choice::StoreRollback),
+                (faults.evict, Choice::StoreEvict),
+                (faults.clock_back, Choice::StoreClockBack),
+                (faults.clock_forward, Choice::StoreClockForward),
+            ];
+            choices.extend(offered.into_iter().filter(|(on, _)| *on).map(|(_, choice)| choice));
         }
         choices
     }
