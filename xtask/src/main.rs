@@ -21,19 +21,27 @@ use std::time::Instant;
 fn main() -> ExitCode {
     let task = env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
-        "ci" => lint()
-            .and_then(|()| test())
-            .and_then(|()| sim())
-            .and_then(|()| docs())
-            .and_then(|()| deps())
-            .and_then(|()| fuzz(10)),
+        "ci" => {
+            eprintln!(
+                "xtask ci: format, clippy, the test suite, the fleet simulation, docs, the core's \
+                 dependency budget, a fuzz smoke: about 11 minutes on two warm cores, 15 or more \
+                 from a cold build"
+            );
+            nextest_installed()
+                .and_then(|()| lint())
+                .and_then(|()| test())
+                .and_then(|()| sim())
+                .and_then(|()| docs())
+                .and_then(|()| deps())
+                .and_then(|()| fuzz(10))
+        }
         "bench" => bench(),
         "fuzz" => match env::args().nth(2).map(|s| s.parse::<u64>()) {
             None => fuzz(60),
             Some(Ok(seconds)) => fuzz(seconds),
             Some(Err(_)) => Err("usage: cargo xtask fuzz [seconds per target]".into()),
         },
-        "test" => test(),
+        "test" => nextest_installed().and_then(|()| test()),
         "sim" => sim(),
         "defects" => defects(env::args().nth(2).unwrap_or_default()),
         "lint" => lint(),
@@ -122,6 +130,24 @@ fn debian_package(program: &str, package: &str, for_what: &str) -> Result<(), St
         Ok(())
     } else {
         Err(format!("{program} is needed for {for_what}: install Debian's package `{package}`"))
+    }
+}
+
+/// The test suite runs on cargo-nextest: say so before anything else runs, not after the lints.
+fn nextest_installed() -> Result<(), String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let found = Command::new(cargo)
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if found {
+        Ok(())
+    } else {
+        Err("cargo-nextest is not installed: `cargo install --locked cargo-nextest` (or run \
+             .ci/run, which installs what it needs)"
+            .into())
     }
 }
 
