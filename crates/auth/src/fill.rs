@@ -274,7 +274,6 @@ pub(crate) struct FillJob {
     read_started: Instant,
     default_lifetime: Duration,
     budget: Duration,
-    send_window: Duration,
     grace: Duration,
     store_timeout: Duration,
     started: Instant,
@@ -379,7 +378,6 @@ impl FillJob {
             read_started: now,
             default_lifetime: options.lifecycle.default_lifetime,
             budget,
-            send_window: store_timeout,
             grace: options.restart_grace,
             store_timeout,
             started: now,
@@ -509,7 +507,7 @@ impl FillJob {
     /// be counting our budget out.
     fn send(&mut self, now: Now, at: Instant) -> Step {
         let exempt = matches!(self.purpose, Purpose::ClientCredentials | Purpose::Authorize { .. });
-        if !exempt && now.at > later(at, self.send_window) {
+        if !exempt && now.at > later(at, self.store_timeout) {
             // A store this slow is not asked again at once: plan again after a pause.
             self.stage = Stage::Plan;
             return self.wait(later(now.at, STORE_RETRY));
@@ -567,41 +565,29 @@ impl FillJob {
                     _ => self.claim(now, record),
                 }
             }
-            Purpose::Check(held) => {
-                match judge(
+            Purpose::Check(held) | Purpose::Refresh(held) => {
+                let checking = matches!(self.purpose, Purpose::Check(_));
+                let holds_set = held.set.is_some();
+                let verdict = judge(
                     &record,
                     self.record.is_some(),
                     self.epoch_age.is_some(),
                     held,
                     &self.holder,
                     now,
-                ) {
-                    Verdict::Adopt(set) => {
-                        tracing::info!(target: "helloflex::token", "adopting tokens another holder stored");
-                        self.stored_version = Some(record.version);
-                        self.done(Ok(set))
-                    }
-                    Verdict::Behind if held.set.is_some() => self.write_back(now, record),
-                    Verdict::Stop(error) => self.done(Err(error)),
-                    Verdict::Behind | Verdict::Free | Verdict::Claimed(_) => self.unchanged(),
-                }
-            }
-            Purpose::Refresh(held) => {
-                match judge(
-                    &record,
-                    self.record.is_some(),
-                    self.epoch_age.is_some(),
-                    held,
-                    &self.holder,
-                    now,
-                ) {
+                );
+                match verdict {
                     Verdict::Adopt(set) => {
                         tracing::info!(target: "helloflex::token", "adopting tokens another holder stored");
                         self.stored_version = Some(record.version);
                         self.done(Ok(set))
                     }
                     Verdict::Stop(error) => self.done(Err(error)),
-                    Verdict::Behind if held.set.is_some() => self.write_back(now, record),
+                    Verdict::Behind if holds_set => self.write_back(now, record),
+                    // A check adopts or writes back, and changes nothing else.
+                    Verdict::Behind | Verdict::Free | Verdict::Claimed(_) if checking => {
+                        self.unchanged()
+                    }
                     // Behind, but only a refresh token held (the access token was dropped after
                     // a 401): refreshing it is the write-back; the answer lands on what is stored.
                     Verdict::Behind => self.claim(now, record),
