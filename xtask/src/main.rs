@@ -2,7 +2,8 @@
 //!
 //! - `ci`: format check, clippy (warnings denied), the whole test suite, the fleet simulation's
 //!   bounded configuration (release), docs (warnings denied).
-//! - `test`: the whole test suite (nextest for unit and behaviour tests, doctests, the quickstart).
+//! - `test`: the whole test suite (nextest for unit and behaviour tests, doctests, the quickstart,
+//!   a new user's path on the CLI as `cargo install --locked` installs it).
 //! - `sim`: the fleet simulation's bounded configuration (`fleet-sim ci`, release).
 //! - `defects [name]`: each defect the fleet simulation must catch, put back one at a time (the
 //!   patches in `crates/sim/defects/`, applied to a scratch worktree): the simulation must fail
@@ -133,20 +134,27 @@ fn debian_package(program: &str, package: &str, for_what: &str) -> Result<(), St
     }
 }
 
-/// The test suite runs on cargo-nextest: say so before anything else runs, not after the lints.
+/// The test suite runs on cargo-nextest: installed first when missing (`cargo install --locked
+/// cargo-nextest`, a few minutes once), before anything else runs.
 fn nextest_installed() -> Result<(), String> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let found = Command::new(cargo)
-        .args(["nextest", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
+    let program = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let found = || {
+        Command::new(&program)
+            .args(["nextest", "--version"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if found() {
+        return Ok(());
+    }
+    eprintln!("cargo-nextest is missing: installing it (a few minutes, once)");
+    cargo(&["install", "--locked", "cargo-nextest"], &[])?;
+    if found() {
         Ok(())
     } else {
-        Err("cargo-nextest is not installed: `cargo install --locked cargo-nextest` (or run \
-             .ci/run, which installs what it needs)"
+        Err("cargo-nextest was installed but `cargo nextest` does not run: is ~/.cargo/bin on PATH?"
             .into())
     }
 }
@@ -162,7 +170,39 @@ fn test() -> Result<(), String> {
     cargo(&["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"], &[])?;
     cargo(&["test", "--workspace", "--doc"], &[])?;
     // The README's first command must keep working.
-    cargo(&["run", "--quiet", "--example", "quickstart"], &[])
+    cargo(&["run", "--quiet", "--example", "quickstart"], &[])?;
+    new_user()
+}
+
+/// A new user's path as README.md tells it: the CLI installed with `cargo install --locked`,
+/// then the emulator, a browser sign-in, calls with both grants, `status`, `logout` (the test
+/// `a_new_users_path`, run on the installed binary). A debug install into `target/newuser`
+/// reuses the suite's build: seconds, not a release build's minutes.
+fn new_user() -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target");
+    let installed = target.join("newuser");
+    let (target, installed) = (target.to_string_lossy(), installed.to_string_lossy());
+    let crate_dir = root.join("crates/cli");
+    cargo(
+        &[
+            "install",
+            "--quiet",
+            "--locked",
+            "--debug",
+            "--force",
+            "--path",
+            &crate_dir.to_string_lossy(),
+            "--root",
+            &installed,
+        ],
+        &[("CARGO_TARGET_DIR", &target)],
+    )?;
+    let binary = format!("{installed}/bin/helloflex");
+    cargo(
+        &["nextest", "run", "-p", "helloflex-cli", "--test", "browser", "a_new_users_path"],
+        &[("HELLOFLEX_CLI_BIN", &binary)],
+    )
 }
 
 /// The fleet simulation's bounded configuration, in release (the exhaustive part explores a few

@@ -4,11 +4,12 @@ use std::io::{IsTerminal, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use helloflex::{ApiRequest, TokenStore};
+use helloflex::{ApiRequest, Error, RetryPolicy, TokenStore};
 use helloflex_auth::{Clock, SystemClock};
 
+use crate::args::Grant;
 use crate::failure::Failure;
-use crate::profile::{Profile, Target};
+use crate::profile::{EnvSource, Profile, Target};
 use crate::storage::Storage;
 
 type Client = helloflex::blocking::Client;
@@ -42,55 +43,124 @@ impl Drop for Session {
     }
 }
 
-/// The client a command uses: the signed-in Flextell user when this profile has one stored,
-/// else HelloFlex client credentials (their token cached between invocations).
-fn client(profile: &Profile) -> Result<(Session, &'static str), Failure> {
-    let (client, grant) = open_client(profile)?;
-    Ok((Session(client), grant))
+/// The client a call with `grant` uses: HelloFlex with the client credentials (their token
+/// cached between invocations), or Flextell as the user signed in with `helloflex login`.
+fn client(profile: &Profile, grant: Grant, verbose: bool) -> Result<Session, Failure> {
+    let storage = Storage::open(profile, false)?;
+    let signed_in = storage.as_ref().is_some_and(|s| s.user_path().exists());
+    let mut builder = Client::builder();
+    if let Target::Emulator(_) = profile.target {
+        // A refused connection to a local emulator is not worth a second of backoff.
+        builder = builder.retry_policy(
+            RetryPolicy::default()
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(50)),
+        );
+    }
+    let client = match grant {
+        Grant::User => {
+            let Some(storage) = storage.filter(|_| signed_in) else {
+                let mut failure = Failure::auth(format!(
+                    "not signed in to Flextell (profile '{}', {})",
+                    profile.name,
+                    profile.target.key()
+                ))
+                .hint("run `helloflex login` first");
+                if profile.machine_credentials().is_some() {
+                    failure =
+                        failure.hint("HelloFlex calls take the client credentials: --grant client");
+                }
+                return Err(failure);
+            };
+            // The redirect is not used after sign-in; any loopback value builds the config.
+            let (config, environment) = profile.flextell("http://127.0.0.1/callback")?;
+            if verbose {
+                eprintln!(
+                    "helloflex: Flextell API at {}, as the signed-in user (--grant user)",
+                    environment.base_url()
+                );
+            }
+            let store: Arc<dyn TokenStore> = Arc::new(storage.user_store());
+            builder.environment(environment).authorization_code(config, store).build()?
+        }
+        Grant::Client => {
+            let Some((id, secret, scopes)) = profile.machine_credentials() else {
+                let mut failure = Failure::auth(format!(
+                    "no HelloFlex client credentials for {}: set HELLOFLEX_CLIENT_ID and \
+                     HELLOFLEX_CLIENT_SECRET",
+                    profile.target.key()
+                ));
+                if signed_in {
+                    failure = failure
+                        .hint("to call Flextell as the signed-in user instead: --grant user");
+                }
+                return Err(failure);
+            };
+            let environment = profile.target.environment()?;
+            if verbose {
+                eprintln!(
+                    "helloflex: HelloFlex API at {}, with the client credentials of {id} \
+                     (--grant client)",
+                    environment.base_url()
+                );
+            }
+            let storage = match storage {
+                Some(storage) => storage,
+                None => Storage::open(profile, true)?
+                    .ok_or_else(|| Failure::server("no token storage"))?,
+            };
+            builder
+                .environment(environment)
+                .client_credentials(id, secret)
+                .scopes(scopes)
+                .shared_token_store(Arc::new(storage.machine_store()))
+                .build()?
+        }
+    };
+    Ok(Session(client))
 }
 
-fn open_client(profile: &Profile) -> Result<(Client, &'static str), Failure> {
-    let storage = Storage::open(profile, false)?;
-    if let Some(storage) = &storage
-        && storage.user_path().exists()
-    {
-        // The redirect is not used after sign-in; any loopback value builds the config.
-        let (config, environment) = profile.flextell("http://127.0.0.1/callback")?;
-        let store: Arc<dyn TokenStore> = Arc::new(storage.user_store());
-        let client =
-            Client::builder().environment(environment).authorization_code(config, store).build()?;
-        return Ok((client, "user"));
+/// A failed call explained for a person: the grant it used, and what to run next.
+fn explain(error: &Error, profile: &Profile, grant: Grant) -> Failure {
+    let mut failure = Failure::from_error(error);
+    if Failure::is_unreachable(error) {
+        if let Target::Emulator(url) = &profile.target {
+            failure = Failure::server(format!("cannot reach the emulator at {url}")).hint(
+                "start it with `helloflex emulator` in another terminal (or point \
+                 HELLOFLEX_EMULATOR_URL at a running one)",
+            );
+        } else {
+            failure =
+                failure.hint(format!("is {} reachable from here?", profile.target.describe()));
+        }
     }
-    let Some((id, secret, scopes)) = profile.machine_credentials() else {
-        return Err(Failure::auth(
-            "not logged in: run `helloflex login` (Flextell), or set HELLOFLEX_CLIENT_ID and \
-             HELLOFLEX_CLIENT_SECRET (HelloFlex client credentials)",
-        ));
-    };
-    let mut builder = Client::builder()
-        .environment(profile.target.environment()?)
-        .client_credentials(id, secret)
-        .scopes(scopes);
-    let storage = match storage {
-        Some(storage) => storage,
-        None => Storage::open(profile, true)?.ok_or_else(|| Failure::server("no token storage"))?,
-    };
-    builder = builder.shared_token_store(Arc::new(storage.machine_store()));
-    Ok((builder.build()?, "client"))
+    if Failure::is_wrong_token(error) {
+        failure = failure.hint(match grant {
+            Grant::Client => {
+                "this call used the HelloFlex client credentials (--grant client); to call \
+                 Flextell as the signed-in user: --grant user"
+            }
+            Grant::User => {
+                "this call was made as the signed-in Flextell user (--grant user); HelloFlex \
+                 endpoints take the client credentials: --grant client"
+            }
+        });
+    }
+    failure
 }
 
 /// The least a printed token has left: a script must be able to use it.
 const MIN_LEFT: Duration = Duration::from_secs(30);
 
 /// `helloflex token`: a token with at least [`MIN_LEFT`] to live, refreshed first if needed.
-pub fn token(profile: &Profile, json: bool) -> Result<(), Failure> {
-    let (client, grant) = client(profile)?;
-    let mut token = client.token()?;
+pub fn token(profile: &Profile, grant: Grant, json: bool, verbose: bool) -> Result<(), Failure> {
+    let client = client(profile, grant, verbose)?;
+    let explain = |e: Error| explain(&e, profile, grant);
+    let mut token = client.token().map_err(explain)?;
     if token.expires_at().saturating_duration_since(SystemClock.now()) < MIN_LEFT {
         // Another invocation may be refreshing at this moment: the store's lease makes one
         // of them refresh and the others adopt its result.
         client.tokens().invalidate(token.id());
-        token = client.token()?;
+        token = client.token().map_err(explain)?;
     }
     let secret = token.access_token().expose_secret();
     if json {
@@ -101,7 +171,7 @@ pub fn token(profile: &Profile, json: bool) -> Result<(), Failure> {
             "token_type": "Bearer",
             "expires_in": expires_in,
             "scope": scope,
-            "grant": grant,
+            "grant": match grant { Grant::Client => "client", Grant::User => "user" },
         });
         println!("{out}");
     } else {
@@ -110,22 +180,39 @@ pub fn token(profile: &Profile, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn stored_scope(profile: &Profile, grant: &str) -> Option<Vec<String>> {
+fn stored_scope(profile: &Profile, grant: Grant) -> Option<Vec<String>> {
     let storage = Storage::open(profile, false).ok()??;
-    let store = if grant == "user" { storage.user_store() } else { storage.machine_store() };
+    let store = match grant {
+        Grant::User => storage.user_store(),
+        Grant::Client => storage.machine_store(),
+    };
     store.load().ok()?.into_tokens()?.scope
 }
 
+/// The methods `api` sends.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// `helloflex api METHOD PATH ...`: what to send, and whose token it carries.
+pub struct Call<'a> {
+    pub grant: Grant,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a [String],
+    pub data: Option<&'a str>,
+    pub headers: &'a [String],
+}
+
 /// `helloflex api METHOD PATH ...`.
-pub fn api(
-    profile: &Profile,
-    method: &str,
-    path: &str,
-    query: &[String],
-    data: Option<&str>,
-    headers: &[String],
-) -> Result<(), Failure> {
-    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+pub fn api(profile: &Profile, call: &Call<'_>, verbose: bool) -> Result<(), Failure> {
+    let Call { grant, method, path, query, data, headers } = *call;
+    let upper = method.to_ascii_uppercase();
+    if !METHODS.contains(&upper.as_str()) {
+        return Err(Failure::usage(format!(
+            "'{method}' is not a method the API takes: {}",
+            METHODS.join(", ")
+        )));
+    }
+    let method = http::Method::from_bytes(upper.as_bytes())
         .map_err(|_| Failure::usage(format!("not an HTTP method: {method}")))?;
     let mut request = ApiRequest::new(method, path.trim_start_matches('/'));
     for pair in query {
@@ -143,8 +230,8 @@ pub fn api(
     if let Some(data) = data {
         request = request.json(&read_json(data)?);
     }
-    let (client, _) = client(profile)?;
-    let response = client.request(request).send()?;
+    let client = client(profile, grant, verbose)?;
+    let response = client.request(request).send().map_err(|e| explain(&e, profile, grant))?;
     let body = response.bytes();
     let mut out = std::io::stdout().lock();
     let written = match serde_json::from_slice::<serde_json::Value>(body) {
@@ -195,83 +282,92 @@ fn describe(e: &serde_json::Error) -> &'static str {
     }
 }
 
-/// `helloflex logout`.
+/// `helloflex logout`: both grants' tokens and the key that sealed them.
 pub fn logout(profile: &Profile) -> Result<(), Failure> {
-    let deleted = match Storage::open(profile, false)? {
-        Some(storage) => storage.delete()?,
-        None => false,
-    };
-    if deleted {
-        eprintln!(
-            "Logged out (profile '{}', {}): stored tokens deleted.",
-            profile.name,
-            profile.target.key()
-        );
-    } else {
+    let removed = crate::storage::remove_all(profile)?;
+    if removed.is_empty() {
         eprintln!("Nothing stored for profile '{}' ({}).", profile.name, profile.target.key());
+    } else {
+        eprintln!(
+            "Logged out (profile '{}', {}): deleted {}.",
+            profile.name,
+            profile.target.key(),
+            removed.join(", ")
+        );
     }
     Ok(())
 }
 
-/// `helloflex status`: never a token.
+/// `helloflex status`: the environment, both grants, where tokens are kept; never a token.
 pub fn status(profile: &Profile) -> Result<(), Failure> {
     let mut out = String::new();
     out.push_str(&format!("profile:  {}\n", profile.name));
-    let api = match &profile.target {
-        Target::Sandbox => "sandbox (https://api.uat-helloflex.com)".to_owned(),
-        Target::Live => "live".to_owned(),
-        Target::Emulator(url) => format!("emulator ({url})"),
-        Target::Custom(url) => url.clone(),
+    let source = match profile.env_source {
+        EnvSource::Flag => "from --env".to_owned(),
+        EnvSource::Config => "the profile's default (config.toml)".to_owned(),
+        EnvSource::Default => {
+            "the default; `helloflex login --env ...` or `helloflex config set env ...` changes it"
+                .to_owned()
+        }
     };
-    out.push_str(&format!("api:      {api}\n"));
+    out.push_str(&format!("env:      {}, {source}\n", profile.target.describe()));
     let storage = Storage::open(profile, false)?;
+    let describe = |store: Option<helloflex::FileStore>| -> Result<Option<String>, Failure> {
+        let Some(store) = store else { return Ok(None) };
+        Ok(match store.load().map(helloflex::Loaded::into_tokens) {
+            Ok(Some(tokens)) if tokens.refused => {
+                Some("refused by the server (run `helloflex login` again)".to_owned())
+            }
+            Ok(Some(tokens)) => {
+                let left = tokens.expires_in(&SystemClock);
+                let expiry = if left.is_zero() {
+                    "access token expired".to_owned()
+                } else {
+                    format!("access token expires in {}", human(left))
+                };
+                let refresh =
+                    if tokens.refresh_token.is_some() { ", refresh token held" } else { "" };
+                Some(format!("{expiry}{refresh}"))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                return Err(Failure::server(format!("the token store cannot be read: {e}"))
+                    .hint("`helloflex logout` starts over"));
+            }
+        })
+    };
+    let client_line = match profile.machine_credentials() {
+        None => {
+            "no client credentials (set HELLOFLEX_CLIENT_ID and HELLOFLEX_CLIENT_SECRET)".to_owned()
+        }
+        Some((id, _, _)) => {
+            let cached = describe(storage.as_ref().map(Storage::machine_store))?;
+            let cached =
+                cached.map(|c| format!("; {c}")).unwrap_or_else(|| "; no token cached".into());
+            format!("client {id}{cached}")
+        }
+    };
+    out.push_str(&format!("HelloFlex (--grant client): {client_line}\n"));
+    let user_line = match describe(storage.as_ref().map(Storage::user_store))? {
+        Some(state) => format!("signed in; {state}"),
+        None if profile.has_flextell() => "not signed in (run `helloflex login`)".to_owned(),
+        None => format!(
+            "not set up for {} (`helloflex config list` shows the flextell settings)",
+            profile.target.key()
+        ),
+    };
+    out.push_str(&format!("Flextell  (--grant user):   {user_line}\n"));
     match &storage {
         Some(storage) => {
-            let describe = |name: &str, store: helloflex::FileStore| -> Result<String, Failure> {
-                Ok(match store.load().map(helloflex::Loaded::into_tokens) {
-                    Ok(Some(tokens)) if tokens.refused => {
-                        format!("{name}: refused by the server (run `helloflex login` again)\n")
-                    }
-                    Ok(Some(tokens)) => {
-                        let left = tokens.expires_in(&SystemClock);
-                        let expiry = if left.is_zero() {
-                            "access token expired".to_owned()
-                        } else {
-                            format!("access token expires in {}", human(left))
-                        };
-                        let refresh = if tokens.refresh_token.is_some() {
-                            ", refresh token held"
-                        } else {
-                            ""
-                        };
-                        format!("{name}: {expiry}{refresh}\n")
-                    }
-                    Ok(None) => String::new(),
-                    Err(e) => {
-                        return Err(Failure::server(format!(
-                            "{name}: the token store cannot be read: {e}"
-                        )));
-                    }
-                })
-            };
-            let user = describe("user", storage.user_store())?;
-            let machine = describe("client", storage.machine_store())?;
-            if user.is_empty() {
-                out.push_str("login:    not logged in to Flextell\n");
-            } else {
-                out.push_str(&format!("login:    logged in ({user}"));
-                out.pop();
-                out.push_str(")\n");
-            }
-            if !machine.is_empty() {
-                out.push_str(&format!("cached:   HelloFlex client token ({}", machine.trim_end()));
-                out.push_str(")\n");
-            }
             out.push_str(&format!("tokens:   encrypted files in {}\n", storage.dir().display()));
             out.push_str(&format!("key:      {}\n", storage.key_place));
         }
-        None => out.push_str("login:    not logged in (nothing stored)\n"),
+        None => out.push_str(&format!(
+            "tokens:   none stored yet (they go in {})\n",
+            profile.data_dir().display()
+        )),
     }
+    out.push_str(&format!("config:   {}\n", profile.dirs.config_file().display()));
     print!("{out}");
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use helloflex::core::machines::saturating_add;
@@ -50,39 +50,124 @@ pub fn login(profile: &Profile, options: &Options) -> Result<(), Failure> {
 
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let open = !options.no_browser && (options.browser || interactive);
-    if open && webbrowser::open(&url).is_ok() {
-        eprintln!("Opened the browser to sign in. If it did not open, visit:\n  {url}");
+    let browser_set = std::env::var_os("BROWSER").is_some_and(|b| !b.is_empty());
+    let try_open = !options.no_browser && (options.browser || interactive || browser_set);
+    let opened = try_open && webbrowser::open(&url).is_ok();
+    let pasted = if opened {
+        eprintln!("Opened a browser to sign in. If it did not open, visit:\n  {url}");
+        None
     } else {
-        if open {
-            eprintln!("Could not open a browser.");
+        if try_open {
+            eprintln!("No browser could be opened.");
+        } else if !options.no_browser {
+            eprintln!(
+                "No browser opened: not attached to a terminal (set BROWSER or pass --browser \
+                 to open one)."
+            );
         }
-        eprintln!("Open this URL in a browser to sign in:\n  {url}");
-    }
-    let spinner =
-        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        eprintln!("Open this URL in a browser, on this machine or another, to sign in:\n  {url}");
+        eprintln!(
+            "A browser on another machine (over SSH) cannot come back here after you approve: \
+             paste the address it then shows (it starts with {redirect}?) here and press Enter, \
+             or forward the port first (`login --port {port}`, and `ssh -L {port}:127.0.0.1:{port} \
+             HOST` on your machine)."
+        );
+        Some(read_lines())
+    };
+    let spinner = if opened {
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+    } else {
+        // Not over a person typing a pasted address.
+        indicatif::ProgressBar::hidden()
+    };
     spinner.set_message("waiting for the browser (Ctrl-C to cancel)");
     spinner.enable_steady_tick(Duration::from_millis(120));
 
-    let result = wait_for_callback(&listener, options.timeout, |target| {
+    let result = wait_for_callback(&listener, pasted.as_ref(), options.timeout, |target| {
         client.complete_authorization(&pending, &format!("http://127.0.0.1:{port}{target}"))
     });
     spinner.finish_and_clear();
     result?;
     eprintln!(
-        "Logged in (profile '{}', {}); tokens encrypted in {}, key in {}.",
+        "Logged in to Flextell (profile '{}', {}); tokens encrypted in {}, key in {}.",
         profile.name,
         profile.target.key(),
         storage.user_path().display(),
         storage.key_place
     );
+    match crate::config::remember_env(profile) {
+        Ok(Some(changed)) => eprintln!("{changed}."),
+        Ok(None) => {}
+        Err(failure) => {
+            eprintln!("helloflex: the default environment was not saved: {}", failure.message)
+        }
+    }
+    eprintln!(
+        "Call Flextell as this user with `helloflex api --grant user GET ...`; HelloFlex calls \
+         (`helloflex api GET ...`) keep using the client credentials."
+    );
     Ok(())
 }
 
-/// Serves the loopback redirect until the genuine callback completes, is refused, or the time
-/// is up. `complete` gets the request target (`/callback?code=..&state=..`).
+/// Standard input's lines, read on a thread (a pasted address; the thread ends at end of input
+/// or with the process).
+fn read_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let _ = std::thread::Builder::new().name("paste".into()).spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The request target (`/callback?code=..&state=..`) of a pasted redirect address.
+fn pasted_target(line: &str) -> Option<String> {
+    let line = line.trim().trim_matches(['"', '\'', '<', '>']);
+    let target = match line.split_once("://") {
+        Some((_, rest)) => &rest[rest.find('/')?..],
+        None => line,
+    };
+    (target == "/callback" || target.starts_with("/callback?")).then(|| target.to_owned())
+}
+
+/// What became of one callback.
+enum Outcome {
+    SignedIn,
+    /// Not this sign-in's callback (a stale tab, a forgery): the sign-in stays open.
+    NotThisSignIn,
+    Failed {
+        title: &'static str,
+        failure: Failure,
+    },
+}
+
+fn judge(result: Result<helloflex::Token, Error>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::SignedIn,
+        Err(Error::Callback(CallbackError::StateMismatch | CallbackError::MissingState)) => {
+            Outcome::NotThisSignIn
+        }
+        Err(error) => {
+            let failure = Failure::from_error(&error);
+            let title = match &error {
+                Error::Callback(_) => "Sign-in not completed",
+                _ => "Sign-in failed",
+            };
+            Outcome::Failed { title, failure }
+        }
+    }
+}
+
+/// Serves the loopback redirect, and takes pasted addresses, until the genuine callback
+/// completes, is refused, or the time is up. `complete` gets the request target
+/// (`/callback?code=..&state=..`).
 fn wait_for_callback(
     listener: &TcpListener,
+    pasted: Option<&mpsc::Receiver<String>>,
     timeout: Duration,
     complete: impl Fn(&str) -> Result<helloflex::Token, Error>,
 ) -> Result<(), Failure> {
@@ -90,13 +175,35 @@ fn wait_for_callback(
     #[allow(clippy::disallowed_methods)] // a program's own deadline
     let deadline = saturating_add(Instant::now(), timeout);
     listener.set_nonblocking(true).map_err(|e| Failure::server(e.to_string()))?;
+    let failed = |failure: Failure| {
+        Failure::auth(format!("sign-in not completed: {}", failure.message))
+            .hint("run `helloflex login` to try again")
+    };
     loop {
         #[allow(clippy::disallowed_methods)]
         if Instant::now() >= deadline {
             return Err(Failure::auth(format!(
-                "no answer from the browser within {} s (was the browser closed?); run `helloflex login` again",
+                "no answer from the browser within {} s (was the browser closed?)",
                 timeout.as_secs()
-            )));
+            ))
+            .hint("run `helloflex login` again"));
+        }
+        if let Some(line) = pasted.and_then(|lines| lines.try_recv().ok()) {
+            match pasted_target(&line).map(|target| judge(complete(&target))) {
+                Some(Outcome::SignedIn) => return Ok(()),
+                Some(Outcome::NotThisSignIn) => eprintln!(
+                    "That address belongs to another sign-in (an older tab?): paste the one from \
+                     this sign-in."
+                ),
+                Some(Outcome::Failed { failure, .. }) => return Err(failed(failure)),
+                None if line.trim().is_empty() => {}
+                None => eprintln!(
+                    "That is not the address the browser was sent to: it starts with \
+                     http://127.0.0.1:{}/callback?",
+                    listener.local_addr().map(|a| a.port()).unwrap_or_default()
+                ),
+            }
+            continue;
         }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -111,8 +218,8 @@ fn wait_for_callback(
             respond(&mut stream, 404, "Not found", "This is the helloflex sign-in listener.");
             continue;
         }
-        match complete(&target) {
-            Ok(_) => {
+        match judge(complete(&target)) {
+            Outcome::SignedIn => {
                 respond(
                     &mut stream,
                     200,
@@ -121,25 +228,19 @@ fn wait_for_callback(
                 );
                 return Ok(());
             }
-            // Not this sign-in's callback (a stale tab, a forgery): the sign-in stays open.
-            Err(Error::Callback(CallbackError::StateMismatch | CallbackError::MissingState)) => {
-                respond(
-                    &mut stream,
-                    400,
-                    "Not this sign-in",
-                    "This link does not belong to the sign-in in progress.",
-                );
-            }
-            Err(error) => {
-                let failure = Failure::from_error(&error);
-                let denied = matches!(&error, Error::Callback(_));
-                let title = if denied { "Sign-in not completed" } else { "Sign-in failed" };
+            Outcome::NotThisSignIn => respond(
+                &mut stream,
+                400,
+                "Not this sign-in",
+                "This link does not belong to the sign-in in progress.",
+            ),
+            Outcome::Failed { title, failure } => {
                 let message = format!(
                     "{} You can close this tab; run `helloflex login` to try again.",
                     failure.message
                 );
                 respond(&mut stream, 400, title, &message);
-                return Err(Failure::auth(format!("sign-in not completed: {}", failure.message)));
+                return Err(failed(failure));
             }
         }
     }

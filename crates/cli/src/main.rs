@@ -1,9 +1,11 @@
 //! `helloflex`: log in, get tokens and call the HelloFlex and Flextell APIs from a terminal.
 //!
 //! ```text
-//! helloflex emulator &                       # a local sandbox, no credentials needed
-//! helloflex --env emulator login             # sign in in the browser (Flextell)
-//! helloflex --env emulator api GET news      # call the API; JSON out
+//! helloflex emulator &                   # a local sandbox, no credentials needed
+//! helloflex login --env emulator         # sign in (Flextell); emulator becomes the default
+//! helloflex api GET news                 # HelloFlex, with the client credentials; JSON out
+//! helloflex api --grant user GET items   # Flextell, as the signed-in user
+//! helloflex status                       # the environment and both grants
 //! ```
 //!
 //! Tokens are kept encrypted (the key in the OS keyring, or a 0600 key file where none
@@ -11,6 +13,7 @@
 
 mod args;
 mod commands;
+mod config;
 mod failure;
 mod login;
 mod profile;
@@ -47,10 +50,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             &profile,
             &login::Options { port, no_browser, browser, timeout: Duration::from_secs(timeout) },
         ),
-        Command::Token { json } => commands::token(&profile, json),
-        Command::Api { method, path, query, data, header } => {
-            commands::api(&profile, &method, &path, &query, data.as_deref(), &header)
+        Command::Token { grant, json } => commands::token(&profile, grant, json, cli.verbose),
+        Command::Api { grant, method, path, query, data, header } => {
+            let call = commands::Call {
+                grant,
+                method: &method,
+                path: &path,
+                query: &query,
+                data: data.as_deref(),
+                headers: &header,
+            };
+            commands::api(&profile, &call, cli.verbose)
         }
+        Command::Config { action } => config::run(&profile, &action),
         Command::Logout => commands::logout(&profile),
         Command::Status => commands::status(&profile),
         Command::Emulator { port } => commands::emulator(&profile, port),

@@ -17,10 +17,10 @@ pub const EMULATOR_PORT: u16 = 7878;
 const EMULATOR_MACHINE: (&str, &str) = ("demo-client", "demo-secret");
 const EMULATOR_WEB_APP: (&str, &str) = ("flextell-app", "flextell-secret");
 
-/// `config.toml`.
+/// `config.toml`: `[profiles.NAME]` tables (see `helloflex config list`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConfigFile {
+pub(crate) struct ConfigFile {
     #[serde(default)]
     profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -40,14 +40,14 @@ struct ProfileConfig {
     flextell: Option<FlextellConfig>,
 }
 
-/// `[profiles.NAME.flextell]`.
+/// `[profiles.NAME.flextell]`: every URL is needed to sign in; each may be set on its own.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FlextellConfig {
     client_id: Option<String>,
-    authorize_url: String,
-    token_url: String,
-    api_url: String,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    api_url: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
 }
@@ -71,6 +71,11 @@ impl Dirs {
         let dirs = directories::ProjectDirs::from("", "", "helloflex")
             .ok_or_else(|| Failure::usage("no home directory: set HELLOFLEX_HOME"))?;
         Ok(Self { config: dirs.config_dir().to_path_buf(), data: dirs.data_dir().to_path_buf() })
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.toml")
     }
 
     /// Where `helloflex emulator` writes its URL.
@@ -103,6 +108,18 @@ impl Target {
         }
     }
 
+    /// Where it is, for a person: `sandbox (https://...)`, `the emulator at http://...`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Emulator(url) => format!("the emulator at {url}"),
+            Target::Custom(url) => url.clone(),
+            Target::Sandbox | Target::Live => match self.environment() {
+                Ok(environment) => format!("{} ({})", self.key(), environment.base_url()),
+                Err(_) => self.key(),
+            },
+        }
+    }
+
     /// The HelloFlex environment.
     pub fn environment(&self) -> Result<Environment, Failure> {
         Ok(match self {
@@ -116,11 +133,23 @@ impl Target {
     }
 }
 
+/// Where the environment a command uses was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvSource {
+    /// `--env` on this command.
+    Flag,
+    /// The profile's `env` in config.toml.
+    Config,
+    /// Neither: the sandbox.
+    Default,
+}
+
 /// A resolved profile: everything a command needs to know except the secrets' values.
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
     pub target: Target,
+    pub env_source: EnvSource,
     pub dirs: Dirs,
     config: ProfileConfig,
 }
@@ -129,10 +158,9 @@ impl Profile {
     /// Resolves `name` with the `--env` override.
     pub fn resolve(name: &str, env: Option<&str>) -> Result<Self, Failure> {
         let dirs = Dirs::locate()?;
-        let path = dirs.config.join("config.toml");
+        let path = dirs.config_file();
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<ConfigFile>(&text)
-                .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.message())))?,
+            Ok(text) => parse_config(&text, &path)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
             Err(e) => return Err(Failure::usage(format!("{}: {e}", path.display()))),
         };
@@ -148,24 +176,33 @@ impl Profile {
                 )));
             }
         };
-        let chosen = env
-            .map(str::to_owned)
-            .or_else(|| config.env.clone())
-            .unwrap_or_else(|| "sandbox".into());
-        let target = match chosen.as_str() {
-            "sandbox" => Target::Sandbox,
-            "live" => Target::Live,
-            "emulator" => Target::Emulator(emulator_url(&dirs)),
-            url if url.starts_with("http://") || url.starts_with("https://") => {
-                Target::Custom(url.trim_end_matches('/').to_owned())
+        let (target, env_source) = match (env, &config.env) {
+            (Some(env), _) => {
+                (parse_env(env, &dirs).map_err(|e| e.context("--env"))?, EnvSource::Flag)
             }
-            other => {
-                return Err(Failure::usage(format!(
-                    "--env {other}: expected sandbox, live, emulator or a URL"
-                )));
-            }
+            (None, Some(env)) => (
+                parse_env(env, &dirs)
+                    .map_err(|e| e.context(&format!("{}: env", path.display())))?,
+                EnvSource::Config,
+            ),
+            (None, None) => (Target::Sandbox, EnvSource::Default),
         };
-        Ok(Self { name: name.to_owned(), target, dirs, config })
+        Ok(Self { name: name.to_owned(), target, env_source, dirs, config })
+    }
+
+    /// The value `config.toml` would hold for this profile's environment.
+    pub fn env_setting(&self) -> String {
+        match &self.target {
+            Target::Sandbox => "sandbox".into(),
+            Target::Live => "live".into(),
+            Target::Emulator(_) => "emulator".into(),
+            Target::Custom(url) => url.clone(),
+        }
+    }
+
+    /// The profile's `env` in config.toml, if set.
+    pub fn configured_env(&self) -> Option<&str> {
+        self.config.env.as_deref()
     }
 
     /// This profile's files for this environment.
@@ -213,8 +250,16 @@ impl Profile {
                 vec!["news.read".to_owned(), "items.read".to_owned(), "items.write".to_owned()],
             ),
             (_, Some(f)) => {
+                let setting = |value: &Option<String>, key: &str| {
+                    value.clone().ok_or_else(|| {
+                        Failure::usage(format!(
+                            "profile '{}' has no flextell.{key}: run `helloflex config set flextell.{key} ...`",
+                            self.name
+                        ))
+                    })
+                };
                 let id = std::env::var("FLEXTELL_CLIENT_ID").ok().or_else(|| f.client_id.clone()).ok_or_else(|| {
-                    Failure::usage(format!("profile '{}': no Flextell client id (set FLEXTELL_CLIENT_ID or flextell.client_id)", self.name))
+                    Failure::usage(format!("profile '{}': no Flextell client id (set FLEXTELL_CLIENT_ID, or `helloflex config set flextell.client_id ID`)", self.name))
                 })?;
                 let identity = match std::env::var("FLEXTELL_CLIENT_SECRET") {
                     Ok(secret) => ClientIdentity::confidential(id, ClientSecret::new(secret)),
@@ -222,19 +267,19 @@ impl Profile {
                 };
                 (
                     identity,
-                    f.authorize_url.clone(),
-                    f.token_url.clone(),
-                    f.api_url.clone(),
+                    setting(&f.authorize_url, "authorize_url")?,
+                    setting(&f.token_url, "token_url")?,
+                    setting(&f.api_url, "api_url")?,
                     f.scopes.clone(),
                 )
             }
             (_, None) => {
                 return Err(Failure::usage(format!(
-                    "profile '{}' has no [profiles.{}.flextell] settings in {} (Flextell's URLs are \
-                     not public defaults); try --env emulator",
+                    "profile '{}' has no Flextell settings for {} (Flextell's URLs are not public \
+                     defaults): set them with `helloflex config set flextell.authorize_url URL` \
+                     (and token_url, api_url, client_id), or try `--env emulator`",
                     self.name,
-                    self.name,
-                    self.dirs.config.join("config.toml").display()
+                    self.target.key(),
                 )));
             }
         };
@@ -254,6 +299,41 @@ impl Profile {
     pub fn has_flextell(&self) -> bool {
         matches!(self.target, Target::Emulator(_)) || self.config.flextell.is_some()
     }
+}
+
+/// Reads config.toml (the reader every command and `helloflex config` share).
+pub(crate) fn parse_config(text: &str, path: &Path) -> Result<ConfigFile, Failure> {
+    toml::from_str::<ConfigFile>(text)
+        .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.message().trim_end())))
+}
+
+/// An environment as `--env` and config.toml's `env` name it. A URL with a user name or
+/// password is refused without repeating it (it would be stored and shown).
+pub(crate) fn parse_env(env: &str, dirs: &Dirs) -> Result<Target, Failure> {
+    Ok(match env {
+        "sandbox" => Target::Sandbox,
+        "live" => Target::Live,
+        "emulator" => Target::Emulator(emulator_url(dirs)),
+        url if url.starts_with("http://") || url.starts_with("https://") => {
+            let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+            if authority.contains('@') {
+                return Err(Failure::usage(
+                    "a URL with a user name or password is refused (credentials go in \
+                     HELLOFLEX_CLIENT_ID and HELLOFLEX_CLIENT_SECRET)",
+                ));
+            }
+            let url = url.trim_end_matches('/').to_owned();
+            Environment::custom(&url, InsecureLoopback::Allow)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            Target::Custom(url)
+        }
+        other => {
+            return Err(Failure::usage(format!(
+                "'{other}' is not an environment: expected sandbox, live, emulator or an https:// URL"
+            )));
+        }
+    })
 }
 
 /// Where `--env emulator` points: `HELLOFLEX_EMULATOR_URL`, else what `helloflex emulator`

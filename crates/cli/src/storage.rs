@@ -46,7 +46,7 @@ impl Storage {
     /// Without, `Ok(None)` means nothing was ever stored.
     pub fn open(profile: &Profile, create: bool) -> Result<Option<Self>, Failure> {
         let dir = profile.data_dir();
-        let binding = format!("{}/{}", profile.name, profile.target.key());
+        let binding = binding(profile);
         let account = binding.clone();
         let key_file = dir.join("key");
         let use_keyring = std::env::var("HELLOFLEX_KEY_STORE").map_or(true, |v| v != "file");
@@ -110,19 +110,44 @@ impl Storage {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
 
-    /// Deletes the token files (and a key file); the keyring entry is left (it seals nothing).
-    pub fn delete(&self) -> Result<bool, Failure> {
-        let mut deleted = false;
-        for name in ["user.tokens", "client.tokens", "user.tokens.lease", "client.tokens.lease"] {
-            match std::fs::remove_file(self.dir.join(name)) {
-                Ok(()) => deleted |= name.ends_with(".tokens"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Failure::server(format!("cannot delete {name}: {e}"))),
+/// The files a profile keeps per environment; `key` only where no keyring is used.
+const FILES: [&str; 5] =
+    ["user.tokens", "client.tokens", "user.tokens.lock", "client.tokens.lock", "key"];
+
+/// Deletes a profile's tokens for its environment (both grants), the key that sealed them (the
+/// key file, or its OS keyring entry) and their directory once empty; needs no key, so a
+/// profile whose key was lost can still be cleared. Says what it deleted.
+pub fn remove_all(profile: &Profile) -> Result<Vec<String>, Failure> {
+    let dir = profile.data_dir();
+    let mut removed = Vec::new();
+    for name in FILES {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) if name.ends_with(".lock") => {}
+            Ok(()) if name == "key" => removed.push("the key file".to_owned()),
+            Ok(()) => removed.push(name.to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Failure::server(format!(
+                    "cannot delete {}: {e}",
+                    dir.join(name).display()
+                )));
             }
         }
-        Ok(deleted)
     }
+    let use_keyring = std::env::var("HELLOFLEX_KEY_STORE").map_or(true, |v| v != "file");
+    if use_keyring && keyring_delete(&binding(profile)) {
+        removed.push("the key in the OS keyring".to_owned());
+    }
+    // Only if empty: anything else in it is not ours to delete.
+    let _ = std::fs::remove_dir(&dir);
+    Ok(removed)
+}
+
+/// The name a profile's key and records are bound to: `profile/environment`.
+fn binding(profile: &Profile) -> String {
+    format!("{}/{}", profile.name, profile.target.key())
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), Failure> {
@@ -176,6 +201,18 @@ fn keyring_set(account: &str, secret: &str) -> bool {
                 .and_then(|e| e.get_password())
                 .is_ok_and(|t| t == secret);
         let _ = tx.send(kept);
+    });
+    spawned.is_ok() && rx.recv_timeout(KEYRING_TIMEOUT).unwrap_or(false)
+}
+
+/// Deletes the keyring entry; whether there was one (a keyring that hangs or is absent: no).
+fn keyring_delete(account: &str) -> bool {
+    let account = account.to_owned();
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new().name("keyring".into()).spawn(move || {
+        let deleted =
+            keyring::Entry::new("helloflex", &account).and_then(|e| e.delete_credential()).is_ok();
+        let _ = tx.send(deleted);
     });
     spawned.is_ok() && rx.recv_timeout(KEYRING_TIMEOUT).unwrap_or(false)
 }

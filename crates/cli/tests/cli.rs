@@ -1,7 +1,7 @@
 //! `helloflex` end to end against the emulator: the binary run as a user runs it, with its own
 //! home directory (`HELLOFLEX_HOME`) and the key in a file (`HELLOFLEX_KEY_STORE=file`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -107,7 +107,10 @@ fn api_answers_json_and_exits_by_class() {
     );
     assert_eq!(invalid.status.code(), Some(4));
     let message = text(&invalid.stderr);
-    assert!(message.contains("Id: ") && message.contains("Lang: "), "{message}");
+    // Each field once, and not the raw body.
+    assert_eq!(message.matches("Id: ").count(), 1, "{message}");
+    assert_eq!(message.matches("Lang: ").count(), 1, "{message}");
+    assert!(!message.contains('{'), "{message}");
 
     let missing = run(&home.0, &emulator, &["--env", "emulator", "api", "GET", "nowhere"]);
     assert_eq!(missing.status.code(), Some(4), "{}", text(&missing.stderr));
@@ -133,15 +136,38 @@ fn api_answers_json_and_exits_by_class() {
         ),
         (&["--env", "ftp://x", "api", "GET", "news"][..], "expected sandbox"),
         (&["--env", "emulator", "api", "GET", "news", "--data", "@/no/such/file"][..], "--data"),
+        (&["--env", "emulator", "api", "FOO", "news"][..], "not a method"),
+        (&["--env", "emulator", "api", "--grant", "nobody", "GET", "news"][..], "--grant"),
+        (&["--env", "https://bob:hunter2@example.com", "status"][..], "user name or password"),
+        (&["--env", "emulator", "login", "--timeout", "0"][..], "--timeout"),
+        (&["--env", "emulator", "api", "GET", "../etc"][..], ".."),
     ] {
         let output = run(&home.0, &emulator, args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output.stderr));
         assert!(text(&output.stderr).contains(needle), "{args:?}: {}", text(&output.stderr));
+        assert!(!text(&output.stderr).contains("hunter2"), "a password is never repeated");
     }
     // No credentials against the real sandbox: a clear authentication failure, no request.
     let anonymous = run(&home.0, &emulator, &["--env", "sandbox", "api", "GET", "news"]);
     assert_eq!(anonymous.status.code(), Some(3));
-    assert!(text(&anonymous.stderr).contains("not logged in"));
+    assert!(text(&anonymous.stderr).contains("HELLOFLEX_CLIENT_ID"));
+
+    // Nothing listening where the emulator should be: said at once, with what to run.
+    let stopped = helloflex_emulator::start(EmulatorConfig::default()).unwrap();
+    let url = stopped.base_url().to_owned();
+    drop(stopped);
+    let output = command(&home.0, &emulator, &["--env", "emulator", "api", "GET", "news"])
+        .env("HELLOFLEX_EMULATOR_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    assert!(text(&output.stderr).contains("helloflex emulator"), "{}", text(&output.stderr));
+
+    // A Flextell call without a sign-in says so, and names the other grant.
+    let output =
+        run(&home.0, &emulator, &["--env", "emulator", "api", "--grant", "user", "GET", "items"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(text(&output.stderr).contains("helloflex login"), "{}", text(&output.stderr));
 }
 
 #[test]
@@ -154,19 +180,29 @@ fn login_token_status_logout() {
     #[allow(clippy::disallowed_methods)] // a test's own timing
     let logged_in = std::time::Instant::now();
 
-    let status = run(&home.0, &emulator, &["--env", "emulator", "status"]);
+    // The sign-in made the emulator this profile's default: no more --env.
+    let status = run(&home.0, &emulator, &["status"]);
     let shown = text(&status.stdout);
-    assert!(shown.contains("logged in (user: access token expires in"), "{shown}");
+    assert!(
+        shown.contains("Flextell  (--grant user):   signed in; access token expires in"),
+        "{shown}"
+    );
+    assert!(shown.contains("HelloFlex (--grant client): client demo-client"), "{shown}");
+    assert!(shown.contains("the emulator at"), "{shown}");
     assert!(shown.contains("key file"), "{shown}");
 
-    let token = run(&home.0, &emulator, &["--env", "emulator", "token"]);
+    let token = run(&home.0, &emulator, &["token", "--grant", "user"]);
     assert!(token.status.success(), "{}", text(&token.stderr));
     let access = text(&token.stdout).trim().to_owned();
     assert!(!access.is_empty() && !shown.contains(&access), "status never shows a token");
-    let json = run(&home.0, &emulator, &["--env", "emulator", "token", "--json"]);
+    let json = run(&home.0, &emulator, &["token", "--grant", "user", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["access_token"], access.as_str());
     assert_eq!(json["grant"], "user");
+    let client = run(&home.0, &emulator, &["token", "--json"]);
+    let client: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
+    assert_eq!(client["grant"], "client", "the client's token unless --grant user");
+    assert_ne!(client["access_token"], access.as_str());
 
     // The token files hold no token bytes.
     for entry in std::fs::read_dir(home.0.join("data/default/emulator")).unwrap() {
@@ -179,7 +215,7 @@ fn login_token_status_logout() {
     emulator.reset_counters();
     let children: Vec<_> = (0..20)
         .map(|_| {
-            command(&home.0, &emulator, &["--env", "emulator", "token"])
+            command(&home.0, &emulator, &["token", "--grant", "user"])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -200,12 +236,108 @@ fn login_token_status_logout() {
     );
     assert!(tokens.iter().all(|t| t == &tokens[0]), "every invocation printed the new token");
 
-    let logout = run(&home.0, &emulator, &["--env", "emulator", "logout"]);
+    let logout = run(&home.0, &emulator, &["logout"]);
     assert!(logout.status.success());
-    // Logged out: the emulator profile falls back to the demo client; the user grant is gone.
-    let json = run(&home.0, &emulator, &["--env", "emulator", "token", "--json"]);
+    assert!(text(&logout.stderr).contains("the key file"), "{}", text(&logout.stderr));
+    // Logged out: the tokens, the key and their directory are gone; the user grant with them.
+    assert!(!home.0.join("data/default/emulator").exists(), "logout leaves nothing behind");
+    let output = run(&home.0, &emulator, &["token", "--grant", "user"]);
+    assert_eq!(output.status.code(), Some(3));
+    let json = run(&home.0, &emulator, &["token", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["grant"], "client");
+}
+
+/// Signing in from a machine whose browser cannot reach the CLI (over SSH): the person pastes
+/// the address the browser was sent to; anything else pasted is answered and the wait goes on.
+#[test]
+fn login_over_ssh_takes_the_pasted_address() {
+    let emulator = emulator(Consent::AutoApprove);
+    let home = Home::new("paste");
+    let mut child = command(&home.0, &emulator, &["--env", "emulator", "login"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut url = String::new();
+    let mut said = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        said.push_str(&line);
+        if line.trim().starts_with("http") {
+            url = line.trim().to_owned();
+        }
+        if line.contains("ssh -L") {
+            break;
+        }
+        line.clear();
+    }
+    // No terminal, no BROWSER: said at once, not after a silent wait.
+    assert!(said.contains("No browser opened"), "{said}");
+    assert!(said.contains("ssh -L"), "{said}");
+    // The browser (here: the emulator's approval) ends on an address nobody listens to.
+    let callback = emulator.approve(&url).unwrap();
+    assert!(callback.contains("/callback?"), "{callback}");
+    let stdin = child.stdin.as_mut().unwrap();
+    writeln!(stdin, "not an address").unwrap();
+    writeln!(stdin, "  {callback}  ").unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("not the address"), "{rest}");
+    assert!(rest.contains("Logged in"), "{rest}");
+    let status = run(&home.0, &emulator, &["status"]);
+    assert!(text(&status.stdout).contains("signed in;"), "{}", text(&status.stdout));
+}
+
+#[test]
+fn config_get_set_unset_list_path() {
+    let emulator = emulator(Consent::AutoApprove);
+    let home = Home::new("config");
+    std::fs::create_dir_all(home.0.join("config")).unwrap();
+    std::fs::write(home.0.join("config/config.toml"), "# mine\n[profiles.other]\nenv = \"live\"\n")
+        .unwrap();
+    let set = run(&home.0, &emulator, &["config", "set", "env", "emulator"]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let get = run(&home.0, &emulator, &["config", "get", "env"]);
+    assert_eq!(text(&get.stdout).trim(), "emulator");
+    let written = std::fs::read_to_string(home.0.join("config/config.toml")).unwrap();
+    assert!(written.starts_with("# mine"), "comments kept: {written}");
+    let status = run(&home.0, &emulator, &["status"]);
+    assert!(text(&status.stdout).contains("the profile's default (config.toml)"));
+    let output = run(&home.0, &emulator, &["api", "GET", "news"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let set = run(&home.0, &emulator, &["config", "set", "flextell.scopes", "a, b c"]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let get = run(&home.0, &emulator, &["config", "get", "flextell.scopes"]);
+    assert_eq!(text(&get.stdout).trim(), "a b c");
+    let list = run(&home.0, &emulator, &["config", "list"]);
+    assert!(text(&list.stdout).contains("flextell.token_url (not set)"), "{}", text(&list.stdout));
+    let path = run(&home.0, &emulator, &["config", "path"]);
+    assert!(text(&path.stdout).contains("config.toml"), "{}", text(&path.stdout));
+
+    for (args, needle) in [
+        (&["config", "set", "env", "nowhere"][..], "not an environment"),
+        (&["config", "set", "client_secret", "s3cret"][..], "never kept"),
+        (&["config", "set", "colour", "red"][..], "not a setting"),
+        (&["config", "set", "flextell.token_url", "http://example.com/t"][..], "token_url"),
+        (&["config", "get", "nope"][..], "not a setting"),
+    ] {
+        let output = run(&home.0, &emulator, args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output.stderr));
+        assert!(text(&output.stderr).contains(needle), "{args:?}: {}", text(&output.stderr));
+        assert!(!text(&output.stderr).contains("s3cret"));
+    }
+    let unset = run(&home.0, &emulator, &["config", "unset", "env"]);
+    assert!(unset.status.success());
+    let status = run(&home.0, &emulator, &["status"]);
+    assert!(text(&status.stdout).contains("sandbox"), "{}", text(&status.stdout));
+    // Another profile's table is untouched.
+    let written = std::fs::read_to_string(home.0.join("config/config.toml")).unwrap();
+    assert!(written.contains("[profiles.other]\nenv = \"live\""), "{written}");
 }
 
 #[test]
@@ -238,7 +370,7 @@ fn login_failures_are_clear() {
     // A store that cannot be read.
     login(&home.0, &emulator);
     std::fs::write(home.0.join("data/default/emulator/user.tokens"), b"garbage").unwrap();
-    let output = run(&home.0, &emulator, &["--env", "emulator", "token"]);
+    let output = run(&home.0, &emulator, &["token", "--grant", "user"]);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("token store"), "{}", text(&output.stderr));
 }
@@ -251,7 +383,7 @@ fn login_with_the_largest_timeout_waits_for_the_browser() {
     let home = Home::new("endless");
     login_with(&home.0, &emulator, &["--timeout", &u64::MAX.to_string()]);
     let status = run(&home.0, &emulator, &["--env", "emulator", "status"]);
-    assert!(text(&status.stdout).contains("logged in"), "{}", text(&status.stdout));
+    assert!(text(&status.stdout).contains("signed in;"), "{}", text(&status.stdout));
 }
 
 #[test]
