@@ -1,6 +1,18 @@
 //! What the emulator serves: registered clients, lifetimes, consent behaviour.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use crate::faults::Fault;
+use crate::refusal::{Refusal, got_str};
+
+/// The access-token lifetimes, in seconds, that `--token-lifetime` and
+/// `POST /_admin/token-lifetime` take: a second to a year. (The Rust API also takes less than a
+/// second, and zero: tokens issued expired.)
+pub const TOKEN_LIFETIME_SECONDS: RangeInclusive<u64> = 1..=31_536_000;
+
+/// The grant types a client may be registered for.
+pub const GRANTS: &[&str] = &["client_credentials", "authorization_code", "refresh_token"];
 
 /// How the authorize endpoint answers a person (or a test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -16,7 +28,8 @@ pub enum Consent {
     AutoDeny,
 }
 
-/// A registered OAuth client.
+/// A registered OAuth client. [`start`](crate::start) refuses one that cannot work (see
+/// [`ClientRegistration::check`]).
 #[derive(Debug, Clone)]
 pub struct ClientRegistration {
     /// The client id.
@@ -55,6 +68,90 @@ impl ClientRegistration {
     }
 }
 
+impl ClientRegistration {
+    /// What cannot work in this registration: an empty id or one with `:` (HTTP Basic could not
+    /// carry it), an empty secret, a scope the API does not know, no grant or an unknown one, an
+    /// authorization-code client without redirect URIs, a redirect URI that is not an absolute
+    /// `http://` or `https://` URL or has a fragment. Fields are named as in the struct
+    /// (`scopes[1]`).
+    ///
+    /// ```
+    /// use helloflex_emulator::ClientRegistration;
+    ///
+    /// let client = ClientRegistration::machine("ci-bot", "s3cret", &["news.read", "bogus"]);
+    /// let refused = client.check().unwrap_err();
+    /// assert_eq!(refused[0].field, "scopes[1]");
+    /// assert!(refused[0].problem.starts_with("must be one of news.read, domain.read"));
+    /// ```
+    pub fn check(&self) -> Result<(), Vec<Refusal>> {
+        let mut refusals = Vec::new();
+        if self.id.trim().is_empty() || self.id.contains(':') {
+            refusals.push(Refusal::new(
+                "id",
+                format!("must be a non-empty id without \":\" (got {})", got_str(&self.id)),
+            ));
+        }
+        if self.secret.is_empty() {
+            refusals.push(Refusal::new("secret", "must not be empty"));
+        }
+        for (i, scope) in self.scopes.iter().enumerate() {
+            if !ALL_SCOPES.contains(&scope.as_str()) {
+                refusals.push(Refusal::new(
+                    format!("scopes[{i}]"),
+                    format!("must be one of {} (got {})", ALL_SCOPES.join(", "), got_str(scope)),
+                ));
+            }
+        }
+        if self.grants.is_empty() {
+            refusals.push(Refusal::new(
+                "grants",
+                format!("must name at least one of {}", GRANTS.join(", ")),
+            ));
+        }
+        for (i, grant) in self.grants.iter().enumerate() {
+            if !GRANTS.contains(&grant.as_str()) {
+                refusals.push(Refusal::new(
+                    format!("grants[{i}]"),
+                    format!("must be one of {} (got {})", GRANTS.join(", "), got_str(grant)),
+                ));
+            }
+        }
+        if self.redirect_uris.is_empty() && self.grants.iter().any(|g| g == "authorization_code") {
+            refusals.push(Refusal::new(
+                "redirect_uris",
+                "must hold at least one URI for an authorization_code client",
+            ));
+        }
+        for (i, uri) in self.redirect_uris.iter().enumerate() {
+            if let Some(problem) = redirect_uri_problem(uri) {
+                refusals.push(Refusal::new(format!("redirect_uris[{i}]"), problem));
+            }
+        }
+        if refusals.is_empty() { Ok(()) } else { Err(refusals) }
+    }
+}
+
+/// Why users could never be sent back to `uri`, if they could not.
+pub(crate) fn redirect_uri_problem(uri: &str) -> Option<String> {
+    let fine = !uri.contains('#')
+        && uri.parse::<http::Uri>().is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
+    (!fine).then(|| {
+        format!(
+            "must be an absolute http:// or https:// URL without a fragment (got {})",
+            got_str(uri)
+        )
+    })
+}
+
+/// The refusal of a client id that is not registered, listing those that are.
+pub(crate) fn unregistered<'a>(client: &str, ids: impl Iterator<Item = &'a str>) -> String {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    format!("must be a registered client: {} (got {})", ids.join(", "), got_str(client))
+}
+
 /// All scopes the emulator's API knows.
 pub const ALL_SCOPES: &[&str] =
     &["news.read", "domain.read", "items.read", "items.write", "calls.read"];
@@ -64,9 +161,9 @@ pub const ALL_SCOPES: &[&str] =
 pub struct EmulatorConfig {
     /// Port on 127.0.0.1 (0 picks a free one).
     pub port: u16,
-    /// Access-token lifetime.
+    /// Access-token lifetime, at most a year (zero: tokens issued expired).
     pub token_lifetime: Duration,
-    /// Authorization-code lifetime.
+    /// Authorization-code lifetime, at most a year.
     pub code_lifetime: Duration,
     /// Consent behaviour.
     pub consent: Consent,
@@ -76,11 +173,82 @@ pub struct EmulatorConfig {
 
 impl EmulatorConfig {
     /// Registers one more redirect URI for `client_id` (matching is exact, as real servers do).
+    ///
+    /// # Panics
+    ///
+    /// If no client `client_id` is registered (the URI could never be used): a mistake in the
+    /// test that calls it, said at once.
+    #[track_caller]
     pub fn with_redirect_uri(mut self, client_id: &str, uri: &str) -> Self {
-        if let Some(client) = self.clients.iter_mut().find(|c| c.id == client_id) {
-            client.redirect_uris.push(uri.to_owned());
+        match self.clients.iter_mut().find(|c| c.id == client_id) {
+            Some(client) => client.redirect_uris.push(uri.to_owned()),
+            None => panic!(
+                "with_redirect_uri: client_id: {}",
+                unregistered(client_id, self.clients.iter().map(|c| c.id.as_str()))
+            ),
         }
         self
+    }
+
+    /// What cannot work in these settings: a lifetime over a year, a client that cannot work
+    /// (see [`ClientRegistration::check`]), two clients with one id. [`start`](crate::start)
+    /// refuses such settings.
+    ///
+    /// ```
+    /// use helloflex_emulator::{ClientRegistration, EmulatorConfig};
+    ///
+    /// let mut config = EmulatorConfig::default();
+    /// config.clients.push(ClientRegistration::machine("demo-client", "other", &["news.read"]));
+    /// let refused = config.check().unwrap_err();
+    /// assert_eq!(refused[0].field, "clients[3].id");
+    /// assert!(helloflex_emulator::start(config).is_err());
+    /// ```
+    pub fn check(&self) -> Result<(), Vec<Refusal>> {
+        let mut refusals = Vec::new();
+        let max = Duration::from_secs(*TOKEN_LIFETIME_SECONDS.end());
+        for (field, lifetime) in
+            [("token_lifetime", self.token_lifetime), ("code_lifetime", self.code_lifetime)]
+        {
+            if lifetime > max {
+                refusals.push(Refusal::new(
+                    field,
+                    format!("must be at most {} s (got {lifetime:?})", max.as_secs()),
+                ));
+            }
+        }
+        for (i, client) in self.clients.iter().enumerate() {
+            let at = format!("clients[{i}]");
+            if let Err(problems) = client.check() {
+                refusals.extend(problems.into_iter().map(|r| r.within(&at)));
+            }
+            if let Some(first) = self.clients[..i].iter().position(|c| c.id == client.id) {
+                refusals.push(Refusal::new(
+                    format!("{at}.id"),
+                    format!(
+                        "must be unique: clients[{first}] has the id {} too",
+                        got_str(&client.id)
+                    ),
+                ));
+            }
+        }
+        if refusals.is_empty() { Ok(()) } else { Err(refusals) }
+    }
+
+    /// What cannot work in `fault` with these clients (see [`Fault`]'s fields): a fault that
+    /// would never fire (a path without a leading `/`, `times: 0`, a client that is not
+    /// registered) or could not do what it says (a status out of range, a redirect without a
+    /// redirect status). Fields are named as in the fault's JSON (`path`, `status`).
+    pub fn check_fault(&self, fault: &Fault) -> Result<(), Vec<Refusal>> {
+        let mut refusals = fault.problems();
+        if let Some(client) = &fault.client
+            && !self.clients.iter().any(|c| &c.id == client)
+        {
+            refusals.push(Refusal::new(
+                "client",
+                unregistered(client, self.clients.iter().map(|c| c.id.as_str())),
+            ));
+        }
+        if refusals.is_empty() { Ok(()) } else { Err(refusals) }
     }
 }
 

@@ -20,6 +20,61 @@
 //! `http://localhost:3000/callback`, and `http://127.0.0.1/callback` on any port for native apps
 //! (RFC 8252); add more with [`EmulatorConfig::with_redirect_uri`]). [`Emulator::helloflex`] and
 //! [`Emulator::flextell`] hand out ready settings for both.
+//!
+//! # The admin API
+//!
+//! Under `/_admin`, for tests in other languages and for the `helloflex-emulator` program.
+//! Bodies are JSON, snake_case (the older kebab-case spellings of fault kinds and consent modes
+//! are accepted too); the Content-Type is not checked. `ID` is a registered client (`GET
+//! /_admin/health` lists them).
+//!
+//! | request | body | effect |
+//! |---|---|---|
+//! | `GET health` | | `{"status": "ok", "version", "base_url", "clients"}` |
+//! | `GET counters` | | the [`Counters`] |
+//! | `POST counters/reset` | none, or `{}` | zeroes them ([`Emulator::reset_counters`]) |
+//! | `POST faults` | a [`Fault`] or a list of them | adds them all, or none |
+//! | `GET faults` | | the faults in force |
+//! | `DELETE faults` | none, or `{}` | clears them |
+//! | `POST revoke` | `{"client": ID}`; none or `{}`: every client | revokes tokens now |
+//! | `POST consent` | `{"mode": "prompt" \| "auto_approve" \| "auto_deny"}` | the [`Consent`] mode |
+//! | `POST token-lifetime` | `{"seconds": 1..=31536000, "client": ID}` (`client` optional: every client) | lifetime of tokens issued from now |
+//! | `POST reset` | none, or `{}` | everything back to the start |
+//!
+//! A fault's JSON: `"kind"` and its fields (`latency` `"ms": 1..=3600000`; `status` `"status":
+//! 200..=599`; `rate_limit` `"retry_after"`: the header as sent; `drop`, `hang`, `truncate`;
+//! `slow_drip` `"ms_per_byte": 0..=60000`; `redirect` `"location"`: a path or an absolute
+//! http(s) URL, `"status"`: 301, 302, 303, 307 or 308, 302 when left out), and optionally
+//! `"path"` (a prefix starting with `/`, not under `/_admin`), `"client"` (`ID`), `"times"`
+//! (`1..=4294967295`). See [`Fault`] and [`FaultKind`].
+//!
+//! # Refusals
+//!
+//! The emulator refuses what cannot work (a fault that would never fire, a status that is not
+//! one, a lifetime of 0, a client that is not registered, an unknown field, a body that is not
+//! JSON) rather than accept it silently, in one format that names the field, its list entry
+//! (counting from 0) and what is allowed: a [`Refusal`], `field: problem`.
+//!
+//! - The admin API answers HTTP 400 (a path under `/_admin` that is no endpoint: 404, a method
+//!   an endpoint does not take: 405) with this JSON, and changes nothing:
+//!
+//!   ```json
+//!   {"error": "invalid_request",
+//!    "message": "faults[2].path: must start with \"/\" (got \"news\")",
+//!    "refusals": [{"field": "faults[2].path", "problem": "must start with \"/\" (got \"news\")"}],
+//!    "example": {"path": "/news", "kind": "status", "status": 503, "times": 2}}
+//!   ```
+//!
+//!   `error` is `invalid_request` (`not_found`, `method_not_allowed`); `message` is every
+//!   refusal as `field: problem`, joined by `; `; `refusals` lists them; `example`, a correct
+//!   body, is there where the endpoint takes one. A fault posted alone is `faults[0]`; a body
+//!   that is not JSON at all is `body`.
+//! - The program prints one line per refusal, `error: --fault[1].path: must start with "/" (got
+//!   "news")`, and exits with code 2, before it listens.
+//! - The Rust API: [`Emulator::try_add_fault`] returns the refusals, [`Emulator::add_fault`],
+//!   [`Emulator::revoke`], [`Emulator::set_token_lifetime`] and
+//!   [`EmulatorConfig::with_redirect_uri`] panic with them (a mistake in a test, said at
+//!   once), and [`start`] refuses settings that cannot work ([`EmulatorConfig::check`]).
 
 // Handlers return `Result<_, Response>` (axum's idiom); a response is the error path's value.
 #![allow(clippy::result_large_err)]
@@ -29,6 +84,7 @@ mod api;
 mod config;
 mod faults;
 mod oauth;
+mod refusal;
 mod server;
 mod state;
 
@@ -41,9 +97,11 @@ use axum::routing::{get, post};
 use tokio::sync::watch;
 
 pub use config::{
-    ALL_SCOPES, ClientRegistration, Consent, DEMO_CLIENT, EmulatorConfig, LIMITED_CLIENT, WEB_APP,
+    ALL_SCOPES, ClientRegistration, Consent, DEMO_CLIENT, EmulatorConfig, GRANTS, LIMITED_CLIENT,
+    TOKEN_LIFETIME_SECONDS, WEB_APP,
 };
 pub use faults::{Fault, FaultKind};
+pub use refusal::Refusal;
 pub use state::Counters;
 
 use state::State;
@@ -104,24 +162,42 @@ fn router(state: State) -> Router {
             get(api::get_item).put(api::put_item).patch(api::patch_item).delete(api::delete_item),
         )
         .route("/boom", get(api::boom))
-        .route("/_admin/counters", get(admin::counters))
-        .route("/_admin/counters/reset", post(admin::reset_counters))
+        .route("/_admin/counters", get(admin::counters).fallback(admin::wrong_method))
+        .route("/_admin/counters/reset", post(admin::reset_counters).fallback(admin::wrong_method))
         .route(
             "/_admin/faults",
-            post(admin::add_faults).get(admin::list_faults).delete(admin::clear_faults),
+            post(admin::add_faults)
+                .get(admin::list_faults)
+                .delete(admin::clear_faults)
+                .fallback(admin::wrong_method),
         )
-        .route("/_admin/health", get(admin::health))
-        .route("/_admin/reset", post(admin::reset))
-        .route("/_admin/revoke", post(admin::revoke))
-        .route("/_admin/consent", post(admin::consent))
-        .route("/_admin/token-lifetime", post(admin::token_lifetime))
-        .fallback(api::not_found)
+        .route("/_admin/health", get(admin::health).fallback(admin::wrong_method))
+        .route("/_admin/reset", post(admin::reset).fallback(admin::wrong_method))
+        .route("/_admin/revoke", post(admin::revoke).fallback(admin::wrong_method))
+        .route("/_admin/consent", post(admin::consent).fallback(admin::wrong_method))
+        .route("/_admin/token-lifetime", post(admin::token_lifetime).fallback(admin::wrong_method))
+        .fallback(not_found)
         .with_state(state)
+}
+
+/// No route: the admin API's JSON 404 under `/_admin`, the API's own elsewhere.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path() == "/_admin" || uri.path().starts_with("/_admin/") {
+        admin::no_such_endpoint(&uri)
+    } else {
+        api::not_found().await
+    }
 }
 
 /// Starts an emulator on `127.0.0.1` (port 0 picks a free one) on a thread of its own, so it
 /// works from blocking code and from inside another async runtime alike.
+///
+/// Settings that cannot work (see [`EmulatorConfig::check`]) are refused with
+/// [`io::ErrorKind::InvalidInput`], every refusal in the message.
 pub fn start(config: EmulatorConfig) -> io::Result<Emulator> {
+    if let Err(refusals) = config.check() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, refusal::one_line(&refusals)));
+    }
     let std_listener = std::net::TcpListener::bind(("127.0.0.1", config.port))?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
@@ -258,8 +334,25 @@ impl Emulator {
     }
 
     /// Adds a fault.
+    ///
+    /// # Panics
+    ///
+    /// If the fault cannot work (see [`Emulator::try_add_fault`]), with the refusals: a mistake
+    /// in the test that adds it, said at once rather than a fault that never fires.
+    #[track_caller]
     pub fn add_fault(&self, fault: Fault) {
-        self.state.lock().faults.push(fault);
+        if let Err(refusals) = self.try_add_fault(fault) {
+            panic!("add_fault: {}", refusal::one_line(&refusals));
+        }
+    }
+
+    /// Adds a fault, or refuses it if it cannot work (see [`EmulatorConfig::check_fault`]):
+    /// the fields are named as in the fault's JSON (`path`, `status`).
+    pub fn try_add_fault(&self, fault: Fault) -> Result<(), Vec<Refusal>> {
+        let mut inner = self.state.lock();
+        inner.config.check_fault(&fault)?;
+        inner.faults.push(fault);
+        Ok(())
     }
 
     /// Removes every fault.
@@ -268,8 +361,18 @@ impl Emulator {
     }
 
     /// Revokes every token now (of one client, if named).
+    ///
+    /// # Panics
+    ///
+    /// If `client` is not registered (nothing would be revoked): a mistake in the test.
+    #[track_caller]
     pub fn revoke(&self, client: Option<&str>) {
-        self.state.lock().revoke_all(client);
+        let mut inner = self.state.lock();
+        if let Some(problem) = client.and_then(|c| inner.unregistered(c)) {
+            drop(inner);
+            panic!("revoke: client: {problem}");
+        }
+        inner.revoke_all(client);
     }
 
     /// Sets the consent behaviour.
@@ -277,9 +380,26 @@ impl Emulator {
         self.state.lock().consent = consent;
     }
 
-    /// Sets the lifetime of access tokens issued from now (of one client, if named).
+    /// Sets the lifetime of access tokens issued from now (of one client, if named): at most a
+    /// year; less than a second works, and zero issues tokens already expired.
+    ///
+    /// # Panics
+    ///
+    /// If `client` is not registered, or `lifetime` is over a year: a mistake in the test.
+    #[track_caller]
     pub fn set_token_lifetime(&self, lifetime: Duration, client: Option<&str>) {
         let mut inner = self.state.lock();
+        let max = Duration::from_secs(*TOKEN_LIFETIME_SECONDS.end());
+        let problem = match client.and_then(|c| inner.unregistered(c)) {
+            Some(problem) => Some(format!("client: {problem}")),
+            None => (lifetime > max).then(|| {
+                format!("lifetime: must be at most {} s (got {lifetime:?})", max.as_secs())
+            }),
+        };
+        if let Some(problem) = problem {
+            drop(inner);
+            panic!("set_token_lifetime: {problem}");
+        }
         match client {
             Some(c) => {
                 inner.client_lifetimes.insert(c.to_owned(), lifetime);

@@ -220,6 +220,12 @@ impl Inner {
         body
     }
 
+    /// The refusal of `client` if it is not registered.
+    pub(crate) fn unregistered(&self, client: &str) -> Option<String> {
+        (!self.clients.contains_key(client))
+            .then(|| crate::config::unregistered(client, self.clients.keys().map(String::as_str)))
+    }
+
     /// Revokes every token of a family.
     pub(crate) fn revoke_family(&mut self, family: u64) {
         self.revoked_families.push(family);

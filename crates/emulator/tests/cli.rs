@@ -1,6 +1,7 @@
 //! The emulator program: `--help` documents every flag with examples and the demo clients,
-//! `--version` answers, and every bad value is refused with a clear message and exit code 2
-//! (never a panic, never a silent default).
+//! the fault kinds, the admin API and the error format; `--version` answers; and every value
+//! that cannot work is refused in the admin API's format with exit code 2 (never a panic, never
+//! a silent default).
 
 use std::process::{Command, Output};
 
@@ -30,6 +31,13 @@ fn help_documents_every_flag_the_demo_clients_and_examples() {
         "flextell-app / flextell-secret",
         "Admin API",
         "Examples:",
+        "1..=31536000",
+        "\"status\": 200..=599",
+        "301, 302, 303, 307 or 308 (302 when left out)",
+        "POST   token-lifetime  {\"seconds\": 1..=31536000",
+        "POST   revoke          {\"client\": ID}",
+        "\"refusals\": [{\"field\": \"faults[1].path\"",
+        "error: --fault[1].path: must start with \"/\"",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
@@ -37,25 +45,156 @@ fn help_documents_every_flag_the_demo_clients_and_examples() {
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+/// Every refusal is one line, `error: FLAG[ENTRY].FIELD: PROBLEM`, as the admin API names it
+/// (`field: problem`), then a pointer to `--help`, and exit code 2; nothing starts.
 #[test]
-fn bad_values_are_refused_clearly() {
-    for (args, says) in [
-        (vec!["--token-lifetime", "0"], "token-lifetime"),
-        (vec!["--token-lifetime", "soon"], "token-lifetime"),
-        (vec!["--client", "only-an-id"], "ID and SECRET"),
-        (vec!["--client", "id:secret:news.read,bogus.scope"], "news.read, domain.read"),
-        (vec!["--web-app", "id:secret:not-a-uri"], "REDIRECT_URI"),
-        (vec!["--consent", "maybe"], "auto-approve"),
-        (vec!["--fault", "{broken"], "example"),
-        (vec!["--port", "99999"], "port"),
-        (vec!["--no-such-flag"], "no-such-flag"),
-    ] {
-        let output = run(&args);
+fn values_that_cannot_work_are_refused_in_the_admin_api_format() {
+    let fault = |json: &str| vec!["--fault".to_owned(), json.to_owned()];
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (args(&["--token-lifetime", "0"]), "--token-lifetime: must be 1..=31536000 (got 0)"),
+        (
+            args(&["--token-lifetime", "soon"]),
+            r#"--token-lifetime: must be a whole number in 1..=31536000 (got "soon")"#,
+        ),
+        (args(&["--token-lifetime", "31536001"]), "--token-lifetime: must be 1..=31536000"),
+        (args(&["--port", "99999"]), "--port: must be 0..=65535 (got 99999)"),
+        (args(&["--port", "-1"]), r#"--port: must be a whole number in 0..=65535 (got "-1")"#),
+        (
+            args(&["--consent", "maybe"]),
+            r#"--consent: must be one of prompt, auto-approve, auto-deny (got "maybe")"#,
+        ),
+        (
+            args(&["--client", "only-an-id"]),
+            r#"--client[0]: must be ID:SECRET[:SCOPES] with a non-empty ID and SECRET (got "only-an-id")"#,
+        ),
+        (
+            args(&["--client", "a:b", "--client", "id:secret:news.read,bogus.scope"]),
+            r#"--client[1]: SCOPES: must be one of news.read, domain.read, items.read, items.write, calls.read (got "bogus.scope")"#,
+        ),
+        (args(&["--client", "id:secret:"]), r#"--client[0]: SCOPES: must be one of"#),
+        (
+            args(&["--client", "demo-client:other"]),
+            r#"--client[0]: ID: must be new (got "demo-client", registered already"#,
+        ),
+        (
+            args(&["--client", "a:b", "--web-app", "a:c:http://x.test/cb"]),
+            "--web-app[0]: ID: must be new",
+        ),
+        (
+            args(&["--web-app", "id:secret:not-a-uri"]),
+            r#"--web-app[0]: REDIRECT_URI: must be an absolute http:// or https:// URL without a fragment (got "not-a-uri")"#,
+        ),
+        (args(&["--web-app", "id:secret:http://x.test/cb#top"]), "--web-app[0]: REDIRECT_URI"),
+        (
+            args(&["--web-app", "id:secret"]),
+            "--web-app[0]: must be ID:SECRET:REDIRECT_URI: REDIRECT_URI is missing",
+        ),
+        (fault("{broken"), r#"--fault[0]: must be JSON, e.g. {"path": "/news""#),
+        (fault("[]"), "--fault[0]: must be a JSON object (one fault)"),
+        (
+            fault(r#"{"path":"news","kind":"drop"}"#),
+            r#"--fault[0].path: must start with "/" (got "news")"#,
+        ),
+        (
+            fault(r#"{"kind":"status","status":99}"#),
+            "--fault[0].status: must be 200..=599 (got 99)",
+        ),
+        (fault(r#"{"kind":"drop","times":0}"#), "--fault[0].times: must be 1..=4294967295 (got 0)"),
+        (
+            fault(r#"{"kind":"redirect","status":200,"location":"/x"}"#),
+            "--fault[0].status: must be one of 301, 302",
+        ),
+        (
+            fault(r#"{"kind":"stauts"}"#),
+            "--fault[0].kind: must be one of latency, status, rate_limit",
+        ),
+        (fault(r#"{"kind":"latency","ms":5,"time":1}"#), "--fault[0].time: unknown field"),
+        (
+            fault(r#"{"kind":"drop","client":"nobody"}"#),
+            r#"--fault[0].client: must be a registered client: demo-client, flextell-app, limited-client (got "nobody")"#,
+        ),
+        (
+            [fault(r#"{"kind":"drop"}"#), fault(r#"{"kind":"latency","ms":0}"#)].concat(),
+            "--fault[1].ms: must be 1..=3600000 (got 0)",
+        ),
+    ];
+    for (args, line) in cases {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_helloflex-emulator")).args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let message = stderr(&output);
-        assert!(message.contains(says), "{args:?}: {message}");
+        let first = message.lines().next().unwrap_or_default();
+        assert!(first.starts_with(&format!("error: {line}")), "{args:?}:\n{message}");
+        assert!(message.contains("try '--help'"), "{args:?}: {message}");
         assert!(!message.contains("panicked"), "{args:?}: {message}");
+        assert!(output.stdout.is_empty(), "{args:?}: nothing started");
     }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn every_refusal_is_said_at_once() {
+    let output = run(&[
+        "--port",
+        "x",
+        "--token-lifetime",
+        "0",
+        "--fault",
+        r#"{"path":"news","kind":"status","status":99}"#,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines: Vec<String> = stderr(&output)
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: "))
+        .map(|l| l.split(':').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(lines, ["--port", "--token-lifetime", "--fault[0].path", "--fault[0].status"]);
+}
+
+#[test]
+fn an_unknown_flag_is_clap_s_usage_error() {
+    let output = run(&["--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no-such-flag"));
+}
+
+/// What works is not refused: a fault for a client registered by `--client`, a redirect with
+/// no status, the snake_case consent spelling, kebab-case kinds.
+#[test]
+fn values_that_work_start_the_emulator() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_helloflex-emulator"))
+        .args([
+            "--port",
+            "0",
+            "--consent",
+            "auto_deny",
+            "--token-lifetime",
+            "31536000",
+            "--client",
+            "ci-bot:s3cret:news.read",
+            "--web-app",
+            "web:s:https://app.test/callback?x=1",
+            "--fault",
+            r#"{"kind":"latency","ms":1,"client":"ci-bot","path":"/news"}"#,
+            "--fault",
+            r#"{"kind":"redirect","location":"/elsewhere","path":"/items","times":1}"#,
+            "--fault",
+            r#"{"kind":"slow-drip","ms_per_byte":0,"client":"web"}"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut first);
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    read.unwrap();
+    assert!(first.contains("listening on http://127.0.0.1:"), "{first}{}", stderr(&output));
 }
 
 #[test]

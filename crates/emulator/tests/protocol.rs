@@ -490,7 +490,8 @@ async fn admin_api_health_fault_list_clear_errors_and_reset() {
         http().get(format!("{base}/_admin/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert!(health["clients"].as_array().unwrap().iter().any(|c| c == "demo-client"));
-    // A typo gets a 400 that lists the valid kinds and shows an example, no internal names.
+    // A typo gets a 400 that lists the valid kinds and shows an example, no internal names
+    // (tests/refusals.rs covers every refusal).
     let r = http()
         .post(format!("{base}/_admin/faults"))
         .json(&serde_json::json!({"path": "/news", "kind": "stauts", "status": 500}))
@@ -499,7 +500,8 @@ async fn admin_api_health_fault_list_clear_errors_and_reset() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let error: Value = r.json().await.unwrap();
-    assert!(error["fault_kinds"].as_array().unwrap().iter().any(|k| k == "rate_limit"));
+    assert_eq!(error["refusals"][0]["field"], "faults[0].kind");
+    assert!(error["message"].as_str().unwrap().contains("rate_limit"), "{error}");
     assert_eq!(error["example"]["kind"], "status");
     let text = error.to_string();
     assert!(!text.contains("OneOrMany") && !text.contains("untagged"), "{text}");
