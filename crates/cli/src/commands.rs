@@ -312,9 +312,8 @@ pub fn status(profile: &Profile) -> Result<(), Failure> {
     };
     out.push_str(&format!("env:      {}, {source}\n", profile.target.describe()));
     let storage = Storage::open(profile, false)?;
-    let describe = |store: Option<helloflex::FileStore>| -> Result<Option<String>, Failure> {
-        let Some(store) = store else { return Ok(None) };
-        Ok(match store.load().map(helloflex::Loaded::into_tokens) {
+    let describe = |store: Option<helloflex::FileStore>| -> Option<String> {
+        match store?.load().map(helloflex::Loaded::into_tokens) {
             Ok(Some(tokens)) if tokens.refused => {
                 Some("refused by the server (run `helloflex login` again)".to_owned())
             }
@@ -330,25 +329,22 @@ pub fn status(profile: &Profile) -> Result<(), Failure> {
                 Some(format!("{expiry}{refresh}"))
             }
             Ok(None) => None,
-            Err(e) => {
-                return Err(Failure::server(format!("the token store cannot be read: {e}"))
-                    .hint("`helloflex logout` starts over"));
-            }
-        })
+            Err(e) => Some(format!("cannot be read ({e}); `helloflex logout` starts over")),
+        }
     };
     let client_line = match profile.machine_credentials() {
         None => {
             "no client credentials (set HELLOFLEX_CLIENT_ID and HELLOFLEX_CLIENT_SECRET)".to_owned()
         }
         Some((id, _, _)) => {
-            let cached = describe(storage.as_ref().map(Storage::machine_store))?;
+            let cached = describe(storage.as_ref().map(Storage::machine_store));
             let cached =
                 cached.map(|c| format!("; {c}")).unwrap_or_else(|| "; no token cached".into());
             format!("client {id}{cached}")
         }
     };
     out.push_str(&format!("HelloFlex (--grant client): {client_line}\n"));
-    let user_line = match describe(storage.as_ref().map(Storage::user_store))? {
+    let user_line = match describe(storage.as_ref().map(Storage::user_store)) {
         Some(state) => format!("signed in; {state}"),
         None if profile.has_flextell() => "not signed in (run `helloflex login`)".to_owned(),
         None => format!(

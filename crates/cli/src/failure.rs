@@ -93,6 +93,9 @@ impl Failure {
                     _ => format!("{head}; it said: {}", e.excerpt()),
                 }
             }
+            Error::Store(e) => {
+                format!("{e}\n  `helloflex logout` deletes the stored tokens and starts over")
+            }
             other => other.to_string(),
         };
         Self { code, message }

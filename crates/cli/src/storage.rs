@@ -84,8 +84,9 @@ impl Storage {
         }
         let keys = KeyRing::create_file(&key_file, "cli")
             .map_err(|e| Failure::server(format!("cannot create the token key: {e}")))?;
+        let why = if use_keyring { "no OS keyring answered; " } else { "" };
         eprintln!(
-            "helloflex: no OS keyring answered; tokens are encrypted with a key kept in {} (mode 0600)",
+            "helloflex: {why}tokens are encrypted with a key kept in {} (mode 0600)",
             key_file.display()
         );
         Ok(Some(Self { dir, keys, key_place: KeyPlace::File(key_file), binding }))
