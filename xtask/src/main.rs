@@ -7,6 +7,8 @@
 //! - `defects [name]`: each defect the fleet simulation must catch, put back one at a time (the
 //!   patches in `crates/sim/defects/`, applied to a scratch worktree): the simulation must fail
 //!   on every one (or on those whose name contains `name`).
+//! - `docs`: the published crates' API docs (warnings denied), and per crate how many of the
+//!   pages a user reads show an example of their item.
 //! - `lint`: format check and clippy only.
 //! - `deps`: the core's normal dependency count (it must stay small).
 //! - `bench`: criterion benches of the core, the loopback load benchmark and dependency
@@ -253,13 +255,84 @@ pub const INTERNAL_CRATES: [&str; 7] = [
     "xtask",
 ];
 
-/// The published crates' docs, warnings denied; internal crates are left out.
+/// The published crates' docs, warnings denied (every feature on, as docs.rs builds the facade);
+/// internal crates are left out. Then how many of the pages a user reads show an example, per
+/// crate (see [`example_counts`]).
 fn docs() -> Result<(), String> {
-    let mut args = vec!["doc", "--workspace", "--no-deps"];
+    #[allow(clippy::disallowed_methods)] // timing the task, outside any library
+    let started = Instant::now();
+    let mut args = vec!["doc", "--workspace", "--no-deps", "--all-features"];
     for internal in INTERNAL_CRATES {
         args.extend(["--exclude", internal]);
     }
-    cargo(&args, &[("RUSTDOCFLAGS", "-D warnings")])
+    cargo(&args, &[("RUSTDOCFLAGS", "-D warnings")])?;
+    let doc = target_directory()?.join("doc");
+    let mut short = Vec::new();
+    for (krate, target_percent) in EXAMPLE_TARGETS {
+        let pages = example_counts(&doc.join(krate))?;
+        let with = pages.iter().filter(|(_, example)| *example).count();
+        let percent = if pages.is_empty() { 0 } else { with * 100 / pages.len() };
+        println!(
+            "{krate}: {with} of {} pages with an example ({percent}%, target {target_percent}%)",
+            pages.len()
+        );
+        if with * 100 < target_percent * pages.len() {
+            let missing: Vec<&str> = pages
+                .iter()
+                .filter(|(_, example)| !example)
+                .map(|(page, _)| page.as_str())
+                .collect();
+            short.push(format!("{krate}: no example on {}", missing.join(", ")));
+        }
+    }
+    eprintln!("  (docs and counts: {:.1}s)", started.elapsed().as_secs_f64());
+    if short.is_empty() { Ok(()) } else { Err(short.join("\n")) }
+}
+
+/// The share of pages that must show an example, per crate: the facade is what users read.
+const EXAMPLE_TARGETS: [(&str, usize); 3] =
+    [("helloflex", 0), ("helloflex_auth", 0), ("helloflex_core", 0)];
+
+/// Every page rustdoc wrote for a crate in `dir` (`target/doc/<crate>`) that documents an item a
+/// user reaches: a module (`index.html`), struct, enum, union, trait, function, type alias or
+/// macro (constants are left out), and whether the item's own doc comment (the block at the
+/// top of the page, not a method's) shows a Rust example that is compiled: rendered as
+/// `<div class="example-wrap"><pre class="rust rust-example-rendered">`; an `ignore`,
+/// `compile_fail` or `should_panic` block has another class on its `example-wrap` and does not
+/// count, a `no_run` one (compiled, not run) does. Redirect pages are skipped.
+fn example_counts(dir: &std::path::Path) -> Result<Vec<(String, bool)>, String> {
+    const KINDS: [&str; 7] = ["struct.", "enum.", "union.", "trait.", "fn.", "type.", "macro."];
+    const EXAMPLE: &str = "<div class=\"example-wrap\"><pre class=\"rust rust-example-rendered\"";
+    let mut pages = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let item = name == "index.html"
+                || (name.ends_with(".html") && KINDS.iter().any(|k| name.starts_with(k)));
+            if !item {
+                continue;
+            }
+            let html = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            if html.contains("http-equiv=\"refresh\"") {
+                continue;
+            }
+            let top = html
+                .split_once("class=\"toggle top-doc\"")
+                .and_then(|(_, rest)| rest.split_once("</details>"))
+                .map_or("", |(top, _)| top);
+            let page = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+            pages.push((page, top.contains(EXAMPLE)));
+        }
+    }
+    pages.sort();
+    Ok(pages)
 }
 
 /// Prints the core's normal (non-dev, non-build) dependencies and fails above the budget.
