@@ -255,13 +255,16 @@ pub const INTERNAL_CRATES: [&str; 7] = [
     "xtask",
 ];
 
-/// The published crates' docs, warnings denied (every feature on, as docs.rs builds the facade);
-/// internal crates are left out. Then how many of the pages a user reads show an example, per
+/// The published libraries' docs, warnings denied (every feature on, as docs.rs builds the
+/// facade); internal crates are left out. First, README.md and `docs/` must all be doctests. Then how many of the pages a user reads show an example, per
 /// crate (see [`example_counts`]).
 fn docs() -> Result<(), String> {
     #[allow(clippy::disallowed_methods)] // timing the task, outside any library
     let started = Instant::now();
-    let mut args = vec!["doc", "--workspace", "--no-deps", "--all-features"];
+    markdown_doctests()?;
+    // Libraries only: the CLI's binary is also called `helloflex`, and its docs would be
+    // written over the facade's (cargo#6313).
+    let mut args = vec!["doc", "--workspace", "--lib", "--no-deps", "--all-features"];
     for internal in INTERNAL_CRATES {
         args.extend(["--exclude", internal]);
     }
@@ -287,6 +290,42 @@ fn docs() -> Result<(), String> {
     }
     eprintln!("  (docs and counts: {:.1}s)", started.elapsed().as_secs_f64());
     if short.is_empty() { Ok(()) } else { Err(short.join("\n")) }
+}
+
+/// README.md and every page of `docs/` run as doctests of the facade (`cargo test -p helloflex
+/// --doc`): each is listed in its `mod markdown` (an `include_str!`), and no block in them is
+/// marked `ignore` (a block that cannot run is `no_run`, and only to reach a vendor's host).
+fn markdown_doctests() -> Result<(), String> {
+    let root = workspace_root();
+    let facade_path = root.join("crates/helloflex/src/lib.rs");
+    let facade = std::fs::read_to_string(&facade_path)
+        .map_err(|e| format!("{}: {e}", facade_path.display()))?;
+    let mut pages = vec!["README.md".to_owned()];
+    let docs = std::fs::read_dir(root.join("docs")).map_err(|e| format!("docs/: {e}"))?;
+    for entry in docs.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    pages.sort();
+    let mut problems = Vec::new();
+    for page in &pages {
+        if !facade.contains(&format!("include_str!(\"../../../{page}\")")) {
+            problems.push(format!(
+                "{page} is not a doctest: add it to `mod markdown` in crates/helloflex/src/lib.rs"
+            ));
+        }
+        let text = std::fs::read_to_string(root.join(page)).map_err(|e| format!("{page}: {e}"))?;
+        for (n, line) in text.lines().enumerate() {
+            let Some(info) = line.trim_start().strip_prefix("```") else { continue };
+            if info.split(',').any(|attribute| attribute.trim() == "ignore") {
+                problems.push(format!("{page}:{}: a block marked `ignore` (make it run)", n + 1));
+            }
+        }
+    }
+    println!("{} pages of markdown run as doctests of crates/helloflex", pages.len());
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
 }
 
 /// The share of pages that must show an example, per crate: the facade is what users read.
