@@ -37,8 +37,9 @@ use crate::transport::{AsyncTransport, BlockingTransport};
 /// ([`HttpOptions::validate`]).
 ///
 /// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
 /// use std::time::Duration;
-/// use helloflex_auth::Timeouts;
+/// use helloflex::Timeouts;
 ///
 /// let unlimited = Timeouts::uniform(Duration::MAX).clamped();
 /// assert_eq!(unlimited, Timeouts::uniform(Timeouts::LONGEST));
@@ -86,6 +87,18 @@ impl Timeouts {
 }
 
 /// How a client's HTTP transport is set up (the one options type of every transport).
+///
+/// ```
+/// use std::time::Duration;
+/// use helloflex_auth::{HttpOptions, Timeouts};
+///
+/// // What a client builder collects (`.timeouts(..)`, `.user_agent(..)`, `.body_limit(..)`,
+/// // `.proxy_from_env(..)`) and hands to its transport.
+/// let mut options = HttpOptions::default();
+/// options.timeouts = Timeouts::new(Duration::from_secs(3), Duration::from_secs(15));
+/// assert!(options.user_agent_for("ureq").starts_with("helloflex-rs/"));
+/// assert_eq!(options.body_limit(), helloflex_auth::MAX_BODY_BYTES);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HttpOptions {
@@ -157,6 +170,35 @@ impl HttpOptions {
 
 /// A transport crate's part of a client: builds its transport from [`HttpOptions`] and puts the
 /// token manager of its flavour on it.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::sync::Arc;
+/// use helloflex::auth::{BlockingTokenManager, Client, Connector, HttpOptions, ManagerBuilder};
+/// use helloflex::{ClientSecret, Environment, Error, InsecureLoopback};
+/// use helloflex::blocking::UreqTransport;
+/// # let emulator = helloflex::emulator::start(Default::default())?;
+///
+/// /// A connector of your own: the shipped ureq transport, with one header on every request
+/// /// would go here; it gets every setting the builder collected.
+/// #[derive(Default)]
+/// struct MyUreq;
+///
+/// impl Connector for MyUreq {
+///     type Manager = BlockingTokenManager;
+///
+///     fn connect(self, http: &HttpOptions, tokens: ManagerBuilder) -> Result<Self::Manager, Error> {
+///         Ok(tokens.blocking(Arc::new(UreqTransport::from_options(http))))
+///     }
+/// }
+///
+/// let client = Client::<BlockingTokenManager, MyUreq>::builder()
+///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+///     .build()?;
+/// assert_eq!(client.get("news").send()?.status(), 200);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Connector: Sized {
     /// [`BlockingTokenManager`] or [`AsyncTokenManager`].
     type Manager;
@@ -172,6 +214,34 @@ pub trait Connector: Sized {
 }
 
 /// Your own blocking transport as a client's connector.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::sync::Arc;
+/// use helloflex::auth::{BlockingTransport, ClientBuilder, OwnBlocking, Request, Response};
+/// use helloflex::{ClientSecret, Environment, InsecureLoopback, Timeouts, TransportError};
+/// use helloflex::blocking::UreqTransport;
+/// # let emulator = helloflex::emulator::start(Default::default())?;
+///
+/// /// Counts the requests it sends: a transport of your own around the shipped one.
+/// struct Counted(UreqTransport, std::sync::atomic::AtomicU32);
+///
+/// impl BlockingTransport for Counted {
+///     fn send(&self, request: Request) -> Result<Response, TransportError> {
+///         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         self.0.send(request)
+///     }
+/// }
+///
+/// let transport = Arc::new(Counted(UreqTransport::new(Timeouts::default()), Default::default()));
+/// let client = ClientBuilder::new(OwnBlocking(transport.clone()))
+///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+///     .build()?;
+/// client.get("news").send()?;
+/// assert_eq!(transport.1.load(std::sync::atomic::Ordering::Relaxed), 2); // the token, the call
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct OwnBlocking(pub Arc<dyn BlockingTransport>);
 
@@ -186,6 +256,57 @@ impl Connector for OwnBlocking {
 /// you have one (token requests then run detached on it, store I/O off the executor); without
 /// one (`None`) the manager keeps each token request and the callers waiting for it drive it
 /// (see [`AsyncTokenManager`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use helloflex_auth::{AsyncRuntime, AsyncTransport, ClientBuilder, OwnAsync, Request, Response, Task};
+/// use helloflex_core::{ClientSecret, TransportError};
+///
+/// /// A test double: a token for token requests, `[]` for API calls.
+/// struct Canned;
+///
+/// #[async_trait::async_trait]
+/// impl AsyncTransport for Canned {
+///     async fn send(&self, request: Request) -> Result<Response, TransportError> {
+///         let body: &[u8] = match request.uri().path() {
+///             "/oauth2/token" => br#"{"access_token":"t0k","expires_in":3600}"#,
+///             _ => b"[]",
+///         };
+///         Ok(http::Response::new(body.to_vec()))
+///     }
+///
+///     async fn sleep(&self, duration: std::time::Duration) {
+///         tokio::time::sleep(duration).await;
+///     }
+/// }
+///
+/// /// Your runtime: token requests run detached on it, store I/O on its blocking pool.
+/// #[derive(Debug)]
+/// struct Tokio(tokio::runtime::Handle);
+///
+/// impl AsyncRuntime for Tokio {
+///     fn spawn(&self, task: Task) {
+///         drop(self.0.spawn(task));
+///     }
+///
+///     fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send + 'static>) -> Task {
+///         let done = self.0.spawn_blocking(work);
+///         Box::pin(async move {
+///             let _ = done.await;
+///         })
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+/// let runtime = Arc::new(Tokio(tokio::runtime::Handle::current()));
+/// let client = ClientBuilder::new(OwnAsync(Arc::new(Canned), Some(runtime)))
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .build()?;
+/// assert_eq!(client.get("news").send().await?.status(), 200);
+/// # Ok::<(), helloflex_core::Error>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct OwnAsync(pub Arc<dyn AsyncTransport>, pub Option<Arc<dyn AsyncRuntime>>);
 
@@ -197,6 +318,36 @@ impl Connector for OwnAsync {
 }
 
 /// A token manager that can serve another user over the same transport (both flavours are).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::sync::Arc;
+/// use helloflex::{Error, MemoryStore};
+/// # use helloflex::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, Environment};
+/// # use helloflex::InsecureLoopback::Allow;
+/// # let emulator = helloflex::emulator::start(Default::default())?;
+/// # let app = emulator.flextell("http://127.0.0.1:3000/callback");
+/// # let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential(app.client_id, ClientSecret::new(app.client_secret)))
+/// #     .authorize_url(Endpoint::parse(&app.authorize_url, Allow)?)
+/// #     .token_url(Endpoint::parse(&app.token_url, Allow)?)
+/// #     .redirect_uri(Endpoint::parse(&app.redirect_uri, Allow)?)
+/// #     .build()?;
+/// # let environment = Environment::custom(&app.base_url, Allow)?;
+///
+/// // One client for the service, and one per signed-in user (`Client::for_user`).
+/// let client = helloflex::blocking::Client::builder()
+///     .environment(environment)
+///     .authorization_code(config, Arc::new(MemoryStore::new()))
+///     .build()?;
+/// let alice = client.for_user(Arc::new(MemoryStore::new()))?;
+/// let bob = client.for_user(Arc::new(MemoryStore::new()))?;
+/// let (url, pending) = alice.start_authorization()?;
+/// alice.complete_authorization(&pending, &emulator.approve(&url)?)?;
+/// assert_eq!(alice.get("news").send()?.status(), 200);
+/// // Bob has not signed in: his calls say so.
+/// assert!(matches!(bob.get("news").send(), Err(e) if e.requires_reauthorization()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait PerUser: Sized {
     /// The manager for the user whose tokens live in `store`.
     fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error>;
@@ -221,11 +372,12 @@ impl PerUser for AsyncTokenManager {
 /// Against the emulator, with the blocking flavour (the async one is the same with `.await`):
 ///
 /// ```
-/// use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{ClientSecret, Environment, InsecureLoopback};
 ///
-/// let emulator = helloflex_emulator::start(Default::default())?;
+/// let emulator = helloflex::emulator::start(Default::default())?;
 /// let settings = emulator.helloflex();
-/// let client = helloflex_transport_ureq::Client::builder()
+/// let client = helloflex::blocking::Client::builder()
 ///     .environment(Environment::custom(&settings.base_url, InsecureLoopback::Allow)?)
 ///     .client_credentials(settings.client_id, ClientSecret::new(settings.client_secret))
 ///     .build()?;
@@ -263,9 +415,10 @@ impl<M: std::fmt::Debug, C> std::fmt::Debug for Client<M, C> {
 /// Builds a [`Client`]: where the API is, which grant, then HTTP and token tuning.
 ///
 /// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
 /// use std::time::Duration;
-/// use helloflex_core::{ClientSecret, Environment, RetryPolicy};
-/// use helloflex_transport_ureq::{Client, Timeouts};
+/// use helloflex::{ClientSecret, Environment, RetryPolicy, Timeouts};
+/// use helloflex::blocking::Client;
 ///
 /// let client = Client::builder()
 ///     .environment(Environment::Sandbox)
@@ -278,7 +431,7 @@ impl<M: std::fmt::Debug, C> std::fmt::Debug for Client<M, C> {
 /// # drop(client);
 /// // No grant chosen: a configuration error, not a panic.
 /// assert!(Client::builder().build().is_err());
-/// # Ok::<(), helloflex_core::Error>(())
+/// # Ok::<(), helloflex::Error>(())
 /// ```
 #[must_use = "a builder does nothing until built"]
 pub struct ClientBuilder<C> {
@@ -508,10 +661,11 @@ impl<M, C> Client<M, C> {
     /// client's base URL was parsed when the client was, so a call only assembles them.
     ///
     /// ```
-    /// use helloflex_core::{ApiRequest, ClientSecret, Environment, InsecureLoopback};
+    /// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+    /// use helloflex::{ApiRequest, ClientSecret, Environment, InsecureLoopback};
     ///
-    /// let emulator = helloflex_emulator::start(Default::default())?;
-    /// let client = helloflex_transport_ureq::Client::builder()
+    /// let emulator = helloflex::emulator::start(Default::default())?;
+    /// let client = helloflex::blocking::Client::builder()
     ///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
     ///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
     ///     .build()?;
@@ -628,10 +782,11 @@ impl<C> Client<AsyncTokenManager, C> {
 /// A request being built; `send` runs it (with retries, and one replay after a 401).
 ///
 /// ```
-/// use helloflex_core::{ClientSecret, Environment, Error, InsecureLoopback};
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{ClientSecret, Environment, Error, InsecureLoopback};
 ///
-/// let emulator = helloflex_emulator::start(Default::default())?;
-/// let client = helloflex_transport_ureq::Client::builder()
+/// let emulator = helloflex::emulator::start(Default::default())?;
+/// let client = helloflex::blocking::Client::builder()
 ///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
 ///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
 ///     .build()?;

@@ -4,6 +4,21 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Where `now` comes from. The core is handed its readings; nothing else reads the time.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use helloflex::{Clock, ManualClock, StoredTokens};
+///
+/// let tokens: StoredTokens = serde_json::from_str(r#"{"access_token":"at","expires_at_unix_ms":0}"#)?;
+/// let clock = ManualClock::new();
+/// let before = clock.now();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(clock.now() - before, Duration::from_secs(5));
+/// assert!(clock.wall() > UNIX_EPOCH);
+/// assert_eq!(tokens.expires_in(&clock), Duration::ZERO); // read against any clock
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Monotonic time, for expiry and deadlines.
     fn now(&self) -> Instant;
@@ -12,6 +27,21 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 }
 
 /// The system's clocks.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::sync::Arc;
+/// use helloflex::{Clock, ClientSecret, SystemClock};
+///
+/// let clock: Arc<dyn Clock> = Arc::new(SystemClock); // every client's default
+/// let client = helloflex::blocking::Client::builder()
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .clock(clock.clone())
+///     .build()?;
+/// assert!(clock.wall() > std::time::UNIX_EPOCH);
+/// # drop(client);
+/// # Ok::<(), helloflex::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -26,6 +56,28 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told: every timing scenario in tests is deterministic.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use helloflex::ManualClock;
+/// # use helloflex::{ClientSecret, Environment, InsecureLoopback};
+/// # let emulator = helloflex::emulator::start(Default::default())?;
+/// # let base = Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?;
+///
+/// let clock = Arc::new(ManualClock::new());
+/// let client = helloflex::blocking::Client::builder()
+///     .environment(base)
+///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+///     .clock(clock.clone())
+///     .build()?;
+/// client.get("news").send()?;
+/// clock.advance(Duration::from_secs(3600)); // the token's hour passes, in no time
+/// client.get("news").send()?;
+/// assert_eq!(emulator.counters().total_token_requests(), 2); // so a new one was fetched
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ManualClock {
     state: Mutex<(Instant, SystemTime)>,

@@ -9,6 +9,12 @@ use helloflex_core::machines::AUTHORIZATION_ENTROPY_BYTES;
 use helloflex_core::{ConfigError, Error};
 
 /// Random bytes from the operating system.
+///
+/// ```
+/// let key: [u8; 32] = helloflex_auth::os_bytes()?;
+/// assert_ne!(key, [0; 32]);
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 pub fn os_bytes<const N: usize>() -> Result<[u8; N], Error> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes)
@@ -17,6 +23,20 @@ pub fn os_bytes<const N: usize>() -> Result<[u8; N], Error> {
 }
 
 /// Bytes to start one authorization.
+///
+/// ```
+/// use helloflex_core::machines::start_authorization;
+/// use helloflex_core::{AuthorizationCodeConfig, ClientIdentity, Endpoint, InsecureLoopback::Deny};
+///
+/// let config = AuthorizationCodeConfig::builder(ClientIdentity::public("my-cli"))
+///     .authorize_url(Endpoint::parse("https://login.flextell.example/authorize", Deny)?)
+///     .token_url(Endpoint::parse("https://login.flextell.example/token", Deny)?)
+///     .redirect_uri(Endpoint::parse("https://my-app.example/callback", Deny)?)
+///     .build()?;
+/// let (url, _pending) = start_authorization(&config, &helloflex_auth::authorization_entropy()?)?;
+/// assert!(url.contains("&state=") && url.contains("&code_challenge="));
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 pub fn authorization_entropy() -> Result<[u8; AUTHORIZATION_ENTROPY_BYTES], Error> {
     os_bytes()
 }
@@ -25,6 +45,12 @@ pub fn authorization_entropy() -> Result<[u8; AUTHORIZATION_ENTROPY_BYTES], Erro
 /// thread, so calls on different threads write to no shared cache line, each thread's started
 /// apart from the others' from one OS-random base per process (drawn once). Jitter only
 /// spreads load; it is not a secret, so if the OS RNG fails a fixed base will do.
+///
+/// ```
+/// use helloflex_auth::jitter_seed;
+///
+/// assert_ne!(jitter_seed(), jitter_seed()); // a new seed each call, on any thread
+/// ```
 pub fn jitter_seed() -> u64 {
     const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
     static BASE: OnceLock<u64> = OnceLock::new();
@@ -50,6 +76,33 @@ pub fn jitter_seed() -> u64 {
 /// secret) and the bytes that start an authorization (`state` and the PKCE verifier, secret).
 /// [`OsEntropy`] by default; a deterministic source makes a whole fleet replayable in a
 /// simulation, as [`crate::ManualClock`] does for time.
+///
+/// ```
+/// use helloflex_core::Error;
+/// use helloflex_auth::Entropy;
+///
+/// /// A replayable source for a simulation (never in production: `state` and PKCE need secrecy).
+/// #[derive(Debug)]
+/// struct Seeded(u8);
+///
+/// impl Entropy for Seeded {
+///     fn jitter_seed(&self) -> u64 {
+///         u64::from(self.0)
+///     }
+///
+///     fn fill(&self, bytes: &mut [u8]) -> Result<(), Error> {
+///         for (i, b) in bytes.iter_mut().enumerate() {
+///             *b = self.0.wrapping_add((i * 37) as u8);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let mut bytes = [0u8; 4];
+/// Seeded(1).fill(&mut bytes)?;
+/// assert_eq!(bytes, [1, 38, 75, 112]);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait Entropy: Send + Sync + std::fmt::Debug {
     /// A seed for jitter (retry backoff, refresh timing).
     fn jitter_seed(&self) -> u64;
@@ -58,6 +111,15 @@ pub trait Entropy: Send + Sync + std::fmt::Debug {
 }
 
 /// The operating system's entropy (see [`jitter_seed`] and [`os_bytes`]).
+///
+/// ```
+/// use helloflex_auth::{Entropy, OsEntropy};
+///
+/// let mut state = [0u8; 32];
+/// OsEntropy.fill(&mut state)?;
+/// assert_ne!(state, [0; 32]);
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OsEntropy;
 

@@ -5,15 +5,22 @@
 //! them over any transport ([`BlockingTransport`], [`AsyncTransport`]), and owns the two edges
 //! the core is handed: the [`Clock`] and the OS entropy.
 //!
+//! Examples of the types an application names are written as a user of the `helloflex` crate
+//! (the one dependency most users have) writes them: `helloflex::MemoryStore` is this crate's
+//! [`MemoryStore`], `helloflex::blocking::Client` the [`Client`] over the ureq transport. The
+//! seam and the managers beneath the client, which `helloflex` keeps under `helloflex::auth`,
+//! are named by their path here.
+//!
 //! The one [`Client`], against the emulator, over the ureq transport (with reqwest it is the
 //! same, with `.await`):
 //!
 //! ```
-//! use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
+//! # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+//! use helloflex::{ClientSecret, Environment, InsecureLoopback};
 //!
-//! let emulator = helloflex_emulator::start(Default::default())?;
+//! let emulator = helloflex::emulator::start(Default::default())?;
 //! let settings = emulator.helloflex();
-//! let client = helloflex_transport_ureq::Client::builder()
+//! let client = helloflex::blocking::Client::builder()
 //!     .environment(Environment::custom(&settings.base_url, InsecureLoopback::Allow)?)
 //!     .client_credentials(settings.client_id, ClientSecret::new(settings.client_secret))
 //!     .build()?;

@@ -27,6 +27,25 @@ use crate::fill::{FillJob, Held, Now, Outcome, Purpose, Step, StoreOp, StoreRepl
 use crate::store::{StoreError, StoredTokens, TokenStore};
 
 /// Settings shared by every token manager.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::time::Duration;
+/// use helloflex::{ClientSecret, LifecyclePolicy, ManagerOptions, RetryPolicy};
+///
+/// let mut lifecycle = LifecyclePolicy::default();
+/// lifecycle.max_refresh_margin = Duration::from_secs(60);
+/// let options = ManagerOptions::default()
+///     .with_lifecycle(lifecycle)
+///     .with_retry(RetryPolicy::default().with_max_attempts(3)) // token requests
+///     .with_store_check(Duration::from_secs(30)); // a shared store, read this often
+/// let client = helloflex::blocking::Client::builder()
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .token_options(options)
+///     .build()?;
+/// # drop(client);
+/// # Ok::<(), helloflex::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ManagerOptions {

@@ -24,10 +24,47 @@ use crate::store::{StoreError, TokenStore};
 use crate::transport::{AsyncTransport, Response};
 
 /// A boxed task handed to an [`AsyncRuntime`].
+///
+/// ```
+/// use helloflex_auth::Task;
+///
+/// let task: Task = Box::pin(async { /* a token request, detached */ });
+/// tokio::runtime::Runtime::new()?.block_on(task);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// What the async manager needs from the caller's runtime (quinn's `Runtime` is the model):
 /// a way to run a task detached, and a way to run blocking store I/O off the executor.
+///
+/// ```
+/// use std::sync::Arc;
+/// use helloflex_auth::{AsyncRuntime, Task};
+///
+/// /// Tokio as the manager's runtime (the reqwest client brings its own: `TokioRuntime`).
+/// #[derive(Debug)]
+/// struct Tokio(tokio::runtime::Handle);
+///
+/// impl AsyncRuntime for Tokio {
+///     fn spawn(&self, task: Task) {
+///         drop(self.0.spawn(task));
+///     }
+///
+///     fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send + 'static>) -> Task {
+///         let done = self.0.spawn_blocking(work);
+///         Box::pin(async move {
+///             let _ = done.await;
+///         })
+///     }
+/// }
+///
+/// let tokio = tokio::runtime::Runtime::new()?;
+/// let runtime: Arc<dyn AsyncRuntime> = Arc::new(Tokio(tokio.handle().clone()));
+/// let (sender, receiver) = std::sync::mpsc::channel();
+/// runtime.spawn(Box::pin(async move { sender.send("ran").unwrap_or_default() }));
+/// assert_eq!(receiver.recv()?, "ran");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait AsyncRuntime: Send + Sync + std::fmt::Debug {
     /// Starts `task` detached; it runs to the end even if every caller went away. A runtime
     /// that cannot run it (it has shut down) drops it: the manager then fails the callers
@@ -65,6 +102,40 @@ impl Signal for Event {
 ///   resumes it, reads the answer and stores it. Nothing runs it while no caller comes, though:
 ///   resumed after the transport's own timeout, its answer is lost (a refresh is then retried
 ///   as the replay rule allows). Store I/O runs inline. Hand in a runtime where you have one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use helloflex_auth::{AsyncTokenManager, AsyncTransport, Request, Response};
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, TransportError};
+///
+/// /// A test double: a token for token requests, `[]` for API calls.
+/// struct Canned;
+///
+/// #[async_trait::async_trait]
+/// impl AsyncTransport for Canned {
+///     async fn send(&self, request: Request) -> Result<Response, TransportError> {
+///         let body: &[u8] = match request.uri().path() {
+///             "/oauth2/token" => br#"{"access_token":"t0k","expires_in":3600}"#,
+///             _ => b"[]",
+///         };
+///         Ok(http::Response::new(body.to_vec()))
+///     }
+///
+///     async fn sleep(&self, duration: std::time::Duration) {
+///         tokio::time::sleep(duration).await;
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
+/// // No runtime handed in: the callers waiting for a token request drive it.
+/// let tokens = AsyncTokenManager::client_credentials(config, Arc::new(Canned));
+/// let (a, b) = tokio::join!(tokens.token(), tokens.token());
+/// assert_eq!(a?.id(), b?.id()); // one token request for both
+/// # Ok::<(), helloflex_core::Error>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct AsyncTokenManager {
     inner: Arc<Inner>,

@@ -26,6 +26,17 @@ const TAG_BYTES: usize = 16;
 const AAD_PREFIX: &[u8] = b"helloflex-token-record/1\0";
 
 /// A 256-bit key with an id (the id is written in each record's header; it is not secret).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{Key, KeyRing};
+///
+/// let key = Key::generate("2026-11")?; // 32 random bytes, and an id (not secret)
+/// let text = key.to_text(); // `2026-11:base64...`: keep it as secret as the tokens
+/// let ring = KeyRing::parse(&text)?; // what every instance reads (`KeyRing::from_env`, `from_file`)
+/// assert_eq!((key.id(), ring.active_id()), ("2026-11", "2026-11"));
+/// # Ok::<(), helloflex::KeyError>(())
+/// ```
 #[derive(Clone)]
 pub struct Key {
     id: String,
@@ -39,6 +50,17 @@ impl fmt::Debug for Key {
 }
 
 /// A key or key ring could not be had.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{KeyError, KeyRing};
+///
+/// assert!(matches!(KeyRing::parse("k1:not-base64"), Err(KeyError::Malformed(_))));
+/// assert_eq!(
+///     KeyRing::from_env("HELLOFLEX_DOC_NO_SUCH_VARIABLE").unwrap_err(),
+///     KeyError::MissingVariable("HELLOFLEX_DOC_NO_SUCH_VARIABLE".into())
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -99,6 +121,21 @@ impl Key {
 }
 
 /// One key that seals and any number that only open (see the module docs).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{Key, KeyRing};
+///
+/// let old = Key::generate("2026-10")?;
+/// let sealed = KeyRing::new(old.clone()).seal(b"tokens", b"my-client")?;
+/// // Rotation: a new active key seals; the older one still opens what it sealed.
+/// let ring = KeyRing::new(Key::generate("2026-11")?).with_older(old);
+/// assert_eq!(&ring.open(&sealed, b"my-client")?[..], b"tokens");
+/// assert!(!ring.is_current(&sealed)); // its next write re-seals it under the active key
+/// // Bound to where it belongs: the same bytes under another identity do not open.
+/// assert!(ring.open(&sealed, b"another-client").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct KeyRing {
     active: Key,
@@ -106,6 +143,16 @@ pub struct KeyRing {
 }
 
 /// A sealed record could not be opened.
+///
+/// ```
+/// use helloflex_auth::{Key, KeyRing, OpenError};
+///
+/// let sealed = KeyRing::new(Key::generate("k1")?).seal(b"tokens", b"scope")?;
+/// let other = KeyRing::new(Key::generate("k2")?);
+/// assert_eq!(other.open(&sealed, b"scope").unwrap_err(), OpenError::UnknownKey);
+/// assert_eq!(other.open(b"{\"access_token\":\"at\"}", b"scope").unwrap_err(), OpenError::NotSealed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {

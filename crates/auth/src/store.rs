@@ -22,6 +22,21 @@ use crate::clock::Clock;
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A token set as stored: the expiry is wall-clock time, so it survives a restart.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+/// use helloflex::StoredTokens;
+///
+/// let tokens: StoredTokens = serde_json::from_str(
+///     r#"{"access_token":"at","refresh_token":"rt","expires_at_unix_ms":1700000060000}"#,
+/// )?;
+/// let then = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// assert_eq!(tokens.expires_in_at(then), Duration::from_secs(60));
+/// assert_eq!(tokens.expires_in_at(SystemTime::now()), Duration::ZERO); // long expired
+/// assert_eq!(format!("{:?}", tokens.access_token), "AccessToken(<redacted>)");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoredTokens {
@@ -96,6 +111,22 @@ impl StoredTokens {
 }
 
 /// A store failed.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{FileStore, Key, KeyRing, StoreError, TokenStore};
+///
+/// let dir = std::env::temp_dir().join(format!("helloflex-doc-store-error-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let store = FileStore::new(dir.join("tokens"), KeyRing::new(Key::generate("k1")?));
+/// std::fs::write(store.path(), b"not an encrypted record")?;
+/// let error = store.load().unwrap_err();
+/// assert!(matches!(error, StoreError::Sealed { .. }));
+/// assert!(!error.is_transient()); // asking again will not help
+/// assert_eq!(std::fs::read(store.path())?, b"not an encrypted record"); // left untouched
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -168,6 +199,15 @@ pub enum StoreError {
 }
 
 /// Why a remote record could not be read.
+///
+/// ```
+/// use helloflex_auth::{OpenError, RecordProblem, StoreError};
+///
+/// // How a remote store (Redis) reports a record it cannot open: left as it is, never quoted.
+/// let error = StoreError::RemoteRecord { key: "helloflex:{my-client}:tokens".into(), problem: OpenError::UnknownKey.into() };
+/// assert!(matches!(error, StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::UnknownKey), .. }));
+/// assert!(!error.is_transient());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordProblem {
@@ -220,6 +260,19 @@ impl From<StoreError> for helloflex_core::Error {
 /// makes a new, higher version, so a write can be made conditional on the version it was
 /// planned from (compare-and-swap); a writer picks the new version, and versions only grow
 /// (after a store lost data, a write-back keeps the higher version it had).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{Record, StoredTokens};
+///
+/// let tokens: StoredTokens = serde_json::from_str(r#"{"access_token":"at","refresh_token":"rt","expires_at_unix_ms":4000000000000}"#)?;
+/// let record = Record::new(tokens, 1);
+/// // What a store keeps (serialised as JSON, then sealed by the built-in stores).
+/// let json = serde_json::to_string(&record)?;
+/// let back: Record = serde_json::from_str(&json)?;
+/// assert_eq!((back.version, back.claim.is_none()), (1, true));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Record {
@@ -249,6 +302,20 @@ impl Record {
 /// token. Until the holder writes the answer (clearing the claim), no one else presents it; a
 /// claim is taken over only after the taker itself watched it unchanged, the store reachable,
 /// for the whole `budget_ms` (the longest the holder's request and write can take).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::time::Duration;
+/// use helloflex::{Claim, Record, StoredTokens};
+///
+/// let tokens: StoredTokens = serde_json::from_str(r#"{"access_token":"at","refresh_token":"rt","expires_at_unix_ms":0}"#)?;
+/// let mut record = Record::new(tokens, 7);
+/// // Written (a swap on version 7) before the refresh token is sent: no one else sends it meanwhile.
+/// record.claim = Some(Claim::new("instance-3/8f2c", Duration::from_secs(40)));
+/// record.version = 8;
+/// assert_eq!(record.claim.as_ref().map(|c| c.budget_ms), Some(40_000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Claim {
@@ -269,6 +336,18 @@ impl Claim {
 }
 
 /// What [`TokenStore::load`] found.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::time::Duration;
+/// use helloflex::{Loaded, MemoryStore, TokenStore};
+///
+/// assert!(MemoryStore::new().load()?.into_tokens().is_none()); // nothing stored yet
+/// // A remote store that restarted 2 s ago says so: refreshes wait out the grace period.
+/// let loaded = Loaded::new(None).with_epoch_age(Duration::from_secs(2));
+/// assert_eq!(loaded.epoch_age, Some(Duration::from_secs(2)));
+/// # Ok::<(), helloflex::StoreError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Loaded {
@@ -300,6 +379,19 @@ impl Loaded {
 }
 
 /// The answer to [`TokenStore::swap`].
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{MemoryStore, Record, StoredTokens, Swap, TokenStore};
+///
+/// let store = MemoryStore::new();
+/// let tokens: StoredTokens = serde_json::from_str(r#"{"access_token":"at","expires_at_unix_ms":0}"#)?;
+/// let first = store.swap(0, &Record::new(tokens.clone(), 1))?;
+/// assert!(matches!(first, Swap::Stored { version: 1, .. }));
+/// // A second writer that also read version 0 loses: it reads again and decides again.
+/// assert_eq!(store.swap(0, &Record::new(tokens, 2))?, Swap::Conflict);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Swap {
@@ -328,6 +420,53 @@ pub enum Swap {
 /// The protocol every store then serves (`docs/fleet.md`): read -> claim the refresh token
 /// (a swap that writes a [`Claim`]) -> send -> swap the answer in, clearing the claim. A
 /// new sign-in swaps on the version it read.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use std::sync::{Arc, Mutex, PoisonError};
+/// use helloflex::{Loaded, Record, StoreError, Swap, TokenStore};
+/// # use helloflex::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, Environment};
+/// # use helloflex::InsecureLoopback::Allow;
+/// # let emulator = helloflex::emulator::start(Default::default())?;
+/// # let app = emulator.flextell("http://127.0.0.1:3000/callback");
+/// # let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential(app.client_id, ClientSecret::new(app.client_secret)))
+/// #     .authorize_url(Endpoint::parse(&app.authorize_url, Allow)?)
+/// #     .token_url(Endpoint::parse(&app.token_url, Allow)?)
+/// #     .redirect_uri(Endpoint::parse(&app.redirect_uri, Allow)?)
+/// #     .build()?;
+/// # let environment = Environment::custom(&app.base_url, Allow)?;
+///
+/// /// User tokens in your own database (here a mutex): read the record, and replace it only if
+/// /// its version is still the one read.
+/// #[derive(Debug, Default)]
+/// struct MyStore(Mutex<Option<Record>>);
+///
+/// impl TokenStore for MyStore {
+///     fn load(&self) -> Result<Loaded, StoreError> {
+///         Ok(Loaded::new(self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()))
+///     }
+///
+///     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
+///         let mut stored = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+///         let version = stored.as_ref().map_or(0, |r| r.version);
+///         if version != expected || new.version <= version {
+///             return Ok(Swap::Conflict);
+///         }
+///         *stored = Some(new.clone());
+///         Ok(Swap::Stored { version: new.version, epoch_age: None })
+///     }
+/// }
+///
+/// let store = Arc::new(MyStore::default());
+/// let client = helloflex::blocking::Client::builder()
+///     .environment(environment)
+///     .authorization_code(config, store.clone())
+///     .build()?;
+/// let (url, pending) = client.start_authorization()?;
+/// client.complete_authorization(&pending, &emulator.approve(&url)?)?;
+/// assert!(store.load()?.into_tokens().is_some_and(|t| t.refresh_token.is_some()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// The stored record, if any.
     fn load(&self) -> Result<Loaded, StoreError>;
@@ -341,7 +480,8 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
 /// several processes sharing a remote store (handy in tests).
 ///
 /// ```
-/// use helloflex_auth::{MemoryStore, Record, StoredTokens, Swap, TokenStore};
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{MemoryStore, Record, StoredTokens, Swap, TokenStore};
 ///
 /// let store = MemoryStore::new();
 /// let tokens: StoredTokens = serde_json::from_str(
@@ -400,7 +540,8 @@ impl TokenStore for MemoryStore {
 /// moved from another path), is reported, never overwritten.
 ///
 /// ```
-/// use helloflex_auth::{FileStore, Key, KeyRing, TokenStore};
+/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{FileStore, Key, KeyRing, TokenStore};
 /// let dir = std::env::temp_dir().join(format!("helloflex-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
 /// let keys = KeyRing::new(Key::generate("k1")?); // or KeyRing::from_env / from_file

@@ -35,11 +35,53 @@ pub use helloflex_core::TransportErrorKind;
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// An HTTP request as the core builds it.
+///
+/// ```
+/// use helloflex_auth::Request;
+///
+/// let request: Request = http::Request::post("https://api.uat-helloflex.com/items").body(b"{}".to_vec())?;
+/// // A token request's body holds secrets: log the method and path, never the body or `{:?}`.
+/// println!("{} {}", request.method(), request.uri().path());
+/// # Ok::<(), http::Error>(())
+/// ```
 pub type Request = http::Request<Vec<u8>>;
 /// An HTTP response as the core reads it.
+///
+/// ```
+/// use helloflex_auth::Response;
+///
+/// // Every status is a response (a 401, 429 or 503 is data for the core), with all its headers.
+/// let response: Response = http::Response::builder().status(503).header("retry-after", "2").body(Vec::new())?;
+/// assert_eq!(response.status(), 503);
+/// # Ok::<(), http::Error>(())
+/// ```
 pub type Response = http::Response<Vec<u8>>;
 
 /// A blocking transport (see the module docs for the contract).
+///
+/// ```
+/// use std::sync::Arc;
+/// use helloflex_auth::{BlockingTransport, ClientBuilder, OwnBlocking, Request, Response};
+/// use helloflex_core::{ClientSecret, TransportError, TransportErrorKind};
+///
+/// /// Refuses to connect: as a transport whose server is down answers.
+/// struct Down;
+///
+/// impl BlockingTransport for Down {
+///     fn send(&self, _request: Request) -> Result<Response, TransportError> {
+///         Err(TransportError::new(TransportErrorKind::Connect, "connection refused"))
+///     }
+///
+///     fn sleep(&self, _: std::time::Duration) {} // no waiting between retries in a test
+/// }
+///
+/// let client = ClientBuilder::new(OwnBlocking(Arc::new(Down)))
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .build()?;
+/// let failed = client.get("news").send().unwrap_err();
+/// assert_eq!(failed.blame(), helloflex_core::Blame::Network);
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 pub trait BlockingTransport: Send + Sync {
     /// Sends `request` and returns the response, whatever its status.
     fn send(&self, request: Request) -> Result<Response, TransportError>;
@@ -52,6 +94,40 @@ pub trait BlockingTransport: Send + Sync {
 
 /// An async transport (see the module docs for the contract). Futures are `Send`, so it works
 /// inside axum/tokio handlers.
+///
+/// ```
+/// use std::sync::Arc;
+/// use helloflex_auth::{AsyncTransport, ClientBuilder, OwnAsync, Request, Response};
+/// use helloflex_core::{ClientSecret, TransportError};
+///
+/// /// A test double: a token for token requests, `[]` for API calls.
+/// struct Canned;
+///
+/// #[async_trait::async_trait]
+/// impl AsyncTransport for Canned {
+///     async fn send(&self, request: Request) -> Result<Response, TransportError> {
+///         let body: &[u8] = match request.uri().path() {
+///             "/oauth2/token" => br#"{"access_token":"t0k","expires_in":3600}"#,
+///             _ => b"[]",
+///         };
+///         Ok(http::Response::new(body.to_vec()))
+///     }
+///
+///     async fn sleep(&self, duration: std::time::Duration) {
+///         tokio::time::sleep(duration).await;
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let client = ClientBuilder::new(OwnAsync(Arc::new(Canned), None))
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .build()?;
+/// let news = client.get("news").send().await?;
+/// assert_eq!(news.bytes(), b"[]");
+/// # Ok::<(), helloflex_core::Error>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[async_trait]
 pub trait AsyncTransport: Send + Sync {
     /// Sends `request` and returns the response, whatever its status.

@@ -19,9 +19,15 @@ const MESSAGE_CHARS: usize = 500;
 /// HelloFlex's validation answer: field name -> messages.
 ///
 /// ```
-/// use helloflex_core::ValidationErrors;
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::ValidationErrors;
+/// // What `e.validation()` of an `Error::Api(e)` 400 holds (read here from a body by hand):
 /// let v = ValidationErrors::from_body(br#"{"Id": ["Value -1 is invalid."], "Lang": ["Should be valid ISO 639-1 language code."]}"#);
+/// for (field, messages) in v.fields() {
+///     println!("{field}: {}", messages.join("; "));
+/// }
 /// assert_eq!(v.get("Id"), Some(&["Value -1 is invalid.".to_string()][..]));
+/// assert_eq!(v.get("lang").map(<[String]>::len), Some(1)); // ASCII case ignored if no exact match
 /// assert_eq!(v.fields().count(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -112,6 +118,27 @@ impl fmt::Display for ValidationErrors {
 }
 
 /// What kind of API error a response is.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ApiErrorKind, Error, http};
+///
+/// // What `client.put("news").send()` answers where only GET is allowed (classified here by hand).
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("allow", "GET, HEAD".parse()?);
+/// let status = http::StatusCode::METHOD_NOT_ALLOWED;
+/// let answer: Result<(), Error> = helloflex::core::classify_response(status, &headers, b"").map_err(Error::from);
+/// match answer {
+///     Err(Error::Api(e)) => match e.kind() {
+///         ApiErrorKind::BadRequest(validation) => println!("{} invalid fields", validation.fields().count()),
+///         ApiErrorKind::MethodNotAllowed { allow } => assert_eq!(allow, &[http::Method::GET, http::Method::HEAD]),
+///         ApiErrorKind::RateLimited { retry_after } => println!("wait {retry_after:?}"),
+///         other => println!("{other:?}"),
+///     },
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApiErrorKind {
@@ -162,14 +189,18 @@ pub enum ApiErrorKind {
 /// cause, and a short sanitised excerpt of the body.
 ///
 /// ```
-/// use helloflex_core::{classify_response, ApiErrorKind};
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ApiErrorKind, http};
 ///
+/// // What `Error::Api(error)` carries for a 429 (classified here from a response by hand).
 /// let mut headers = http::HeaderMap::new();
-/// headers.insert("retry-after", "7".parse().unwrap());
-/// let error = classify_response(http::StatusCode::TOO_MANY_REQUESTS, &headers, b"").unwrap_err();
+/// headers.insert("retry-after", "7".parse()?);
+/// let status = http::StatusCode::TOO_MANY_REQUESTS;
+/// let error = helloflex::core::classify_response(status, &headers, b"").unwrap_err();
 /// assert_eq!(error.status(), 429);
 /// assert!(error.is_transient());
 /// assert!(matches!(error.kind(), ApiErrorKind::RateLimited { .. }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.render())]
@@ -247,6 +278,13 @@ impl ApiError {
 }
 
 /// Whether `status` is a success the HelloFlex API uses (200-206).
+///
+/// ```
+/// use helloflex_core::machines::is_success;
+///
+/// assert!(is_success(http::StatusCode::CREATED));
+/// assert!(!is_success(http::StatusCode::NOT_MODIFIED));
+/// ```
 pub fn is_success(status: StatusCode) -> bool {
     (200..=206).contains(&status.as_u16())
 }

@@ -12,8 +12,12 @@ use crate::secret::AccessToken;
 /// An API request, independent of the token it will carry. Builder methods never fail; the first
 /// mistake is kept and reported by [`ApiRequest::to_http`].
 ///
+/// A client's `get(..)`, `post(..)`, ... build one; [`ApiRequest`] itself suits a request made
+/// often (built once, cloned per call: `client.request(values.clone())`).
+///
 /// ```
-/// use helloflex_core::{AccessToken, ApiRequest, Environment};
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{AccessToken, ApiRequest, Environment};
 /// let request = ApiRequest::get("domainTypes/7/domainValues").query("Lang", "en");
 /// let http = request.to_http(&Environment::Sandbox.base_url(), &AccessToken::new("t0k")).unwrap();
 /// assert_eq!(http.uri(), "https://api.uat-helloflex.com/domainTypes/7/domainValues?Lang=en");
@@ -208,6 +212,18 @@ fn carries_content(method: &Method) -> bool {
 }
 
 /// `Bearer <token>`, marked sensitive so HTTP libraries and loggers leave it out.
+///
+/// ```
+/// use helloflex_core::AccessToken;
+/// use helloflex_core::machines::bearer_header;
+///
+/// let header = bearer_header(&AccessToken::new("t0k"))?;
+/// assert_eq!(header, "Bearer t0k");
+/// assert!(header.is_sensitive());
+/// // A token that cannot be a header value is refused, not sent.
+/// assert!(bearer_header(&AccessToken::new("t0k\r\nX-Injected: 1")).is_err());
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 pub fn bearer_header(token: &AccessToken) -> Result<HeaderValue, Error> {
     let mut text = String::with_capacity(7 + token.len());
     text.push_str("Bearer ");

@@ -6,6 +6,26 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, UsageError};
 
 /// A successful (2xx) API response.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ApiResponse, http};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Item {
+///     id: u64,
+///     name: String,
+/// }
+/// // What `send()` answers (made here by hand): the body is already read, so `json()`, `text()`
+/// // and `bytes()` are not awaited, on the async client too.
+/// let response = ApiResponse::new(http::Response::new(br#"{"id": 7, "name": "first"}"#.to_vec()));
+/// assert_eq!(response.status(), 200);
+/// let item: Item = response.json()?;
+/// assert_eq!((item.id, item.name.as_str()), (7, "first"));
+/// let any: serde_json::Value = response.json()?; // or untyped
+/// assert_eq!(any["name"], "first");
+/// # Ok::<(), helloflex::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     inner: http::Response<Vec<u8>>,
@@ -51,6 +71,16 @@ impl ApiResponse {
 
 /// Decodes `body` as JSON into `T`, with an error that names the position and the kind of
 /// mismatch (for example ``missing field `name` ``) but never quotes the body's content.
+///
+/// ```
+/// use helloflex_core::decode_json;
+///
+/// let numbers: Vec<u32> = decode_json(b"[1, 2, 3]")?;
+/// assert_eq!(numbers, [1, 2, 3]);
+/// let wrong = decode_json::<Vec<u32>>(br#"[1, "secret-ish"]"#).unwrap_err();
+/// assert!(!wrong.to_string().contains("secret-ish"));
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(crate::json::trim_body(body));
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {

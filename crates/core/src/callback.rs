@@ -23,6 +23,29 @@ const MAX_CALLBACK_BYTES: usize = 8 * 1024;
 
 /// An authorization in progress: what the callback must match. Serialise it into the server-side
 /// session of the browser that started it; it holds secrets, so never into a cookie in clear.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::PendingAuthorization;
+/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
+/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
+/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
+/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
+/// #     .redirect_uri(url("https://my-app.example/callback")?)
+/// #     .build()?;
+/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
+/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
+///
+/// // `pending`: the second half of `client.start_authorization()`. Keep it in the server-side
+/// // session of the browser that was sent to the URL (it serialises; it holds secrets):
+/// let saved = serde_json::to_string(&pending)?;
+/// let pending: PendingAuthorization = serde_json::from_str(&saved)?;
+/// assert_eq!(pending.redirect_uri(), "https://my-app.example/callback");
+/// // ... and hand it with the callback to `client.complete_authorization(&pending, callback)`.
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingAuthorization {
     state: CsrfState,
@@ -94,6 +117,25 @@ pub fn start_authorization(
 
 /// A refused callback. If the callback could not be attributed to this authorization (unreadable,
 /// wrong or missing `state`), the pending authorization is handed back unconsumed.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
+/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
+/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
+/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
+/// #     .redirect_uri(url("https://my-app.example/callback")?)
+/// #     .build()?;
+/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
+/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
+/// let rejected = pending.handle_callback("?code=c0de&state=forged").unwrap_err();
+/// let pending = rejected.pending.ok_or("handed back")?; // still good for the real callback
+/// let code = pending.handle_callback(&format!("?code=c0de&state={state}"))?;
+/// # drop(code);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
 pub struct CallbackRejected {
@@ -110,6 +152,25 @@ impl From<CallbackRejected> for Error {
 }
 
 /// A code received on the redirect URI, bound to its PKCE verifier.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
+/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
+/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
+/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
+/// #     .redirect_uri(url("https://my-app.example/callback")?)
+/// #     .build()?;
+/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
+/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
+/// let code = pending.check_callback(&format!("https://my-app.example/callback?code=c0de&state={state}"))?;
+/// let exchange = code.into_token_request(&config)?; // the code and its PKCE verifier, sent once
+/// assert_eq!(exchange.uri(), "https://login.flextell.example/oauth2/token");
+/// assert_eq!(format!("{exchange:?}").contains("c0de"), false); // its Debug shows no body
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct AuthorizedCode {
     code: AuthorizationCode,
@@ -213,6 +274,25 @@ impl PendingAuthorization {
 }
 
 /// Identifies one authorization (a digest of its `state`, not the state itself).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
+/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
+/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
+/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
+/// #     .redirect_uri(url("https://my-app.example/callback")?)
+/// #     .build()?;
+/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
+/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
+/// let id = pending.id();
+/// assert_eq!(id.fingerprint().len(), 32); // hex: what a store remembers of a completed sign-in
+/// assert!(!id.fingerprint().contains(&state)); // it does not reveal the state
+/// assert_eq!(format!("{id:?}"), "AuthorizationId(..)");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AuthorizationId([u8; 32]);
 
@@ -232,6 +312,25 @@ impl std::fmt::Debug for AuthorizationId {
 }
 
 /// A callback refused by [`PendingAuthorization::check_callback`].
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
+/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
+/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
+/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
+/// #     .redirect_uri(url("https://my-app.example/callback")?)
+/// #     .build()?;
+/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
+/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
+/// let forged = pending.check_callback("https://my-app.example/callback?code=c0de&state=forged").unwrap_err();
+/// assert!(!forged.attributed); // not this authorization's: the real callback may still come
+/// let denied = pending.check_callback(&format!("?error=access_denied&state={state}")).unwrap_err();
+/// assert!(denied.attributed); // this authorization's: it is used up
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}")]
 #[non_exhaustive]

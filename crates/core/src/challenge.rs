@@ -10,6 +10,17 @@ use crate::excerpt::Excerpt;
 const MAX_HEADER_BYTES: usize = 4096;
 
 /// A Bearer challenge (RFC 6750 section 3).
+///
+/// ```
+/// use helloflex_core::BearerChallenge;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("www-authenticate", r#"Bearer realm="api", error="insufficient_scope", scope="items.write""#.parse()?);
+/// let challenge = BearerChallenge::from_headers(&headers).ok_or("no Bearer challenge")?;
+/// assert!(challenge.is_insufficient_scope());
+/// assert_eq!(challenge.scope, ["items.write"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct BearerChallenge {
@@ -26,6 +37,18 @@ pub struct BearerChallenge {
 }
 
 /// Why the API refused a token, as far as the server said (Flextell documents four causes).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ApiErrorKind, UnauthorizedCause, http};
+///
+/// // A 401 as `Error::Api(e)` carries it (classified here from a response by hand).
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("www-authenticate", r#"Bearer error="invalid_token", error_description="The access token expired""#.parse()?);
+/// let e = helloflex::core::classify_response(http::StatusCode::UNAUTHORIZED, &headers, b"").unwrap_err();
+/// assert!(matches!(e.kind(), ApiErrorKind::Unauthorized { cause: UnauthorizedCause::Expired, .. }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UnauthorizedCause {

@@ -14,6 +14,19 @@ pub const LIVE_URL: &str = "https://api.helloflex.com";
 pub const TOKEN_PATH: &str = "/oauth2/token";
 
 /// A HelloFlex environment.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Environment, InsecureLoopback};
+///
+/// assert_eq!(Environment::Sandbox.base_url().as_str(), "https://api.uat-helloflex.com");
+/// assert_eq!(Environment::Live.token_url().as_str(), "https://api.helloflex.com/oauth2/token");
+/// // The emulator, a proxy: HTTPS, or plain HTTP to loopback when allowed.
+/// let local = Environment::custom("http://127.0.0.1:8080", InsecureLoopback::Allow)?;
+/// assert_eq!(local.token_url().as_str(), "http://127.0.0.1:8080/oauth2/token");
+/// assert!(Environment::custom("http://api.example.com", InsecureLoopback::Allow).is_err());
+/// # Ok::<(), helloflex::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Environment {
@@ -118,7 +131,8 @@ impl ClientCredentialsConfig {
 /// three URLs cannot be swapped unnoticed:
 ///
 /// ```
-/// use helloflex_core::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, InsecureLoopback};
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, InsecureLoopback};
 ///
 /// let url = |u: &str| Endpoint::parse(u, InsecureLoopback::Deny);
 /// let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential("my-app", ClientSecret::new("s3cret")))
@@ -134,7 +148,7 @@ impl ClientCredentialsConfig {
 ///     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
 ///     .build();
 /// assert!(missing.is_err());
-/// # Ok::<(), helloflex_core::Error>(())
+/// # Ok::<(), helloflex::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct AuthorizationCodeConfig {
@@ -147,6 +161,22 @@ pub struct AuthorizationCodeConfig {
 }
 
 /// Builds an [`AuthorizationCodeConfig`] with a named setter per URL.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{AuthorizationCodeConfig, AuthorizationCodeConfigBuilder, ClientIdentity, Endpoint};
+/// use helloflex::InsecureLoopback::Deny;
+///
+/// // A native app: a public client (no secret; PKCE protects the code).
+/// let builder: AuthorizationCodeConfigBuilder = AuthorizationCodeConfig::builder(ClientIdentity::public("my-cli"));
+/// let config = builder
+///     .authorize_url(Endpoint::parse("https://login.flextell.example/oauth2/authorize", Deny)?)
+///     .token_url(Endpoint::parse("https://login.flextell.example/oauth2/token", Deny)?)
+///     .redirect_uri(Endpoint::parse("https://my-app.example/callback", Deny)?)
+///     .build()?;
+/// assert_eq!(config.client().client_id(), "my-cli");
+/// # Ok::<(), helloflex::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until built"]
 pub struct AuthorizationCodeConfigBuilder {

@@ -34,6 +34,14 @@ pub fn saturating_add(at: Instant, span: Duration) -> Instant {
 
 /// [`saturating_add`] on the wall clock (a lease's or a stored token's expiry, which outlive a
 /// process).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use helloflex_core::machines::{FAR_FUTURE, saturating_add_wall};
+///
+/// let now = SystemTime::now();
+/// assert_eq!(saturating_add_wall(now, Duration::MAX), now + FAR_FUTURE); // no limit, no panic
+/// ```
 pub fn saturating_add_wall(at: SystemTime, span: Duration) -> SystemTime {
     reach(at, span, SystemTime::checked_add)
 }

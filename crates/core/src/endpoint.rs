@@ -10,6 +10,17 @@ use http::uri::{Authority, Parts, PathAndQuery, Scheme};
 use crate::error::ConfigError;
 
 /// Whether plain `http://` is accepted for a loopback host (for the emulator and tests).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Environment, InsecureLoopback};
+///
+/// assert_eq!(InsecureLoopback::default(), InsecureLoopback::Deny);
+/// assert!(Environment::custom("http://localhost:8080", InsecureLoopback::Deny).is_err());
+/// assert!(Environment::custom("http://localhost:8080", InsecureLoopback::Allow).is_ok());
+/// // Never plain HTTP to another host, allowed or not.
+/// assert!(Environment::custom("http://10.0.0.8:8080", InsecureLoopback::Allow).is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InsecureLoopback {
     /// Only `https://` URLs are accepted (the default).
@@ -22,6 +33,17 @@ pub enum InsecureLoopback {
 /// An absolute `https://` URL (or `http://` to loopback, when allowed) without user info,
 /// query or fragment, kept exactly as given (a redirect URI is compared byte for byte by
 /// servers); trailing slashes are dropped only where a path is appended to it.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Endpoint, InsecureLoopback};
+///
+/// let redirect = Endpoint::parse("https://my-app.example/callback", InsecureLoopback::Deny)?;
+/// assert_eq!(redirect.as_str(), "https://my-app.example/callback"); // kept byte for byte
+/// // No query, fragment or user info: paths are appended to it.
+/// assert!(Endpoint::parse("https://my-app.example/callback?next=/", InsecureLoopback::Deny).is_err());
+/// # Ok::<(), helloflex::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct Endpoint {
     /// Shared: every API call holds its base URL, and a clone must not allocate.
@@ -61,7 +83,8 @@ impl Endpoint {
     /// is refused (it carries user info and its host is `evil.example`).
     ///
     /// ```
-    /// use helloflex_core::{Endpoint, InsecureLoopback};
+    /// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+    /// use helloflex::{Endpoint, InsecureLoopback};
     /// assert!(Endpoint::parse("https://api.helloflex.com", InsecureLoopback::Deny).is_ok());
     /// assert!(Endpoint::parse("http://127.0.0.1:8080", InsecureLoopback::Allow).is_ok());
     /// assert!(Endpoint::parse("http://127.0.0.1:8080", InsecureLoopback::Deny).is_err());

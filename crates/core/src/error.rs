@@ -13,6 +13,20 @@ use crate::oauth_error::OAuthErrorCode;
 pub use crate::protocol_error::ProtocolError;
 
 /// Who is to blame for an [`Error`], which decides what a caller can do about it.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Blame, ConfigError, Error};
+///
+/// let error: Error = ConfigError::Missing("credentials (client id and secret)").into();
+/// match error.blame() {
+///     Blame::Caller | Blame::Configuration => { /* a bug or a setting to fix: not worth a retry */ }
+///     Blame::Network | Blame::Storage => { /* retried already: try again later */ }
+///     Blame::Server | Blame::Protocol => { /* the server said no, or broke the protocol */ }
+///     _ => {}
+/// }
+/// assert_eq!(error.blame(), Blame::Configuration);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Blame {
@@ -34,12 +48,15 @@ pub enum Blame {
 /// reads well on its own and names no secret.
 ///
 /// ```
-/// use helloflex_core::{classify_response, ApiErrorKind, Error};
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Error, http};
 ///
-/// // A 400 with HelloFlex's validation map, as the API answers a bad query.
+/// // A 400 with HelloFlex's validation map, as the API answers a bad query (classified here
+/// // by hand; `client.get(..).send()` answers it as `Err(error)`).
 /// let body = br#"{"errors":{"Lang":["Should be valid ISO 639-1 language code."]}}"#;
 /// let headers = http::HeaderMap::new();
-/// let error: Error = classify_response(http::StatusCode::BAD_REQUEST, &headers, body).unwrap_err().into();
+/// let status = http::StatusCode::BAD_REQUEST;
+/// let error: Error = helloflex::core::classify_response(status, &headers, body).unwrap_err().into();
 /// match &error {
 ///     Error::Api(e) if e.validation().is_some() => {
 ///         for (field, messages) in e.validation().into_iter().flat_map(|v| v.fields()) {
@@ -123,6 +140,16 @@ impl Error {
 
 /// A token store failed. It names the operation and the cause (an OS error kind, a corrupt
 /// record, a lease held too long), never a token, so it is safe to log.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Blame, Error, StoreFailure};
+///
+/// // What a token store's failure becomes in a call's error (named op and cause, no token).
+/// let error = Error::from(StoreFailure::new("write", "/var/lib/my-app/tokens: permission denied"));
+/// assert_eq!(error.blame(), Blame::Storage);
+/// assert_eq!(error.to_string(), "token store write failed: /var/lib/my-app/tokens: permission denied");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("token store {op} failed: {reason}")]
 #[non_exhaustive]
@@ -141,6 +168,18 @@ impl StoreFailure {
 }
 
 /// Why the user must authorize again.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Error, Reauthorization};
+///
+/// // What a Flextell call answers before the user signed in (or after the grant was revoked).
+/// let error = Error::ReauthorizationRequired(Reauthorization::NothingStored);
+/// if error.requires_reauthorization() {
+///     // Send the user through `start_authorization` again.
+/// }
+/// assert_eq!(error.to_string(), "re-authorization required: no tokens are stored");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Reauthorization {
@@ -161,6 +200,24 @@ pub enum Reauthorization {
 }
 
 /// The SDK was used in a way it does not support.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ApiResponse, Error, UsageError, http};
+///
+/// #[derive(Debug, serde::Deserialize)]
+/// struct Item {
+///     #[allow(dead_code)]
+///     name: String,
+/// }
+/// // A body that is not the shape asked for (`response.json::<T>()`): where, never a value.
+/// let response = ApiResponse::new(http::Response::new(br#"[{"name": "first"}, {"name": 7}]"#.to_vec()));
+/// let Err(Error::Usage(UsageError::Decode { path, reason })) = response.json::<Vec<Item>>() else {
+///     panic!("decoded");
+/// };
+/// assert_eq!(path, "[1].name");
+/// assert!(reason.starts_with("invalid type") && !reason.contains('7'));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UsageError {
@@ -201,6 +258,18 @@ pub enum UsageError {
 }
 
 /// The configuration is wrong.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ConfigError, Endpoint, InsecureLoopback};
+///
+/// let refused = Endpoint::parse("http://api.example.com", InsecureLoopback::Allow).unwrap_err();
+/// assert_eq!(refused, ConfigError::InsecureUrl { host: "api.example.com".into() });
+/// assert_eq!(
+///     refused.to_string(),
+///     "refusing plain http:// to api.example.com: only https is allowed for remote hosts"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -243,6 +312,31 @@ pub enum ConfigError {
 }
 
 /// The callback was refused.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::CallbackError;
+/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
+/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
+/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
+/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
+/// #     .redirect_uri(url("https://my-app.example/callback")?)
+/// #     .build()?;
+/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
+/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
+///
+/// // `pending` is from `client.start_authorization()`; `client.complete_authorization(&pending,
+/// // callback)` answers a refused callback as `Err(Error::Callback(..))`. Checked here directly:
+/// // a callback with another session's state is refused, and `pending` stays usable.
+/// let forged = pending.check_callback("https://my-app.example/callback?code=c0de&state=forged");
+/// assert_eq!(forged.unwrap_err().error, CallbackError::StateMismatch);
+/// // The user clicked Deny.
+/// let denied = pending.check_callback(&format!("https://my-app.example/callback?error=access_denied&state={state}"));
+/// assert!(matches!(denied.unwrap_err().error, CallbackError::Denied { .. }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallbackError {
@@ -296,6 +390,15 @@ impl CallbackError {
 }
 
 /// What kind of transport failure happened; decides whether a retry is safe.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{TransportError, TransportErrorKind};
+///
+/// let refused = TransportError::new(TransportErrorKind::Connect, "connection refused");
+/// assert!(refused.kind.request_not_sent()); // replaying it is always safe
+/// assert!(!TransportErrorKind::Timeout.request_not_sent()); // it may have reached the server
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportErrorKind {
@@ -327,6 +430,19 @@ impl TransportErrorKind {
 /// A transport failure, as reported by a transport to the core. Its `source()` is the HTTP
 /// library's own error, when the transport kept it (both shipped transports do; they strip URLs
 /// from it first).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Blame, Error, TransportError, TransportErrorKind};
+///
+/// // What a transport reports (a transport of your own builds one too).
+/// let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+/// let failure = TransportError::new(TransportErrorKind::Io, "connection reset").with_source(reset);
+/// assert!(std::error::Error::source(&failure).is_some());
+/// let error = Error::from(failure);
+/// assert_eq!(error.blame(), Blame::Network);
+/// assert_eq!(error.to_string(), "transport failed (Io) after 1 attempt(s): connection reset");
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("transport failed ({kind:?}) after {attempts} attempt(s): {message}")]
 pub struct TransportError {

@@ -11,6 +11,16 @@ const SECRET_RUN: usize = 20;
 
 /// A sanitised, truncated piece of a response body or server-chosen text: control characters and
 /// escape sequences removed, long token-like runs masked, at most [`EXCERPT_CHARS`] characters.
+///
+/// ```
+/// use helloflex_core::machines::Excerpt;
+///
+/// let body = "<html>\u{1b}[31mBad gateway: token eyJhbGciOiJIUzI1NiJ9eyJzdWIiOiIxMjM0NTY3ODkwIn0</html>";
+/// let excerpt = Excerpt::of_bytes(body.as_bytes());
+/// assert!(excerpt.as_str().contains("Bad gateway")); // what a person needs to read
+/// assert!(!excerpt.as_str().contains('\u{1b}')); // no escape sequence reaches a terminal
+/// assert!(!excerpt.as_str().contains("eyJhbGciOiJIUzI1NiJ9eyJzdWIiOiIxMjM0NTY3ODkwIn0")); // masked
+/// ```
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Excerpt(String);
 

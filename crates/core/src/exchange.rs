@@ -31,6 +31,16 @@ use crate::token_response::{TokenResponse, parse_token_response};
 
 /// What an exchange wants next. Its `Debug` shows a request's method, URI and body size only:
 /// a token request's body carries the client secret, a code or a refresh token.
+///
+/// ```
+/// use std::time::Instant;
+/// use helloflex_core::{ApiRequest, Environment, RetryPolicy};
+/// use helloflex_core::machines::{ApiCall, Exchange, Poll};
+///
+/// let mut call = ApiCall::new(ApiRequest::get("news"), Environment::Sandbox.base_url(), RetryPolicy::default(), 1);
+/// // An API call first asks for a token; a transport's loop answers each step.
+/// assert!(matches!(call.poll(Instant::now()), Poll::NeedToken { rejected: None }));
+/// ```
 #[must_use]
 // A `Poll` is moved once per step; boxing the request would cost an allocation per send.
 #[allow(clippy::large_enum_variant)]
@@ -72,6 +82,31 @@ impl std::fmt::Debug for RequestLine<'_> {
 }
 
 /// A multi-step round trip driven by a transport's loop (see the module docs).
+///
+/// ```
+/// use std::time::Instant;
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy};
+/// use helloflex_core::machines::{Exchange, Poll, TokenExchange};
+///
+/// /// A drive loop for any exchange, over a canned server (a transport's loop also sleeps and
+/// /// hands out tokens: `docs/writing-a-transport.md`).
+/// fn drive<E: Exchange>(exchange: &mut E, answer: &[u8]) -> Option<E::Output> {
+///     loop {
+///         match exchange.poll(Instant::now()) {
+///             Poll::Send(_request) => {
+///                 exchange.handle_response(Instant::now(), http::Response::new(answer.to_vec()))
+///             }
+///             Poll::Done(output) => return Some(output),
+///             Poll::Sleep(_) | Poll::NeedToken { .. } => return None,
+///         }
+///     }
+/// }
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
+/// let mut fetch = TokenExchange::new(config.token_request()?, RetryPolicy::default(), 1);
+/// let fetched = drive(&mut fetch, br#"{"access_token":"t0k"}"#).ok_or("stuck")??;
+/// assert_eq!(fetched.response.access_token.expose_secret(), "t0k");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Exchange {
     /// What the exchange produces.
     type Output;
@@ -197,6 +232,22 @@ enum Replay {
 }
 
 /// A token received, with the moment its request was sent (expiry counts from there).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy};
+/// use helloflex_core::machines::{Exchange, Poll, TokenExchange};
+///
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
+/// let mut fetch = TokenExchange::new(config.token_request()?, RetryPolicy::default(), 1);
+/// let sent_at = Instant::now();
+/// let Poll::Send(_) = fetch.poll(sent_at) else { unreachable!() };
+/// fetch.handle_response(sent_at, http::Response::new(br#"{"access_token":"t0k","expires_in":60}"#.to_vec()));
+/// let Poll::Done(Ok(fetched)) = fetch.poll(sent_at) else { unreachable!() };
+/// let set = fetched.into_token_set(Duration::from_secs(300));
+/// assert_eq!(set.expires_at(), sent_at + Duration::from_secs(60)); // counted from sending
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Fetched {
     /// The response.
@@ -218,6 +269,25 @@ impl Fetched {
 
 /// A token request with retries. The output is the parsed response or the final error. Its
 /// `Debug` never shows the request's body or headers (they carry secrets).
+///
+/// ```
+/// use std::time::Instant;
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy};
+/// use helloflex_core::machines::{Exchange, Poll, TokenExchange};
+///
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
+/// let mut fetch = TokenExchange::new(config.token_request()?, RetryPolicy::default(), 1);
+/// let now = Instant::now();
+/// let Poll::Send(_) = fetch.poll(now) else { unreachable!() };
+/// // A 503 is retried after a backoff; a refusal is final.
+/// fetch.handle_response(now, http::Response::builder().status(503).body(Vec::new()).unwrap());
+/// let Poll::Sleep(until) = fetch.poll(now) else { unreachable!() };
+/// let Poll::Send(_) = fetch.poll(until) else { unreachable!() };
+/// let refused = br#"{"error":"invalid_client"}"#.to_vec();
+/// fetch.handle_response(until, http::Response::builder().status(401).body(refused).unwrap());
+/// assert!(matches!(fetch.poll(until), Poll::Done(Err(Error::OAuth(_)))));
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 pub struct TokenExchange {
     request: Request<Vec<u8>>,
     spends: Option<RefreshToken>,
@@ -352,6 +422,24 @@ impl Exchange for TokenExchange {
 
 /// An authenticated API call: gets a token, sends, retries what is safe to retry, and replays
 /// once with a fresh token after a 401.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{AccessToken, ApiRequest, Environment, LifecyclePolicy, RetryPolicy, TokenSet};
+/// use helloflex_core::machines::{ApiCall, Exchange, Poll, TokenCache};
+///
+/// let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+/// let token = cache.insert(TokenSet::new(AccessToken::new("old"), None, Instant::now(), Duration::from_secs(60), None), 1);
+/// let mut call = ApiCall::new(ApiRequest::get("news"), Environment::Sandbox.base_url(), RetryPolicy::default(), 2);
+/// let now = Instant::now();
+/// assert!(matches!(call.poll(now), Poll::NeedToken { rejected: None }));
+/// call.handle_token(Ok(token));
+/// let Poll::Send(_) = call.poll(now) else { unreachable!() };
+/// // A 401: the call asks for a fresh token, naming the one refused, and is replayed once.
+/// call.handle_response(now, http::Response::builder().status(401).body(Vec::new()).unwrap());
+/// let Poll::NeedToken { rejected: Some(refused) } = call.poll(now) else { unreachable!() };
+/// assert!(cache.invalidate(refused));
+/// ```
 #[derive(Debug)]
 pub struct ApiCall {
     request: ApiRequest,

@@ -6,6 +6,20 @@ use crate::error::ConfigError;
 use crate::secret::ClientSecret;
 
 /// How the client authenticates to a token endpoint.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ClientAuthMethod, ClientSecret, Environment};
+/// use helloflex::core::ClientCredentialsConfig;
+///
+/// assert_eq!(ClientAuthMethod::default(), ClientAuthMethod::RequestBody);
+/// // On a client builder: `.auth_method(ClientAuthMethod::BasicAuth)`.
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox)
+///     .with_auth_method(ClientAuthMethod::BasicAuth);
+/// let request = config.token_request()?;
+/// assert!(request.headers()["authorization"].to_str()?.starts_with("Basic "));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ClientAuthMethod {
@@ -19,6 +33,17 @@ pub enum ClientAuthMethod {
 }
 
 /// A client's identity at a token endpoint.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{ClientIdentity, ClientSecret};
+///
+/// let web_app = ClientIdentity::confidential("my-app", ClientSecret::new("s3cret"));
+/// let native = ClientIdentity::public("my-cli"); // no secret: PKCE protects the code
+/// assert_eq!(native.client_id(), "my-cli");
+/// assert!(web_app.validate().is_ok());
+/// assert!(ClientIdentity::confidential(" ", ClientSecret::new("s3cret")).validate().is_err());
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientIdentity {
     pub(crate) client_id: String,

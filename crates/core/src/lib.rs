@@ -5,6 +5,11 @@
 //! and random bytes are handed in. The transport crates (blocking and async, or your own) move the
 //! bytes; `helloflex-auth` shares the token lifecycle between threads and tasks.
 //!
+//! Examples of the types an application names are written as a user of the `helloflex` crate
+//! (the one dependency most users have) writes them: `helloflex::Environment` is this crate's
+//! [`Environment`]; the machines, which `helloflex` keeps under `helloflex::core::machines`, are
+//! named by their path here.
+//!
 //! A client-credentials token fetch and an API call, driven by hand against canned responses:
 //!
 //! ```
@@ -131,6 +136,35 @@ pub use token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse, parse_token_
 /// or write a transport or a token manager: the token lifecycle ([`machines::TokenCache`]),
 /// exchanges ([`machines::TokenExchange`], [`machines::ApiCall`]) and the authorization-code
 /// chain. An application using `helloflex-auth`'s client never needs them.
+///
+/// The authorization-code chain, by value from the authorization URL to a token set:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{AuthorizationCodeConfig, ClientIdentity, Endpoint, InsecureLoopback, RetryPolicy};
+/// use helloflex_core::machines::{Exchange, Poll, TokenExchange, start_authorization};
+///
+/// let url = |u: &str| Endpoint::parse(u, InsecureLoopback::Deny);
+/// let config = AuthorizationCodeConfig::builder(ClientIdentity::public("my-cli"))
+///     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+///     .token_url(url("https://login.flextell.example/oauth2/token")?)
+///     .redirect_uri(url("https://my-app.example/callback")?)
+///     .build()?;
+/// let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8); // from the OS RNG in real use
+/// let (authorize, pending) = start_authorization(&config, &entropy)?;
+/// // The browser goes to `authorize` and comes back with a code and the same state.
+/// let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).ok_or("no state")?;
+/// let code = pending.handle_callback(&format!("?code=c0de&state={state}"))?;
+/// let mut exchange = TokenExchange::new(code.into_token_request(&config)?, RetryPolicy::default(), 1);
+/// let now = Instant::now();
+/// let Poll::Send(_) = exchange.poll(now) else { unreachable!() };
+/// let tokens = br#"{"access_token":"at","refresh_token":"rt","expires_in":3600}"#.to_vec();
+/// exchange.handle_response(now, http::Response::new(tokens));
+/// let Poll::Done(fetched) = exchange.poll(now) else { unreachable!() };
+/// let set = fetched?.into_token_set(Duration::from_secs(300));
+/// assert_eq!(set.refresh_token.map(|r| r.len()), Some(2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod machines {
     pub use crate::api_error::is_success;
     pub use crate::api_request::bearer_header;

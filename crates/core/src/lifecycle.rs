@@ -15,6 +15,17 @@ use crate::secret::{AccessToken, RefreshToken};
 use crate::token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse};
 
 /// Tuning of the lifecycle.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use std::time::Duration;
+/// use helloflex::LifecyclePolicy;
+///
+/// let mut lifecycle = LifecyclePolicy::default();
+/// lifecycle.max_refresh_margin = Duration::from_secs(120); // refresh at most 2 minutes early
+/// // Hand it to a client: `.token_options(ManagerOptions::default().with_lifecycle(lifecycle))`.
+/// assert_eq!(lifecycle.default_lifetime, Duration::from_secs(300));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LifecyclePolicy {
@@ -54,6 +65,21 @@ impl Default for LifecyclePolicy {
 }
 
 /// Identifies one issued access token, so a 401 can invalidate exactly the token it rejected.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{AccessToken, LifecyclePolicy, TokenSet};
+/// use helloflex_core::machines::TokenCache;
+///
+/// let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+/// let set = |t: &str| TokenSet::new(AccessToken::new(t), None, Instant::now(), Duration::from_secs(3599), None);
+/// let first = cache.insert(set("first"), 1);
+/// let second = cache.insert(set("second"), 2);
+/// assert_ne!(first.id(), second.id());
+/// // A 401 for the first token must not throw away the second.
+/// assert!(!cache.invalidate(first.id()));
+/// assert!(cache.invalidate(second.id()));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenId(u64);
 
@@ -68,6 +94,21 @@ struct TokenInner {
 }
 
 /// A usable access token, cheap to clone (shared, not copied).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use std::time::{Duration, Instant};
+/// # let mut cache = helloflex::core::machines::TokenCache::client_credentials(Default::default());
+/// # let set = helloflex::core::TokenSet::new(helloflex::AccessToken::new("t0k"), None, Instant::now(), Duration::from_secs(3599), None);
+/// # let token = cache.insert(set, 7);
+/// // `token`: what `client.token()` hands out (`.await` on the async client), for a tool that
+/// // needs the token itself; the client's calls carry it for you.
+/// let header = token.authorization()?; // `Bearer t0k`, marked sensitive: loggers leave it out
+/// assert!(header.is_sensitive());
+/// assert_eq!(token.access_token().expose_secret(), "t0k");
+/// assert!(token.expires_at() > Instant::now());
+/// # Ok::<(), helloflex::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Token(Arc<TokenInner>);
 
@@ -95,6 +136,18 @@ impl Token {
 }
 
 /// What a token request should be.
+///
+/// ```
+/// use std::time::Instant;
+/// use helloflex_core::LifecyclePolicy;
+/// use helloflex_core::machines::{Acquire, Grant, TokenCache};
+///
+/// // User tokens are loaded from their store by the first caller, not at build time.
+/// let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
+/// let Acquire::Fetch(ticket) = cache.acquire(Instant::now()) else { unreachable!() };
+/// assert!(matches!(ticket.grant(), Grant::Reload));
+/// # cache.abandon(ticket);
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Grant {
@@ -109,6 +162,18 @@ pub enum Grant {
 
 /// The right to make the one token request; hand it back through [`TokenCache::complete`] or
 /// [`TokenCache::abandon`].
+///
+/// ```
+/// use std::time::Instant;
+/// use helloflex_core::LifecyclePolicy;
+/// use helloflex_core::machines::{Acquire, Grant, TokenCache};
+///
+/// let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+/// let Acquire::Fetch(ticket) = cache.acquire(Instant::now()) else { unreachable!() };
+/// assert!(matches!(ticket.grant(), Grant::ClientCredentials));
+/// cache.abandon(ticket); // its holder was cancelled: the next caller fetches at once
+/// assert!(matches!(cache.acquire(Instant::now()), Acquire::Fetch(_)));
+/// ```
 #[derive(Debug)]
 #[must_use = "a ticket must be completed or abandoned, or every other caller waits for its timeout"]
 pub struct Ticket {
@@ -124,6 +189,21 @@ impl Ticket {
 }
 
 /// The answer of [`TokenCache::acquire`].
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{AccessToken, LifecyclePolicy, TokenSet};
+/// use helloflex_core::machines::{Acquire, TokenCache};
+///
+/// let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+/// let now = Instant::now();
+/// cache.insert(TokenSet::new(AccessToken::new("t0k"), None, now, Duration::from_secs(600), None), 7);
+/// assert!(matches!(cache.acquire(now), Acquire::Use(_)));
+/// // Once it is due (a while before it expires): use it, and refresh with the ticket meanwhile.
+/// let due = cache.refresh_at().ok_or("no token")?;
+/// assert!(matches!(cache.acquire(due), Acquire::UseAndRefresh(_, _)));
+/// # Ok::<(), &str>(())
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub enum Acquire {
@@ -141,6 +221,16 @@ pub enum Acquire {
 }
 
 /// A complete token set, ready to be stored and used.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{AccessToken, RefreshToken, TokenSet};
+///
+/// let now = Instant::now();
+/// let set = TokenSet::new(AccessToken::new("at"), Some(RefreshToken::new("rt")), now, Duration::from_secs(60), None);
+/// assert_eq!(set.expires_at(), now + Duration::from_secs(60));
+/// assert!(!set.rotated);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TokenSet {
@@ -202,6 +292,20 @@ impl TokenSet {
 }
 
 /// What [`TokenCache::complete`] did.
+///
+/// ```
+/// use std::time::Instant;
+/// use helloflex_core::{Error, LifecyclePolicy, TransportError, TransportErrorKind};
+/// use helloflex_core::machines::{Acquire, Completion, TokenCache};
+///
+/// let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+/// let now = Instant::now();
+/// let Acquire::Fetch(ticket) = cache.acquire(now) else { unreachable!() };
+/// let failed = Error::from(TransportError::new(TransportErrorKind::Connect, "refused"));
+/// assert!(matches!(cache.complete(now, ticket, Err(failed), 7), Completion::Failed(_)));
+/// // Callers now get the error until the backoff ends.
+/// assert!(matches!(cache.acquire(now), Acquire::Fail(_)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Completion {
@@ -238,6 +342,22 @@ struct LiveTicket {
 ///
 /// The crate's documentation opens with this machine driven by hand; `helloflex-auth` drives it
 /// behind a lock for threads and tasks.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use helloflex_core::{AccessToken, Error, LifecyclePolicy, TokenSet};
+/// use helloflex_core::machines::{Acquire, Completion, TokenCache};
+///
+/// let mut cache = TokenCache::client_credentials(LifecyclePolicy::default());
+/// let now = Instant::now();
+/// // The first caller fetches; the others wait for it.
+/// let Acquire::Fetch(ticket) = cache.acquire(now) else { unreachable!() };
+/// assert!(matches!(cache.acquire(now), Acquire::Wait(_)));
+/// let set = TokenSet::new(AccessToken::new("t0k"), None, now, Duration::from_secs(3599), None);
+/// let Completion::Stored(_) = cache.complete(now, ticket, Ok::<_, Error>(set), 7) else { unreachable!() };
+/// let Acquire::Use(token) = cache.acquire(now) else { unreachable!() };
+/// assert_eq!(token.access_token().expose_secret(), "t0k");
+/// ```
 #[derive(Debug)]
 pub struct TokenCache {
     policy: LifecyclePolicy,
@@ -591,6 +711,16 @@ impl TokenCache {
 /// from ours and is not one we already spent (`retired`). Only then may another holder's set be
 /// adopted; a store holding a spent token is stale: overwritten, never adopted, never re-sent.
 /// The one rule, for the cache and for a fill job holding a snapshot of it.
+///
+/// ```
+/// use helloflex_core::RefreshToken;
+/// use helloflex_core::machines::newer_than_held;
+///
+/// let (spent, held, newer) = (RefreshToken::new("r1"), RefreshToken::new("r2"), RefreshToken::new("r3"));
+/// assert!(newer_than_held(&newer, Some(&held), [&spent].into_iter()));
+/// assert!(!newer_than_held(&spent, Some(&held), [&spent].into_iter())); // stale: never adopted
+/// assert!(!newer_than_held(&held, Some(&held), [].into_iter()));
+/// ```
 pub fn newer_than_held<'a>(
     stored: &RefreshToken,
     held: Option<&RefreshToken>,
@@ -603,6 +733,17 @@ pub fn newer_than_held<'a>(
 /// `left` to live and is none of the tokens this process holds or had refused (`held`); a
 /// refused one is still in the store until someone replaces it. The rule beside
 /// [`newer_than_held`], for the other grant.
+///
+/// ```
+/// use std::time::Duration;
+/// use helloflex_core::AccessToken;
+/// use helloflex_core::machines::live_and_not_held;
+///
+/// let (mine, theirs) = (AccessToken::new("a1"), AccessToken::new("a2"));
+/// assert!(live_and_not_held(&theirs, Duration::from_secs(60), [&mine].into_iter()));
+/// assert!(!live_and_not_held(&mine, Duration::from_secs(60), [&mine].into_iter()));
+/// assert!(!live_and_not_held(&theirs, Duration::ZERO, [&mine].into_iter())); // expired
+/// ```
 pub fn live_and_not_held<'a>(
     stored: &AccessToken,
     left: Duration,

@@ -10,6 +10,16 @@ use crate::excerpt::Excerpt;
 const DESCRIPTION_CHARS: usize = 300;
 
 /// An OAuth error code, known ones named, unknown ones kept (sanitised).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::OAuthErrorCode;
+///
+/// assert_eq!(OAuthErrorCode::parse("invalid_grant"), OAuthErrorCode::InvalidGrant);
+/// assert_eq!(OAuthErrorCode::InvalidGrant.to_string(), "invalid_grant");
+/// // A code the SDK does not know is kept, sanitised.
+/// assert_eq!(OAuthErrorCode::parse("slow_down"), OAuthErrorCode::Other("slow_down".into()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OAuthErrorCode {
@@ -80,6 +90,22 @@ impl fmt::Display for OAuthErrorCode {
 }
 
 /// An OAuth error answered by the server.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Blame, Error, OAuthErrorCode, http::StatusCode};
+///
+/// // A token endpoint's refusal, as `Error::OAuth` carries it (read here from a body by hand).
+/// let body = br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#;
+/// let Err(error) = helloflex::core::parse_token_response(StatusCode::UNAUTHORIZED, body) else {
+///     panic!("not a token");
+/// };
+/// let Error::OAuth(e) = &error else { panic!("not an OAuth error") };
+/// assert_eq!(e.code(), &OAuthErrorCode::InvalidClient);
+/// assert_eq!(e.description(), Some("Client authentication failed"));
+/// assert!(e.is_client_misconfigured() && !e.is_transient());
+/// assert_eq!(error.blame(), Blame::Configuration); // check the client id and secret
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct OAuthError {

@@ -9,6 +9,14 @@ use crate::secret::PkceVerifier;
 pub const VERIFIER_ENTROPY_BYTES: usize = 32;
 
 /// A verifier made from handed-in random bytes.
+///
+/// ```
+/// use helloflex_core::machines::{VERIFIER_ENTROPY_BYTES, verifier_from_entropy};
+///
+/// let entropy = [0u8; VERIFIER_ENTROPY_BYTES]; // from the OS RNG in real use
+/// let verifier = verifier_from_entropy(&entropy);
+/// assert_eq!(verifier.expose_secret(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+/// ```
 pub fn verifier_from_entropy(entropy: &[u8; VERIFIER_ENTROPY_BYTES]) -> PkceVerifier {
     PkceVerifier::new(URL_SAFE_NO_PAD.encode(entropy))
 }

@@ -7,6 +7,18 @@ use http::StatusCode;
 use crate::excerpt::Excerpt;
 
 /// The server broke the protocol: its answer is not what RFC 6749 or the API promise.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::{Blame, Error, ProtocolError, http::StatusCode};
+///
+/// // A proxy's HTML page where a token was due.
+/// let answer = helloflex::core::parse_token_response(StatusCode::BAD_GATEWAY, b"<html>Bad gateway</html>");
+/// let Err(error) = answer else { panic!("not a token") };
+/// assert!(matches!(error, Error::Protocol(ProtocolError::UnexpectedResponse { .. })));
+/// assert_eq!(error.status(), Some(StatusCode::BAD_GATEWAY));
+/// assert_eq!(error.blame(), Blame::Protocol);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {

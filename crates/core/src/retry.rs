@@ -6,6 +6,21 @@ use std::time::{Duration, Instant};
 use crate::deadline::{FAR_FUTURE, saturating_add};
 
 /// How an exchange retries. The defaults suit interactive API calls.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use std::time::Duration;
+/// use helloflex::RetryPolicy;
+///
+/// // On a client builder: `.retry_policy(patient)` (API calls) or, for token requests,
+/// // `.token_options(ManagerOptions::default().with_retry(..))`.
+/// let patient = RetryPolicy::default()
+///     .with_max_attempts(6)
+///     .with_backoff(Duration::from_millis(500), Duration::from_secs(10))
+///     .with_deadline(Duration::from_secs(60));
+/// assert_eq!(patient.max_attempts, 6);
+/// assert_eq!(RetryPolicy::never().max_attempts, 1); // the first attempt only
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {

@@ -9,6 +9,20 @@ use http::header::{DATE, RETRY_AFTER};
 /// header (the server's clock against itself, immune to local clock skew); without a `Date`
 /// header a date cannot be turned into a delay and is ignored. Negative or unreadable values
 /// are ignored; a date in the past is a zero delay.
+///
+/// ```
+/// use std::time::Duration;
+/// use helloflex_core::machines::retry_after;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("retry-after", "120".parse()?);
+/// assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+/// // A date is measured against the response's own `Date` (immune to local clock skew).
+/// headers.insert("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT".parse()?);
+/// headers.insert("date", "Sun, 06 Nov 1994 08:49:07 GMT".parse()?);
+/// assert_eq!(retry_after(&headers), Some(Duration::from_secs(30)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {

@@ -85,26 +85,79 @@ macro_rules! secret_type {
 
 secret_type!(
     /// An OAuth client secret.
+    ///
+    /// ```
+    /// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+    /// use helloflex::ClientSecret;
+    ///
+    /// let secret = ClientSecret::new("s3cret"); // from the environment or a vault, never from code
+    /// assert_eq!(format!("{secret:?}"), "ClientSecret(<redacted>)");
+    /// assert_eq!(secret, ClientSecret::from("s3cret")); // compared in constant time
+    /// assert_eq!(secret.expose_secret(), "s3cret"); // only to put it on the wire
+    /// ```
     ClientSecret
 );
 secret_type!(
     /// An OAuth access token (a bearer token).
+    ///
+    /// ```
+    /// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+    /// use helloflex::AccessToken;
+    ///
+    /// let token = AccessToken::new("eyJhbGciOiJIUzI1NiJ9.e30.c2ln");
+    /// assert!(!format!("{token:?}").contains("eyJ"));
+    /// // Serialised as the plain string, for token stores.
+    /// assert_eq!(serde_json::to_string(&token)?, r#""eyJhbGciOiJIUzI1NiJ9.e30.c2ln""#);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     AccessToken
 );
 secret_type!(
     /// An OAuth refresh token.
+    ///
+    /// ```
+    /// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+    /// use helloflex::RefreshToken;
+    ///
+    /// let stored: RefreshToken = serde_json::from_str(r#""r1-rotating""#)?;
+    /// assert_eq!(format!("{stored:?}"), "RefreshToken(<redacted>)");
+    /// assert_eq!(stored.len(), 11); // lengths are safe to log
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     RefreshToken
 );
 secret_type!(
     /// An authorization code received on the redirect URI.
+    ///
+    /// ```
+    /// use helloflex_core::AuthorizationCode;
+    ///
+    /// let code = AuthorizationCode::new("SplxlOBeZQQYbYS6WxSbIA");
+    /// assert_eq!(format!("{code:?}"), "AuthorizationCode(<redacted>)");
+    /// ```
     AuthorizationCode
 );
 secret_type!(
     /// A PKCE code verifier (RFC 7636).
+    ///
+    /// ```
+    /// use helloflex_core::machines::{pkce_challenge, verifier_from_entropy};
+    ///
+    /// let verifier = verifier_from_entropy(&[7; 32]); // 32 random bytes in real use
+    /// assert_eq!(verifier.len(), 43);
+    /// assert_eq!(pkce_challenge(&verifier).len(), 43); // what the authorization URL carries
+    /// ```
     PkceVerifier
 );
 secret_type!(
     /// The `state` value that binds an authorization response to the browser session that asked.
+    ///
+    /// ```
+    /// use helloflex_core::CsrfState;
+    ///
+    /// assert_eq!(CsrfState::new("abc"), CsrfState::new("abc")); // compared in constant time
+    /// assert_ne!(CsrfState::new("abc"), CsrfState::new("abd"));
+    /// ```
     CsrfState
 );
 

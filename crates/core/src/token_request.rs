@@ -12,6 +12,15 @@ use crate::secret::{AuthorizationCode, PkceVerifier, RefreshToken};
 
 /// The grant a token request is for. It decides how the request may be replayed (see
 /// `docs/ARCHITECTURE.md`, "Replaying a token request"), so it travels with the request.
+///
+/// ```
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment};
+/// use helloflex_core::machines::TokenGrant;
+///
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
+/// assert_eq!(config.token_request()?.grant(), TokenGrant::ClientCredentials);
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenGrant {
@@ -25,6 +34,20 @@ pub enum TokenGrant {
 
 /// A token request and the grant it is for: what to send, and how it may be sent again.
 /// Its `Debug` shows the grant and the endpoint, never the body (it carries secrets).
+///
+/// ```
+/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment};
+///
+/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox)
+///     .with_scopes(["news.read"]);
+/// let request = config.token_request()?;
+/// assert_eq!(request.method(), "POST");
+/// assert_eq!(request.uri(), "https://api.uat-helloflex.com/oauth2/token");
+/// // The body carries the secret: never log it; `Debug` leaves it out.
+/// assert!(String::from_utf8_lossy(request.body()).contains("client_secret=s3cret"));
+/// assert!(!format!("{request:?}").contains("s3cret"));
+/// # Ok::<(), helloflex_core::Error>(())
+/// ```
 pub struct TokenRequest {
     grant: TokenGrant,
     request: Request<Vec<u8>>,

@@ -28,6 +28,18 @@ pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
 pub const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A successful token response.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+/// use helloflex::http::StatusCode;
+///
+/// let body = br#"{"access_token":"at","token_type":"bearer","expires_in":"0","refresh_token":"rt","scope":"news.read calls.read"}"#;
+/// let response = helloflex::core::parse_token_response(StatusCode::OK, body)?;
+/// assert_eq!(response.expires_in, Some(helloflex::core::MIN_LIFETIME)); // clamped: never 0
+/// assert_eq!(response.refresh_token.map(|r| r.len()), Some(2));
+/// assert_eq!(response.scope, Some(vec!["news.read".to_owned(), "calls.read".to_owned()]));
+/// # Ok::<(), helloflex::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TokenResponse {

@@ -46,6 +46,20 @@ use crate::scripts::Scripts;
 const IDLE_KEPT: usize = 8;
 
 /// A token store in Redis (see the crate docs).
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_store_redis::RedisStore; }
+/// use std::sync::Arc;
+/// use helloflex::{Key, KeyRing, RedisStore, TokenStore};
+///
+/// let keys = KeyRing::new(Key::generate("k1")?); // every instance shares it: KeyRing::from_env(..)
+/// // Nothing is sent until the store is used.
+/// let store = RedisStore::open("redis://redis.internal:6379/", "my-client-id", keys)?;
+/// assert_eq!(store.record_key(), "helloflex:{my-client-id}:tokens");
+/// let alice: Arc<dyn TokenStore> = Arc::new(store.for_user("alice").with_prefix("prod"));
+/// # drop(alice);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RedisStore {
     client: redis::Client,
     /// Kept to rebuild the client with other TLS roots; never shown (it may carry a password).

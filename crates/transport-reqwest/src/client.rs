@@ -28,6 +28,25 @@ const NO_RUNTIME_FIX: &str = "build the client inside the tokio runtime (in `asy
 /// so a caller dropped mid-request (a `timeout`, a client disconnect) never abandons a request
 /// that may have spent a refresh token. Built outside a runtime with none handed to it, `build`
 /// fails with [`ConfigError::NoRuntime`] rather than guess.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder, Reqwest, ReqwestTransport, TokioRuntime}; }
+/// use helloflex::{ClientSecret, ConfigError, Error, Reqwest};
+///
+/// let runtime = tokio::runtime::Runtime::new()?;
+/// // Built outside the runtime (here in a plain `fn main`): hand it the runtime it runs on.
+/// let client = helloflex::Client::builder()
+///     .connector(Reqwest::default().with_runtime(runtime.handle().clone()))
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .build()?;
+/// # drop(client);
+/// // With none handed in, building says what to do.
+/// let refused = helloflex::Client::builder()
+///     .client_credentials("my-client", ClientSecret::new("s3cret"))
+///     .build();
+/// assert!(matches!(refused, Err(Error::Config(ConfigError::NoRuntime { .. }))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Reqwest {
     client: Option<reqwest::Client>,
@@ -48,15 +67,15 @@ impl Reqwest {
     /// at once with [`helloflex_core::UsageError::RuntimeShutDown`].
     ///
     /// ```
+    /// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder, Reqwest, ReqwestTransport, TokioRuntime}; }
     /// use std::sync::LazyLock;
-    /// use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
-    /// use helloflex_transport_reqwest::{Client, Reqwest};
+    /// use helloflex::{Client, ClientSecret, Environment, InsecureLoopback, Reqwest};
     ///
     /// // One runtime for the process, and a client built before anything runs on it.
     /// static RUNTIME: LazyLock<tokio::runtime::Runtime> =
     ///     LazyLock::new(|| tokio::runtime::Runtime::new().expect("a tokio runtime"));
     ///
-    /// let emulator = helloflex_emulator::start(Default::default())?;
+    /// let emulator = helloflex::emulator::start(Default::default())?;
     /// let client = Client::builder()
     ///     .connector(Reqwest::default().with_runtime(RUNTIME.handle().clone()))
     ///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)

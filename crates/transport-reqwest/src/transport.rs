@@ -10,6 +10,31 @@ use helloflex_core::{TransportError, TransportErrorKind};
 
 /// An async transport over reqwest that honours the transport contract: every status returned
 /// with headers and body, no redirects followed, body capped while reading, timeouts on.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder, Reqwest, ReqwestTransport, TokioRuntime}; }
+/// use std::sync::Arc;
+/// use helloflex::auth::{AsyncTransport, ClientBuilder, OwnAsync};
+/// use helloflex::{ClientSecret, Environment, InsecureLoopback, ReqwestTransport, Timeouts, TokioRuntime};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emulator = helloflex::emulator::start(Default::default())?;
+/// let transport = ReqwestTransport::new(Timeouts::default(), "my-app/1.0")?;
+/// // Every status is a response: without a token, the API's 401 is data, not an error.
+/// let news = format!("{}/news", emulator.base_url());
+/// let answer = transport.send(http::Request::get(news).body(Vec::new())?).await?;
+/// assert_eq!(answer.status(), 401);
+/// // Under a client of your own making (a wrapper around it, say):
+/// let runtime = TokioRuntime::current().map(|r| Arc::new(r) as _);
+/// let client = ClientBuilder::new(OwnAsync(Arc::new(transport), runtime))
+///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+///     .build()?;
+/// assert_eq!(client.get("news").send().await?.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
@@ -262,6 +287,18 @@ fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The token manager's [`AsyncRuntime`] on tokio: token requests run as detached tasks, store
 /// I/O on tokio's blocking pool.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder, Reqwest, ReqwestTransport, TokioRuntime}; }
+/// use helloflex::TokioRuntime;
+///
+/// assert!(TokioRuntime::current().is_none()); // not inside a runtime here
+/// let runtime = tokio::runtime::Runtime::new()?;
+/// assert!(runtime.block_on(async { TokioRuntime::current() }).is_some());
+/// let handed = TokioRuntime::new(runtime.handle().clone()); // for a client built elsewhere
+/// # drop(handed);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TokioRuntime(tokio::runtime::Handle);
 

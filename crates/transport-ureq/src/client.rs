@@ -18,6 +18,24 @@ pub type RequestBuilder<'a> = helloflex_auth::RequestBuilder<'a, BlockingTokenMa
 /// The ureq connector of a [`ClientBuilder`]: its own agent by default, or yours (its pool, TLS
 /// and proxy settings; the transport contract is still applied per request) through
 /// [`Ureq::with_agent`].
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::{ClientSecret, Environment, InsecureLoopback};
+/// use helloflex::blocking::{Client, Ureq};
+/// # let emulator = helloflex::emulator::start(Default::default())?;
+///
+/// // Your own ureq agent (its pool, TLS, proxy; `ureq` in your dependencies): the transport
+/// // contract (no redirects, every status returned, timeouts) is still applied per request.
+/// let agent = ureq::Agent::config_builder().max_idle_connections(64).build().new_agent();
+/// let client = Client::builder()
+///     .connector(Ureq::with_agent(agent))
+///     .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?)
+///     .client_credentials("demo-client", ClientSecret::new("demo-secret"))
+///     .build()?;
+/// assert_eq!(client.get("news").send()?.status(), 200);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Ureq {
     agent: Option<ureq::Agent>,

@@ -27,6 +27,22 @@ macro_rules! contract {
 
 /// A blocking transport over ureq 3 that honours the transport contract: every status returned
 /// with headers and body, no redirects followed, body capped, every phase timed out.
+///
+/// ```
+/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+/// use helloflex::Timeouts;
+/// use helloflex::auth::BlockingTransport;
+/// use helloflex::blocking::UreqTransport;
+///
+/// let emulator = helloflex::emulator::start(Default::default())?;
+/// let transport = UreqTransport::new(Timeouts::default());
+/// // Every status is a response: without a token, the API's 401 is data, not an error.
+/// let news = format!("{}/news", emulator.base_url());
+/// let answer = transport.send(http::Request::get(news).body(Vec::new())?)?;
+/// assert_eq!(answer.status(), 401);
+/// assert!(answer.headers().contains_key("www-authenticate"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
     agent: ureq::Agent,
