@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex::{ApiRequest, Error, RetryPolicy, TokenStore};
-use helloflex_auth::{Clock, SystemClock};
+use helloflex::{Clock, SystemClock};
 
 use crate::args::Grant;
 use crate::failure::Failure;

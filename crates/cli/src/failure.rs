@@ -1,8 +1,7 @@
 //! How a command fails: a message for a person (what happened, and the command to run next)
 //! and an exit code by class (see `--help`).
 
-use helloflex::core::TransportErrorKind;
-use helloflex::{ApiErrorKind, Error, Reauthorization};
+use helloflex::{ApiErrorKind, Error, Reauthorization, TransportErrorKind};
 
 /// Exit code: a bad flag, argument, profile, setting or input.
 pub const USAGE: u8 = 2;

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use helloflex::FileStore;
-use helloflex_auth::{Key, KeyRing};
+use helloflex::{Key, KeyRing};
 
 use crate::failure::Failure;
 use crate::profile::Profile;

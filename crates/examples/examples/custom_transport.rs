@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use helloflex_auth::{AsyncTransport, MAX_BODY_BYTES, Request, Response};
-use helloflex_core::{TransportError, TransportErrorKind as Kind};
+use helloflex::auth::{AsyncTransport, MAX_BODY_BYTES, Request, Response};
+use helloflex::{TransportError, TransportErrorKind as Kind};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 
@@ -54,10 +54,10 @@ impl AsyncTransport for HyperTransport {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use std::sync::Arc;
 
-    use helloflex_auth::{ClientBuilder, OwnAsync};
-    use helloflex_core::{ClientSecret, Environment, InsecureLoopback};
+    use helloflex::TokioRuntime;
+    use helloflex::auth::{ClientBuilder, OwnAsync};
+    use helloflex::{ClientSecret, Environment, InsecureLoopback};
     use helloflex_emulator::{DEMO_CLIENT, EmulatorConfig};
-    use helloflex_transport_reqwest::TokioRuntime;
 
     let emulator = helloflex_emulator::start(EmulatorConfig::default())?;
     println!("emulator at {}", emulator.base_url());

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use helloflex_auth::{BlockingTransport, Clock, MemoryStore, SystemClock, TokenStore};
-use helloflex_core::{
-    ApiErrorKind, AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, Environment,
-    Error, InsecureLoopback, parse_token_response,
+use helloflex::auth::BlockingTransport;
+use helloflex::core::parse_token_response;
+use helloflex::{
+    ApiErrorKind, AuthorizationCodeConfig, ClientIdentity, ClientSecret, Clock, Endpoint,
+    Environment, Error, InsecureLoopback, MemoryStore, SystemClock, TokenStore,
 };
 use helloflex_emulator::{DEMO_CLIENT, EmulatorConfig, WEB_APP};
 use serde_json::Value;
@@ -32,7 +33,7 @@ fn main() -> Result<()> {
     let environment = Environment::custom(emulator.base_url(), InsecureLoopback::Allow)?;
 
     println!("HelloFlex (client credentials), blocking client over ureq:");
-    let client = helloflex_transport_ureq::Client::builder()
+    let client = helloflex::blocking::Client::builder()
         .environment(environment.clone())
         .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
         .build()?;
@@ -77,7 +78,7 @@ fn main() -> Result<()> {
     println!("\nHelloFlex (client credentials), async client over reqwest:");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let client = helloflex_transport_reqwest::Client::builder()
+        let client = helloflex::Client::builder()
             .environment(environment.clone())
             .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
             .build()?;
@@ -118,14 +119,14 @@ fn main() -> Result<()> {
     .with_scopes(["calls.read", "news.read"])
     .with_issuer(emulator.base_url());
     let store = Arc::new(MemoryStore::new());
-    let client = helloflex_transport_ureq::Client::builder()
+    let client = helloflex::blocking::Client::builder()
         .environment(environment.clone())
         .authorization_code(config.clone(), store.clone())
         .build()?;
     let (url, pending) = client.start_authorization()?;
     step(&format!("authorization URL: {}...", &url[..url.len().min(90)]));
     // A browser would follow this; the emulator auto-approves and redirects to our callback.
-    let browser = helloflex_transport_ureq::UreqTransport::default();
+    let browser = helloflex::blocking::UreqTransport::default();
     let answer = browser.send(http::Request::get(url.as_str()).body(Vec::new())?)?;
     let callback = answer.headers()["location"].to_str()?.to_owned();
     // Print the callback's shape only: its code and state are secrets.

@@ -12,8 +12,8 @@ mod web_app;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use helloflex::auth::{Entropy, OsEntropy};
 use helloflex::{ConfigError, Error};
+use helloflex::{Entropy, OsEntropy};
 use helloflex_emulator::{Consent, Emulator, EmulatorConfig, WEB_APP};
 
 /// A browser that follows redirects and keeps cookies.

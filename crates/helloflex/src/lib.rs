@@ -183,8 +183,8 @@ pub use helloflex_store_redis::RedisStore;
 // Settings, requests and answers.
 pub use helloflex_core::{
     AccessToken, ApiRequest, ApiResponse, AuthorizationCodeConfig, AuthorizationCodeConfigBuilder,
-    ClientAuthMethod, ClientIdentity, ClientSecret, Endpoint, Environment, InsecureLoopback,
-    LifecyclePolicy, PendingAuthorization, RefreshToken, RetryPolicy, Token,
+    ClientAuthMethod, ClientIdentity, ClientSecret, CsrfState, Endpoint, Environment,
+    InsecureLoopback, LifecyclePolicy, PendingAuthorization, RefreshToken, RetryPolicy, Token,
 };
 // Errors.
 pub use helloflex_core::{
@@ -194,8 +194,9 @@ pub use helloflex_core::{
 };
 // Token stores, keys, clocks, tuning.
 pub use helloflex_auth::{
-    Claim, Clock, FileStore, Key, KeyError, KeyRing, Loaded, ManagerOptions, ManualClock,
-    MemoryStore, Record, StoreError, StoredTokens, Swap, SystemClock, Timeouts, TokenStore,
+    Claim, Clock, Entropy, FileStore, Key, KeyError, KeyRing, Loaded, ManagerOptions, ManualClock,
+    MemoryStore, OsEntropy, Record, StoreError, StoredTokens, Swap, SystemClock, Timeouts,
+    TokenStore,
 };
 
 #[cfg(feature = "async")]

@@ -42,11 +42,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use helloflex::auth::{Entropy, OsEntropy};
-use helloflex::core::CsrfState;
 use helloflex::{
     AuthorizationCodeConfig, CallbackError, Client, ClientIdentity, ClientSecret, ConfigError,
-    Endpoint, Environment, Error, InsecureLoopback, MemoryStore,
+    CsrfState, Endpoint, Entropy, Environment, Error, InsecureLoopback, MemoryStore, OsEntropy,
 };
 use pages::{
     Viewer, error_page, escape, expired_sign_in, page, refused_page, sign_in_failed, sign_out_form,

@@ -5,8 +5,8 @@ use std::fmt::Display;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use helloflex::core::{CsrfState, OAuthErrorCode};
 use helloflex::{CallbackError, Error};
+use helloflex::{CsrfState, OAuthErrorCode};
 
 use super::sessions::{Refused, Session};
 

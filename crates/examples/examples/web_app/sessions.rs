@@ -15,9 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use helloflex::auth::Entropy;
-use helloflex::core::CsrfState;
 use helloflex::{Client, PendingAuthorization};
+use helloflex::{CsrfState, Entropy};
 
 /// Sign-ins a session may have in flight at once (one per tab); a fifth drops the oldest.
 const PENDING_PER_SESSION: usize = 4;
@@ -71,7 +70,7 @@ pub struct Sessions {
 
 impl Sessions {
     /// A table of at most `max` sessions that end after `idle` without a request, with ids
-    /// drawn from `entropy` (`helloflex::auth::OsEntropy` outside tests).
+    /// drawn from `entropy` (`helloflex::OsEntropy` outside tests).
     pub fn new(max: usize, idle: Duration, entropy: Arc<dyn Entropy>) -> Self {
         Self { table: HashMap::new(), max: max.max(1), idle, entropy }
     }
