@@ -1,5 +1,5 @@
 //! A token store in the application's own SQL database: SQLite embedded by default,
-//! PostgreSQL for a fleet of processes on several hosts (to come). Users' tokens
+//! PostgreSQL (feature `postgres`) for a fleet of processes on several hosts. Users' tokens
 //! (Flextell's authorization-code grant, one record per user) or a client's own token (client
 //! credentials) live in one row each, sealed with the [`KeyRing`].
 //!
@@ -79,6 +79,8 @@
 //! [`Loaded::epoch_age`]: helloflex_auth::Loaded::epoch_age
 
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod protocol;
 pub mod schema;
 mod sqlite;
@@ -111,12 +113,17 @@ pub struct Database(Kind);
 #[derive(Clone)]
 enum Kind {
     Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(zeroize::Zeroizing<String>),
 }
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             Kind::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            // Not the address: it may carry a password.
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(_) => f.write_str("Postgres"),
         }
     }
 }
@@ -130,14 +137,28 @@ impl Database {
         Self(Kind::Sqlite(path.into()))
     }
 
+    /// The PostgreSQL database at `url` (`postgres://user:password@host:port/dbname`, or
+    /// libpq's `key=value` form). The connection is not encrypted (TLS is not wired in yet):
+    /// use it on a trusted network or through a local proxy. The tables go to the first schema
+    /// of the connection's `search_path` (`?options=-csearch_path%3Dmyschema` to choose one).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str) -> Self {
+        Self(Kind::Postgres(zeroize::Zeroizing::new(url.to_owned())))
+    }
+
     /// The database a URL names, for a setting: `sqlite:<path>` (or `sqlite://<path>`), or
-    /// `postgres://...` / `postgresql://...` (refused until PostgreSQL is supported).
+    /// `postgres://...` / `postgresql://...` (with the `postgres` feature).
     pub fn from_url(url: &str) -> Result<Self, SqlError> {
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             return Ok(Self::sqlite(path));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(SqlError::Setting("PostgreSQL is not supported yet".into()));
+            #[cfg(feature = "postgres")]
+            return Ok(Self::postgres(url));
+            #[cfg(not(feature = "postgres"))]
+            return Err(SqlError::Setting(
+                "PostgreSQL needs the `postgres` feature of helloflex-store-sql".into(),
+            ));
         }
         // Not quoted back: it may carry a password.
         Err(SqlError::Setting("not a sqlite: or postgres:// database URL".into()))
@@ -148,6 +169,8 @@ impl Database {
 #[derive(Debug)]
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    #[cfg(feature = "postgres")]
+    Postgres(Box<postgres::Postgres>),
 }
 
 impl Backend {
@@ -159,12 +182,16 @@ impl Backend {
     ) -> Result<T, SqlError> {
         match self {
             Backend::Sqlite(db) => db.transaction(op, timeout, step),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.transaction(op, timeout, false, step),
         }
     }
 
     fn migrate(&self, t: &Tables, timeout: Duration) -> Result<u32, SqlError> {
         match self {
             Backend::Sqlite(db) => db.migrate(t, timeout),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.migrate(t, timeout),
         }
     }
 
@@ -172,12 +199,16 @@ impl Backend {
     fn refresh(&self) {
         match self {
             Backend::Sqlite(db) => db.refresh(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => {}
         }
     }
 
     fn ensured(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
         match self {
             Backend::Sqlite(db) => db.ensured(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.ensured(),
         }
     }
 }
@@ -233,6 +264,8 @@ impl SqlStore {
     ) -> Result<Self, SqlError> {
         let backend = match database.0 {
             Kind::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::new(path)),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(url) => Backend::Postgres(Box::new(postgres::Postgres::new(&url)?)),
         };
         let tables = Tables::new(DEFAULT_TABLE_PREFIX)?;
         Ok(Self {
@@ -345,6 +378,8 @@ impl SqlStore {
     pub fn sqlite_path(&self) -> Option<&Path> {
         match &*self.backend {
             Backend::Sqlite(db) => Some(db.path()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => None,
         }
     }
 

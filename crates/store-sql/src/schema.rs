@@ -23,7 +23,7 @@
 use crate::SqlError;
 
 /// The schema version this SDK reads and writes. Each release that changes the tables adds a
-/// step to [`steps`] and raises it by one; [`crate::SqlStore::migrate`] applies the missing steps
+/// step to this module (`steps`) and raises it by one; [`crate::SqlStore::migrate`] applies the missing steps
 /// in one transaction, so a database is upgraded by the first instance of the new release
 /// (older instances still running then fail with [`SqlError::SchemaTooNew`] and must be
 /// replaced: upgrade the whole fleet, as for any schema change).
@@ -70,12 +70,16 @@ impl Tables {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Dialect {
     Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
 
 impl Dialect {
     fn bytes(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BLOB",
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => "BYTEA",
         }
     }
 }
