@@ -1,0 +1,84 @@
+//! The store's own failures: the database unreachable, its schema too old or too new, a
+//! statement refused. Every one is described without a value (no token, no password, no row
+//! content), and turns into a [`StoreError`] for the token managers.
+
+use helloflex_auth::StoreError;
+
+/// A SQL store failed before or besides reading a record (reading one that does not open is a
+/// [`StoreError::RemoteRecord`], from [`helloflex_auth::TokenStore::load`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    /// The database could not be opened or reached (a missing directory, a refused connection,
+    /// a failed login, a time-out while connecting).
+    #[error("the token database cannot be reached: {reason}")]
+    Unreachable {
+        /// Why, without the address's password.
+        reason: String,
+    },
+    /// The database holds an older schema than this SDK's, and migrating on first use was
+    /// turned off ([`crate::SqlStore::migrate_on_first_use`]): call [`crate::SqlStore::migrate`].
+    #[error(
+        "the token tables are at schema version {found}, older than this SDK's {supported}; \
+         run SqlStore::migrate()"
+    )]
+    SchemaTooOld {
+        /// The version found (0: no token tables yet).
+        found: u32,
+        /// The version this SDK reads and writes.
+        supported: u32,
+    },
+    /// The database holds a newer schema than this SDK knows (a newer release migrated it):
+    /// nothing is read or written; upgrade this SDK.
+    #[error(
+        "the token tables are at schema version {found}, newer than this SDK's {supported}; \
+         upgrade helloflex-store-sql"
+    )]
+    SchemaTooNew {
+        /// The version found.
+        found: u32,
+        /// The version this SDK reads and writes.
+        supported: u32,
+    },
+    /// A statement failed (a lock not granted in time, a table dropped under the store, a full
+    /// disk, a read-only replica).
+    #[error("token database {op} failed: {reason}")]
+    Database {
+        /// What was being done.
+        op: &'static str,
+        /// Why (the database's error class and message, never a bound value).
+        reason: String,
+    },
+    /// A setting the store cannot use (a table prefix that is not a plain identifier, a
+    /// database kind this build does not include).
+    #[error("token store setting refused: {0}")]
+    Setting(String),
+}
+
+impl SqlError {
+    /// The operation, for [`StoreError::Remote`].
+    fn op(&self) -> &'static str {
+        match self {
+            SqlError::Database { op, .. } => op,
+            SqlError::Unreachable { .. } => "connect",
+            SqlError::SchemaTooOld { .. } | SqlError::SchemaTooNew { .. } => "schema check",
+            SqlError::Setting(_) => "open",
+        }
+    }
+
+    /// The store error for this failure during `op` (`read`, `write`, ...).
+    pub(crate) fn during(self, op: &'static str) -> StoreError {
+        let reason = match self {
+            SqlError::Database { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        StoreError::Remote { op, reason }
+    }
+}
+
+impl From<SqlError> for StoreError {
+    fn from(error: SqlError) -> Self {
+        let op = error.op();
+        error.during(op)
+    }
+}

@@ -1,0 +1,367 @@
+//! PostgreSQL: the same steps as SQLite ([`crate::protocol`]), each one transaction at
+//! `READ COMMITTED` that first locks the record's epoch row (`SELECT ... FOR UPDATE`), so the
+//! steps on one record are serialised across every instance, and steps on other records do not
+//! wait. Migrations take a transaction-scoped advisory lock, so one instance migrates while the
+//! others wait and then find the tables there.
+//!
+//! The driver is tokio-postgres on a one-thread runtime of the store's own: each statement runs
+//! as a task the calling thread waits for, at most the store's time-out (a hung server costs the
+//! time-out, not a hang; the connection is then closed, rolling back what it had begun). The
+//! server is told the same limits (`statement_timeout`, `lock_timeout`,
+//! `idle_in_transaction_session_timeout`), so a transaction whose caller went away does not keep
+//! the record's lock.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Duration;
+
+use tokio::runtime::{Handle, Runtime};
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+use crate::SqlError;
+use crate::protocol::{self, Epoch, Row, Tx};
+use crate::schema::{Dialect, Tables};
+
+/// Idle connections kept for reuse.
+const IDLE_KEPT: usize = 4;
+
+/// The advisory lock migrations hold (`helloflx` in ASCII).
+const MIGRATION_LOCK: i64 = 0x6865_6c6c_6f66_6c78;
+
+pub(crate) struct Postgres {
+    config: tokio_postgres::Config,
+    /// Dropped without waiting (`shutdown_background`), so a store may be dropped anywhere,
+    /// an async task included.
+    runtime: Option<Runtime>,
+    handle: Handle,
+    idle: Mutex<Vec<Connection>>,
+    ensured: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Host and database only: never the password.
+        f.debug_struct("Postgres")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// One connection: the client, and the task that drives its socket (stopped with it).
+struct Connection {
+    client: Arc<Client>,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Why a statement did not answer.
+enum Failure {
+    TimedOut,
+    Postgres(tokio_postgres::Error),
+    /// The runtime is gone (the store is being dropped).
+    Stopped,
+}
+
+impl Postgres {
+    pub(crate) fn new(url: &str) -> Result<Self, SqlError> {
+        // The URL is not quoted back: it may carry a password.
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|_| SqlError::Setting("not a usable PostgreSQL connection string".into()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("helloflex-store-sql")
+            .enable_all()
+            .build()
+            .map_err(|e| SqlError::Setting(format!("the store's runtime did not start: {e}")))?;
+        Ok(Self {
+            config,
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            idle: Mutex::default(),
+            ensured: Mutex::default(),
+        })
+    }
+
+    pub(crate) fn ensured(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.ensured.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `future` on the store's runtime and waits for it at most `timeout`; a future that
+    /// did not finish is stopped.
+    fn wait<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        future: impl Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let (send, answer) = mpsc::sync_channel(1);
+        let task = self.handle.spawn(async move {
+            let _ = send.send(future.await);
+        });
+        match answer.recv_timeout(timeout) {
+            Ok(result) => result.map_err(Failure::Postgres),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                task.abort();
+                Err(Failure::TimedOut)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Failure::Stopped),
+        }
+    }
+
+    fn connect(&self, timeout: Duration) -> Result<Connection, SqlError> {
+        let mut config = self.config.clone();
+        config.connect_timeout(timeout);
+        let (client, connection) = self
+            .wait(timeout, async move { config.connect(NoTls).await })
+            .map_err(|f| SqlError::Unreachable { reason: failure(&f) })?;
+        let driver = self.handle.spawn(async move {
+            // Ends when the client is dropped or the server goes away; its error shows on the
+            // client's next statement.
+            let _ = connection.await;
+        });
+        Ok(Connection { client: Arc::new(client), driver })
+    }
+
+    /// Runs `step` in one transaction, committed if it succeeds; `migration` first takes the
+    /// migrations' advisory lock. A connection that failed is closed (rolling back whatever it
+    /// had begun), not kept.
+    pub(crate) fn transaction<T>(
+        &self,
+        op: &'static str,
+        timeout: Duration,
+        migration: bool,
+        step: impl FnOnce(&mut dyn Tx) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let connection = match idle {
+            Some(connection) if !connection.client.is_closed() => connection,
+            _ => self.connect(timeout)?,
+        };
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        let mut begin = format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = {ms}; \
+             SET LOCAL lock_timeout = {ms}; SET LOCAL idle_in_transaction_session_timeout = {ms};"
+        );
+        if migration {
+            begin.push_str(&format!(" SELECT pg_advisory_xact_lock({MIGRATION_LOCK});"));
+        }
+        let mut tx = PgTx { db: self, client: &connection.client, timeout, clock: None };
+        tx.batch(op, begin)?;
+        let value = step(&mut tx)?;
+        tx.batch(op, "COMMIT".to_owned())?;
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_KEPT {
+            idle.push(connection);
+        }
+        Ok(value)
+    }
+
+    pub(crate) fn migrate(&self, t: &Tables, timeout: Duration) -> Result<u32, SqlError> {
+        self.transaction("migrate", timeout, true, |tx| {
+            let (now, _) = tx.clock()?;
+            protocol::migrate(tx, t, Dialect::Postgres, now)
+        })
+    }
+}
+
+/// A failure as a reason: the server's message and SQLSTATE, or the connection's trouble;
+/// never a bound value or the connection string.
+fn failure(f: &Failure) -> String {
+    match f {
+        Failure::TimedOut => "timed out".into(),
+        Failure::Stopped => "the store is shutting down".into(),
+        Failure::Postgres(e) => match e.as_db_error() {
+            Some(db) if matches!(db.code().code(), "55P03" | "57014" | "25P03") => {
+                format!("timed out ({}: {})", db.code().code(), db.message())
+            }
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None if e.is_closed() => "connection closed".into(),
+            None => e.to_string(),
+        },
+    }
+}
+
+struct PgTx<'a> {
+    db: &'a Postgres,
+    client: &'a Arc<Client>,
+    timeout: Duration,
+    /// The server's clock and run, read once per transaction.
+    clock: Option<(i64, String)>,
+}
+
+impl PgTx<'_> {
+    fn run<T: Send + 'static, F>(
+        &self,
+        op: &'static str,
+        statement: impl FnOnce(Arc<Client>) -> F,
+    ) -> Result<T, SqlError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+    {
+        self.db
+            .wait(self.timeout, statement(Arc::clone(self.client)))
+            .map_err(|f| SqlError::Database { op, reason: failure(&f) })
+    }
+
+    fn batch(&self, op: &'static str, sql: String) -> Result<(), SqlError> {
+        self.run(op, |c| async move { c.batch_execute(&sql).await })
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn clock(&mut self) -> Result<(i64, String), SqlError> {
+        if let Some(clock) = &self.clock {
+            return Ok(clock.clone());
+        }
+        // The server's clock, and its start time: another after a restart (a crash, a restore
+        // from a backup, a point-in-time recovery) or on another server (a failover).
+        let clock: (i64, String) = self.run("clock", |c| async move {
+            let row = c
+                .query_one(
+                    "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
+                     pg_postmaster_start_time()::text",
+                    &[],
+                )
+                .await?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        })?;
+        self.clock = Some(clock.clone());
+        Ok(clock)
+    }
+
+    fn lock_epoch(&mut self, t: &Tables, key: &str) -> Result<Epoch, SqlError> {
+        let insert = format!(
+            "INSERT INTO {} (record_key, run, since_ms, held) VALUES ($1, '', 0, FALSE) \
+             ON CONFLICT (record_key) DO NOTHING",
+            t.epochs
+        );
+        let select = format!(
+            "SELECT run, since_ms, held FROM {} WHERE record_key = $1 FOR UPDATE",
+            t.epochs
+        );
+        let key = key.to_owned();
+        self.run("epoch", |c| async move {
+            c.execute(&insert, &[&key]).await?;
+            let row = c.query_one(&select, &[&key]).await?;
+            Ok(Epoch { run: row.try_get(0)?, since_ms: row.try_get(1)?, held: row.try_get(2)? })
+        })
+    }
+
+    fn put_epoch(&mut self, t: &Tables, key: &str, e: &Epoch) -> Result<(), SqlError> {
+        let sql = format!(
+            "UPDATE {} SET run = $2, since_ms = $3, held = $4 WHERE record_key = $1",
+            t.epochs
+        );
+        let (key, e) = (key.to_owned(), e.clone());
+        self.run("epoch", |c| async move {
+            c.execute(&sql, &[&key, &e.run, &e.since_ms, &e.held]).await.map(drop)
+        })
+    }
+
+    fn read(&mut self, t: &Tables, key: &str) -> Result<Option<(i64, Vec<u8>)>, SqlError> {
+        let sql = format!("SELECT version, value FROM {} WHERE record_key = $1", t.tokens);
+        let key = key.to_owned();
+        self.run("read", |c| async move {
+            match c.query_opt(&sql, &[&key]).await? {
+                Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn insert(&mut self, t: &Tables, row: &Row<'_>) -> Result<bool, SqlError> {
+        let sql = format!(
+            "INSERT INTO {} (record_key, client_id, user_id, version, value, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (record_key) DO NOTHING",
+            t.tokens
+        );
+        let (key, client, user) =
+            (row.key.to_owned(), row.client_id.to_owned(), row.user_id.map(str::to_owned));
+        let (version, value, now) =
+            (row.version, zeroize::Zeroizing::new(row.value.to_vec()), row.now_ms);
+        self.run("write", |c| async move {
+            let value: &[u8] = &value;
+            c.execute(&sql, &[&key, &client, &user, &version, &value, &now]).await.map(|n| n == 1)
+        })
+    }
+
+    fn update(&mut self, t: &Tables, expected: i64, row: &Row<'_>) -> Result<bool, SqlError> {
+        let sql = format!(
+            "UPDATE {} SET version = $2, value = $3, updated_at_ms = $4 \
+             WHERE record_key = $1 AND version = $5",
+            t.tokens
+        );
+        let key = row.key.to_owned();
+        let (version, value, now) =
+            (row.version, zeroize::Zeroizing::new(row.value.to_vec()), row.now_ms);
+        self.run("write", |c| async move {
+            let value: &[u8] = &value;
+            c.execute(&sql, &[&key, &version, &value, &now, &expected]).await.map(|n| n == 1)
+        })
+    }
+
+    fn delete(&mut self, t: &Tables, key: &str) -> Result<bool, SqlError> {
+        let sql = format!("DELETE FROM {} WHERE record_key = $1", t.tokens);
+        let key = key.to_owned();
+        self.run("delete", |c| async move { c.execute(&sql, &[&key]).await.map(|n| n > 0) })
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<(), SqlError> {
+        self.batch("migrate", sql.to_owned())
+    }
+
+    fn table_exists(&mut self, name: &str) -> Result<bool, SqlError> {
+        let name = name.to_owned();
+        self.run("schema check", |c| async move {
+            c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await?.try_get(0)
+        })
+    }
+
+    fn schema_version(&mut self, t: &Tables) -> Result<Option<i64>, SqlError> {
+        let sql = format!("SELECT version FROM {} WHERE id = 1", t.schema);
+        self.run("schema check", |c| async move {
+            match c.query_opt(&sql, &[]).await? {
+                Some(row) => Ok(Some(i64::from(row.try_get::<_, i32>(0)?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn set_schema_version(
+        &mut self,
+        t: &Tables,
+        version: i64,
+        now_ms: i64,
+    ) -> Result<(), SqlError> {
+        let sql = format!(
+            "INSERT INTO {} (id, version, updated_at_ms) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET version = $1, updated_at_ms = $2",
+            t.schema
+        );
+        let version = i32::try_from(version).map_err(|_| SqlError::Database {
+            op: "migrate",
+            reason: "a schema version beyond 32 bits".into(),
+        })?;
+        self.run(
+            "migrate",
+            |c| async move { c.execute(&sql, &[&version, &now_ms]).await.map(drop) },
+        )
+    }
+}

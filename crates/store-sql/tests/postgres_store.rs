@@ -1,0 +1,358 @@
+//! The SQL store on a real PostgreSQL server (initdb'd in a temporary directory, on a free
+//! loopback port): the same contract as on SQLite (`sqlite_store.rs`), and what only a server
+//! does: concurrent writers serialised by the epoch row's lock, a restart or a restore from a
+//! backup starting a new epoch, a hung server costing the time-out, a restarted one
+//! reconnected, and errors naming no password.
+
+#[path = "support/pg_server.rs"]
+mod pg_server;
+
+use std::time::Duration;
+
+use helloflex_auth::{
+    Claim, Key, KeyRing, OpenError, Record, RecordProblem, StoreError, StoredTokens, Swap,
+    TokenStore,
+};
+use helloflex_core::AccessToken;
+use helloflex_store_sql::{Database, SCHEMA_VERSION, SqlError, SqlStore};
+use pg_server::PgServer;
+
+const CANARY_ACCESS: &str = "canary-access-7b1f2e9d04c3a8";
+const CANARY_REFRESH: &str = "canary-refresh-5e8a1c6f3b0d92";
+const YOUNG: Duration = Duration::from_millis(200);
+const GROWN: Duration = Duration::from_millis(600);
+
+fn keys(id: &str, byte: u8) -> KeyRing {
+    KeyRing::new(Key::new(id, [byte; 32]).unwrap())
+}
+
+fn tokens_named(access: &str, refresh: &str) -> StoredTokens {
+    let json = format!(
+        r#"{{"access_token":"{access}","refresh_token":"{refresh}","expires_at_unix_ms":4000000000000}}"#
+    );
+    serde_json::from_str(&json).unwrap()
+}
+
+fn record(n: u32, version: u64) -> Record {
+    Record::new(tokens_named(&format!("at{n}"), &format!("rt{n}")), version)
+}
+
+fn open(server: &PgServer, client: &str) -> SqlStore {
+    SqlStore::open(Database::postgres(&server.url()), client, keys("k1", 1))
+        .unwrap()
+        .with_timeout(Duration::from_secs(5))
+}
+
+fn stored(store: &SqlStore) -> Option<(u64, AccessToken)> {
+    let record = store.load().unwrap().record;
+    record.map(|r| (r.version, r.tokens.expect("tokens").access_token))
+}
+
+fn epoch(store: &SqlStore) -> Duration {
+    store.load().unwrap().epoch_age.expect("an epoch age")
+}
+
+fn stored_at(swap: Swap) -> (u64, Duration) {
+    match swap {
+        Swap::Stored { version, epoch_age } => (version, epoch_age.expect("an epoch age")),
+        other => panic!("expected the swap to land, got {other:?}"),
+    }
+}
+
+fn grown_epoch(store: &SqlStore) -> Duration {
+    epoch(store);
+    std::thread::sleep(GROWN);
+    let age = epoch(store);
+    assert!(age >= GROWN - Duration::from_millis(50), "the epoch grew to {age:?}");
+    age
+}
+
+fn json(record: &Record) -> serde_json::Value {
+    serde_json::to_value(record).unwrap()
+}
+
+/// One server for the contract tests (each on its own client id).
+#[test]
+fn the_store_contract_holds_on_postgresql() {
+    let server = PgServer::start();
+
+    // Compare-and-swap on the version read, at a higher version the writer picks.
+    let store = open(&server, "client-a");
+    assert!(store.load().unwrap().record.is_none());
+    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { version: 1, .. }));
+    assert_eq!(store.swap(0, &record(2, 2)).unwrap(), Swap::Conflict);
+    assert_eq!(store.swap(5, &record(2, 6)).unwrap(), Swap::Conflict);
+    assert_eq!(store.swap(1, &record(2, 1)).unwrap(), Swap::Conflict);
+    assert!(matches!(store.swap(1, &record(3, 7)).unwrap(), Swap::Stored { version: 7, .. }));
+    assert_eq!(stored(&store), Some((7, AccessToken::new("at3"))));
+
+    // Every u64 version, exactly.
+    let big = open(&server, "client-big");
+    let mut expected = 0;
+    for version in [(1 << 53) + 1, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX] {
+        assert_eq!(stored_at(big.swap(expected, &record(1, version)).unwrap()).0, version);
+        assert_eq!(big.swap(expected, &record(1, version)).unwrap(), Swap::Conflict);
+        assert_eq!(stored(&big).unwrap().0, version);
+        expected = version;
+    }
+
+    // The whole record: claim, tombstone, completed authorizations; the claim fences a
+    // stalled holder.
+    let (a, b) = (open(&server, "client-b").for_user("u"), open(&server, "client-b").for_user("u"));
+    let mut by_a = record(1, 2);
+    by_a.claim = Some(Claim::new("a", Duration::from_secs(5)));
+    by_a.completed = vec!["state-a".into()];
+    assert!(matches!(a.swap(0, &by_a).unwrap(), Swap::Stored { version: 2, .. }));
+    assert_eq!(json(&b.load().unwrap().record.unwrap()), json(&by_a));
+    let mut by_b = record(1, 3);
+    by_b.claim = Some(Claim::new("b", Duration::from_secs(5)));
+    assert!(matches!(b.swap(2, &by_b).unwrap(), Swap::Stored { version: 3, .. }));
+    assert_eq!(a.swap(2, &record(2, 4)).unwrap(), Swap::Conflict, "the late answer is fenced");
+    let mut refused = record(3, 4);
+    refused.tokens.as_mut().unwrap().refused = true;
+    assert!(matches!(b.swap(3, &refused).unwrap(), Swap::Stored { version: 4, .. }));
+    assert!(a.load().unwrap().into_tokens().unwrap().refused, "the tombstone");
+
+    // The schema: created in the database, versioned, the rows findable by client and user.
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        server.sql(
+            "SELECT client_id || ' ' || coalesce(user_id, '-') FROM helloflex_tokens ORDER BY 1"
+        ),
+        "client-a -\nclient-b u\nclient-big -"
+    );
+    assert_eq!(
+        server.sql("SELECT data_type FROM information_schema.columns WHERE table_name = 'helloflex_tokens' AND column_name = 'value'"),
+        "bytea"
+    );
+}
+
+/// Threads with stores of their own (their own connections, as instances would have) race
+/// swaps on one record: each version is won exactly once.
+#[test]
+fn racing_writers_each_win_a_version_at_most_once() {
+    let server = PgServer::start();
+    open(&server, "client-a").migrate().unwrap();
+    let wins = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for n in 0..4u32 {
+            let (server, wins) = (&server, &wins);
+            s.spawn(move || {
+                let store = open(server, "client-a");
+                for _ in 0..25 {
+                    let current = store.load().unwrap().record.map_or(0, |r| r.version);
+                    if let Swap::Stored { version, .. } =
+                        store.swap(current, &record(n, current + 1)).unwrap()
+                    {
+                        wins.lock().unwrap().push(version);
+                    }
+                }
+            });
+        }
+    });
+    let mut wins = wins.into_inner().unwrap();
+    let count = wins.len();
+    wins.sort_unstable();
+    wins.dedup();
+    assert_eq!(wins.len(), count, "a version won twice");
+    assert_eq!(wins, (1..=count as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn epochs_grow_and_a_loss_restart_or_restore_starts_a_new_one() {
+    let mut server = PgServer::start();
+    let store = open(&server, "client-a");
+    let first = epoch(&store);
+    assert!(first < YOUNG, "{first:?}");
+
+    // A record deleted by an operator.
+    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { .. }));
+    let old = grown_epoch(&store);
+    server.sql("DELETE FROM helloflex_tokens");
+    let loaded = open(&server, "client-a").load().unwrap();
+    assert!(loaded.record.is_none());
+    assert!(loaded.epoch_age.unwrap() < YOUNG.min(old), "a new epoch after a delete");
+    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { .. }));
+
+    // The server's clock behind the epoch's start.
+    let old = grown_epoch(&store);
+    server.sql("UPDATE helloflex_token_epochs SET since_ms = since_ms + 3600000");
+    let age = epoch(&store);
+    assert!(age < YOUNG.min(old), "a new epoch after a clock step: {age:?}");
+
+    // A restart keeps the record, in a new epoch; pooled connections reconnect.
+    let old = grown_epoch(&store);
+    server.restart();
+    let loaded = store.load().unwrap();
+    assert!(loaded.epoch_age.unwrap() < YOUNG.min(old), "a new epoch after a restart");
+    assert_eq!(loaded.record.map(|r| r.version), Some(1));
+
+    // A restore from a backup: the older record back, in a new epoch, for every store.
+    let backup = server.backup();
+    assert!(matches!(store.swap(1, &record(2, 2)).unwrap(), Swap::Stored { .. }));
+    let old = grown_epoch(&store);
+    server.restore(&backup);
+    let never_saw_2 = open(&server, "client-a");
+    for reader in [&never_saw_2, &store] {
+        let loaded = reader.load().unwrap();
+        assert!(loaded.epoch_age.unwrap() < YOUNG.min(old), "a new epoch after a restore");
+        assert_eq!(loaded.record.map(|r| r.version), Some(1), "the backup's record");
+    }
+    assert_eq!(store.swap(2, &record(3, 3)).unwrap(), Swap::Conflict, "from the lost version");
+    let (version, age) = stored_at(store.swap(1, &record(3, 3)).unwrap());
+    assert_eq!(version, 3);
+    assert!(age < old);
+}
+
+#[test]
+fn no_token_bytes_reach_the_database_and_a_row_copied_to_another_user_does_not_open() {
+    let server = PgServer::start();
+    let store = open(&server, "client-c");
+    let alice = store.for_user("alice");
+    let mut claimed = Record::new(tokens_named(CANARY_ACCESS, CANARY_REFRESH), 1);
+    claimed.claim = Some(Claim::new("holder", Duration::from_secs(5)));
+    assert!(matches!(alice.swap(0, &claimed).unwrap(), Swap::Stored { .. }));
+
+    // Every table's rows as text, and the server's files after a checkpoint.
+    let hex = |text: &str| text.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let dump = server.sql(
+        "SELECT string_agg(encode(convert_to(record_key, 'UTF8'), 'hex') || encode(value, 'hex'), '') \
+         FROM helloflex_tokens",
+    );
+    assert!(dump.contains(&hex("alice")), "the check reads the rows");
+    assert!(!dump.contains(&hex(CANARY_ACCESS)) && !dump.contains(&hex(CANARY_REFRESH)));
+    server.sql("CHECKPOINT");
+    let mut files = Vec::new();
+    let mut dirs = vec![server.data_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files.extend(bytes);
+            }
+        }
+    }
+    let contains = |needle: &str| files.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(contains("client-c/alice"), "the check reads the files");
+    assert!(!contains(CANARY_ACCESS) && !contains(CANARY_REFRESH), "a token in the files");
+
+    // The sealed value copied to bob's row (and to another prefix's table) does not open there.
+    let bob = store.for_user("bob");
+    let staging = store.for_user("alice").with_table_prefix("staging_").unwrap();
+    for (other, table) in [(&bob, "helloflex_tokens"), (&staging, "staging_tokens")] {
+        other.migrate().unwrap();
+        server.sql(&format!(
+            "INSERT INTO {table} (record_key, client_id, user_id, version, value, updated_at_ms) \
+             SELECT '{}', client_id, user_id, 1, value, 0 FROM helloflex_tokens \
+             WHERE record_key = 'client-c/alice'",
+            other.record_key()
+        ));
+        let error = other.load().unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                StoreError::RemoteRecord {
+                    problem: RecordProblem::Sealed(OpenError::Unauthentic),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(!format!("{error} {error:?}").contains("canary"));
+        assert_eq!(other.swap(0, &record(1, 2)).unwrap(), Swap::Conflict, "not overwritten blind");
+    }
+    let shown = format!("{store:?} {alice:?}");
+    assert!(!shown.contains("canary") && !shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn a_schema_newer_than_this_sdk_is_refused_and_the_applications_tables_are_left_alone() {
+    let server = PgServer::start();
+    server.sql("CREATE TABLE users (id serial PRIMARY KEY, name text); INSERT INTO users (name) VALUES ('alice')");
+    let store = open(&server, "client-a");
+    let manual = open(&server, "client-a").migrate_on_first_use(false);
+    let error = manual.load().unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Remote { reason, .. } if reason.contains("version 0")),
+        "{error:?}"
+    );
+    assert_eq!(store.migrate().unwrap(), 0);
+    // Several instances migrating at once: one does it, the others find it done.
+    let found: Vec<u32> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|n| {
+                let server = &server;
+                s.spawn(move || {
+                    open(server, "c")
+                        .with_table_prefix(&format!("p{n}_"))
+                        .unwrap()
+                        .migrate()
+                        .unwrap();
+                    open(server, "c").with_table_prefix("shared_").unwrap().migrate().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(found.iter().filter(|v| **v == 0).count(), 1, "{found:?}");
+
+    server.sql(&format!("UPDATE helloflex_token_schema SET version = {}", SCHEMA_VERSION + 1));
+    let fresh = open(&server, "client-a");
+    let expected = SqlError::SchemaTooNew { found: SCHEMA_VERSION + 1, supported: SCHEMA_VERSION };
+    assert_eq!(fresh.migrate().unwrap_err(), expected);
+    assert!(matches!(
+        fresh.swap(0, &record(1, 1)).unwrap_err(),
+        StoreError::Remote { op: "write", .. }
+    ));
+    assert_eq!(server.sql("SELECT count(*) FROM helloflex_tokens"), "0");
+    assert_eq!(server.sql("SELECT name FROM users"), "alice");
+}
+
+#[test]
+fn an_unreachable_or_hung_server_is_a_typed_error_in_the_timeout_naming_no_password() {
+    let nowhere =
+        format!("postgres://app:hunter2-password@127.0.0.1:{}/app", pg_server::free_port());
+    let store = SqlStore::open(Database::postgres(&nowhere), "client-e", keys("k1", 1))
+        .unwrap()
+        .with_timeout(Duration::from_millis(500));
+    let error = store.load().unwrap_err();
+    assert!(matches!(&error, StoreError::Remote { op: "read", .. }), "{error:?}");
+    let shown = format!("{error} {error:?} {store:?} {}", error.clone().into_error());
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(matches!(store.migrate().unwrap_err(), SqlError::Unreachable { .. }));
+    let error = SqlStore::open(Database::postgres("postgres://a:hunter2@[::1"), "c", keys("k1", 1))
+        .unwrap_err();
+    assert!(!format!("{error} {error:?}").contains("hunter2"));
+
+    // A hung server (every process stopped): a pooled connection and a new one, a read and a
+    // write, each costs the time-out.
+    let server = PgServer::start();
+    let store = open(&server, "client-h").with_timeout(Duration::from_millis(500));
+    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { .. }));
+    server.pause();
+    let (sender, answers) = std::sync::mpsc::channel();
+    let hung = std::thread::spawn({
+        let (store, other) =
+            (store.for_user("alice"), open(&server, "x").with_timeout(Duration::from_millis(500)));
+        move || {
+            let _ = sender.send(store.load().map(|_| ()));
+            let _ = sender.send(other.swap(0, &record(3, 1)).map(|_| ()));
+        }
+    });
+    for _ in 0..2 {
+        let Ok(answer) = answers.recv_timeout(Duration::from_secs(10)) else {
+            server.resume();
+            panic!("a store call hung on a paused server");
+        };
+        let error = answer.unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Remote { reason, .. } if reason.contains("timed out")),
+            "{error:?}"
+        );
+    }
+    hung.join().unwrap();
+    server.resume();
+    assert_eq!(stored(&store), Some((1, AccessToken::new("at1"))));
+}

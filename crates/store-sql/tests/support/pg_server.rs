@@ -1,0 +1,203 @@
+//! A real PostgreSQL server (Debian's `postgresql` package), made with `initdb` in its own
+//! temporary directory and started with `pg_ctl` on a free loopback port; stopped (and its
+//! directory removed) when dropped. As root, every command runs as the `postgres` user
+//! (`initdb` refuses root). Raw SQL goes through `psql`, as an operator's would.
+//!
+//! Beyond start and stop, it does to a server what operations do to one: a restart, a backup of
+//! the data directory and a restore from it (a rollback), a pause of every server process
+//! (`SIGSTOP`: a hung server).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A running PostgreSQL server.
+pub struct PgServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+    running: bool,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: apt-get install postgresql")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().expect("no /usr/lib/postgresql/*/bin/initdb: apt-get install postgresql")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+impl PgServer {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new().prefix("helloflex-pg-").tempdir().unwrap();
+        let as_postgres = is_root();
+        if as_postgres {
+            let status =
+                Command::new("chown").arg("postgres:postgres").arg(dir.path()).status().unwrap();
+            assert!(status.success());
+        }
+        let server = Self { bin: bin_dir(), dir, port: free_port(), as_postgres, running: false };
+        server.run_ok(
+            "initdb",
+            &["-D", &server.data(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+        );
+        let mut server = server;
+        server.begin();
+        server
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        self.command(tool).args(args).current_dir(self.dir.path()).output().unwrap()
+    }
+
+    fn run_ok(&self, tool: &str, args: &[&str]) -> Output {
+        let out = self.run(tool, args);
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts the server on its port (loopback only, its socket in its directory).
+    pub fn begin(&mut self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run_ok("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]);
+        self.running = true;
+    }
+
+    /// Stops the server (fast: connections are cut, nothing is lost).
+    pub fn stop(&mut self) {
+        self.run_ok("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        self.running = false;
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.begin();
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres:hunter2-password@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs `sql` through `psql`; its output, unaligned, tuples only.
+    pub fn sql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        let out = self.run_ok(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    }
+
+    /// Copies the data directory (the server stopped), as a file-system backup; returns it.
+    pub fn backup(&mut self) -> PathBuf {
+        self.stop();
+        let backup = self.dir.path().join("backup");
+        let status = Command::new("cp").arg("-a").arg(self.data_dir()).arg(&backup).status();
+        assert!(status.unwrap().success());
+        self.begin();
+        backup
+    }
+
+    /// Restarts the server from `backup` (a rollback to it).
+    pub fn restore(&mut self, backup: &Path) {
+        self.stop();
+        std::fs::remove_dir_all(self.data_dir()).unwrap();
+        let status = Command::new("cp").arg("-a").arg(backup).arg(self.data_dir()).status();
+        assert!(status.unwrap().success());
+        self.begin();
+    }
+
+    /// The server's processes: the postmaster and its children.
+    fn pids(&self) -> Vec<String> {
+        let pid = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).unwrap();
+        let postmaster = pid.lines().next().unwrap().trim().to_owned();
+        let out = Command::new("ps").args(["-o", "pid=", "--ppid", &postmaster]).output().unwrap();
+        let mut pids: Vec<String> =
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
+        pids.push(postmaster);
+        pids
+    }
+
+    fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let _ = Command::new("kill")
+                .args([signal, &pid])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
+    /// Stops every process of the server (`SIGSTOP`): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if self.running {
+            self.resume();
+            let _ = self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        }
+    }
+}
