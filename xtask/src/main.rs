@@ -164,6 +164,28 @@ fn nextest_installed() -> Result<(), String> {
     }
 }
 
+/// A PostgreSQL server for helloflex-store-sql's tests (they start it with initdb/pg_ctl from
+/// `/usr/lib/postgresql/*/bin`, which is not on PATH).
+fn postgres_server() -> Result<(), String> {
+    let found = || {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .is_ok_and(|versions| versions.flatten().any(|v| v.path().join("bin/initdb").exists()))
+    };
+    if found() {
+        return Ok(());
+    }
+    eprintln!("$ apt-get install -y postgresql (for the SQL store's tests)");
+    let script =
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql";
+    let installed = Command::new("sh").args(["-c", script]).status().is_ok_and(|s| s.success());
+    if installed && found() {
+        Ok(())
+    } else {
+        Err("PostgreSQL is needed for the SQL store's tests: install Debian's package `postgresql`"
+            .into())
+    }
+}
+
 fn redis_server() -> Result<(), String> {
     debian_package("redis-server", "redis-server", "the Redis store and fleet tests")
 }
@@ -171,6 +193,7 @@ fn redis_server() -> Result<(), String> {
 fn test() -> Result<(), String> {
     node_packages()?;
     redis_server()?;
+    postgres_server()?;
     debian_package("chromium", "chromium", "the CLI's browser tests")?;
     cargo(&["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"], &[])?;
     cargo(&["test", "--workspace", "--doc"], &[])?;

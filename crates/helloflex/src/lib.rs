@@ -180,6 +180,11 @@ pub use helloflex_emulator as emulator;
 #[cfg(feature = "redis")]
 pub use helloflex_store_redis::RedisStore;
 
+/// The SQL token store (feature `sql`; PostgreSQL with feature `postgres`): users' tokens in the
+/// application's own database, sealed, on the Redis store's protocol.
+#[cfg(feature = "sql")]
+pub use helloflex_store_sql::{Database, SqlError, SqlStore};
+
 // Settings, requests and answers.
 pub use helloflex_core::{
     AccessToken, ApiRequest, ApiResponse, AuthorizationCodeConfig, AuthorizationCodeConfigBuilder,
