@@ -350,8 +350,7 @@ fn rounds_for(callers: usize) -> usize {
 
 // ---------- 6. fleet ----------
 
-#[path = "../../store-redis/tests/support/redis_server.rs"]
-mod redis_server;
+use helloflex_testkit::redis_server;
 
 /// One configuration's rates, round by round (A = raw or the baseline, B = the SDK or the
 /// variant), each round kept as A's first run, B's two, A's second (see [`AbbaRow::round`]).
