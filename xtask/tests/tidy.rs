@@ -184,6 +184,7 @@ fn internal_crates_are_not_published() {
         ("crates/examples", "helloflex-examples"),
         ("crates/fleet", "helloflex-fleet"),
         ("crates/sim", "helloflex-sim"),
+        ("crates/testkit", "helloflex-testkit"),
         ("xtask", "xtask"),
     ] {
         let manifest = read(&root().join(dir).join("Cargo.toml"));

@@ -11,20 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::*;
+use helloflex_testkit::{Passthrough, StoreHooks};
 use support::{FakeServer, config};
 
 const CHILD: &str = "HELLOFLEX_CRASH_CHILD_DIR";
 
 /// Aborts the process the moment a rotated set is about to be written.
 #[derive(Debug)]
-struct AbortOnRotation(FileStore);
+struct AbortOnRotation;
 
-impl TokenStore for AbortOnRotation {
-    fn load(&self) -> Result<Loaded, StoreError> {
-        self.0.load()
-    }
-    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
-        let current = self.0.load()?.record;
+impl StoreHooks for AbortOnRotation {
+    fn swap(
+        &self,
+        inner: &dyn TokenStore,
+        expected: u64,
+        new: &Record,
+    ) -> Result<Swap, StoreError> {
+        let current = inner.load()?.record;
         let rotating = current.as_ref().is_some_and(|c| {
             c.claim.is_some()
                 && new.claim.is_none()
@@ -34,7 +37,7 @@ impl TokenStore for AbortOnRotation {
         if rotating {
             std::process::abort(); // killed after the server rotated, before anything was stored
         }
-        self.0.swap(expected, new)
+        inner.swap(expected, new)
     }
 }
 
@@ -42,7 +45,7 @@ fn child(dir: &Path) {
     let server = Arc::new(FakeServer::new(Duration::ZERO, 60));
     let clock = Arc::new(ManualClock::new());
     let file = FileStore::new(dir.join("tokens.json"), support::keys());
-    let store = Arc::new(AbortOnRotation(file));
+    let store = Arc::new(Passthrough::new(file, AbortOnRotation));
     let m = ManagerBuilder::authorization_code(config(), store)
         .clock(clock.clone())
         .blocking(server.clone());

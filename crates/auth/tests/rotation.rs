@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use helloflex_auth::*;
 use helloflex_core::Error;
+use helloflex_testkit::{Passthrough, StoreHooks};
 use support::{FakeServer, config};
 
 fn manager(
@@ -29,21 +30,25 @@ fn authorize(manager: &BlockingTokenManager, server: &FakeServer) -> String {
 }
 
 /// A store that records every write and can be told to fail.
+type Recording = Passthrough<Writes>;
+
+/// The writes a [`Recording`] store saw, and whether to fail the next ones.
 #[derive(Debug, Default)]
-struct Recording {
-    inner: MemoryStore,
+struct Writes {
     writes: Mutex<Vec<String>>,
     fail: std::sync::atomic::AtomicBool,
 }
 
-impl TokenStore for Recording {
-    fn load(&self) -> Result<Loaded, StoreError> {
-        self.inner.load()
-    }
+impl StoreHooks for Writes {
     /// Records (and, told to, fails) the writes that put new tokens in; a claim or a marked
     /// authorization keeps the tokens as they were.
-    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
-        let current = self.inner.load()?.into_tokens().map(|t| t.access_token);
+    fn swap(
+        &self,
+        inner: &dyn TokenStore,
+        expected: u64,
+        new: &Record,
+    ) -> Result<Swap, StoreError> {
+        let current = inner.load()?.into_tokens().map(|t| t.access_token);
         let written = new.tokens.as_ref().map(|t| t.access_token.clone());
         if written.is_some() && written != current {
             if self.fail.load(Ordering::SeqCst) {
@@ -53,7 +58,7 @@ impl TokenStore for Recording {
                 self.writes.lock().unwrap().push(access.expose_secret().to_owned());
             }
         }
-        self.inner.swap(expected, new)
+        inner.swap(expected, new)
     }
 }
 
@@ -64,13 +69,13 @@ fn code_flow_with_pkce_then_rotation_stored_before_use() {
     let clock = Arc::new(ManualClock::new());
     let m = manager(&server, store.clone(), &clock);
     let first = authorize(&m, &server);
-    assert_eq!(store.writes.lock().unwrap().as_slice(), std::slice::from_ref(&first));
+    assert_eq!(store.hooks.writes.lock().unwrap().as_slice(), std::slice::from_ref(&first));
 
     clock.advance(Duration::from_secs(61));
     let second = m.token().unwrap().access_token().expose_secret().to_owned();
     assert_ne!(first, second);
     // The rotated set reached the store before this caller got the new access token.
-    assert_eq!(store.writes.lock().unwrap().last().unwrap(), &second);
+    assert_eq!(store.hooks.writes.lock().unwrap().last().unwrap(), &second);
     let stored = store.load().unwrap().into_tokens().unwrap();
     let refreshed_with = server.refresh_requests.lock().unwrap().clone();
     assert_eq!(refreshed_with.len(), 1);
@@ -104,13 +109,13 @@ fn store_failure_keeps_new_tokens_and_never_resends_the_burnt_one() {
     let clock = Arc::new(ManualClock::new());
     let m = manager(&server, store.clone(), &clock);
     authorize(&m, &server);
-    store.fail.store(true, Ordering::SeqCst);
+    store.hooks.fail.store(true, Ordering::SeqCst);
     clock.advance(Duration::from_secs(61));
     let kept = m.token().unwrap();
     // The failed write is reported, typed, and the new set kept in memory.
     assert!(matches!(m.store_error(), Some(StoreError::Unavailable(_))));
     // It is written back as soon as the store takes it: the burnt token is never sent again.
-    store.fail.store(false, Ordering::SeqCst);
+    store.hooks.fail.store(false, Ordering::SeqCst);
     for _ in 0..400 {
         if m.store_error().is_none() {
             break;

@@ -6,13 +6,9 @@
 #[global_allocator]
 static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
-#[allow(dead_code)] // loadbench's other phases are not run from here
-#[path = "main.rs"]
-mod load;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let base = load::arg("--base").ok_or("--base")?;
-    load::allocations_phase(&base, &|| {
+    let base = helloflex_bench::arg("--base").ok_or("--base")?;
+    helloflex_bench::memory::allocations_phase(&base, &|| {
         let stats = GLOBAL.stats();
         (stats.allocations + stats.reallocations) as u64
     })

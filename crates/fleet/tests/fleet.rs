@@ -13,9 +13,6 @@
 //! store's return they were all served again. The tests run one at a time (a mutex here;
 //! `.config/nextest.toml` gives nextest's processes one slot for the whole crate).
 
-#[path = "../../store-redis/tests/support/redis_server.rs"]
-mod redis_server;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +24,7 @@ use helloflex_fleet::{
     KEYS_VARIABLE, MACHINE, REDIRECT_URI, Report, WEB_APP, fleet_store, unix_ms, web_app_config,
 };
 use helloflex_store_redis::RedisStore;
-use redis_server::RedisServer;
+use helloflex_testkit::RedisServer;
 
 const MEMBERS: usize = 8;
 const BLOCKING_MEMBERS: usize = 2;

@@ -5,9 +5,6 @@
 //! to their record, key rotation, and failures (unreachable, hung, restarted, a broken record)
 //! as typed errors naming no value.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -17,7 +14,7 @@ use helloflex_auth::{
 };
 use helloflex_core::{AccessToken, RefreshToken};
 use helloflex_store_redis::RedisStore;
-use redis_server::{Persistence, RedisServer, Reply};
+use helloflex_testkit::{Persistence, RedisServer, Reply};
 
 const CANARY_ACCESS: &str = "canary-access-7b1f2e9d04c3a8";
 const CANARY_REFRESH: &str = "canary-refresh-5e8a1c6f3b0d92";
@@ -912,7 +909,7 @@ fn a_broken_record_is_a_typed_error_naming_no_value() {
 #[test]
 fn an_unreachable_server_is_a_typed_error_naming_no_password() {
     let url_with_password =
-        format!("redis://:hunter2-password@127.0.0.1:{}/", redis_server::free_port());
+        format!("redis://:hunter2-password@127.0.0.1:{}/", helloflex_testkit::free_port());
     let nowhere = RedisStore::open(&url_with_password, "client-e", keys("k1", 1))
         .unwrap()
         .with_timeout(Duration::from_millis(300));
@@ -950,7 +947,7 @@ fn a_restarted_server_is_reconnected_on_every_pooled_connection_and_loses_nothin
         }
     });
     let clients = match server.command(&["CLIENT", "LIST"]) {
-        redis_server::Reply::Bulk(Some(list)) => String::from_utf8_lossy(&list).lines().count(),
+        Reply::Bulk(Some(list)) => String::from_utf8_lossy(&list).lines().count(),
         other => panic!("{other:?}"),
     };
     assert!(clients >= 3, "at least two pooled connections (and this one): {clients}");

@@ -299,23 +299,3 @@ impl helloflex_auth::TokenStore for Unreachable {
 fn down() -> helloflex_auth::StoreError {
     helloflex_auth::StoreError::Unavailable("connection refused")
 }
-
-/// Aborts the test process if it is not dropped within the limit: for a scenario whose failure
-/// would be a hang (a livelock), never for one that is merely slow.
-pub struct Watchdog {
-    /// Dropped with the watchdog, which ends its thread.
-    _disarm: std::sync::mpsc::Sender<()>,
-}
-
-impl Watchdog {
-    pub fn arm(limit: Duration) -> Self {
-        let (disarm, armed) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = armed.recv_timeout(limit) {
-                eprintln!("the scenario hung for {limit:?}: aborting");
-                std::process::abort();
-            }
-        });
-        Self { _disarm: disarm }
-    }
-}

@@ -1,7 +1,6 @@
 //! A real `redis-server` (Debian's package), started on a free loopback port with its own
-//! temporary directory, stopped (and its directory removed) when dropped. Shared by this crate's
-//! tests and the fleet tests (`crates/fleet`) and the benchmark (`crates/bench`), which include
-//! this file.
+//! temporary directory, stopped (and its directory removed) when dropped. Used by the Redis
+//! store's tests, the fleet tests (`crates/fleet`) and the benchmark (`crates/bench`).
 //!
 //! Beyond start, stop and restart, it can do to a server what operations do to one: a clean
 //! `SHUTDOWN`, a restart that lost everything (no persistence), a `FLUSHALL`, a snapshot and a
@@ -9,8 +8,6 @@
 //! a hung server), `CLIENT PAUSE` (a server holding every client's commands). Commands go as
 //! raw RESP over a fresh TCP connection, so the fixture needs no client library; they work on
 //! plain (not TLS) servers only.
-
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,6 +1,7 @@
-//! The seven ways the first managers could burn or mix a grant, each a deterministic scenario
-//! (manual clock, scripted server) run over both flavours of the one manager, the async one
-//! with a runtime to detach its token requests onto and (where a scenario applies) without.
+//! No grant burnt, mixed up or held up: each way a manager could spend a refresh token twice,
+//! exchange a callback twice or against its user, hold valid callers up behind store I/O or lose
+//! a rotated set is a deterministic scenario (manual clock, scripted server) run over both
+//! flavours of the manager, the async one with a runtime to detach its token requests onto and (where a scenario applies) without.
 //! The async flavour runs on a single executor thread, so any blocking call on it would stall
 //! the others.
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use helloflex_auth::*;
 use helloflex_core::{CallbackError, Error, PendingAuthorization, Token};
+use helloflex_testkit::{Passthrough, StoreHooks};
 use support::{AsyncFake, FakeServer, Tokio, config};
 
 /// What a scenario needs from a manager, blocking or async.
@@ -242,11 +244,7 @@ fn a_callback_is_exchanged_once_across_instances<F: Flavour>() {
 }
 
 /// A store whose writes wait at a gate.
-#[derive(Debug, Default)]
-struct SlowStore {
-    inner: MemoryStore,
-    gate: Arc<GateFlag>,
-}
+type SlowStore = Passthrough<GateFlag>;
 
 #[derive(Debug, Default)]
 struct GateFlag {
@@ -262,18 +260,20 @@ impl GateFlag {
     }
 }
 
-impl TokenStore for SlowStore {
-    fn load(&self) -> Result<Loaded, StoreError> {
-        self.inner.load()
-    }
-    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
-        self.gate.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut closed = self.gate.closed.lock().unwrap();
+impl StoreHooks for GateFlag {
+    fn swap(
+        &self,
+        inner: &dyn TokenStore,
+        expected: u64,
+        new: &Record,
+    ) -> Result<Swap, StoreError> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut closed = self.closed.lock().unwrap();
         while *closed {
-            closed = self.gate.changed.wait(closed).unwrap();
+            closed = self.changed.wait(closed).unwrap();
         }
         drop(closed);
-        self.inner.swap(expected, new)
+        inner.swap(expected, new)
     }
 }
 
@@ -282,19 +282,19 @@ impl TokenStore for SlowStore {
 fn store_io_never_holds_up_valid_callers<F: Flavour>() {
     let store = Arc::new(SlowStore::default());
     let (_server, clock, m, first) = setup::<F>(store.clone());
-    store.gate.set(true);
-    let before = store.gate.waiting.load(Ordering::SeqCst);
+    store.hooks.set(true);
+    let before = store.hooks.waiting.load(Ordering::SeqCst);
     clock.advance(Duration::from_secs(560)); // in the refresh window, still valid
     let served = m.token().unwrap();
     assert_eq!(served.id(), first.id(), "the valid token is served while refreshing");
     for _ in 0..2000 {
-        if store.gate.waiting.load(Ordering::SeqCst) > before {
+        if store.hooks.waiting.load(Ordering::SeqCst) > before {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(
-        store.gate.waiting.load(Ordering::SeqCst),
+        store.hooks.waiting.load(Ordering::SeqCst),
         before + 1,
         "the refresh reached the store"
     );
@@ -310,7 +310,7 @@ fn store_io_never_holds_up_valid_callers<F: Flavour>() {
         let id = finished.recv_timeout(Duration::from_secs(20)).expect("a caller was held up");
         assert_eq!(id.unwrap(), first.id());
     }
-    store.gate.set(false);
+    store.hooks.set(false);
 }
 
 /// Behaviour 5: A refresh still in flight when the user completes a new authorization is stale: memory
@@ -331,21 +331,18 @@ fn new_authorization_supersedes_an_inflight_refresh<F: Flavour>() {
 }
 
 /// A store whose next read answers with an older record (a lagging replica, a race).
-#[derive(Debug, Default)]
-struct Lagging {
-    inner: MemoryStore,
-    stale: Mutex<Option<Record>>,
-}
+type Lagging = Passthrough<Stale>;
 
-impl TokenStore for Lagging {
-    fn load(&self) -> Result<Loaded, StoreError> {
-        match self.stale.lock().unwrap().take() {
+/// The older record a [`Lagging`] store answers its next read with.
+#[derive(Debug, Default)]
+struct Stale(Mutex<Option<Record>>);
+
+impl StoreHooks for Stale {
+    fn load(&self, inner: &dyn TokenStore) -> Result<Loaded, StoreError> {
+        match self.0.lock().unwrap().take() {
             Some(old) => Ok(Loaded::new(Some(old))),
-            None => self.inner.load(),
+            None => inner.load(),
         }
-    }
-    fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
-        self.inner.swap(expected, new)
     }
 }
 
@@ -371,7 +368,7 @@ fn invalid_grant_rereads_the_store<F: Flavour>() {
     winner.expires_at_unix_ms += 600_000;
     store.inner.swap(before.version, &Record::new(winner, before.version + 2)).unwrap();
     // Our read before sending still sees the old record.
-    *store.stale.lock().unwrap() = Some(before);
+    *store.hooks.0.lock().unwrap() = Some(before);
     clock.advance(Duration::from_secs(601));
     let token = m.token().expect("adopted the winner's set, not logged out");
     assert_eq!(secret(&token), theirs["access_token"].as_str().unwrap());
@@ -436,7 +433,7 @@ fn closing_stores_the_refresh_in_flight_and_starts_no_other<F: Flavour>() {
 fn unlimited_timeouts_hold_the_ticket_the_lease_and_the_close<F: Flavour>() {
     // A ticket lapsing at once left an async caller spinning on the executor thread, spawning
     // one job after another: that must fail the test, not hang it.
-    let _watchdog = support::Watchdog::arm(Duration::from_secs(60));
+    let _watchdog = helloflex_testkit::Watchdog::arm(Duration::from_secs(60));
     let clock = Arc::new(ManualClock::new());
     let store = Arc::new(MemoryStore::new());
     let options = ManagerOptions::default()

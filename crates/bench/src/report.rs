@@ -1,0 +1,176 @@
+//! The report: every section's figures as the Markdown `cargo xtask bench` puts in
+//! `docs/benchmarks.md` (`load.md`).
+
+use std::fmt::Write as _;
+
+use crate::abba::{AbbaRow, ROUND, ROUNDS, ROUNDS_ONE_CALLER};
+use crate::fleet::Fleet;
+use crate::instructions::{Counted, INSTR_CALLS};
+use crate::rollover::{ROLLOVER_ROUNDS, ROLLOVER_WINDOW, Rollover};
+
+/// What a whole run measured, section by section.
+pub struct Measured {
+    /// Section 1's rows, and what is said of their pinning.
+    pub rows: Vec<AbbaRow>,
+    /// See `rows`.
+    pub pinning: String,
+    /// Section 2: per pattern, token requests on loopback and with token latency.
+    pub herd: Vec<(String, u64, u64)>,
+    /// Section 3.
+    pub roll: Rollover,
+    /// Section 4: allocations per call (the SDK's own work, a whole SDK call, a whole raw call).
+    pub allocations: (f64, f64, f64),
+    /// Section 4: peak RSS (KiB) and seconds, SDK then raw.
+    pub rss: [(u64, f64); 2],
+    /// Section 5: per kind of client.
+    pub counted: Vec<(String, Counted)>,
+    /// Section 6.
+    pub fleet: Fleet,
+}
+
+/// The report of a whole run, as Markdown.
+pub fn markdown(m: &Measured) -> String {
+    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet } = m;
+    let (core_allocs, sdk_allocs, raw_allocs) = allocations;
+    let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = rss;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "### 1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw and SDK, raw, raw, SDK in turn)\n",
+        ROUND.as_millis()
+    );
+    let _ = writeln!(
+        md,
+        "Rates are medians (requests/s); ratios are medians of per-round ratios (a round's two SDK runs against its two raw runs; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends; ABBA and BAAB in turn give each side the round's first slot, which at one caller runs 1-3% slower than the others whoever is in it, in half the rounds).\n"
+    );
+    let _ = writeln!(md, "{pinning}\n");
+    let _ = writeln!(md, "| client | SDK | raw | SDK / raw | raw / raw (control) |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | **{:.3}x** | {:.3}x |",
+            r.name,
+            r.b(),
+            r.a(),
+            r.ratio(),
+            r.control()
+        );
+    }
+    let _ = writeln!(md, "\n### 2. Herds: 1,000 concurrent callers, token requests made\n");
+    let _ = writeln!(md, "| pattern | loopback | +25 ms token latency |");
+    let _ = writeln!(md, "|---|---:|---:|");
+    for (name, fast, slow) in herd {
+        let _ = writeln!(md, "| {name} | {fast} | {slow} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n### 3. Latency across token rollover (8 concurrent callers, {ROLLOVER_ROUNDS} ABBA rounds of {} s windows: long-lived, 1 s, 1 s, long-lived)\n",
+        ROLLOVER_WINDOW.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "Latencies are medians over the windows; the ratios are medians of per-round ratios (a round's two 1 s windows against its two long-lived ones).\n"
+    );
+    let _ = writeln!(md, "| tokens | calls (last window) | p50 | p99 |");
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| 1 s, rolling over ({} refreshes in all windows) | {} | {:.0} µs | {:.0} µs |",
+        roll.refreshes,
+        roll.calls.0,
+        roll.p50.0.as_secs_f64() * 1e6,
+        roll.p99.0.as_secs_f64() * 1e6
+    );
+    let _ = writeln!(
+        md,
+        "| long-lived | {} | {:.0} µs | {:.0} µs |",
+        roll.calls.1,
+        roll.p50.1.as_secs_f64() * 1e6,
+        roll.p99.1.as_secs_f64() * 1e6
+    );
+    let _ = writeln!(
+        md,
+        "\nrollover p99 / long-lived p99: **{:.3}x**; p50: {:.3}x\n",
+        roll.p99_ratio, roll.p50_ratio
+    );
+    let _ = writeln!(md, "![p99 latency across token rollover](rollover.svg)\n");
+    let _ = writeln!(md, "### 4. Memory and allocations\n");
+    let _ = writeln!(md, "| measure | SDK | raw reqwest |");
+    let _ = writeln!(md, "|---|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| allocations per call, the SDK's own work (cached token, request built, answer classified; no network) | {core_allocs:.1} | - |"
+    );
+    let _ = writeln!(
+        md,
+        "| allocations per call, whole call over reqwest (sequential) | {sdk_allocs:.1} | {raw_allocs:.1} |"
+    );
+    let _ = writeln!(
+        md,
+        "| peak RSS after 100,000 calls at concurrency 32 (separate process) | {} KiB ({sdk_secs:.1} s) | {} KiB ({raw_secs:.1} s) |",
+        sdk_rss, raw_rss
+    );
+    let _ = writeln!(
+        md,
+        "\n### 5. Instructions and cache misses per call (callgrind: the client process only, sequential GETs, ({} - {} calls) / {})\n",
+        INSTR_CALLS.1,
+        INSTR_CALLS.0,
+        INSTR_CALLS.1 - INSTR_CALLS.0
+    );
+    let _ = writeln!(
+        md,
+        "Steady figures beside the noisy throughput rows: the same binary, the same emulator. Level-1 misses are counted in simulated 32 KiB, 8-way instruction and data caches (fixed, whatever the host): the lines a call's code and data pull in, which is what a call waiting on the network pays for again each time. The last row puts the throughput table's last row (a parity row: both clients send one request per call with the token from a cache) in steady figures.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| client: SDK against | instructions: SDK | baseline | SDK extra per call | extra / baseline | L1 misses: SDK | baseline | extra / baseline |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let per = |kind: &str| {
+        counted.iter().find(|(k, _)| k == kind).map_or_else(Counted::default, |(_, v)| *v)
+    };
+    for (name, sdk, raw) in [
+        ("async (reqwest): raw reqwest", per("sdk-async"), per("raw-async")),
+        ("blocking (ureq): raw ureq", per("sdk-blocking"), per("raw-blocking")),
+        (
+            "async (reqwest): oauth2-rs 5 + hand-written cache",
+            per("sdk-async"),
+            per("oauth2-async"),
+        ),
+    ] {
+        let (si, ri) = (sdk.instructions, raw.instructions);
+        let (sm, rm) = (sdk.l1_misses, raw.l1_misses);
+        let _ = writeln!(
+            md,
+            "| {name} | {si:.0} | {ri:.0} | {:.0} | **{:.1}%** | {sm:.0} | {rm:.0} | {:+.1}% |",
+            si - ri,
+            (si - ri) / ri * 100.0,
+            (sm - rm) / rm * 100.0
+        );
+    }
+    let _ = writeln!(md, "\n### 6. A fleet on one Redis store (`redis-server` on loopback)\n");
+    let _ = writeln!(md, "| measure | figure |");
+    let _ = writeln!(md, "|---|---:|");
+    let _ = writeln!(
+        md,
+        "| request path, {}: Redis store / memory store ({ROUNDS} ABBA / BAAB rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
+        fleet.path.name,
+        fleet.path.control(),
+        fleet.path.ratio(),
+        fleet.path.b(),
+        fleet.path.a()
+    );
+    let _ = writeln!(
+        md,
+        "| {} processes x 100 tasks, {}-s tokens, {:.1} s: token requests fleet-wide (the first fetch, then renewals) | {} = 1 + **{:.2} renewals per lifetime**, {} early ({} calls failed) |",
+        fleet.processes,
+        fleet.lifetime,
+        fleet.seconds,
+        fleet.token_requests,
+        fleet.token_requests.saturating_sub(1) as f64 / (fleet.seconds / fleet.lifetime as f64),
+        fleet.early,
+        fleet.failed
+    );
+    md
+}

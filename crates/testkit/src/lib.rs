@@ -1,0 +1,19 @@
+//! `helloflex-testkit`: the fixtures the workspace's tests (and the benchmark) share, in one
+//! internal crate instead of files included by `#[path]`:
+//!
+//! - [`redis_server`]: a real `redis-server` on a free loopback port in a directory of its own,
+//!   and what operations do to one (restarts, wipes, rollbacks, failovers, pauses);
+//! - [`passthrough`]: a store that hands every call on to an inner store, through hooks that
+//!   a fault-injecting test store overrides for only the call it changes;
+//! - [`watchdog`]: aborts a test whose failure would be a hang.
+//!
+//! Test code: a fixture that cannot do its job panics with a hint, which fails the test that
+//! asked for it.
+
+pub mod passthrough;
+pub mod redis_server;
+pub mod watchdog;
+
+pub use passthrough::{Passthrough, StoreHooks};
+pub use redis_server::{Persistence, RedisServer, Reply, free_port};
+pub use watchdog::Watchdog;
