@@ -92,7 +92,7 @@ http://127.0.0.1:PORT/callback?). Or forward the port first (`login --port 8765`
     /// Print a valid access token (for scripts): from the store, refreshed when due.
     Token {
         /// Whose token: the HelloFlex client's or the signed-in Flextell user's.
-        #[arg(long, short = 'g', env = "HELLOFLEX_GRANT", value_enum, default_value_t = Grant::Client)]
+        #[arg(long, short = 'g', env = "HELLOFLEX_GRANT", value_enum, ignore_case = true, default_value_t = Grant::Client)]
         grant: Grant,
         /// Print JSON with the expiry and scopes instead.
         #[arg(long)]
@@ -103,7 +103,7 @@ http://127.0.0.1:PORT/callback?). Or forward the port first (`login --port 8765`
     Api {
         /// Which API and token: HelloFlex with the client credentials, or Flextell as the
         /// signed-in user.
-        #[arg(long, short = 'g', env = "HELLOFLEX_GRANT", value_enum, default_value_t = Grant::Client)]
+        #[arg(long, short = 'g', env = "HELLOFLEX_GRANT", value_enum, ignore_case = true, default_value_t = Grant::Client)]
         grant: Grant,
         /// The HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.
         method: String,

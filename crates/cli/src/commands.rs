@@ -9,6 +9,7 @@ use helloflex::{Clock, SystemClock};
 
 use crate::args::Grant;
 use crate::failure::Failure;
+use crate::interrupt::CLOSE_WITHIN;
 use crate::profile::{EnvSource, Profile, Target};
 use crate::storage::Storage;
 
@@ -21,9 +22,6 @@ type Client = helloflex::blocking::Client;
 /// past its use is refreshed within the call. The close keeps commands that make more calls
 /// safe.)
 struct Session(Client);
-
-/// How long a command waits at exit for a token request in flight.
-const CLOSE_WITHIN: Duration = Duration::from_secs(30);
 
 impl std::ops::Deref for Session {
     type Target = Client;
@@ -58,6 +56,12 @@ fn client(profile: &Profile, grant: Grant, verbose: bool) -> Result<Session, Fai
     }
     let client = match grant {
         Grant::User => {
+            if !profile.has_flextell() {
+                return Err(profile
+                    .flextell("http://127.0.0.1/callback")
+                    .err()
+                    .unwrap_or_else(|| Failure::usage("this profile has no Flextell settings")));
+            }
             let Some(storage) = storage.filter(|_| signed_in) else {
                 let mut failure = Failure::auth(format!(
                     "not signed in to Flextell (profile '{}', {})",
@@ -116,6 +120,7 @@ fn client(profile: &Profile, grant: Grant, verbose: bool) -> Result<Session, Fai
                 .build()?
         }
     };
+    crate::interrupt::closes(&client);
     Ok(Session(client))
 }
 
@@ -134,7 +139,12 @@ fn explain(error: &Error, profile: &Profile, grant: Grant) -> Failure {
         }
     }
     if Failure::is_wrong_token(error) {
+        let unauthorized = error.status().is_some_and(|s| s.as_u16() == 401);
         failure = failure.hint(match grant {
+            Grant::Client if unauthorized => {
+                "the token of the HelloFlex client credentials (--grant client) was refused: \
+                 were they revoked or changed? A Flextell endpoint takes --grant user"
+            }
             Grant::Client => {
                 "this call used the HelloFlex client credentials (--grant client); to call \
                  Flextell as the signed-in user: --grant user"
@@ -173,9 +183,9 @@ pub fn token(profile: &Profile, grant: Grant, json: bool, verbose: bool) -> Resu
             "scope": scope,
             "grant": match grant { Grant::Client => "client", Grant::User => "user" },
         });
-        println!("{out}");
+        crate::say(&format!("{out}\n"));
     } else {
-        println!("{secret}");
+        crate::say(&format!("{secret}\n"));
     }
     Ok(())
 }
@@ -225,6 +235,12 @@ pub fn api(profile: &Profile, call: &Call<'_>, verbose: bool) -> Result<(), Fail
         let (name, value) = header
             .split_once(':')
             .ok_or_else(|| Failure::usage(format!("--header {header}: expected NAME:VALUE")))?;
+        if ["authorization", "host"].contains(&name.trim().to_ascii_lowercase().as_str()) {
+            return Err(Failure::usage(format!(
+                "--header {}: set by helloflex itself (--grant chooses the token)",
+                name.trim()
+            )));
+        }
         request = request.header(name.trim(), value.trim());
     }
     if let Some(data) = data {
@@ -243,7 +259,11 @@ pub fn api(profile: &Profile, call: &Call<'_>, verbose: bool) -> Result<(), Fail
             .write_all(body)
             .and_then(|()| if body.ends_with(b"\n") { Ok(()) } else { writeln!(out) }),
     };
-    written.map_err(|e| Failure::server(format!("writing the answer: {e}")))
+    match written.and_then(|()| out.flush()) {
+        // The reader stopped reading (`| head`): what it wanted, it has.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.map_err(|e| Failure::server(format!("writing the answer: {e}"))),
+    }
 }
 
 /// `--data`: JSON text, `@file` or `@-` (standard input), checked to be JSON.
@@ -286,7 +306,18 @@ fn describe(e: &serde_json::Error) -> &'static str {
 pub fn logout(profile: &Profile) -> Result<(), Failure> {
     let removed = crate::storage::remove_all(profile)?;
     if removed.is_empty() {
+        let others: Vec<String> = std::fs::read_dir(profile.dirs.data.join(&profile.name))
+            .map(|entries| {
+                entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            })
+            .unwrap_or_default();
         eprintln!("Nothing stored for profile '{}' ({}).", profile.name, profile.target.key());
+        if !others.is_empty() {
+            eprintln!(
+                "  it has tokens for: {} (`helloflex logout --env ...` for each)",
+                others.join(", ")
+            );
+        }
     } else {
         eprintln!(
             "Logged out (profile '{}', {}): deleted {}.",
@@ -297,6 +328,9 @@ pub fn logout(profile: &Profile) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// How `status` shows a set the server refused.
+const REFUSED: &str = "Flextell refused this sign-in (run `helloflex login`)";
 
 /// `helloflex status`: the environment, both grants, where tokens are kept; never a token.
 pub fn status(profile: &Profile) -> Result<(), Failure> {
@@ -314,9 +348,7 @@ pub fn status(profile: &Profile) -> Result<(), Failure> {
     let storage = Storage::open(profile, false)?;
     let describe = |store: Option<helloflex::FileStore>| -> Option<String> {
         match store?.load().map(helloflex::Loaded::into_tokens) {
-            Ok(Some(tokens)) if tokens.refused => {
-                Some("refused by the server (run `helloflex login` again)".to_owned())
-            }
+            Ok(Some(tokens)) if tokens.refused => Some(REFUSED.to_owned()),
             Ok(Some(tokens)) => {
                 let left = tokens.expires_in(&SystemClock);
                 let expiry = if left.is_zero() {
@@ -345,6 +377,7 @@ pub fn status(profile: &Profile) -> Result<(), Failure> {
     };
     out.push_str(&format!("HelloFlex (--grant client): {client_line}\n"));
     let user_line = match describe(storage.as_ref().map(Storage::user_store)) {
+        Some(state) if state == REFUSED => format!("signed out: {state}"),
         Some(state) => format!("signed in; {state}"),
         None if profile.has_flextell() => "not signed in (run `helloflex login`)".to_owned(),
         None => format!(
@@ -364,7 +397,7 @@ pub fn status(profile: &Profile) -> Result<(), Failure> {
         )),
     }
     out.push_str(&format!("config:   {}\n", profile.dirs.config_file().display()));
-    print!("{out}");
+    crate::say(&out);
     Ok(())
 }
 

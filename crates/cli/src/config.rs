@@ -44,27 +44,27 @@ pub fn run(profile: &Profile, action: &ConfigAction) -> Result<(), Failure> {
     let path = profile.dirs.config_file();
     match action {
         ConfigAction::Path => {
-            println!("config: {}", path.display());
-            println!("tokens: {}", profile.data_dir().display());
+            crate::say(&format!("config: {}\n", path.display()));
+            crate::say(&format!("tokens: {}\n", profile.data_dir().display()));
             match Storage::open(profile, false)? {
-                Some(storage) => println!("key:    {}", storage.key_place),
-                None => println!("key:    none yet (made at the first sign-in or token)"),
+                Some(storage) => crate::say(&format!("key:    {}\n", storage.key_place)),
+                None => crate::say("key:    none yet (made at the first sign-in or token)\n"),
             }
         }
         ConfigAction::List => {
             let document = read(&path)?;
-            println!("# profile '{}' in {}", profile.name, path.display());
+            crate::say(&format!("# profile '{}' in {}\n", profile.name, path.display()));
             for (key, _, help) in SETTINGS {
                 match get(&document, &profile.name, key) {
-                    Some(shown) => println!("{key} = {shown}\n    {help}"),
-                    None => println!("{key} (not set)\n    {help}"),
+                    Some(shown) => crate::say(&format!("{key} = {shown}\n    {help}\n")),
+                    None => crate::say(&format!("{key} (not set)\n    {help}\n")),
                 }
             }
         }
         ConfigAction::Get { key } => {
             setting(key)?;
             if let Some(shown) = get(&read(&path)?, &profile.name, key) {
-                println!("{shown}");
+                crate::say(&format!("{shown}\n"));
             }
         }
         ConfigAction::Set { key, value: text } => {
@@ -160,32 +160,49 @@ fn get(document: &DocumentMut, profile: &str, key: &str) -> Option<String> {
 }
 
 fn read(path: &Path) -> Result<DocumentMut, Failure> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Failure::usage(format!("{}: {e}", path.display()))),
-    };
-    text.parse::<DocumentMut>()
-        .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.message().trim_end())))
+    read_text(path)?.parse::<DocumentMut>().map_err(|e| {
+        Failure::usage(format!("{}: {}", path.display(), e.to_string().trim_end()))
+            .hint("it is not TOML there: fix that line by hand")
+    })
 }
 
-/// Reads, changes and writes config.toml; what is written must read back as a config every
-/// command accepts, and replaces the old file at once (a crash leaves one or the other).
+fn read_text(path: &Path) -> Result<String, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Failure::usage(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Reads, changes and writes config.toml, one writer at a time (a lock file beside it, so
+/// parallel `config set`s and sign-ins each keep their change). A file every command accepted
+/// stays one; a broken one may be fixed a step at a time. The new file replaces the old at
+/// once (a crash leaves one or the other).
 fn edit(
     path: &Path,
     change: impl FnOnce(&mut DocumentMut) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
+    let dir = path.parent().ok_or_else(|| Failure::usage("config.toml has no directory"))?;
+    std::fs::create_dir_all(dir).map_err(|e| Failure::server(format!("{}: {e}", dir.display())))?;
+    let lock = std::fs::File::create(path.with_extension("toml.lock"))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|e| Failure::server(format!("cannot lock {}: {e}", path.display())))?;
+    let was_valid = parse_config(&read_text(path)?, path).is_ok();
     let mut document = read(path)?;
     change(&mut document)?;
     let text = document.to_string();
-    parse_config(&text, path)?;
-    let dir = path.parent().ok_or_else(|| Failure::usage("config.toml has no directory"))?;
-    std::fs::create_dir_all(dir).map_err(|e| Failure::server(format!("{}: {e}", dir.display())))?;
+    if was_valid {
+        parse_config(&text, path)?;
+    }
     let temporary = path.with_extension(format!("toml.tmp.{}", std::process::id()));
-    std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        Failure::server(format!("cannot write {}: {e}", path.display()))
-    })
+    std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path)).map_err(
+        |e| {
+            let _ = std::fs::remove_file(&temporary);
+            Failure::server(format!("cannot write {}: {e}", path.display()))
+        },
+    )?;
+    drop(lock);
+    Ok(())
 }
 
 /// The table that holds `key` (`flextell.token_url`: the profile's `flextell` table), made

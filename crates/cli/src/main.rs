@@ -15,6 +15,7 @@ mod args;
 mod commands;
 mod config;
 mod failure;
+mod interrupt;
 mod login;
 mod profile;
 mod storage;
@@ -30,6 +31,7 @@ use crate::profile::Profile;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    interrupt::install();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -39,12 +41,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to standard output. A reader that stopped reading (`| head`) has what it
+/// wanted: that is not an error, and never a panic as `print!` would make it.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "helloflex", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "helloflex", &mut script);
+        say(&String::from_utf8_lossy(&script));
         return Ok(());
     }
-    let profile = Profile::resolve(&cli.profile, cli.environment.as_deref())?;
+    // `config` must work on a profile that does not exist yet, or whose settings are broken:
+    // it is how they are made and fixed.
+    let lenient = matches!(cli.command, Command::Config { .. });
+    let profile = Profile::resolve(&cli.profile, cli.environment.as_deref(), lenient)?;
     match cli.command {
         Command::Login { port, no_browser, browser, timeout } => login::login(
             &profile,

@@ -64,8 +64,16 @@ pub struct Dirs {
 impl Dirs {
     /// `$HELLOFLEX_HOME/{config,data}` if set, else the OS's config and data directories.
     pub fn locate() -> Result<Self, Failure> {
-        if let Some(home) = std::env::var_os("HELLOFLEX_HOME") {
+        if let Some(home) = std::env::var_os("HELLOFLEX_HOME").filter(|h| !h.is_empty()) {
             let home = PathBuf::from(home);
+            // A relative home would put the key and tokens wherever the command runs (a
+            // repository, one `git add .` from publishing them).
+            if !home.is_absolute() {
+                return Err(Failure::usage(format!(
+                    "HELLOFLEX_HOME must be an absolute path, not {}",
+                    home.display()
+                )));
+            }
             return Ok(Self { config: home.join("config"), data: home.join("data") });
         }
         let dirs = directories::ProjectDirs::from("", "", "helloflex")
@@ -100,10 +108,19 @@ impl Target {
             Target::Sandbox => "sandbox".into(),
             Target::Live => "live".into(),
             Target::Emulator(_) => "emulator".into(),
+            // One directory per URL: every byte but letters, digits, `.` and `-` escaped as
+            // `_xx`, so two URLs never share one.
             Target::Custom(url) => {
-                let safe: String =
-                    url.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-                format!("url-{}", safe.trim_matches('-'))
+                let mut key = String::from("url-");
+                for byte in url.bytes() {
+                    match byte {
+                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' => {
+                            key.push(byte as char)
+                        }
+                        _ => key.push_str(&format!("_{byte:02x}")),
+                    }
+                }
+                key
             }
         }
     }
@@ -155,24 +172,34 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Resolves `name` with the `--env` override.
-    pub fn resolve(name: &str, env: Option<&str>) -> Result<Self, Failure> {
+    /// Resolves `name` with the `--env` override. `lenient` (for `helloflex config`): an
+    /// unknown profile, or settings that do not parse, are taken as empty, so they can be made
+    /// and fixed.
+    pub fn resolve(name: &str, env: Option<&str>, lenient: bool) -> Result<Self, Failure> {
+        check_name(name)?;
         let dirs = Dirs::locate()?;
         let path = dirs.config_file();
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_config(&text, &path)?,
+            Ok(text) => match parse_config(&text, &path) {
+                Ok(file) => file,
+                Err(_) if lenient => ConfigFile::default(),
+                Err(failure) => return Err(failure),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
             Err(e) => return Err(Failure::usage(format!("{}: {e}", path.display()))),
         };
         let config = match file.profiles.get(name) {
             Some(config) => config.clone(),
-            None if name == "default" => ProfileConfig::default(),
+            None if name == "default" || lenient => ProfileConfig::default(),
             None => {
                 let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
                 return Err(Failure::usage(format!(
                     "unknown profile '{name}' (profiles in {}: {})",
                     path.display(),
                     if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ))
+                .hint(format!(
+                    "make it with `helloflex --profile {name} config set env sandbox`"
                 )));
             }
         };
@@ -180,11 +207,18 @@ impl Profile {
             (Some(env), _) => {
                 (parse_env(env, &dirs).map_err(|e| e.context("--env"))?, EnvSource::Flag)
             }
-            (None, Some(env)) => (
-                parse_env(env, &dirs)
-                    .map_err(|e| e.context(&format!("{}: env", path.display())))?,
-                EnvSource::Config,
-            ),
+            (None, Some(env)) => match parse_env(env, &dirs) {
+                Ok(target) => (target, EnvSource::Config),
+                Err(_) if lenient => (Target::Sandbox, EnvSource::Default),
+                Err(e) => {
+                    return Err(e
+                        .context(&format!("{}: env of profile '{name}'", path.display()))
+                        .hint(format!(
+                            "fix it with `helloflex --profile {name} config set env sandbox` (or \
+                             live, emulator, a URL)"
+                        )));
+                }
+            },
             (None, None) => (Target::Sandbox, EnvSource::Default),
         };
         Ok(Self { name: name.to_owned(), target, env_source, dirs, config })
@@ -303,8 +337,21 @@ impl Profile {
 
 /// Reads config.toml (the reader every command and `helloflex config` share).
 pub(crate) fn parse_config(text: &str, path: &Path) -> Result<ConfigFile, Failure> {
+    // The error's own text says where (line, column, the line itself).
     toml::from_str::<ConfigFile>(text)
-        .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.message().trim_end())))
+        .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.to_string().trim_end())))
+}
+
+/// A profile's name becomes a directory: letters, digits, `-`, `_` and `.`, not leading.
+fn check_name(name: &str) -> Result<(), Failure> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || name.starts_with('.') || !name.chars().all(fits) {
+        return Err(Failure::usage(format!(
+            "'{name}' is not a profile name: 1-64 letters, digits, '-', '_' or '.' (not first); \
+             is HELLOFLEX_PROFILE set to something else?"
+        )));
+    }
+    Ok(())
 }
 
 /// An environment as `--env` and config.toml's `env` name it. A URL with a user name or

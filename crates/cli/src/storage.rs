@@ -79,6 +79,15 @@ impl Storage {
                 Keyring::Empty | Keyring::Unavailable => {}
             }
         }
+        // Tokens without their key cannot be opened, and a new key would not open them either.
+        if dir.join("user.tokens").exists() || dir.join("client.tokens").exists() {
+            return Err(Failure::server(format!(
+                "the key that sealed the tokens in {} cannot be found (the key file was \
+                 deleted, the OS keyring did not answer or lost it, or HELLOFLEX_KEY_STORE changed)",
+                dir.display()
+            ))
+            .hint("`helloflex logout` deletes those tokens; then sign in again"));
+        }
         if !create {
             return Ok(None);
         }

@@ -281,7 +281,8 @@ fn login_over_ssh_takes_the_pasted_address() {
     assert!(callback.contains("/callback?"), "{callback}");
     let stdin = child.stdin.as_mut().unwrap();
     writeln!(stdin, "not an address").unwrap();
-    writeln!(stdin, "  {callback}  ").unwrap();
+    // As a browser's address bar shows it: without `http://`.
+    writeln!(stdin, "  {}  ", callback.trim_start_matches("http://")).unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
@@ -410,4 +411,178 @@ fn profiles_and_completions() {
     let completions = run(&home.0, &emulator, &["completions", "bash"]);
     assert!(completions.status.success());
     assert!(text(&completions.stdout).contains("helloflex"));
+}
+
+/// A request to the sign-in listener that cannot be this sign-in's (unreadable, a repeated
+/// `state`, another `state`) is answered and ignored: it cannot end the sign-in; a slow client
+/// holding a connection open delays nothing.
+#[test]
+fn a_stray_callback_does_not_end_the_sign_in() {
+    let emulator = emulator(Consent::AutoApprove);
+    let home = Home::new("stray");
+    let mut child = command(&home.0, &emulator, &["--env", "emulator", "login", "--no-browser"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut url = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if line.trim().starts_with("http") {
+            url = line.trim().to_owned();
+            break;
+        }
+        line.clear();
+    }
+    let callback = emulator.approve(&url).unwrap();
+    let base = callback.split("/callback").next().unwrap().to_owned();
+    // A client that connects and says nothing.
+    let _idle = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    for stray in [
+        "/callback?code=a&state=x&state=y",
+        "/callback?code=%ZZ&state=x",
+        "/callback?code=a&state=not-this-one",
+        "/callback?code=a",
+    ] {
+        let answer = agent.get(&format!("{base}{stray}")).call().unwrap();
+        assert_eq!(answer.status(), 400, "{stray}");
+    }
+    let answer = agent.get(&callback).call().unwrap();
+    assert_eq!(answer.status(), 200);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+}
+
+/// Ctrl-C while a refresh is in flight: the refresh is stored before the process exits, so the
+/// next command does not present the spent refresh token (which would revoke the sign-in).
+#[test]
+fn an_interrupt_during_a_refresh_keeps_the_sign_in() {
+    let emulator = emulator(Consent::AutoApprove);
+    emulator.set_token_lifetime(Duration::from_secs(1), Some("flextell-app"));
+    let home = Home::new("interrupt");
+    login(&home.0, &emulator);
+    std::thread::sleep(Duration::from_millis(1500));
+    // The token response trickles: the interrupt lands while it is on its way.
+    emulator.add_fault(
+        Fault::on_path("/oauth2/token", FaultKind::SlowDrip { ms_per_byte: 3 }).times(1),
+    );
+    let child = command(&home.0, &emulator, &["api", "--grant", "user", "GET", "items"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let said = text(&output.stderr);
+    assert!(!said.contains("panicked"), "{said}");
+    assert_eq!(emulator.counters().token_requests_for_grant("refresh_token"), 1, "{said}");
+    let again = run(&home.0, &emulator, &["api", "--grant", "user", "GET", "items"]);
+    assert!(again.status.success(), "{said}\n{}", text(&again.stderr));
+    assert_eq!(emulator.counters().refresh_token_reuse, 0);
+}
+
+/// Tokens whose key is gone: every command says so and how to start over, never "not
+/// signed in" over files it cannot open; logout clears them.
+#[test]
+fn tokens_without_their_key_are_named_not_hidden() {
+    let emulator = emulator(Consent::AutoApprove);
+    let home = Home::new("lostkey");
+    login(&home.0, &emulator);
+    std::fs::remove_file(home.0.join("data/default/emulator/key")).unwrap();
+    for args in
+        [&["status"][..], &["api", "--grant", "user", "GET", "items"], &["login", "--no-browser"]]
+    {
+        let output = run(&home.0, &emulator, args);
+        assert_eq!(output.status.code(), Some(5), "{args:?}: {}", text(&output.stderr));
+        assert!(text(&output.stderr).contains("helloflex logout"), "{}", text(&output.stderr));
+    }
+    assert!(run(&home.0, &emulator, &["logout"]).status.success());
+    login(&home.0, &emulator);
+}
+
+#[test]
+fn homes_profiles_and_pipes_that_cannot_work_are_refused_or_harmless() {
+    let emulator = emulator(Consent::AutoApprove);
+    let home = Home::new("homes");
+    let output = command(&home.0, &emulator, &["status"])
+        .env("HELLOFLEX_HOME", "relative/dir")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("absolute"), "{}", text(&output.stderr));
+    for name in ["", "../../x", ".hidden"] {
+        let output = command(&home.0, &emulator, &["status"])
+            .env("HELLOFLEX_PROFILE", name)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name:?}");
+        assert!(text(&output.stderr).contains("not a profile name"), "{}", text(&output.stderr));
+    }
+    // A reader that stops at once (`| head`): no panic, no error.
+    let mut child = command(&home.0, &emulator, &["config", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // --grant from the environment, in any case.
+    let output = command(&home.0, &emulator, &["--env", "emulator", "token", "--json"])
+        .env("HELLOFLEX_GRANT", "CLIENT")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn config_makes_profiles_fixes_broken_settings_and_keeps_parallel_writes() {
+    let emulator = emulator(Consent::AutoApprove);
+    let home = Home::new("config2");
+    let made = run(&home.0, &emulator, &["--profile", "work", "config", "set", "env", "emulator"]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let status = run(&home.0, &emulator, &["--profile", "work", "status"]);
+    assert!(text(&status.stdout).contains("the emulator at"), "{}", text(&status.stdout));
+    // A value that cannot work: commands say where and how to fix it; config fixes it.
+    std::fs::write(home.0.join("config/config.toml"), "[profiles.default]\nenv = \"ftp://x\"\n")
+        .unwrap();
+    let broken = run(&home.0, &emulator, &["status"]);
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(text(&broken.stderr).contains("config set env"), "{}", text(&broken.stderr));
+    let fixed = run(&home.0, &emulator, &["config", "set", "env", "emulator"]);
+    assert!(fixed.status.success(), "{}", text(&fixed.stderr));
+    assert!(run(&home.0, &emulator, &["status"]).status.success());
+    // Not TOML: the line is named.
+    std::fs::write(home.0.join("config/config.toml"), "[profiles.default]\nenv =\n").unwrap();
+    let broken = run(&home.0, &emulator, &["status"]);
+    assert!(text(&broken.stderr).contains("line 2"), "{}", text(&broken.stderr));
+    std::fs::remove_file(home.0.join("config/config.toml")).unwrap();
+    // Parallel writers each keep their change.
+    let keys = ["client_id", "scopes", "flextell.client_id", "flextell.scopes", "flextell.api_url"];
+    let children: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let value = if key.ends_with("_url") { "https://flextell.example/api" } else { "x" };
+            command(&home.0, &emulator, &["config", "set", key, value]).spawn().unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    for key in keys {
+        let got = run(&home.0, &emulator, &["config", "get", key]);
+        assert!(!text(&got.stdout).trim().is_empty(), "{key} lost");
+    }
+    // Logout where nothing is stored names where something is.
+    run(&home.0, &emulator, &["--env", "emulator", "api", "GET", "news"]);
+    let logout = run(&home.0, &emulator, &["--env", "sandbox", "logout"]);
+    assert!(
+        text(&logout.stderr).contains("it has tokens for: emulator"),
+        "{}",
+        text(&logout.stderr)
+    );
 }

@@ -237,7 +237,10 @@ impl PendingAuthorization {
     /// the callback belonged to this authorization: a wrong or missing `state` does not, so the
     /// genuine callback may still arrive.
     pub fn check_callback(&self, callback: &str) -> Result<AuthorizedCode, Rejection> {
-        let unattributed = |error| Rejection { error, attributed: false };
+        let unattributed = |error: CallbackError| {
+            debug_assert!(error.is_stray(), "one rule for what a sign-in ignores");
+            Rejection { error, attributed: false }
+        };
         let params = read_params(callback).map_err(unattributed)?;
         let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
             return Err(unattributed(CallbackError::MissingState));
@@ -246,7 +249,10 @@ impl PendingAuthorization {
             return Err(unattributed(CallbackError::StateMismatch));
         }
         // From here on the callback belongs to this authorization, which is now used up.
-        let consumed = |error| Rejection { error, attributed: true };
+        let consumed = |error: CallbackError| {
+            debug_assert!(!error.is_stray(), "one rule for what a sign-in ignores");
+            Rejection { error, attributed: true }
+        };
         if let Some(issuer) = &self.issuer {
             match &params.iss {
                 None => return Err(consumed(CallbackError::MissingIssuer)),

@@ -387,6 +387,29 @@ impl CallbackError {
             _ => Blame::Protocol,
         }
     }
+
+    /// Whether the callback could not be attributed to the sign-in it was checked against
+    /// (unreadable, or without that sign-in's `state`): a stray or forged request, to answer
+    /// and ignore. The sign-in stays open for its genuine callback (the same rule as
+    /// `Rejection::attributed`, which is `!is_stray()`).
+    ///
+    /// ```
+    /// # mod helloflex { pub use ::helloflex_core::*; }
+    /// use helloflex::CallbackError;
+    ///
+    /// assert!(CallbackError::StateMismatch.is_stray());
+    /// assert!(CallbackError::DuplicateParameter("state".into()).is_stray());
+    /// assert!(!CallbackError::AlreadyCompleted.is_stray()); // this sign-in's, used up
+    /// ```
+    pub fn is_stray(&self) -> bool {
+        matches!(
+            self,
+            CallbackError::Malformed(_)
+                | CallbackError::DuplicateParameter(_)
+                | CallbackError::MissingState
+                | CallbackError::StateMismatch
+        )
+    }
 }
 
 /// What kind of transport failure happened; decides whether a retry is safe.
