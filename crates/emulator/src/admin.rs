@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Consent, TOKEN_LIFETIME_SECONDS};
 use crate::faults::Fault;
-use crate::refusal::{Fields, Refusal, got, got_str, one_line};
+use crate::refusal::{Fields, Refusal, got, got_str, one_line, parse_json};
 use crate::state::State;
 
 /// The admin endpoints and the methods each takes, for the refusals of a wrong path or method.
@@ -73,15 +73,29 @@ fn invalid(refusals: &[Refusal], example: Option<Value>) -> Response {
     refused(StatusCode::BAD_REQUEST, "invalid_request", refusals, example)
 }
 
-/// The body as JSON; `None` when it is empty.
-fn read_json(body: Body) -> Result<Option<Value>, Refusal> {
-    let bytes = body.map_err(|e| Refusal::new("body", format!("could not be read: {e}")))?;
+/// The body as JSON; `None` when it is empty. A key given twice in one object is refused
+/// (serde_json would keep the last silently), named within `root` of the value (`faults[0]`).
+fn read_json_at(
+    body: Body,
+    root: impl FnOnce(&Value) -> &'static str,
+) -> Result<Option<Value>, Vec<Refusal>> {
+    let bytes = body.map_err(|e| vec![Refusal::new("body", format!("could not be read: {e}"))])?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Refusal::new("body", format!("must be JSON: {e}")))
+    let (value, repeated) =
+        parse_json(&bytes).map_err(|e| vec![Refusal::new("body", format!("must be JSON: {e}"))])?;
+    if repeated.is_empty() {
+        Ok(Some(value))
+    } else {
+        let root = root(&value);
+        Err(repeated.into_iter().map(|r| r.within(root)).collect())
+    }
+}
+
+/// The body as JSON; `None` when it is empty. (See [`read_json_at`].)
+fn read_json(body: Body) -> Result<Option<Value>, Vec<Refusal>> {
+    read_json_at(body, |_| "")
 }
 
 /// The fields of a body that must be a JSON object like `example`.
@@ -103,7 +117,7 @@ fn no_body(body: Body) -> Result<(), Response> {
             "body",
             format!("must be empty or {{}}: this takes no value (got {})", got(&other)),
         )],
-        Err(refusal) => vec![refusal],
+        Err(refusals) => refusals,
     };
     if refusals.is_empty() { Ok(()) } else { Err(invalid(&refusals, None)) }
 }
@@ -154,15 +168,22 @@ fn fault_example() -> Value {
 /// field that cannot work, as `faults[i].field`; a single fault is `faults[0]`).
 pub(crate) async fn add_faults(AxumState(state): AxumState<State>, body: Body) -> Response {
     let example = fault_example();
-    let value = match read_json(body) {
+    // A fault posted alone is `faults[0]`.
+    let root = |value: &Value| if value.is_array() { "faults" } else { "faults[0]" };
+    let value = match read_json_at(body, root) {
         Ok(Some(value)) => value,
         Ok(None) => {
             let problem = format!("required: a fault or a list of faults, e.g. {example}");
             return invalid(&[Refusal::new("faults", problem)], Some(example));
         }
-        Err(refusal) => return invalid(&[refusal], Some(example)),
+        Err(refusals) => return invalid(&refusals, Some(example)),
     };
     let items: Vec<&Value> = match &value {
+        // An empty list would answer 204 and do nothing.
+        Value::Array(items) if items.is_empty() => {
+            let problem = format!("must hold at least one fault, e.g. [{example}] (got [])");
+            return invalid(&[Refusal::new("faults", problem)], Some(example));
+        }
         Value::Array(items) => items.iter().collect(),
         Value::Object(_) => vec![&value],
         other => {
@@ -215,7 +236,7 @@ pub(crate) async fn revoke(AxumState(state): AxumState<State>, body: Body) -> Re
     let example = json!({"client": "demo-client"});
     let value = match read_json(body) {
         Ok(value) => value,
-        Err(refusal) => return invalid(&[refusal], Some(example)),
+        Err(refusals) => return invalid(&refusals, Some(example)),
     };
     let mut inner = state.lock();
     let mut client = None;
@@ -249,7 +270,7 @@ pub(crate) async fn consent(AxumState(state): AxumState<State>, body: Body) -> R
         Ok(None) => {
             return refusal(Refusal::new("mode", format!("required: one of {CONSENT_MODES}")));
         }
-        Err(r) => return refusal(r),
+        Err(refusals) => return invalid(&refusals, Some(example)),
     };
     let mut fields = match object(&value, &example) {
         Ok(fields) => fields,
@@ -288,7 +309,7 @@ pub(crate) async fn token_lifetime(AxumState(state): AxumState<State>, body: Bod
             let problem = format!("required: {range}");
             return invalid(&[Refusal::new("seconds", problem)], Some(example));
         }
-        Err(refusal) => return invalid(&[refusal], Some(example)),
+        Err(refusals) => return invalid(&refusals, Some(example)),
     };
     let mut fields = match object(&value, &example) {
         Ok(fields) => fields,

@@ -10,7 +10,8 @@ use std::ops::RangeInclusive;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::refusal::{Fields, Refusal, got, got_str, one_line, outside};
+use crate::config::absolute_url_problem;
+use crate::refusal::{Fields, Refusal, got, got_str, one_line, outside, parse_json, value_once};
 
 /// One injected fault: what happens, on which paths, for which client, how many times.
 ///
@@ -23,7 +24,8 @@ use crate::refusal::{Fields, Refusal, got, got_str, one_line, outside};
 /// - `"client"`: a registered client id; every client if left out;
 /// - `"times"`: `1..=4294967295` requests; forever if left out.
 ///
-/// Anything else (an unknown field, a field of another kind, a value out of range) is refused.
+/// Anything else (an unknown field, a field of another kind, a key given twice, a value out of
+/// range) is refused.
 ///
 /// ```
 /// use helloflex_emulator::{Fault, FaultKind};
@@ -91,8 +93,8 @@ pub enum FaultKind {
     Redirect {
         /// 301, 302, 303, 307 or 308; in JSON, 302 when left out.
         status: u16,
-        /// The `Location`: a path starting with `/`, or an absolute `http://` or `https://`
-        /// URL, without a fragment.
+        /// The `Location`: a path starting with one `/` (`//host/x` and `/\host/x` name another
+        /// host), or an absolute `http://` or `https://` URL without user info; no fragment.
         location: String,
     },
 }
@@ -128,8 +130,11 @@ impl Fault {
     /// assert_eq!(refused[1].to_string(), "status: must be 200..=599 (got 99)");
     /// ```
     pub fn parse(json: &str) -> Result<Fault, Vec<Refusal>> {
-        let value: Value = serde_json::from_str(json)
+        let (value, repeated) = parse_json(json.as_bytes())
             .map_err(|e| vec![Refusal::new("", format!("must be JSON, e.g. {EXAMPLE} ({e})"))])?;
+        if !repeated.is_empty() {
+            return Err(repeated);
+        }
         Self::from_value(&value)
     }
 
@@ -331,35 +336,51 @@ fn redirect_status_problem(value: &Value) -> Option<String> {
     })
 }
 
-/// Why a redirect `Location` cannot be followed, if it cannot.
+/// Why a redirect `Location` cannot be followed, if it cannot: a path on this host, or an
+/// absolute URL as [`absolute_url_problem`] takes it.
 fn location_problem(location: &str) -> Option<String> {
-    let fine = !location.contains('#')
-        && location.parse::<http::Uri>().is_ok_and(|uri| {
-            if location.starts_with('/') {
-                uri.scheme().is_none() && uri.authority().is_none()
+    let quoted = got_str(location);
+    if !location.starts_with('/') {
+        return absolute_url_problem(location).map(|problem| {
+            if location.contains("://") {
+                problem
             } else {
-                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+                format!(
+                    "must be a path starting with \"/\" or an absolute http:// or https:// URL, \
+                     without a fragment (got {quoted})"
+                )
             }
         });
+    }
+    if location.starts_with("//") || location.starts_with("/\\") {
+        // Clients read `//host/x` (and browsers `/\host/x`) as another host, not a path.
+        return Some(format!(
+            "must be a path starting with a single \"/\": \"//\" or \"/\\\" at the start names \
+             another host (got {quoted})"
+        ));
+    }
+    let fine = !location.contains('#')
+        && location
+            .parse::<http::Uri>()
+            .is_ok_and(|uri| uri.scheme().is_none() && uri.authority().is_none());
     (!fine).then(|| {
         format!(
             "must be a path starting with \"/\" or an absolute http:// or https:// URL, \
-             without a fragment (got {})",
-            got_str(location)
+             without a fragment (got {quoted})"
         )
     })
 }
 
 impl<'de> Deserialize<'de> for Fault {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
+        let value = value_once(deserializer)?;
         Fault::from_value(&value).map_err(|refusals| serde::de::Error::custom(one_line(&refusals)))
     }
 }
 
 impl<'de> Deserialize<'de> for FaultKind {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
+        let value = value_once(deserializer)?;
         let mut fields = Fields::of(&value, "", "a JSON object with a \"kind\"")
             .map_err(serde::de::Error::custom)?;
         let kind = FaultKind::read(&mut fields);

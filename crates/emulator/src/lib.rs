@@ -33,7 +33,7 @@
 //! | `GET health` | | `{"status": "ok", "version", "base_url", "clients"}` |
 //! | `GET counters` | | the [`Counters`] |
 //! | `POST counters/reset` | none, or `{}` | zeroes them ([`Emulator::reset_counters`]) |
-//! | `POST faults` | a [`Fault`] or a list of them | adds them all, or none |
+//! | `POST faults` | a [`Fault`] or a non-empty list of them | adds them all, or none |
 //! | `GET faults` | | the faults in force |
 //! | `DELETE faults` | none, or `{}` | clears them |
 //! | `POST revoke` | `{"client": ID}`; none or `{}`: every client | revokes tokens now |
@@ -43,16 +43,17 @@
 //!
 //! A fault's JSON: `"kind"` and its fields (`latency` `"ms": 1..=3600000`; `status` `"status":
 //! 200..=599`; `rate_limit` `"retry_after"`: the header as sent; `drop`, `hang`, `truncate`;
-//! `slow_drip` `"ms_per_byte": 0..=60000`; `redirect` `"location"`: a path or an absolute
-//! http(s) URL, `"status"`: 301, 302, 303, 307 or 308, 302 when left out), and optionally
+//! `slow_drip` `"ms_per_byte": 0..=60000`; `redirect` `"location"`: a path (one leading `/`)
+//! or an absolute http(s) URL without user info, `"status"`: 301, 302, 303, 307 or 308, 302 when left out), and optionally
 //! `"path"` (a prefix starting with `/`, not under `/_admin`), `"client"` (`ID`), `"times"`
 //! (`1..=4294967295`). See [`Fault`] and [`FaultKind`].
 //!
 //! # Refusals
 //!
 //! The emulator refuses what cannot work (a fault that would never fire, a status that is not
-//! one, a lifetime of 0, a client that is not registered, an unknown field, a body that is not
-//! JSON) rather than accept it silently, in one format that names the field, its list entry
+//! one, a lifetime of 0, a client that is not registered, an unknown field, a key given twice
+//! in one JSON object, a body that is not JSON, a URI with user info) rather than accept it
+//! silently, in one format that names the field, its list entry
 //! (counting from 0) and what is allowed: a [`Refusal`], `field: problem`.
 //!
 //! - The admin API answers HTTP 400 (a path under `/_admin` that is no endpoint: 404, a method
@@ -88,7 +89,7 @@ mod refusal;
 mod server;
 mod state;
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -213,7 +214,10 @@ pub fn start(config: EmulatorConfig) -> io::Result<Emulator> {
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(listener) => server::serve(listener, app, serve_state, stopped).await,
-                    Err(e) => eprintln!("helloflex-emulator: {e}"),
+                    // Not `eprintln!`, which panics when stderr is a closed pipe.
+                    Err(e) => {
+                        let _ = writeln!(io::stderr().lock(), "helloflex-emulator: {e}");
+                    }
                 }
             });
             runtime.shutdown_timeout(Duration::from_millis(100));

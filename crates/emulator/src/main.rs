@@ -3,7 +3,10 @@
 //!
 //! A value that cannot work is refused before anything starts, in the admin API's form: one
 //! line per refusal, `error: FLAG[ENTRY].FIELD: what is allowed (got ...)`, and exit code 2.
+//! Every line it writes tolerates a closed pipe (`helloflex-emulator | head -1` keeps serving).
 
+use std::io::Write as _;
+use std::num::IntErrorKind;
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,7 +47,8 @@ struct Args {
     client: Vec<String>,
 
     /// Registers an authorization-code client with one redirect URI (matched exactly; an
-    /// absolute http:// or https:// URL without a fragment). Repeatable.
+    /// absolute http:// or https:// URL with a host, without a fragment or user info, with a
+    /// port in 1..=65535 if any). Repeatable.
     #[arg(long, value_name = "ID:SECRET:REDIRECT_URI")]
     web_app: Vec<String>,
 
@@ -64,7 +68,8 @@ Faults (--fault, POST /_admin/faults): a JSON object with "kind" and its fields:
   rate_limit  "retry_after": the Retry-After value as sent ("3", an HTTP date, any text)
   drop, hang, truncate (no fields)
   slow_drip   "ms_per_byte": 0..=60000
-  redirect    "location": a path starting with "/" or an absolute http(s) URL;
+  redirect    "location": a path starting with one "/" (not "//" or "/\"), or an
+              absolute http(s) URL without user info;
               "status": 301, 302, 303, 307 or 308 (302 when left out)
 and optionally "path" (a prefix starting with "/", not under /_admin; every path if left
 out), "client" (a registered client; every client if left out), "times" (1..=4294967295;
@@ -74,7 +79,7 @@ Admin API (under /_admin; JSON bodies, snake_case; the Content-Type is not check
   GET    health          status, version, base URL, registered clients
   GET    counters        the counters
   POST   counters/reset  no body (or {}): zeroes the counters
-  POST   faults          one fault or a list: all are added, or none
+  POST   faults          one fault or a non-empty list: all are added, or none
   GET    faults          the faults in force
   DELETE faults          no body (or {}): clears them
   POST   revoke          {"client": ID} revokes that client's tokens; no body or {}: all tokens
@@ -88,6 +93,7 @@ docs/testing-with-the-emulator.md.
 Refusals: a value that cannot work is refused, naming the flag or field, the list entry
 (counting from 0) and what is allowed. Here: one line each, and exit code 2:
   error: --fault[1].path: must start with "/" (got "news")
+A key given twice in one JSON object is refused too (readers disagree on which counts).
 The admin API: HTTP 400 (an unknown /_admin path 404, a wrong method 405), and nothing changes:
   {"error": "invalid_request",
    "message": "faults[1].path: must start with \"/\" (got \"news\")",
@@ -114,6 +120,10 @@ fn whole_number(flag: &str, text: &str, range: &RangeInclusive<u64>) -> Result<u
     match text.trim().parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(n),
         Ok(n) => Err(Refusal::new(flag, format!("must be {start}..={end} (got {n})"))),
+        // A whole number too large even for u64 is out of range, not "not a number".
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => {
+            Err(Refusal::new(flag, format!("must be {start}..={end} (got {})", text.trim())))
+        }
         Err(_) => Err(Refusal::new(
             flag,
             format!("must be a whole number in {start}..={end} (got {text:?})"),
@@ -249,15 +259,31 @@ fn settings(args: &Args) -> Result<Settings, Vec<Refusal>> {
     Ok(Settings { config, faults })
 }
 
+/// Writes one line to stdout, like `println!`, which panics on a broken pipe: a stdout closed
+/// early (`helloflex-emulator | head -1`) is no reason to stop serving, and never a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Writes one line to stderr, like `eprintln!` without its panic: a closed stderr changes
+/// nothing (the exit code still says what happened).
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let Settings { config, faults } = match settings(&args) {
         Ok(settings) => settings,
         Err(refusals) => {
             for refusal in &refusals {
-                eprintln!("error: {refusal}");
+                complain!("error: {refusal}");
             }
-            eprintln!("\nFor more information, try '--help'.");
+            complain!("\nFor more information, try '--help'.");
             return ExitCode::from(2);
         }
     };
@@ -265,13 +291,13 @@ fn main() -> ExitCode {
     let emulator = match helloflex_emulator::start(config) {
         Ok(emulator) => emulator,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            eprintln!(
+            complain!(
                 "error: --port: {port} is in use on 127.0.0.1; pick another (0 picks a free one)"
             );
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("error: cannot start: {e}");
+            complain!("error: cannot start: {e}");
             return ExitCode::from(2);
         }
     };
@@ -279,22 +305,27 @@ fn main() -> ExitCode {
         // Checked against these very clients in `settings`: this cannot refuse.
         if let Err(refusals) = emulator.try_add_fault(fault) {
             for refusal in &refusals {
-                eprintln!("error: --fault: {refusal}");
+                complain!("error: --fault: {refusal}");
             }
             return ExitCode::from(2);
         }
     }
     let base = emulator.base_url();
-    println!("helloflex-emulator {} listening on {base}", env!("CARGO_PKG_VERSION"));
-    println!("  token endpoint:     {}", emulator.token_url());
-    println!("  authorize endpoint: {}", emulator.authorize_url());
-    println!("  admin API:          {base}/_admin/counters");
-    println!(
+    say!("helloflex-emulator {} listening on {base}", env!("CARGO_PKG_VERSION"));
+    say!("  token endpoint:     {}", emulator.token_url());
+    say!("  authorize endpoint: {}", emulator.authorize_url());
+    say!("  admin API:          {base}/_admin/counters");
+    say!(
         "  demo clients:       {} / {} (every scope), {} / {} (news.read), {} / {} (authorization code)",
-        DEMO_CLIENT.0, DEMO_CLIENT.1, LIMITED_CLIENT.0, LIMITED_CLIENT.1, WEB_APP.0, WEB_APP.1
+        DEMO_CLIENT.0,
+        DEMO_CLIENT.1,
+        LIMITED_CLIENT.0,
+        LIMITED_CLIENT.1,
+        WEB_APP.0,
+        WEB_APP.1
     );
-    println!("try it:");
-    println!(
+    say!("try it:");
+    say!(
         "  curl -s -d grant_type=client_credentials -d client_id={} -d client_secret={} {}",
         DEMO_CLIENT.0,
         DEMO_CLIENT.1,

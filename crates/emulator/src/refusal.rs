@@ -5,7 +5,8 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 /// A value the emulator refuses because it cannot work: which field, and what is allowed.
 ///
@@ -101,6 +102,125 @@ pub(crate) fn outside(value: u64, range: &RangeInclusive<u64>) -> Option<String>
         .then(|| format!("must be {}..={} (got {value})", range.start(), range.end()))
 }
 
+/// Reads JSON text: the value, and a refusal of each key given more than once in one object,
+/// named from the top (`mode`, `[1].path`). serde_json keeps the last of them silently, other
+/// readers the first: such a body says two things, so it cannot work.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<(Value, Vec<Refusal>), serde_json::Error> {
+    let mut repeated = Vec::new();
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let value = Once { at: String::new(), repeated: &mut repeated }.deserialize(&mut reader)?;
+    reader.end()?;
+    Ok((value, repeated))
+}
+
+/// A JSON value from any serde deserializer, refusing (as a serde error) a key given more than
+/// once in one object, as [`parse_json`] does.
+pub(crate) fn value_once<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    let mut repeated = Vec::new();
+    let value = Once { at: String::new(), repeated: &mut repeated }.deserialize(deserializer)?;
+    if repeated.is_empty() { Ok(value) } else { Err(de::Error::custom(one_line(&repeated))) }
+}
+
+/// Deserializes one JSON value at `at`, noting each key an object repeats.
+struct Once<'r> {
+    at: String,
+    repeated: &'r mut Vec<Refusal>,
+}
+
+impl<'de> DeserializeSeed<'de> for Once<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Once<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let Once { at, repeated } = self;
+        let mut items = Vec::new();
+        loop {
+            let entry =
+                Once { at: join(&at, &format!("[{}]", items.len())), repeated: &mut *repeated };
+            match seq.next_element_seed(entry)? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Once { at, repeated } = self;
+        let mut object = Map::new();
+        // Each repeated key, and how often it came.
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let field = Once { at: join(&at, &key), repeated: &mut *repeated };
+            let value = map.next_value_seed(field)?;
+            if object.contains_key(&key) {
+                match counts.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((key, 2)),
+                }
+            } else {
+                object.insert(key, value);
+            }
+        }
+        repeated.extend(counts.into_iter().map(|(key, n)| {
+            Refusal::new(
+                join(&at, &key),
+                format!(
+                    "must appear once in its object (got {n} times; readers disagree on which \
+                     one counts)"
+                ),
+            )
+        }));
+        Ok(Value::Object(object))
+    }
+}
+
 /// Reads the fields of one JSON object, collecting a refusal for each field that is missing,
 /// of the wrong type or out of range, and for each field it does not know.
 pub(crate) struct Fields<'a> {
@@ -170,6 +290,11 @@ impl<'a> Fields<'a> {
                 },
                 Some(problem) => problem,
             },
+            // A whole number too large even for u64 (JSON reads it as a float) is out of
+            // range, not "not a whole number".
+            None if value.as_f64().is_some_and(|f| f >= 18_446_744_073_709_551_616.0) => {
+                format!("must be {}..={} (got {})", range.start(), range.end(), got(value))
+            }
             None => format!(
                 "must be a whole number in {}..={} (got {})",
                 range.start(),
@@ -233,6 +358,21 @@ mod tests {
         assert_eq!(join("faults[0]", ""), "faults[0]");
         assert_eq!(Refusal::new("status", "x").within("--fault[1]").field, "--fault[1].status");
         assert_eq!(Refusal::new("", "x").to_string(), "x");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_wherever_it_is() {
+        let (value, repeated) =
+            parse_json(br#"[{"a": 1}, {"b": {"c": 1, "c": 2, "c": 3}, "d": 1, "d": 1}]"#).unwrap();
+        assert_eq!(value[1]["b"]["c"], 1);
+        let fields: Vec<&str> = repeated.iter().map(|r| r.field.as_str()).collect();
+        assert_eq!(fields, ["[1].b.c", "[1].d"]);
+        assert!(repeated[0].problem.starts_with("must appear once in its object (got 3 times"));
+        let (value, repeated) = parse_json(br#" {"a": [1.5, null, true, "x", -2]} "#).unwrap();
+        assert!(repeated.is_empty());
+        assert_eq!(value, serde_json::json!({"a": [1.5, null, true, "x", -2]}));
+        assert!(parse_json(b"{} x").is_err(), "trailing characters");
+        assert!(parse_json(b"{\"a\": 1,}").is_err());
     }
 
     #[test]

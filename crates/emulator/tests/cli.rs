@@ -85,6 +85,23 @@ fn values_that_cannot_work_are_refused_in_the_admin_api_format() {
             r#"--web-app[0]: REDIRECT_URI: must be an absolute http:// or https:// URL without a fragment (got "not-a-uri")"#,
         ),
         (args(&["--web-app", "id:secret:http://x.test/cb#top"]), "--web-app[0]: REDIRECT_URI"),
+        // Found by a review: browsers and the SDK refuse a redirect URI with user info.
+        (
+            args(&["--web-app", "a:b:http://user:pw@x/cb"]),
+            r#"--web-app[0]: REDIRECT_URI: must not carry user info (user:password@): browsers and the SDK refuse it (got "http://user:pw@x/cb")"#,
+        ),
+        (
+            args(&["--web-app", "a:b:http://127.0.0.1:0/cb"]),
+            "--web-app[0]: REDIRECT_URI: must have a port in 1..=65535",
+        ),
+        (
+            args(&["--port", "99999999999999999999"]),
+            "--port: must be 0..=65535 (got 99999999999999999999)",
+        ),
+        (
+            args(&["--token-lifetime", "99999999999999999999"]),
+            "--token-lifetime: must be 1..=31536000 (got 99999999999999999999)",
+        ),
         (
             args(&["--web-app", "id:secret"]),
             "--web-app[0]: must be ID:SECRET:REDIRECT_URI: REDIRECT_URI is missing",
@@ -109,6 +126,15 @@ fn values_that_cannot_work_are_refused_in_the_admin_api_format() {
             "--fault[0].kind: must be one of latency, status, rate_limit",
         ),
         (fault(r#"{"kind":"latency","ms":5,"time":1}"#), "--fault[0].time: unknown field"),
+        (
+            fault(r#"{"kind":"drop","kind":"hang"}"#),
+            "--fault[0].kind: must appear once in its object (got 2 times",
+        ),
+        (
+            fault(r#"{"kind":"redirect","location":"//evil.example/x"}"#),
+            r#"--fault[0].location: must be a path starting with a single "/""#,
+        ),
+        (fault(r#"{"kind":"drop"} x"#), "--fault[0]: must be JSON"),
         (
             fault(r#"{"kind":"drop","client":"nobody"}"#),
             r#"--fault[0].client: must be a registered client: demo-client, flextell-app, limited-client (got "nobody")"#,
@@ -206,4 +232,102 @@ fn a_busy_port_is_said_plainly() {
     let message = stderr(&output);
     assert!(message.contains("in use") && message.contains("--port"), "{message}");
     assert!(!message.contains("Os {"), "{message}");
+}
+
+/// Every line the program writes tolerates a closed pipe (`helloflex-emulator | head -1`):
+/// `println!` panicked there ("failed printing to stdout: Broken pipe", exit 101).
+mod closed_pipes {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    fn emulator() -> Command {
+        Command::new(env!("CARGO_BIN_EXE_helloflex-emulator"))
+    }
+
+    /// A pipe nobody reads: every write to it fails with a broken pipe.
+    fn closed_pipe() -> Stdio {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer.into()
+    }
+
+    /// `GET /_admin/health` on `addr` (`127.0.0.1:PORT`), retried for 20 s until it answers.
+    fn health(addr: &str) -> String {
+        for _ in 0..1000 {
+            if let Ok(mut stream) = TcpStream::connect(addr) {
+                let request = "GET /_admin/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                stream.write_all(request.as_bytes()).unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).unwrap();
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{addr} never answered");
+    }
+
+    /// Stops `child` (still serving, not exited) and returns its stderr.
+    fn stop(mut child: Child) -> String {
+        assert!(child.try_wait().unwrap().is_none(), "it stopped serving");
+        child.kill().unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_ne!(output.status.code(), Some(101), "a panic's exit code");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// As `| head -1` does: the first line is read, then the read end is closed.
+    #[test]
+    fn it_keeps_serving_when_stdout_is_closed_after_the_first_line() {
+        let mut child = emulator()
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        // The reader is dropped here: the read end is closed.
+        let addr = first.trim().rsplit("http://").next().unwrap().to_owned();
+        assert!(first.contains("listening on http://127.0.0.1:"), "{first}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(health(&addr).contains("\"status\":\"ok\""));
+        let stderr = stop(child);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    }
+
+    /// Every line to stdout fails (the read end closed before it starts): it serves anyway.
+    #[test]
+    fn it_serves_when_no_line_reaches_stdout() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = emulator()
+            .args(["--port", &port.to_string()])
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(health(&format!("127.0.0.1:{port}")).contains("\"status\":\"ok\""));
+        let stderr = stop(child);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    }
+
+    /// A refusal with stderr closed still exits 2; help and version with stdout closed exit 0.
+    #[test]
+    fn refusals_help_and_version_exit_as_usual_when_the_pipe_is_closed() {
+        let status = emulator().args(["--port", "x"]).stderr(closed_pipe()).status().unwrap();
+        assert_eq!(status.code(), Some(2));
+        let status = emulator().arg("--no-such-flag").stderr(closed_pipe()).status().unwrap();
+        assert_eq!(status.code(), Some(2));
+        for flag in ["--help", "--version"] {
+            let output =
+                emulator().arg(flag).stdout(closed_pipe()).stderr(Stdio::piped()).output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{flag}");
+            assert!(
+                output.stderr.is_empty(),
+                "{flag}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
 }

@@ -97,6 +97,16 @@ async fn a_fault_that_cannot_work_is_refused_naming_the_entry_and_field() {
         (json!({"kind": "redirect"}), "location", "required"),
         (json!({"kind": "redirect", "location": "not a url"}), "location", "absolute http://"),
         (json!({"kind": "redirect", "location": "ftp://x/y"}), "location", "absolute http://"),
+        // Found by a review: "a path starting with /", but clients go to another host.
+        (json!({"kind": "redirect", "location": "//evil.example/x"}), "location", "a single \"/\""),
+        (json!({"kind": "redirect", "location": "/\\evil.example/x"}), "location", "another host"),
+        (json!({"kind": "redirect", "location": "http://u:p@x.test/"}), "location", "user info"),
+        (json!({"kind": "redirect", "location": "https://x.test:0/"}), "location", "1..=65535"),
+        (json!({"kind": "redirect", "location": "https://x.test:65536/"}), "location", "1..=65535"),
+        (json!({"kind": "redirect", "location": "http://:80/x"}), "location", "must name a host"),
+        // Too large even for u64: out of range, not "not a number".
+        (json!({"kind": "drop", "times": 1e20}), "times", "must be 1..=4294967295 (got 1e+20)"),
+        (json!({"kind": "latency", "ms": 1e30}), "ms", "must be 1..=3600000 (got 1e+30)"),
         (json!({"kind": "stauts", "status": 500}), "kind", "rate_limit, drop, hang"),
         (json!({"kind": 5}), "kind", "must be one of latency, status"),
         (json!({"path": "/news"}), "kind", "required: one of latency"),
@@ -154,6 +164,59 @@ async fn a_fault_body_that_is_not_faults_is_refused_in_the_same_format() {
     }
 }
 
+/// Found by a review: `{"mode":"prompt","mode":"auto_deny"}` was taken (the last one won; other
+/// JSON readers take the first). A key given twice is refused in every admin body, wherever it
+/// is, named like any field.
+#[tokio::test]
+async fn a_key_given_twice_is_refused_in_every_admin_body() {
+    let emu = start(EmulatorConfig::default()).unwrap();
+    let base = emu.base_url();
+    let token = demo_token(base).await["access_token"].as_str().unwrap().to_owned();
+    let twice = "must appear once in its object (got 2 times";
+    for (path, body, refusals) in [
+        ("consent", r#"{"mode": "prompt", "mode": "auto_deny"}"#, vec![("mode", twice)]),
+        ("token-lifetime", r#"{"seconds": 5, "seconds": 60}"#, vec![("seconds", twice)]),
+        (
+            "revoke",
+            r#"{"client": "demo-client", "client": "limited-client", "client": "x"}"#,
+            vec![("client", "(got 3 times")],
+        ),
+        // A fault posted alone is faults[0]; in a list, its entry.
+        ("faults", r#"{"kind": "drop", "kind": "hang"}"#, vec![("faults[0].kind", twice)]),
+        (
+            "faults",
+            r#"[{"kind": "drop"}, {"kind": "status", "status": 500, "status": 503, "path": "/a", "path": "/b"}]"#,
+            vec![("faults[1].status", twice), ("faults[1].path", twice)],
+        ),
+        ("counters/reset", r#"{"x": 1, "x": 1}"#, vec![("x", twice)]),
+        ("reset", r#"{"x": {"y": 1, "y": 2}}"#, vec![("x.y", twice)]),
+    ] {
+        let refused = send(base, Method::POST, path, body).await;
+        assert_refused(refused, BAD, &refusals);
+    }
+    let refused = send(base, Method::DELETE, "faults", r#"{"a": null, "a": null}"#).await;
+    assert_refused(refused, BAD, &[("a", twice)]);
+    // Nothing changed.
+    assert!(faults_in_force(base).await.is_empty());
+    assert_eq!(news_status(base, &token).await, 200, "nothing was revoked");
+    assert_eq!(demo_token(base).await["expires_in"], 3599);
+    // The same key in two objects is no repetition.
+    let two = r#"[{"kind": "drop", "path": "/a"}, {"kind": "drop", "path": "/b"}]"#;
+    assert_eq!(send(base, Method::POST, "faults", two).await.0, StatusCode::NO_CONTENT);
+}
+
+/// Found by a review: `POST /_admin/faults []` answered 204 and did nothing.
+#[tokio::test]
+async fn an_empty_fault_list_is_refused() {
+    let emu = start(EmulatorConfig::default()).unwrap();
+    let base = emu.base_url();
+    for empty in ["[]", " [ ] "] {
+        let refused = send(base, Method::POST, "faults", empty).await;
+        let body = assert_refused(refused, BAD, &[("faults", "must hold at least one fault")]);
+        assert_eq!(body["example"]["kind"], "status");
+    }
+}
+
 #[tokio::test]
 async fn a_redirect_without_a_status_is_a_302() {
     let emu = start(EmulatorConfig::default()).unwrap();
@@ -179,6 +242,7 @@ async fn a_token_lifetime_that_cannot_work_is_refused() {
     let emu = start(EmulatorConfig::default()).unwrap();
     let base = emu.base_url();
     for (body, refusals) in [
+        (json!({"seconds": 1e20}), vec![("seconds", "must be 1..=31536000 (got 1e+20)")]),
         // Found by a user: 0 was accepted (`--help` says 1..=31536000).
         (json!({"seconds": 0}), vec![("seconds", "must be 1..=31536000 (got 0)")]),
         (json!({"seconds": 31_536_001}), vec![("seconds", "1..=31536000")]),
@@ -443,4 +507,80 @@ fn settings_that_cannot_work_are_refused_at_start() {
     // Zero and sub-second lifetimes stay open to tests.
     let emu = start(EmulatorConfig { token_lifetime: Duration::ZERO, ..Default::default() });
     emu.unwrap().set_token_lifetime(Duration::from_millis(500), Some("demo-client"));
+}
+
+/// Found by a review: a redirect URI with user info was registered, though browsers and the SDK
+/// refuse such URIs. Every URI the emulator is given must be one a client could use.
+#[test]
+fn a_uri_no_client_could_use_is_refused() {
+    let client = ClientRegistration::web_app(
+        "web",
+        "s",
+        &[],
+        &[
+            "http://user:pw@x.test/cb",
+            "http://user@x.test/cb",
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://:80/cb",
+            "https://x.test:/cb",
+            // These work.
+            "http://127.0.0.1:3000/cb",
+            "https://[::1]:8443/cb",
+            "https://x.test/cb?next=/",
+        ],
+    );
+    let refused = client.check().unwrap_err();
+    let fields: Vec<&str> = refused.iter().map(|r| r.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "redirect_uris[0]",
+            "redirect_uris[1]",
+            "redirect_uris[2]",
+            "redirect_uris[3]",
+            "redirect_uris[4]",
+            "redirect_uris[5]",
+        ]
+    );
+    assert_eq!(
+        refused[0].problem,
+        r#"must not carry user info (user:password@): browsers and the SDK refuse it (got "http://user:pw@x.test/cb")"#
+    );
+    assert!(refused[2].problem.starts_with("must have a port in 1..=65535"), "{:?}", refused[2]);
+    assert!(refused[4].problem.starts_with("must name a host"), "{:?}", refused[4]);
+    // The same through the settings, and `with_redirect_uri`.
+    let config = EmulatorConfig::default().with_redirect_uri(WEB_APP.0, "http://a:b@127.0.0.1/cb");
+    let refused = config.check().unwrap_err();
+    assert_eq!(refused[0].field, "clients[2].redirect_uris[3]");
+    assert!(start(config).unwrap_err().to_string().contains("must not carry user info"));
+    // A redirect fault's location, through the Rust API and serde.
+    let emu = start(EmulatorConfig::default()).unwrap();
+    for location in ["//evil.example/x", "/\\evil.example/x", "https://u:p@x.test/"] {
+        let kind = FaultKind::Redirect { status: 302, location: location.into() };
+        let refused = emu.try_add_fault(Fault::on_path("/news", kind)).unwrap_err();
+        assert_eq!(refused[0].field, "location", "{location}");
+    }
+    assert!(
+        emu.try_add_fault(Fault::on_path(
+            "/news",
+            FaultKind::Redirect { status: 302, location: "/news/elsewhere//x".into() }
+        ))
+        .is_ok()
+    );
+}
+
+/// serde (what `--fault` and the admin API read) refuses a key given twice, as the admin API
+/// does.
+#[test]
+fn serde_refuses_a_key_given_twice() {
+    let error = serde_json::from_str::<Fault>(r#"{"kind": "drop", "kind": "hang"}"#).unwrap_err();
+    assert!(error.to_string().starts_with("kind: must appear once in its object"), "{error}");
+    let error = serde_json::from_str::<FaultKind>(r#"{"kind": "latency", "ms": 1, "ms": 2}"#);
+    assert!(error.unwrap_err().to_string().starts_with("ms: must appear once"));
+    let refused = Fault::parse(r#"{"kind": "drop", "path": "/a", "path": "/b"}"#).unwrap_err();
+    assert_eq!(refused[0].field, "path");
+    let faults: Vec<Fault> =
+        serde_json::from_str(r#"[{"kind": "drop"}, {"kind": "hang", "times": 1}]"#).unwrap();
+    assert_eq!(faults[1].times, Some(1));
 }
