@@ -3,18 +3,23 @@
 //! the callback, two tabs, Deny, and sign out; then what a security review checks: a new
 //! session id at sign-in, sign-out only by a same-origin POST with the CSRF token, no session
 //! when randomness fails, anonymous sessions making room before signed-in ones, the cookie's
-//! attributes and the headers, and `--help`.
+//! attributes and the headers, and `--help`. Then what the database is for: a restart signs
+//! nobody out (the same cookie reads the news with the stored tokens, no new sign-in), the
+//! table holds no session id and no token in clear, and signing out deletes the user's tokens.
 
 #[path = "../examples/web_app/main.rs"]
 #[allow(dead_code)]
 mod web_app;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use helloflex::{ConfigError, Error};
 use helloflex::{Entropy, OsEntropy};
 use helloflex_emulator::{Consent, Emulator, EmulatorConfig, WEB_APP};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// A browser that follows redirects and keeps cookies.
 fn browser() -> reqwest::Client {
@@ -36,11 +41,38 @@ async fn location(client: &reqwest::Client, url: &str) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-/// The app on a local port, against its own emulator (consent approved unless told otherwise).
+/// The app on a local port, against its own emulator (consent approved unless told otherwise),
+/// keeping its sessions and tokens in a SQLite file of a temporary directory.
 struct Site {
     url: String,
     app: web_app::App,
     emulator: Emulator,
+    db: PathBuf,
+    /// Stops the server gracefully, and the task serving it.
+    server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    _dir: tempfile::TempDir,
+}
+
+/// A storage on the SQLite file `db` (its key file beside it, made on the first run).
+fn storage(db: &Path) -> web_app::Storage {
+    web_app::Storage::open(db.to_str().unwrap(), None, WEB_APP.0).unwrap()
+}
+
+/// Serves `app` on `listener` until told to stop.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: web_app::App,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(async move {
+        axum::serve(listener, app.router())
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (stop, served)
 }
 
 async fn site(configure: impl FnOnce(web_app::App) -> web_app::App) -> Site {
@@ -48,11 +80,35 @@ async fn site(configure: impl FnOnce(web_app::App) -> web_app::App) -> Site {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = EmulatorConfig::default().with_redirect_uri(WEB_APP.0, &format!("{url}/callback"));
     let emulator = helloflex_emulator::start(config).unwrap();
-    let app =
-        configure(web_app::App::new(emulator.base_url(), &url, WEB_APP.0, WEB_APP.1).unwrap());
-    let router = app.clone().router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Site { url, app, emulator }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("web_app.db");
+    let app = configure(
+        web_app::App::new(emulator.base_url(), &url, WEB_APP.0, WEB_APP.1, storage(&db)).unwrap(),
+    );
+    let server = Some(serve(listener, app.clone()));
+    Site { url, app, emulator, db, server, _dir: dir }
+}
+
+impl Site {
+    /// Stops the app (its connections closed, the app dropped) and starts a new one, on the
+    /// same port and the same database file, as a restarted process would.
+    async fn restart(&mut self) {
+        if let Some((stop, served)) = self.server.take() {
+            stop.send(()).unwrap();
+            served.await.unwrap();
+        }
+        let address = self.url.trim_start_matches("http://");
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        self.app = web_app::App::new(
+            self.emulator.base_url(),
+            &self.url,
+            WEB_APP.0,
+            WEB_APP.1,
+            storage(&self.db),
+        )
+        .unwrap();
+        self.server = Some(serve(listener, self.app.clone()));
+    }
 }
 
 /// One browser driven by hand: it stops at redirects and keeps the session cookie itself, so a
@@ -217,7 +273,7 @@ async fn signing_in_issues_a_new_session_id_and_ends_the_old_one() {
     assert_eq!(attacker.h1(&format!("{}/", site.url)).await, "Welcome", "the old id is dead");
     let news = attacker.get(&format!("{}/news", site.url)).await;
     assert_eq!(news.headers()["location"], "/login");
-    assert_eq!(site.app.session_counts(), (0, 1), "the pre-login session is gone");
+    assert_eq!(site.app.session_counts(), Ok((0, 1)), "the pre-login session is gone");
 }
 
 /// Sign-out changes state, so it is a POST from this site's page carrying the session's CSRF
@@ -302,7 +358,7 @@ async fn no_randomness_means_no_session_never_a_fixed_id() {
     assert_eq!(refused.status(), 500);
     assert!(refused.headers().get("set-cookie").is_none(), "no session cookie");
     assert!(refused.text().await.unwrap().contains("could not start a session safely"));
-    assert_eq!(site.app.session_counts(), (0, 0));
+    assert_eq!(site.app.session_counts(), Ok((0, 0)));
 
     // At sign-in: the pre-login session is dropped, the cookie deleted, nobody is signed in.
     entropy.fail.store(false, Ordering::SeqCst);
@@ -313,7 +369,7 @@ async fn no_randomness_means_no_session_never_a_fixed_id() {
     let refused = tab.get(&callback).await;
     assert_eq!(refused.status(), 500);
     assert_eq!(tab.sid, None, "the cookie is deleted");
-    assert_eq!(site.app.session_counts(), (0, 0));
+    assert_eq!(site.app.session_counts(), Ok((0, 0)));
     assert_eq!(Tab::with_sid(&before).h1(&format!("{}/", site.url)).await, "Welcome");
 
     // Randomness back: signing in works again, with distinct ids.
@@ -339,7 +395,7 @@ async fn a_flood_of_anonymous_sessions_signs_nobody_out() {
         let anonymous = Tab::new().get(&format!("{}/login", site.url)).await;
         assert_eq!(anonymous.status(), 303, "anonymous sessions make room for each other");
     }
-    assert_eq!(site.app.session_counts(), (2, 1), "bounded: 3 sessions");
+    assert_eq!(site.app.session_counts(), Ok((2, 1)), "bounded: 3 sessions");
     assert_eq!(user.h1(&home).await, "Signed in");
     let news = user.get(&format!("{}/news", site.url)).await;
     assert_eq!(news.status(), 200);
@@ -351,7 +407,7 @@ async fn a_flood_of_anonymous_sessions_signs_nobody_out() {
     let (mut second, mut third) = (Tab::new(), Tab::new());
     second.sign_in(&site).await;
     third.sign_in(&site).await;
-    assert_eq!(site.app.session_counts(), (0, 3));
+    assert_eq!(site.app.session_counts(), Ok((0, 3)));
     let newcomer = Tab::new().get(&format!("{}/login", site.url)).await;
     assert_eq!(newcomer.status(), 503);
     assert_eq!(newcomer.headers()["retry-after"], "60");
@@ -386,9 +442,15 @@ async fn cookie_attributes_and_headers() {
     // Served as https://app.example (behind a TLS-terminating proxy): a `__Host-` cookie.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let app =
-        web_app::App::new(local.emulator.base_url(), "https://app.example", WEB_APP.0, WEB_APP.1)
-            .unwrap();
+    let db = local._dir.path().join("https.db");
+    let app = web_app::App::new(
+        local.emulator.base_url(),
+        "https://app.example",
+        WEB_APP.0,
+        WEB_APP.1,
+        storage(&db),
+    )
+    .unwrap();
     tokio::spawn(async move { axum::serve(listener, app.router()).await });
     let login = Tab::new().get(&format!("http://{address}/login")).await;
     let cookie = login.headers()["set-cookie"].to_str().unwrap();
@@ -399,27 +461,155 @@ async fn cookie_attributes_and_headers() {
     assert!(!cookie.contains("Domain"), "{cookie}");
 
     // `self_url` must be an origin.
-    let with_path =
-        web_app::App::new(local.emulator.base_url(), "https://app.example/app", "a", "b");
+    let with_path = web_app::App::new(
+        local.emulator.base_url(),
+        "https://app.example/app",
+        "a",
+        "b",
+        storage(&db),
+    );
     assert!(with_path.is_err());
 }
 
 #[test]
 fn help_prints_usage_and_bad_arguments_are_refused() {
-    use web_app::{Command, parse_args};
+    use web_app::{Command, Options, parse_args};
     let args = |a: &[&str]| parse_args(a.iter().map(|s| s.to_string()));
     assert_eq!(args(&["--help"]), Ok(Command::Help));
     assert_eq!(args(&["-h"]), Ok(Command::Help));
     assert_eq!(args(&["--port", "3001", "--help"]), Ok(Command::Help));
-    assert_eq!(args(&[]), Ok(Command::Serve { port: 3000, max_sessions: 10_000 }));
+    let defaults = Options {
+        port: 3000,
+        max_sessions: 10_000,
+        database: "web_app.db".into(),
+        key_file: None,
+        flextell: None,
+    };
+    assert_eq!(args(&[]), Ok(Command::Serve(Options { ..defaults })));
     assert_eq!(
-        args(&["--port", "3001", "--max-sessions", "5"]),
-        Ok(Command::Serve { port: 3001, max_sessions: 5 })
+        args(&[
+            "--port",
+            "3001",
+            "--max-sessions",
+            "5",
+            "--database",
+            "/var/lib/app/app.db",
+            "--key-file",
+            "/etc/app/token.key",
+            "--flextell",
+            "http://127.0.0.1:8080/",
+        ]),
+        Ok(Command::Serve(Options {
+            port: 3001,
+            max_sessions: 5,
+            database: "/var/lib/app/app.db".into(),
+            key_file: Some("/etc/app/token.key".into()),
+            flextell: Some("http://127.0.0.1:8080".into()),
+        }))
     );
     assert!(args(&["--port"]).is_err());
     assert!(args(&["--port", "0"]).is_err());
     assert!(args(&["--port", "70000"]).is_err());
     assert!(args(&["--max-sessions", "0"]).is_err());
+    assert!(args(&["--database"]).is_err());
+    assert!(args(&["--key-file", ""]).is_err());
+    assert!(args(&["--flextell", "127.0.0.1:8080"]).is_err());
     assert!(args(&["--verbose"]).is_err());
-    assert!(web_app::USAGE.contains("--help") && web_app::USAGE.contains("--port"));
+    // A database URL in the wrong place is refused without being echoed (its password).
+    let misplaced = args(&["postgres://app:s3cret@db/app"]).unwrap_err();
+    assert!(!misplaced.contains("s3cret"), "{misplaced}");
+    for flag in ["--help", "--port", "--database", "--key-file", "--flextell", "WEB_APP_TOKEN_KEYS"]
+    {
+        assert!(web_app::USAGE.contains(flag), "{flag}");
+    }
+}
+
+/// A restart signs nobody out: the session (its id hashed) and the user's tokens (sealed) are
+/// in the database file, so the same cookie reads the news from a new process on the same
+/// file, with the stored tokens: no new sign-in, no new code exchange, not even a refresh.
+/// Sign-out after the restart still takes the page's CSRF token, and deletes the tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_signs_nobody_out() {
+    let mut site = site(|app| app).await;
+    let news = format!("{}/news", site.url);
+    let mut tab = Tab::new();
+    tab.sign_in(&site).await;
+    assert_eq!(tab.h1(&news).await, "News");
+    let sid = tab.sid.clone().unwrap();
+    let csrf = tab.csrf(&site).await;
+    let before = site.emulator.counters();
+    assert_eq!(before.token_requests_for_grant("authorization_code"), 1);
+
+    site.restart().await;
+
+    // The same cookie, from a new connection: signed in, the news read with the stored tokens.
+    let mut same = Tab::with_sid(&sid);
+    let page = same.get(&news).await;
+    assert_eq!(page.status(), 200, "no redirect to /login");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<h1>News</h1>") && html.contains("<li>"), "{html}");
+    let after = site.emulator.counters();
+    assert_eq!(after.token_requests_for_grant("authorization_code"), 1, "no new code exchange");
+    assert_eq!(after.total_token_requests(), before.total_token_requests(), "not even a refresh");
+    assert_eq!(site.app.session_counts(), Ok((0, 1)));
+    // The same CSRF token (derived from the session id, so it survives too); the old
+    // pre-login session is still dead, and a made-up id is nobody.
+    assert_eq!(same.csrf(&site).await, csrf);
+    assert_eq!(Tab::with_sid(&"0".repeat(32)).h1(&format!("{}/", site.url)).await, "Welcome");
+
+    // What the file holds: the SHA-256 of the session id, never the id; no token in clear.
+    let file = std::fs::read(&site.db).unwrap();
+    let wal = std::fs::read(site.db.with_extension("db-wal")).unwrap_or_default();
+    for bytes in [&file, &wal] {
+        let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!holds(sid.as_bytes()), "the session id in clear");
+        assert!(!holds(b"hfx_rt_") && !holds(b"access_token"), "a token in clear");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key_file = site.db.with_extension("db.key");
+        for file in [&site.db, &key_file] {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{}: {mode:o}", file.display());
+        }
+    }
+
+    // Sign-out after the restart: the session ends and the user's token row is deleted.
+    let tokens_held = |db: &Path| -> i64 {
+        let db = rusqlite::Connection::open(db).unwrap();
+        db.query_row("SELECT COUNT(*) FROM helloflex_tokens", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(tokens_held(&site.db), 1);
+    let out = same.logout(&site, &[("csrf", &csrf)], &[]).await;
+    assert_eq!(out.status(), 303);
+    assert_eq!(tokens_held(&site.db), 0, "signing out deletes the user's tokens");
+    assert_eq!(site.app.session_counts(), Ok((0, 0)));
+    site.restart().await;
+    assert_eq!(Tab::with_sid(&sid).h1(&format!("{}/", site.url)).await, "Welcome");
+}
+
+/// A key file that others can read is refused, and so is a database holding tokens whose key
+/// file is gone (a new key would not open them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_file_must_be_private_and_present() {
+    let site = site(|app| app).await;
+    let mut tab = Tab::new();
+    tab.sign_in(&site).await;
+    let key_file = site.db.with_extension("db.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::metadata(&key_file).unwrap().permissions();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = web_app::Storage::open(site.db.to_str().unwrap(), None, WEB_APP.0);
+        let message = refused.err().unwrap().to_string();
+        assert!(message.contains("readable by group or others"), "{message}");
+        std::fs::set_permissions(&key_file, private).unwrap();
+    }
+    std::fs::remove_file(&key_file).unwrap();
+    let refused = web_app::Storage::open(site.db.to_str().unwrap(), None, WEB_APP.0);
+    let message = refused.err().unwrap().to_string();
+    assert!(message.contains("is missing"), "{message}");
+    assert!(!key_file.exists(), "no new key was made");
 }

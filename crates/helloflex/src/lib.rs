@@ -392,6 +392,8 @@ mod markdown {
     mod interop {}
     #[doc = include_str!("../../../docs/security.md")]
     mod security {}
+    #[doc = include_str!("../../../docs/stores.md")]
+    mod stores {}
     #[doc = include_str!("../../../docs/testing-with-the-emulator.md")]
     mod testing_with_the_emulator {}
     #[doc = include_str!("../../../docs/writing-a-transport.md")]

@@ -1,11 +1,28 @@
 //! A server-side Flextell web application (axum), written to be copied: `/login` redirects to
 //! the authorize URL, the callback is checked and the code exchanged, the pending
-//! authorizations live server-side per browser session, the tokens live in a server-side store
-//! per user, and a page calls the API with them.
+//! authorizations live server-side per browser session, the tokens live in the app's database
+//! (one sealed row per user), and a page calls the API with them. A restart signs nobody out:
+//! the sessions and the users' tokens are in the database, the key that seals the tokens in a
+//! key file beside it (or an environment variable).
 //!
 //! One `Client` serves every user: it is built once, and each signed-in user gets
 //! `client.for_user(store)` (the same HTTP pool and the same memory of completed
-//! authorizations, a token store of their own), created only after their callback succeeded.
+//! authorizations, a token store of their own: `SqlStore::for_user`, their row).
+//!
+//! Where things are kept (`--database`, see `USAGE`):
+//! - `web_app.db` (SQLite, created 0600 in the current directory unless `--database` says
+//!   otherwise): the users' tokens (the SDK's `helloflex_*` tables, each row sealed with
+//!   XChaCha20-Poly1305) and the app's session table (`sessions.rs`: hashed ids only). Not a
+//!   temporary directory: a fixed name there can be planted by another local user, and is
+//!   cleaned away at reboot. With `--database postgres://...` (feature `postgres`), the tokens
+//!   go to PostgreSQL and the session table to `web_app-sessions.db`: the same code.
+//! - the key: `WEB_APP_TOKEN_KEYS` if set (`id:base64-of-32-bytes`, see `KeyRing::parse`),
+//!   else the key file (`<database>.key`, or `--key-file`), created 0600 with a new key on the
+//!   first run, refused if others can read it. Keep it out of the database's backups (a stolen
+//!   backup is then no stolen tokens) and never commit it; lose it and everyone signs in again.
+//! - who the user is: Flextell answers a sign-in with tokens only (no `sub`, no userinfo), so
+//!   each sign-in gets a random user id, the key of its row. An app whose provider names the
+//!   user keys the row by that instead (see `callback`).
 //!
 //! What keeps it safe (each is explained where it is done):
 //! - sessions (`sessions.rs`): random ids or none at all, a new id at sign-in (no session
@@ -22,39 +39,57 @@
 //! cargo run --example web_app                 # then open http://127.0.0.1:3000/
 //! cargo run --example web_app -- --port 3001  # another port (register its callback first)
 //! cargo run --example web_app -- --help
+//! # Signed in across a restart: a Flextell that outlives the app (the embedded one forgets
+//! # every grant when the app stops), then stop and start the app at will.
+//! cargo run -p helloflex-emulator -- --port 8080 --consent prompt
+//! cargo run --example web_app -- --flextell http://127.0.0.1:8080
+//! # The users' tokens in PostgreSQL.
+//! cargo run --example web_app --features postgres -- --database postgres://app@localhost/app
 //! ```
 //!
 //! It runs against the embedded emulator with its consent page;
 //! `crates/examples/tests/web_app.rs` drives it with cookie-keeping HTTP clients and
-//! `crates/examples/tests/web_app_browser.rs` with a real browser.
+//! `crates/examples/tests/web_app_browser.rs` and `web_app_restart_browser.rs` with a real
+//! browser.
 
 mod pages;
 mod sessions;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use helloflex::{
     AuthorizationCodeConfig, CallbackError, Client, ClientIdentity, ClientSecret, ConfigError,
-    CsrfState, Endpoint, Entropy, Environment, Error, InsecureLoopback, MemoryStore, OsEntropy,
+    CsrfState, Database, Endpoint, Entropy, Environment, Error, InsecureLoopback, Key, KeyError,
+    KeyRing, MemoryStore, OsEntropy, SqlStore,
 };
 use pages::{
     Viewer, error_page, escape, expired_sign_in, page, refused_page, sign_in_failed, sign_out_form,
 };
-use sessions::Sessions;
+use sessions::{Millis, Refused, Session, Sessions};
 
 /// How long an idle session lives.
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
-/// Sessions kept at most: memory stays bounded whatever arrives.
+/// Sessions kept at most: the table stays bounded whatever arrives.
 const MAX_SESSIONS: usize = 10_000;
+/// The database unless `--database` says otherwise.
+pub const DEFAULT_DATABASE: &str = "web_app.db";
+/// The environment variable that holds the key ring the tokens are sealed with
+/// (`id:base64-of-32-bytes`, more keys after commas while rotating), if it is set.
+pub const KEY_VARIABLE: &str = "WEB_APP_TOKEN_KEYS";
+/// The session table's SQLite file when the tokens are in PostgreSQL.
+const POSTGRES_SESSIONS: &str = "web_app-sessions.db";
+/// The key file when the tokens are in PostgreSQL and `--key-file` is not given.
+const POSTGRES_KEY_FILE: &str = "web_app.key";
 
 /// The app's state: the sessions, and the one client every user shares.
 #[derive(Clone)]
@@ -67,21 +102,101 @@ pub struct App {
     https: bool,
 }
 
-/// The app's own clock: sessions expire by it.
+/// The app's own clock, the wall clock (sessions expire by it, also across a restart). A clock
+/// set back makes sessions last longer by as much; one set forward ends them early.
 #[allow(clippy::disallowed_methods)] // an application reads the time; the SDK never does
-fn now() -> Instant {
-    Instant::now()
+fn now() -> Millis {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Millis::try_from(since_epoch.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// Where the app keeps what survives a restart: the users' tokens (sealed), the session table,
+/// and the key.
+pub struct Storage {
+    tokens: SqlStore,
+    sessions: PathBuf,
+    /// Where things are, for the start-up line (paths only, never a secret).
+    described: String,
+}
+
+impl Storage {
+    /// The storage of `client_id`'s users. `database`: a SQLite file (`PATH`, `sqlite:PATH`)
+    /// or, with the `postgres` feature, `postgres://...`. The key ring: `WEB_APP_TOKEN_KEYS`
+    /// if set, else `key_file` (default `<database>.key`, or `web_app.key` with PostgreSQL),
+    /// created with a new key when neither it nor the SDK's tables exist yet. A database that
+    /// holds tokens while its key file is missing is refused: those tokens could not be
+    /// opened, and a new key would hide that.
+    pub fn open(
+        database: &str,
+        key_file: Option<&Path>,
+        client_id: &str,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let postgres = database.starts_with("postgres://") || database.starts_with("postgresql://");
+        let (db, sessions, default_key, shown) = if postgres {
+            // Not shown: the URL may carry a password.
+            let db = Database::from_url(database)?;
+            (db, PathBuf::from(POSTGRES_SESSIONS), PathBuf::from(POSTGRES_KEY_FILE), "PostgreSQL")
+        } else {
+            let path = database.strip_prefix("sqlite://").or(database.strip_prefix("sqlite:"));
+            let path = PathBuf::from(path.unwrap_or(database));
+            let mut key = path.clone().into_os_string();
+            key.push(".key");
+            (Database::sqlite(&path), path, PathBuf::from(key), "")
+        };
+        let key_file = key_file.map_or(default_key, Path::to_path_buf);
+        // Whether the SDK's tables exist yet: asked through a store with a throwaway key,
+        // which reads the schema version and no record.
+        let probe = SqlStore::open(db.clone(), client_id, KeyRing::new(Key::generate("probe")?))?;
+        let new_database = probe.schema_version()? == 0;
+        let (keys, key_place) = key_ring(&key_file, new_database)?;
+        let where_tokens = if postgres { shown.to_owned() } else { sessions.display().to_string() };
+        let described = format!(
+            "tokens in {where_tokens}, sessions in {}, sealed with {key_place}",
+            sessions.display()
+        );
+        Ok(Self { tokens: SqlStore::open(db, client_id, keys)?, sessions, described })
+    }
+
+    /// Where things are (paths only), for a log line.
+    pub fn describe(&self) -> &str {
+        &self.described
+    }
+}
+
+/// The key ring from the environment, or from the key file (made on a new database's first
+/// run). Says where it came from; never the key.
+fn key_ring(key_file: &Path, new_database: bool) -> Result<(KeyRing, String), String> {
+    if std::env::var_os(KEY_VARIABLE).is_some() {
+        let keys = KeyRing::from_env(KEY_VARIABLE).map_err(|e| format!("{KEY_VARIABLE}: {e}"))?;
+        return Ok((keys, format!("the key in {KEY_VARIABLE}")));
+    }
+    let shown = key_file.display();
+    match KeyRing::from_file(key_file) {
+        Ok(keys) => Ok((keys, format!("the key in {shown}"))),
+        Err(KeyError::Io { kind: std::io::ErrorKind::NotFound, .. }) if new_database => {
+            let keys = KeyRing::create_file(key_file, "web-app-1").map_err(|e| e.to_string())?;
+            Ok((keys, format!("a new key in {shown} (mode 0600)")))
+        }
+        Err(KeyError::Io { kind: std::io::ErrorKind::NotFound, .. }) => Err(format!(
+            "the key file {shown} is missing, and the database holds tokens sealed with a key: \
+             restore the file (or set {KEY_VARIABLE}); to start over without it, delete the \
+             database (everyone signs in again)"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl App {
     /// An app for the Flextell at `issuer` (the emulator's base URL), served at the origin
-    /// `self_url` (`https://app.example` or, for development, `http://127.0.0.1:3000`).
+    /// `self_url` (`https://app.example` or, for development, `http://127.0.0.1:3000`),
+    /// keeping its sessions and its users' tokens in `storage`.
     pub fn new(
         issuer: &str,
         self_url: &str,
         client_id: &str,
         client_secret: &str,
-    ) -> Result<Self, Error> {
+        storage: Storage,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let (origin, https) = origin_of(self_url)?;
         let e = |url: &str| Endpoint::parse(url, InsecureLoopback::Allow);
         let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential(
@@ -100,7 +215,14 @@ impl App {
             .environment(environment)
             .authorization_code(config, Arc::new(MemoryStore::new()))
             .build()?;
-        let sessions = Sessions::new(MAX_SESSIONS, SESSION_IDLE, Arc::new(OsEntropy));
+        let sessions = Sessions::open(
+            &storage.sessions,
+            client.clone(),
+            storage.tokens,
+            MAX_SESSIONS,
+            SESSION_IDLE,
+            Arc::new(OsEntropy),
+        )?;
         Ok(Self { sessions: Arc::new(Mutex::new(sessions)), client, origin, https })
     }
 
@@ -116,14 +238,14 @@ impl App {
         self
     }
 
-    /// Where session ids and CSRF tokens come from (the OS; tests hand in a failing source).
+    /// Where session ids and user ids come from (the OS; tests hand in a failing source).
     pub fn with_entropy(self, entropy: Arc<dyn Entropy>) -> Self {
         self.sessions().set_entropy(entropy);
         self
     }
 
     /// Sessions held: (anonymous, signed in).
-    pub fn session_counts(&self) -> (usize, usize) {
+    pub fn session_counts(&self) -> Result<(usize, usize), Refused> {
         self.sessions().counts()
     }
 
@@ -139,11 +261,20 @@ impl App {
             .with_state(self)
     }
 
-    /// The session table, locked. Never held across an `.await`. A panic while it was held
-    /// leaves a table that is still consistent (every change is one map operation), so a
-    /// poisoned lock is taken over rather than taking the whole app down.
+    /// The session table, locked. Never held across an `.await`; each call on it is one short
+    /// SQLite transaction (a sign-in, a sign-out or an expiry also deletes a user's token row),
+    /// run on the request's thread: fine for an example, where a busy site would hand them to
+    /// `spawn_blocking` or a connection pool. A panic while it was held leaves a table that is
+    /// still consistent (every change is one statement), so a poisoned lock is taken over
+    /// rather than taking the whole app down.
     fn sessions(&self) -> MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The browser's live session, if any.
+    fn session(&self, jar: &CookieJar) -> Result<Option<Session>, Refused> {
+        let Some(id) = self.session_id(jar) else { return Ok(None) };
+        self.sessions().get(&id, now())
     }
 
     fn cookie_name(&self) -> &'static str {
@@ -159,7 +290,8 @@ impl App {
 
     /// The session cookie: out of reach of scripts (`HttpOnly`), not sent on cross-site
     /// subrequests or POSTs (`SameSite=Lax`; a top-level link still carries it, which the
-    /// callback from Flextell needs), https-only when served over https.
+    /// callback from Flextell needs), https-only when served over https. A session cookie (no
+    /// `Max-Age`): the server's idle timeout decides how long it is worth anything.
     fn cookie(&self, id: String) -> Cookie<'static> {
         let mut cookie = Cookie::new(self.cookie_name(), id);
         cookie.set_http_only(true);
@@ -213,11 +345,12 @@ fn origin_of(self_url: &str) -> Result<(String, bool), ConfigError> {
     Ok((origin, https))
 }
 
-async fn home(State(app): State<App>, jar: CookieJar) -> Html<String> {
-    let viewer = match app.session_id(&jar) {
-        Some(id) => Viewer::of(app.sessions().get(&id, now()).as_deref()),
-        None => Viewer::Anonymous,
+async fn home(State(app): State<App>, jar: CookieJar) -> Response {
+    let session = match app.session(&jar) {
+        Ok(session) => session,
+        Err(refused) => return refused_page(refused),
     };
+    let viewer = Viewer::of(session.as_ref());
     match viewer {
         Viewer::SignedIn(_) => page(
             "Signed in",
@@ -230,6 +363,7 @@ async fn home(State(app): State<App>, jar: CookieJar) -> Html<String> {
             r#"<p><a href="/login">Sign in with Flextell</a> to read the news.</p>"#,
         ),
     }
+    .into_response()
 }
 
 async fn login(State(app): State<App>, jar: CookieJar) -> Response {
@@ -249,9 +383,15 @@ async fn login(State(app): State<App>, jar: CookieJar) -> Response {
     let mut sessions = app.sessions();
     // A second tab (or a signed-in user whose tokens were revoked) signing in adds its own
     // pending authorization to the session it has.
-    if let Some(session) = app.session_id(&jar).and_then(|id| sessions.get(&id, now())) {
-        session.add_pending(pending);
-        return Redirect::to(&url).into_response();
+    if let Some(id) = app.session_id(&jar) {
+        match sessions.get(&id, now()) {
+            Ok(Some(_)) => {
+                sessions.add_pending(&id, pending);
+                return Redirect::to(&url).into_response();
+            }
+            Ok(None) => {}
+            Err(refused) => return refused_page(refused),
+        }
     }
     let started = sessions.start(pending, now());
     drop(sessions);
@@ -263,14 +403,12 @@ async fn login(State(app): State<App>, jar: CookieJar) -> Response {
 
 async fn callback(State(app): State<App>, jar: CookieJar, uri: Uri) -> Response {
     let id = app.session_id(&jar).unwrap_or_default();
-    let (pending, viewer) = {
-        let mut sessions = app.sessions();
-        let session = sessions.get(&id, now());
-        (
-            session.as_ref().map(|s| s.pending.clone()).unwrap_or_default(),
-            Viewer::of(session.as_deref()),
-        )
+    let session = match app.sessions().get(&id, now()) {
+        Ok(session) => session,
+        Err(refused) => return refused_page(refused),
     };
+    let pending = session.as_ref().map(|s| s.pending.clone()).unwrap_or_default();
+    let viewer = Viewer::of(session.as_ref());
     let signed_in = matches!(viewer, Viewer::SignedIn(_));
     if pending.is_empty() {
         // A reload or the back button after signing in: nothing to do, the user is in.
@@ -279,17 +417,20 @@ async fn callback(State(app): State<App>, jar: CookieJar, uri: Uri) -> Response 
         }
         return expired_sign_in(&viewer);
     }
-    let user = match app.client.for_user(Arc::new(MemoryStore::new())) {
-        Ok(user) => user,
-        Err(e) => {
-            let message = "Signing in failed. Please try again.";
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &viewer,
-                message,
-                Some("/login"),
-                &e,
-            );
+    // Who is signing in: Flextell's answer is tokens only (no OpenID Connect `sub`, no
+    // userinfo endpoint), so nothing names the person. Each sign-in is therefore a user of its
+    // own, under a random id: the key of their token row, found again through the session
+    // (also after a restart). With a provider that names the user, key the row by the issuer
+    // and that subject instead, so that signing in again, from any browser, finds the same row.
+    let new_user = app.sessions().new_user();
+    let (user_id, user) = match new_user {
+        Ok(new) => new,
+        Err(refused) => {
+            // No user without randomness: this sign-in ends here, with the session.
+            if let Err(e) = app.sessions().remove(&id) {
+                eprintln!("web_app: a session could not be ended: {e:?}");
+            }
+            return (app.forget(jar), refused_page(refused)).into_response();
         }
     };
     let callback = uri.to_string();
@@ -297,8 +438,9 @@ async fn callback(State(app): State<App>, jar: CookieJar, uri: Uri) -> Response 
     for candidate in &pending {
         match user.complete_authorization(candidate, &callback).await {
             Ok(_) => {
-                // Signed in: a new session with a new id replaces the one the browser had.
-                let signed_in = app.sessions().sign_in(&id, user, now());
+                // Signed in (the tokens are in the user's row): a new session with a new id
+                // replaces the one the browser had.
+                let signed_in = app.sessions().sign_in(&id, &user_id, user, now());
                 return match signed_in {
                     Ok(new_id) => {
                         (jar.add(app.cookie(new_id)), Redirect::to("/news")).into_response()
@@ -320,9 +462,7 @@ async fn callback(State(app): State<App>, jar: CookieJar, uri: Uri) -> Response 
             Err(e) => {
                 // This sign-in's callback, refused (Deny) or failed: it is used up (Flextell
                 // never accepts its code twice); the session's other sign-ins stay.
-                if let Some(session) = app.sessions().get(&id, now()) {
-                    session.pending.retain(|p| p.id() != candidate.id());
-                }
+                app.sessions().drop_pending(&id, candidate);
                 return sign_in_failed(&viewer, &e);
             }
         }
@@ -333,10 +473,13 @@ async fn callback(State(app): State<App>, jar: CookieJar, uri: Uri) -> Response 
 }
 
 async fn news(State(app): State<App>, jar: CookieJar) -> Response {
-    let user = app
-        .session_id(&jar)
-        .and_then(|id| app.sessions().get(&id, now()).and_then(|s| s.user.clone()));
-    let Some(user) = user else { return Redirect::to("/login").into_response() };
+    let session = match app.session(&jar) {
+        Ok(session) => session,
+        Err(refused) => return refused_page(refused),
+    };
+    let Some(user) = session.and_then(|s| s.user) else {
+        return Redirect::to("/login").into_response();
+    };
     let viewer = Viewer::SignedIn(user.csrf.clone());
     match user.client.get("news").send().await {
         Ok(response) => {
@@ -361,10 +504,11 @@ async fn news(State(app): State<App>, jar: CookieJar) -> Response {
 /// `GET /logout` changes nothing (a link or an image on another site could make a browser
 /// fetch it): it shows the sign-out button.
 async fn confirm_logout(State(app): State<App>, jar: CookieJar) -> Response {
-    let viewer = match app.session_id(&jar) {
-        Some(id) => Viewer::of(app.sessions().get(&id, now()).as_deref()),
-        None => Viewer::Anonymous,
+    let session = match app.session(&jar) {
+        Ok(session) => session,
+        Err(refused) => return refused_page(refused),
     };
+    let viewer = Viewer::of(session.as_ref());
     match &viewer {
         Viewer::SignedIn(csrf) => {
             let body = format!("<p>Sign out of this app?</p>{}", sign_out_form(csrf));
@@ -380,8 +524,9 @@ struct LogoutForm {
     csrf: Option<String>,
 }
 
-/// `POST /logout`: ends the session if the request comes from this site's page, with this
-/// session's CSRF token. Otherwise the user stays signed in and is told so.
+/// `POST /logout`: ends the session (and deletes the user's tokens) if the request comes from
+/// this site's page, with this session's CSRF token. Otherwise the user stays signed in and is
+/// told so.
 async fn logout(
     State(app): State<App>,
     jar: CookieJar,
@@ -391,18 +536,28 @@ async fn logout(
     let Some(id) = app.session_id(&jar) else { return Redirect::to("/").into_response() };
     let submitted = form.ok().and_then(|Form(form)| form.csrf).map(CsrfState::new);
     let mut sessions = app.sessions();
-    let Some(session) = sessions.get(&id, now()) else {
+    let session = match sessions.get(&id, now()) {
+        Ok(session) => session,
+        Err(refused) => {
+            drop(sessions);
+            return refused_page(refused);
+        }
+    };
+    let Some(session) = session else {
         // Expired or unknown: already signed out.
         drop(sessions);
         return (app.forget(jar), Redirect::to("/")).into_response();
     };
-    let viewer = Viewer::of(Some(session));
+    let viewer = Viewer::of(Some(&session));
     let Viewer::SignedIn(csrf) = &viewer else { return Redirect::to("/").into_response() };
     // `==` on `CsrfState` compares in constant time.
     if app.same_origin(&headers) && submitted.as_ref() == Some(csrf) {
-        sessions.remove(&id);
+        let removed = sessions.remove(&id);
         drop(sessions);
-        return (app.forget(jar), Redirect::to("/")).into_response();
+        return match removed {
+            Ok(()) => (app.forget(jar), Redirect::to("/")).into_response(),
+            Err(refused) => refused_page(refused),
+        };
     }
     drop(sessions);
     eprintln!("web_app: 403: a sign-out without this site's origin or CSRF token was refused");
@@ -420,17 +575,40 @@ pub enum Command {
     /// Print the usage and exit.
     Help,
     /// Serve.
-    Serve {
-        /// The port on 127.0.0.1.
-        port: u16,
-        /// Sessions kept at most.
-        max_sessions: usize,
-    },
+    Serve(Options),
+}
+
+/// How to serve.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    /// Sessions kept at most.
+    pub max_sessions: usize,
+    /// The database: a SQLite file, or `postgres://...`.
+    pub database: String,
+    /// The key file, if not the default one.
+    pub key_file: Option<PathBuf>,
+    /// A Flextell (emulator) running apart, instead of the embedded one.
+    pub flextell: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 3000,
+            max_sessions: MAX_SESSIONS,
+            database: DEFAULT_DATABASE.to_owned(),
+            key_file: None,
+            flextell: None,
+        }
+    }
 }
 
 /// The usage text of `--help`.
 pub const USAGE: &str = "\
-A Flextell web app (sign in, read the news) against the embedded Flextell emulator.
+A Flextell web app (sign in, read the news) against the embedded Flextell emulator. Users stay
+signed in across restarts: their sessions and tokens (sealed) are kept in a database.
 
 Usage: cargo run --example web_app -- [OPTIONS]
 
@@ -439,51 +617,83 @@ Options:
   --max-sessions <N>     Keep at most N sessions [default: 10000]; when full, the
                          longest-idle anonymous session makes room, and signed-in
                          users are never signed out to make room
+  --database <DB>        Where sessions and users' tokens are kept [default: web_app.db]:
+                         a SQLite file (PATH or sqlite:PATH, created mode 0600), or
+                         postgres://USER:PASSWORD@HOST/DB for the tokens (build with
+                         --features postgres; sessions then go to web_app-sessions.db)
+  --key-file <PATH>      The key the tokens are sealed with [default: <DB>.key, or
+                         web_app.key with PostgreSQL]; created (mode 0600) on a new
+                         database's first run. WEB_APP_TOKEN_KEYS (id:base64-of-32-bytes),
+                         if set, is used instead. Back it up apart from the database
+  --flextell <URL>       Use the Flextell (emulator) at URL instead of the embedded one,
+                         which forgets every grant when the app stops: with one that
+                         outlives the app, a restart signs nobody out
   -h, --help             Print this help and exit
 ";
 
 /// Reads the arguments (without the program name).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let (mut port, mut max_sessions) = (3000, MAX_SESSIONS);
+    let mut options = Options::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--port" => {
-                port = args
+                options.port = args
                     .next()
                     .and_then(|p| p.parse().ok())
                     .filter(|&p| p > 0)
                     .ok_or("--port takes a number from 1 to 65535")?;
             }
             "--max-sessions" => {
-                max_sessions = args
+                options.max_sessions = args
                     .next()
                     .and_then(|n| n.parse().ok())
                     .filter(|&n| n > 0)
                     .ok_or("--max-sessions takes a number above 0")?;
             }
+            "--database" => {
+                options.database = args
+                    .next()
+                    .filter(|d| !d.is_empty())
+                    .ok_or("--database takes a SQLite file or a postgres:// URL")?;
+            }
+            "--key-file" => {
+                let path =
+                    args.next().filter(|p| !p.is_empty()).ok_or("--key-file takes a path")?;
+                options.key_file = Some(PathBuf::from(path));
+            }
+            "--flextell" => {
+                let url = args
+                    .next()
+                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                    .ok_or("--flextell takes an http:// or https:// URL")?;
+                options.flextell = Some(url.trim_end_matches('/').to_owned());
+            }
+            // Not quoted back: it may be a database URL with a password, given in the wrong
+            // place.
+            _ if arg.contains("://") => return Err("unexpected argument (a URL)".to_owned()),
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
-    Ok(Command::Serve { port, max_sessions })
+    Ok(Command::Serve(options))
 }
 
 #[allow(dead_code)] // the tests include this file as a module and never call `main`
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (port, max_sessions) = match parse_args(std::env::args().skip(1)) {
+    let options = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Serve { port, max_sessions }) => (port, max_sessions),
+        Ok(Command::Serve(options)) => options,
         Err(e) => {
             eprintln!("web_app: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    match serve(port, max_sessions).await {
+    match serve(options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("web_app: {e}");
@@ -493,7 +703,8 @@ async fn main() -> ExitCode {
 }
 
 #[allow(dead_code)]
-async fn serve(port: u16, max_sessions: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let port = options.port;
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(listener) => listener,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -502,20 +713,25 @@ async fn serve(port: u16, max_sessions: usize) -> Result<(), Box<dyn std::error:
         Err(e) => return Err(format!("cannot listen on port {port}: {e}").into()),
     };
     let self_url = format!("http://127.0.0.1:{port}");
-    let config = helloflex_emulator::EmulatorConfig {
-        consent: helloflex_emulator::Consent::Prompt,
-        ..Default::default()
-    }
-    .with_redirect_uri(helloflex_emulator::WEB_APP.0, &format!("{self_url}/callback"));
-    let emulator = helloflex_emulator::start(config)?;
-    let app = App::new(
-        emulator.base_url(),
-        &self_url,
-        helloflex_emulator::WEB_APP.0,
-        helloflex_emulator::WEB_APP.1,
-    )?
-    .with_max_sessions(max_sessions);
-    println!("open {self_url}/ (Flextell emulator at {})", emulator.base_url());
+    // The Flextell given, or an emulator of our own (alive until `serve` returns).
+    let (issuer, _emulator) = match options.flextell {
+        Some(url) => (url, None),
+        None => {
+            let config = helloflex_emulator::EmulatorConfig {
+                consent: helloflex_emulator::Consent::Prompt,
+                ..Default::default()
+            }
+            .with_redirect_uri(helloflex_emulator::WEB_APP.0, &format!("{self_url}/callback"));
+            let emulator = helloflex_emulator::start(config)?;
+            (emulator.base_url().to_owned(), Some(emulator))
+        }
+    };
+    let (client_id, client_secret) = helloflex_emulator::WEB_APP;
+    let storage = Storage::open(&options.database, options.key_file.as_deref(), client_id)?;
+    println!("web_app: {}", storage.describe());
+    let app = App::new(&issuer, &self_url, client_id, client_secret, storage)?
+        .with_max_sessions(options.max_sessions);
+    println!("open {self_url}/ (Flextell at {issuer})");
     let client = app.client.clone();
     axum::serve(listener, app.router())
         .with_graceful_shutdown(async {

@@ -106,7 +106,7 @@ pub fn error_page(
     (status, page("Something went wrong", viewer, &body)).into_response()
 }
 
-/// The page for a session that could not be made.
+/// The page for a session that could not be made, or read.
 pub fn refused_page(refused: Refused) -> Response {
     match refused {
         Refused::NoRandomness => error_page(
@@ -127,6 +127,13 @@ pub fn refused_page(refused: Refused) -> Response {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             response
         }
+        Refused::Storage(detail) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &Viewer::Anonymous,
+            "The server could not read or keep your session. Please try again later.",
+            None,
+            &detail,
+        ),
     }
 }
 
