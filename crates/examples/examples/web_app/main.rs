@@ -37,7 +37,7 @@
 //!
 //! ```sh
 //! cargo run --example web_app                 # then open http://127.0.0.1:3000/
-//! cargo run --example web_app -- --port 3001  # another port (register its callback first)
+//! cargo run --example web_app -- --port 3001  # another port (the built-in emulator learns its callback; register it with a real Flextell)
 //! cargo run --example web_app -- --help
 //! # Signed in across a restart: a Flextell that outlives the app (the embedded one forgets
 //! # every grant when the app stops), then stop and start the app at will.
@@ -450,12 +450,7 @@ async fn callback(State(app): State<App>, jar: CookieJar, uri: Uri) -> Response 
             }
             // Not this sign-in's callback (or unreadable, so no sign-in's): try the next one.
             // These leave the sign-ins in place, so a forged link cannot cancel one.
-            Err(Error::Callback(
-                CallbackError::StateMismatch
-                | CallbackError::MissingState
-                | CallbackError::Malformed(_)
-                | CallbackError::DuplicateParameter(_),
-            )) => {}
+            Err(Error::Callback(e)) if e.is_stray() => {}
             Err(Error::Callback(CallbackError::AlreadyCompleted)) if signed_in => {
                 return Redirect::to("/news").into_response();
             }
