@@ -85,7 +85,7 @@ pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
 pub use entropy::{Entropy, OsEntropy, authorization_entropy, jitter_seed, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
-pub use scope::RecordScope;
+pub use scope::{RecordScope, RecordSealing};
 pub use sealed::{Key, KeyError, KeyRing, OpenError};
 pub use store::{
     Claim, FileStore, Loaded, MemoryStore, Record, RecordProblem, StoreError, StoredTokens, Swap,

@@ -1,7 +1,12 @@
 //! Whose record a shared store holds: the client, the user, the namespace, in every key and
-//! every seal.
+//! every seal; and how a shared store keeps a record (sealed to its scope).
+
+use std::sync::Arc;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::sealed::KeyRing;
+use crate::store::{Record, RecordProblem, StoreError};
 
 /// What a part of a scope may not hold unencoded inside a key: the key's own separators, the
 /// braces of a Redis hash tag, and what would make the encoding itself ambiguous.
@@ -93,6 +98,88 @@ impl RecordScope {
             }
         }
         bytes
+    }
+}
+
+/// How a shared store (Redis, SQL) keeps a record: sealed with a key ring and bound to the
+/// record's whole [`RecordScope`], or, only for tests and moving data, as JSON in clear. One
+/// encoding for every shared store, so a value copied to another user's record never opens.
+///
+/// ```
+/// use std::sync::Arc;
+/// use helloflex_auth::{Key, KeyRing, Record, RecordScope, RecordSealing, StoredTokens};
+///
+/// let sealing = RecordSealing::Sealed(Arc::new(KeyRing::new(Key::generate("k1")?)));
+/// let tokens: StoredTokens = serde_json::from_str(r#"{"access_token":"at-secret","expires_at_unix_ms":1}"#)?;
+/// let alice = RecordScope::new("app").for_user("alice");
+/// let stored = sealing.encode(&Record::new(tokens, 1), &alice)?;
+/// assert!(!stored.windows(9).any(|w| w == b"at-secret"));
+/// assert_eq!(sealing.decode(stored.clone(), &alice, || "alice".into())?.version, 1);
+/// // Bob's record holding Alice's value: it does not open.
+/// let bob = RecordScope::new("app").for_user("bob");
+/// assert!(sealing.decode(stored, &bob, || "bob".into()).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub enum RecordSealing {
+    /// Encrypted with the ring's active key, bound to the record's scope.
+    Sealed(Arc<KeyRing>),
+    /// JSON in clear: anyone who reads the store can use the refresh token.
+    Plaintext,
+}
+
+impl std::fmt::Debug for RecordSealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_sealed() { "Sealed" } else { "Plaintext" })
+    }
+}
+
+impl RecordSealing {
+    /// Whether records are encrypted.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self, RecordSealing::Sealed(_))
+    }
+
+    /// `record` as the store keeps it for `scope`.
+    pub fn encode(&self, record: &Record, scope: &RecordScope) -> Result<Vec<u8>, StoreError> {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(record).map_err(|_| {
+            StoreError::Remote { op: "write", reason: "the record did not serialise".into() }
+        })?);
+        match self {
+            RecordSealing::Sealed(keys) => keys.seal(&json, &scope.binding()).map_err(|e| {
+                StoreError::Remote { op: "write", reason: format!("sealing failed: {e}") }
+            }),
+            RecordSealing::Plaintext => Ok(json.to_vec()),
+        }
+    }
+
+    /// A stored value of `scope`'s record read back; `key` names the record in an error
+    /// (never its value).
+    pub fn decode(
+        &self,
+        value: Vec<u8>,
+        scope: &RecordScope,
+        key: impl FnOnce() -> String,
+    ) -> Result<Record, StoreError> {
+        let problem = |key: String, problem| StoreError::RemoteRecord { key, problem };
+        let json = match self {
+            RecordSealing::Sealed(keys) => match keys.open(&value, &scope.binding()) {
+                Ok(json) => json,
+                Err(e) => return Err(problem(key(), e.into())),
+            },
+            RecordSealing::Plaintext => zeroize::Zeroizing::new(value),
+        };
+        serde_json::from_slice(&json).map_err(|e| {
+            problem(
+                key(),
+                RecordProblem::Malformed(format!(
+                    "{:?} at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                )),
+            )
+        })
     }
 }
 

@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use helloflex_auth::{
-    KeyRing, Loaded, Record, RecordProblem, RecordScope, StoreError, Swap, TokenStore,
+    KeyRing, Loaded, Record, RecordProblem, RecordScope, RecordSealing, StoreError, Swap,
+    TokenStore,
 };
 use redis::{Connection, RedisError};
 
@@ -67,14 +68,8 @@ pub struct RedisStore {
     pool: Arc<Pool>,
     scripts: Arc<Scripts>,
     scope: RecordScope,
-    sealing: Sealing,
+    sealing: RecordSealing,
     timeout: Duration,
-}
-
-#[derive(Clone)]
-enum Sealing {
-    Sealed(Arc<KeyRing>),
-    Plaintext,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -82,7 +77,7 @@ impl std::fmt::Debug for RedisStore {
         // Not the URL: it may carry a password.
         f.debug_struct("RedisStore")
             .field("key", &self.scope.key("tokens"))
-            .field("encrypted", &matches!(self.sealing, Sealing::Sealed(_)))
+            .field("encrypted", &self.sealing.is_sealed())
             .finish_non_exhaustive()
     }
 }
@@ -108,16 +103,20 @@ impl RedisStore {
     /// `rediss://` with the `tls` feature), sealed with `keys`. Nothing is sent until the store
     /// is used.
     pub fn open(url: &str, client_id: &str, keys: KeyRing) -> Result<Self, StoreError> {
-        Self::with_sealing(url, client_id, Sealing::Sealed(Arc::new(keys)))
+        Self::with_sealing(url, client_id, RecordSealing::Sealed(Arc::new(keys)))
     }
 
     /// A store that writes tokens **in clear**: anyone who can read the Redis database, a
     /// replica, a dump or a backup of it can use the refresh token. Prefer [`RedisStore::open`].
     pub fn open_plaintext_insecure(url: &str, client_id: &str) -> Result<Self, StoreError> {
-        Self::with_sealing(url, client_id, Sealing::Plaintext)
+        Self::with_sealing(url, client_id, RecordSealing::Plaintext)
     }
 
-    fn with_sealing(url: &str, client_id: &str, sealing: Sealing) -> Result<Self, StoreError> {
+    fn with_sealing(
+        url: &str,
+        client_id: &str,
+        sealing: RecordSealing,
+    ) -> Result<Self, StoreError> {
         if url.starts_with("rediss:") {
             #[cfg(feature = "tls")]
             ensure_crypto_provider();
@@ -252,32 +251,11 @@ impl RedisStore {
     }
 
     fn decode(&self, value: Vec<u8>) -> Result<Record, StoreError> {
-        let json = match &self.sealing {
-            Sealing::Sealed(keys) => {
-                keys.open(&value, &self.scope.binding()).map_err(|e| self.problem(e.into()))?
-            }
-            Sealing::Plaintext => zeroize::Zeroizing::new(value),
-        };
-        serde_json::from_slice(&json).map_err(|e| {
-            self.problem(RecordProblem::Malformed(format!(
-                "{:?} at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            )))
-        })
+        self.sealing.decode(value, &self.scope, || self.record_key())
     }
 
     fn encode(&self, record: &Record) -> Result<Vec<u8>, StoreError> {
-        let json = zeroize::Zeroizing::new(serde_json::to_vec(record).map_err(|_| {
-            StoreError::Remote { op: "write", reason: "the record did not serialise".into() }
-        })?);
-        match &self.sealing {
-            Sealing::Sealed(keys) => keys.seal(&json, &self.scope.binding()).map_err(|e| {
-                StoreError::Remote { op: "write", reason: format!("sealing failed: {e}") }
-            }),
-            Sealing::Plaintext => Ok(json.to_vec()),
-        }
+        self.sealing.encode(record, &self.scope)
     }
 }
 

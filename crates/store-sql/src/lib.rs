@@ -90,7 +90,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::{
-    KeyRing, Loaded, Record, RecordProblem, RecordScope, StoreError, Swap, TokenStore,
+    KeyRing, Loaded, Record, RecordScope, RecordSealing, StoreError, Swap, TokenStore,
 };
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -218,18 +218,12 @@ pub struct SqlStore {
     backend: Arc<Backend>,
     tables: Tables,
     scope: RecordScope,
-    sealing: Sealing,
+    sealing: RecordSealing,
     timeout: Duration,
     migrate_on_first_use: bool,
     /// The last version this store saw stored (not shared with the stores `for_user` makes:
     /// each has its own record).
     seen: Watermark,
-}
-
-#[derive(Clone)]
-enum Sealing {
-    Sealed(Arc<KeyRing>),
-    Plaintext,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -238,7 +232,7 @@ impl std::fmt::Debug for SqlStore {
             .field("database", &self.backend)
             .field("table", &self.tables.tokens)
             .field("record_key", &self.record_key())
-            .field("encrypted", &matches!(self.sealing, Sealing::Sealed(_)))
+            .field("encrypted", &self.sealing.is_sealed())
             .finish_non_exhaustive()
     }
 }
@@ -248,19 +242,19 @@ impl SqlStore {
     /// until the store is used; the tables are created then (see
     /// [`SqlStore::migrate_on_first_use`]).
     pub fn open(database: Database, client_id: &str, keys: KeyRing) -> Result<Self, SqlError> {
-        Self::with_sealing(database, client_id, Sealing::Sealed(Arc::new(keys)))
+        Self::with_sealing(database, client_id, RecordSealing::Sealed(Arc::new(keys)))
     }
 
     /// A store that writes tokens **in clear**: anyone who can read the database, a replica, a
     /// dump or a backup of it can use the refresh token. Prefer [`SqlStore::open`].
     pub fn open_plaintext_insecure(database: Database, client_id: &str) -> Result<Self, SqlError> {
-        Self::with_sealing(database, client_id, Sealing::Plaintext)
+        Self::with_sealing(database, client_id, RecordSealing::Plaintext)
     }
 
     fn with_sealing(
         database: Database,
         client_id: &str,
-        sealing: Sealing,
+        sealing: RecordSealing,
     ) -> Result<Self, SqlError> {
         let backend = match database.0 {
             Kind::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::new(path)),
@@ -403,37 +397,12 @@ impl SqlStore {
         Ok(())
     }
 
-    fn problem(&self, problem: RecordProblem) -> StoreError {
-        StoreError::RemoteRecord { key: self.record_key(), problem }
-    }
-
     fn decode(&self, value: Vec<u8>) -> Result<Record, StoreError> {
-        let json = match &self.sealing {
-            Sealing::Sealed(keys) => {
-                keys.open(&value, &self.scope.binding()).map_err(|e| self.problem(e.into()))?
-            }
-            Sealing::Plaintext => zeroize::Zeroizing::new(value),
-        };
-        serde_json::from_slice(&json).map_err(|e| {
-            self.problem(RecordProblem::Malformed(format!(
-                "{:?} at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            )))
-        })
+        self.sealing.decode(value, &self.scope, || self.record_key())
     }
 
     fn encode(&self, record: &Record) -> Result<Vec<u8>, StoreError> {
-        let json = zeroize::Zeroizing::new(serde_json::to_vec(record).map_err(|_| {
-            StoreError::Remote { op: "write", reason: "the record did not serialise".into() }
-        })?);
-        match &self.sealing {
-            Sealing::Sealed(keys) => keys.seal(&json, &self.scope.binding()).map_err(|e| {
-                StoreError::Remote { op: "write", reason: format!("sealing failed: {e}") }
-            }),
-            Sealing::Plaintext => Ok(json.to_vec()),
-        }
+        self.sealing.encode(record, &self.scope)
     }
 }
 
