@@ -776,10 +776,7 @@ impl<S: Signal> Shared<S> {
             return Err(CallbackError::AlreadyCompleted.into());
         }
         let checked = pending.check_callback(callback);
-        let attributed = match &checked {
-            Ok(_) => true,
-            Err(rejection) => rejection.attributed,
-        };
+        let attributed = checked.as_ref().map_or_else(|e| !e.is_stray(), |_| true);
         if attributed {
             let mut completed = completed();
             if completed.contains(&id) {

@@ -1,6 +1,6 @@
 //! The authorization-code flow (Flextell) as a typestate chain:
 //! [`start_authorization`] -> [`PendingAuthorization`] (serialisable, kept in the web session) ->
-//! [`PendingAuthorization::handle_callback`] -> [`AuthorizedCode`] -> the code-exchange request.
+//! [`PendingAuthorization::check_callback`] -> [`AuthorizedCode`] -> the code-exchange request.
 //! Checking `state` is part of the chain, never left to the caller.
 
 use serde::{Deserialize, Serialize};
@@ -115,42 +115,6 @@ pub fn start_authorization(
     Ok((url, PendingAuthorization { state, verifier, redirect_uri, issuer: config.issuer.clone() }))
 }
 
-/// A refused callback. If the callback could not be attributed to this authorization (unreadable,
-/// wrong or missing `state`), the pending authorization is handed back unconsumed.
-///
-/// ```
-/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
-/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
-/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
-/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
-/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
-/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
-/// #     .redirect_uri(url("https://my-app.example/callback")?)
-/// #     .build()?;
-/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
-/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
-/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
-/// let rejected = pending.handle_callback("?code=c0de&state=forged").unwrap_err();
-/// let pending = rejected.pending.ok_or("handed back")?; // still good for the real callback
-/// let code = pending.handle_callback(&format!("?code=c0de&state={state}"))?;
-/// # drop(code);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct CallbackRejected {
-    /// Why.
-    pub error: CallbackError,
-    /// The pending authorization, when it is still good for the real callback.
-    pub pending: Option<Box<PendingAuthorization>>,
-}
-
-impl From<CallbackRejected> for Error {
-    fn from(r: CallbackRejected) -> Self {
-        Error::Callback(r.error)
-    }
-}
-
 /// A code received on the redirect URI, bound to its PKCE verifier.
 ///
 /// ```
@@ -218,28 +182,34 @@ impl PendingAuthorization {
         AuthorizationId(hmac_sha256::Hash::hash(self.state.expose_secret().as_bytes()))
     }
 
-    /// Checks a callback: the full redirect URL or just its query. On success the pending
-    /// authorization is consumed (a second callback cannot be accepted).
-    pub fn handle_callback(self, callback: &str) -> Result<AuthorizedCode, CallbackRejected> {
-        match self.check_callback(callback) {
-            Ok(code) => Ok(code),
-            Err(Rejection { error, attributed: false }) => {
-                Err(CallbackRejected { error, pending: Some(Box::new(self)) })
-            }
-            Err(Rejection { error, attributed: true }) => {
-                Err(CallbackRejected { error, pending: None })
-            }
-        }
-    }
-
-    /// Checks a callback without consuming the pending authorization, for a caller that keeps
-    /// it (a token manager remembering which authorizations completed). The error says whether
-    /// the callback belonged to this authorization: a wrong or missing `state` does not, so the
-    /// genuine callback may still arrive.
-    pub fn check_callback(&self, callback: &str) -> Result<AuthorizedCode, Rejection> {
+    /// Checks a callback: the full redirect URL or just its query. A refusal that
+    /// [`CallbackError::is_stray`] did not belong to this authorization (unreadable, a wrong or
+    /// missing `state`): the genuine callback may still arrive, and the pending authorization
+    /// stays usable. Any other outcome uses it up (the server does not accept its code twice):
+    /// remember its [`id`](Self::id) to refuse a callback delivered again.
+    ///
+    /// ```
+    /// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
+    /// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
+    /// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
+    /// # let config = helloflex::AuthorizationCodeConfig::builder(app)
+    /// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
+    /// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
+    /// #     .redirect_uri(url("https://my-app.example/callback")?)
+    /// #     .build()?;
+    /// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+    /// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
+    /// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
+    /// let forged = pending.check_callback("https://my-app.example/callback?code=c0de&state=forged").unwrap_err();
+    /// assert!(forged.is_stray()); // not this authorization's: the real callback may still come
+    /// let code = pending.check_callback(&format!("?code=c0de&state={state}"))?;
+    /// # drop(code);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_callback(&self, callback: &str) -> Result<AuthorizedCode, CallbackError> {
         let unattributed = |error: CallbackError| {
             debug_assert!(error.is_stray(), "one rule for what a sign-in ignores");
-            Rejection { error, attributed: false }
+            error
         };
         let params = read_params(callback).map_err(unattributed)?;
         let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
@@ -251,7 +221,7 @@ impl PendingAuthorization {
         // From here on the callback belongs to this authorization, which is now used up.
         let consumed = |error: CallbackError| {
             debug_assert!(!error.is_stray(), "one rule for what a sign-in ignores");
-            Rejection { error, attributed: true }
+            error
         };
         if let Some(issuer) = &self.issuer {
             match &params.iss {
@@ -314,43 +284,6 @@ impl AuthorizationId {
 impl std::fmt::Debug for AuthorizationId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AuthorizationId(..)")
-    }
-}
-
-/// A callback refused by [`PendingAuthorization::check_callback`].
-///
-/// ```
-/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
-/// # let url = |u: &str| helloflex::Endpoint::parse(u, helloflex::InsecureLoopback::Deny);
-/// # let app = helloflex::ClientIdentity::confidential("my-app", helloflex::ClientSecret::new("s3cret"));
-/// # let config = helloflex::AuthorizationCodeConfig::builder(app)
-/// #     .authorize_url(url("https://login.flextell.example/oauth2/authorize")?)
-/// #     .token_url(url("https://login.flextell.example/oauth2/token")?)
-/// #     .redirect_uri(url("https://my-app.example/callback")?)
-/// #     .build()?;
-/// # let entropy: [u8; 64] = std::array::from_fn(|i| (i * 37 + 11) as u8);
-/// # let (authorize, pending) = helloflex::core::machines::start_authorization(&config, &entropy)?;
-/// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
-/// let forged = pending.check_callback("https://my-app.example/callback?code=c0de&state=forged").unwrap_err();
-/// assert!(!forged.attributed); // not this authorization's: the real callback may still come
-/// let denied = pending.check_callback(&format!("?error=access_denied&state={state}")).unwrap_err();
-/// assert!(denied.attributed); // this authorization's: it is used up
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{error}")]
-#[non_exhaustive]
-pub struct Rejection {
-    /// Why.
-    pub error: CallbackError,
-    /// Whether the callback carried this authorization's `state` (it is then used up: the
-    /// server will not accept its code twice). `false` for a forged or unreadable callback.
-    pub attributed: bool,
-}
-
-impl From<Rejection> for Error {
-    fn from(r: Rejection) -> Self {
-        Error::Callback(r.error)
     }
 }
 
@@ -462,7 +395,7 @@ mod tests {
         let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
         let state = state_of(&url);
         let code = pending
-            .handle_callback(&format!("http://127.0.0.1:3000/callback?code=abc&state={state}"))
+            .check_callback(&format!("http://127.0.0.1:3000/callback?code=abc&state={state}"))
             .unwrap();
         let req = code.into_token_request(&config()).unwrap();
         let body = std::str::from_utf8(req.body()).unwrap();
@@ -474,10 +407,10 @@ mod tests {
     fn wrong_state_does_not_consume() {
         let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
         let state = state_of(&url);
-        let rejected = pending.handle_callback("code=abc&state=forged").unwrap_err();
-        assert_eq!(rejected.error, CallbackError::StateMismatch);
-        let pending = *rejected.pending.unwrap();
-        assert!(pending.handle_callback(&format!("code=abc&state={state}")).is_ok());
+        let rejected = pending.check_callback("code=abc&state=forged").unwrap_err();
+        assert_eq!(rejected, CallbackError::StateMismatch);
+        assert!(rejected.is_stray(), "the pending authorization stays usable");
+        assert!(pending.check_callback(&format!("code=abc&state={state}")).is_ok());
     }
 
     #[test]
@@ -485,8 +418,8 @@ mod tests {
         let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
         let state = state_of(&url);
         let check = |query: String, expected: CallbackError| {
-            let e = pending.clone().handle_callback(&query).unwrap_err();
-            assert_eq!(e.error, expected, "{query}");
+            let e = pending.clone().check_callback(&query).unwrap_err();
+            assert_eq!(e, expected, "{query}");
         };
         check("code=a".into(), CallbackError::MissingState);
         check(format!("code=a&state={}", state.to_uppercase()), CallbackError::StateMismatch);
@@ -529,12 +462,11 @@ mod tests {
             ("https%3A%2F%2Fauth.example%2F", false),
             ("https%3A%2F%2FAUTH.example", false),
         ] {
-            let result =
-                pending.clone().handle_callback(&format!("code=a&state={state}&iss={iss}"));
+            let result = pending.clone().check_callback(&format!("code=a&state={state}&iss={iss}"));
             assert_eq!(result.is_ok(), ok, "{iss}");
         }
-        let e = pending.handle_callback(&format!("code=a&state={state}")).unwrap_err();
-        assert_eq!(e.error, CallbackError::MissingIssuer);
+        let e = pending.check_callback(&format!("code=a&state={state}")).unwrap_err();
+        assert_eq!(e, CallbackError::MissingIssuer);
     }
 
     #[test]
@@ -542,6 +474,6 @@ mod tests {
         let (url, pending) = start_authorization(&config(), &entropy()).unwrap();
         let json = serde_json::to_string(&pending).unwrap();
         let back: PendingAuthorization = serde_json::from_str(&json).unwrap();
-        assert!(back.handle_callback(&format!("code=a&state={}", state_of(&url))).is_ok());
+        assert!(back.check_callback(&format!("code=a&state={}", state_of(&url))).is_ok());
     }
 }

@@ -331,10 +331,10 @@ pub enum ConfigError {
 /// // callback)` answers a refused callback as `Err(Error::Callback(..))`. Checked here directly:
 /// // a callback with another session's state is refused, and `pending` stays usable.
 /// let forged = pending.check_callback("https://my-app.example/callback?code=c0de&state=forged");
-/// assert_eq!(forged.unwrap_err().error, CallbackError::StateMismatch);
+/// assert_eq!(forged.unwrap_err(), CallbackError::StateMismatch);
 /// // The user clicked Deny.
 /// let denied = pending.check_callback(&format!("https://my-app.example/callback?error=access_denied&state={state}"));
-/// assert!(matches!(denied.unwrap_err().error, CallbackError::Denied { .. }));
+/// assert!(matches!(denied.unwrap_err(), CallbackError::Denied { .. }));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -390,8 +390,8 @@ impl CallbackError {
 
     /// Whether the callback could not be attributed to the sign-in it was checked against
     /// (unreadable, or without that sign-in's `state`): a stray or forged request, to answer
-    /// and ignore. The sign-in stays open for its genuine callback (the same rule as
-    /// `Rejection::attributed`, which is `!is_stray()`).
+    /// and ignore. The sign-in stays open for its genuine callback; any other refusal uses it
+    /// up (the one rule `PendingAuthorization::check_callback` follows).
     ///
     /// ```
     /// # mod helloflex { pub use ::helloflex_core::*; }

@@ -112,7 +112,7 @@ mod token_response;
 pub use api_error::{ApiError, ApiErrorKind, ValidationErrors, classify_response};
 pub use api_request::ApiRequest;
 pub use api_response::{ApiResponse, decode_json};
-pub use callback::{AuthorizationId, PendingAuthorization, Rejection};
+pub use callback::{AuthorizationId, PendingAuthorization};
 pub use challenge::{BearerChallenge, UnauthorizedCause};
 pub use config::{
     AuthorizationCodeConfig, AuthorizationCodeConfigBuilder, ClientCredentialsConfig, Environment,
@@ -154,7 +154,7 @@ pub use token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse, parse_token_
 /// let (authorize, pending) = start_authorization(&config, &entropy)?;
 /// // The browser goes to `authorize` and comes back with a code and the same state.
 /// let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).ok_or("no state")?;
-/// let code = pending.handle_callback(&format!("?code=c0de&state={state}"))?;
+/// let code = pending.check_callback(&format!("?code=c0de&state={state}"))?;
 /// let mut exchange = TokenExchange::new(code.into_token_request(&config)?, RetryPolicy::default(), 1);
 /// let now = Instant::now();
 /// let Poll::Send(_) = exchange.poll(now) else { unreachable!() };
@@ -168,9 +168,7 @@ pub use token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse, parse_token_
 pub mod machines {
     pub use crate::api_error::is_success;
     pub use crate::api_request::bearer_header;
-    pub use crate::callback::{
-        AUTHORIZATION_ENTROPY_BYTES, AuthorizedCode, CallbackRejected, start_authorization,
-    };
+    pub use crate::callback::{AUTHORIZATION_ENTROPY_BYTES, AuthorizedCode, start_authorization};
     pub use crate::deadline::{FAR_FUTURE, saturating_add, saturating_add_wall};
     pub use crate::excerpt::{EXCERPT_CHARS, Excerpt};
     pub use crate::exchange::{ApiCall, Exchange, Fetched, Poll, TokenExchange};

@@ -13,6 +13,6 @@ fuzz_target!(|data: &[u8]| {
     let config = AuthorizationCodeConfig::new(ClientIdentity::public("app"), a, t, r).with_issuer("https://auth.example");
     let entropy: [u8; 64] = std::array::from_fn(|i| i as u8);
     if let Ok((_, pending)) = start_authorization(&config, &entropy) {
-        let _ = pending.handle_callback(query);
+        let _ = pending.check_callback(query);
     }
 });
