@@ -1,13 +1,15 @@
 //! The fleet's shared vocabulary: the clients and store a member uses, and what it reports
 //! (the tests and the benchmark read it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use helloflex_auth::KeyRing;
+use helloflex_auth::{KeyRing, TokenStore};
 use helloflex_core::{
     AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, InsecureLoopback,
 };
 use helloflex_store_redis::RedisStore;
+use helloflex_store_sql::{Database, SqlStore};
 use serde::{Deserialize, Serialize};
 
 /// The emulator's demo machine client (the fleet is a test program: it knows it).
@@ -40,17 +42,45 @@ pub fn web_app_config(emulator: &str) -> Result<AuthorizationCodeConfig, Failure
     .with_scopes(["news.read"]))
 }
 
+/// How long a store call may take, on either store: connecting, waiting for a lock, each
+/// command or statement.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The store every member of a fleet shares, for its grant (the user's record for the
-/// authorization-code grant).
+/// authorization-code grant): Redis for a `redis://` (or `rediss://`) URL, the SQL store on
+/// PostgreSQL for a `postgres://` (or `postgresql://`) one, with the same time-out.
 pub fn fleet_store(
-    redis: &str,
+    url: &str,
     authorization_code: bool,
     user: &str,
     keys: KeyRing,
-) -> Result<RedisStore, Failure> {
+) -> Result<Arc<dyn TokenStore>, Failure> {
     let client = if authorization_code { WEB_APP.0 } else { MACHINE.0 };
-    let store = RedisStore::open(redis, client, keys)?.with_timeout(Duration::from_secs(1));
-    Ok(if authorization_code { store.for_user(user) } else { store })
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store =
+            SqlStore::open(Database::from_url(url)?, client, keys)?.with_timeout(STORE_TIMEOUT);
+        return Ok(if authorization_code {
+            Arc::new(store.for_user(user))
+        } else {
+            Arc::new(store)
+        });
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        let store = RedisStore::open(url, client, keys)?.with_timeout(STORE_TIMEOUT);
+        return Ok(if authorization_code {
+            Arc::new(store.for_user(user))
+        } else {
+            Arc::new(store)
+        });
+    }
+    // Not quoted back: a URL may carry a password.
+    Err("the store must be a redis://, rediss://, postgres:// or postgresql:// URL".into())
+}
+
+/// Who claims the record's refresh token now (its holder's name: process id, then a dot and a
+/// random part), on either store.
+pub fn claim_holder(store: &dyn TokenStore) -> Result<Option<String>, Failure> {
+    Ok(store.load()?.record.and_then(|r| r.claim).map(|c| c.holder))
 }
 
 /// One member's report, printed as one JSON line when it ends.

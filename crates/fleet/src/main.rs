@@ -1,10 +1,10 @@
 //! `fleet-member`: one instance of a service fleet. It calls the API from many tasks (or
-//! threads) for a while, its tokens shared with the other instances through a Redis store, and
-//! prints one JSON line: calls made, calls failed, how its last call ended.
+//! threads) for a while, its tokens shared with the other instances through a Redis or a
+//! PostgreSQL store, and prints one JSON line: calls made, calls failed, how its last call ended.
 //!
-//! `fleet-member --grant cc|ac --emulator URL --redis URL [--user NAME] [--tasks N]
-//! [--seconds S] [--period-ms MS] [--flavour async|blocking]`; the key ring is
-//! read from `HELLOFLEX_TOKEN_KEYS`. Run by `crates/fleet/tests/fleet.rs` and `cargo xtask bench`.
+//! `fleet-member --grant cc|ac --emulator URL --store redis://...|postgres://... [--user NAME]
+//! [--tasks N] [--seconds S] [--period-ms MS] [--flavour async|blocking]` (`--redis URL` is
+//! `--store`'s older name); the key ring is read from `HELLOFLEX_TOKEN_KEYS`. Run by `crates/fleet/tests/fleet.rs` and `cargo xtask bench`.
 //!
 //! With `HELLOFLEX_FLEET_LOG` set to a `tracing` target filter (`helloflex=debug`,
 //! `helloflex::store=debug,helloflex::token=info`), the SDK's events go to stderr, each line

@@ -1,11 +1,17 @@
-//! A fleet of real OS processes sharing one token lifecycle through a real `redis-server`,
-//! against the emulator with 2-second tokens: 8 members (6 async over reqwest, 2 blocking over
+//! A fleet of real OS processes sharing one token lifecycle through a real `redis-server` (or a
+//! real PostgreSQL server, through the SQL store), against the emulator with 2-second tokens: 8 members (6 async over reqwest, 2 blocking over
 //! ureq) x 100 concurrent tasks for 6 token lifetimes, for both grants; then the same with the
 //! lease holder killed (`kill -9`) in the middle of a token request; then, while a fleet of 8 x
 //! 30 tasks runs, what operations do to a Redis server, each timed to hurt (while a refresh is in
 //! flight, or right after one was stored): a restart with its append-only file, a restart that
 //! lost everything, `CLIENT PAUSE` longer than a claim's budget, `SIGSTOP`, `FLUSHALL`, a
 //! rollback to a snapshot, and a new sign-in after the grant was revoked.
+//!
+//! On PostgreSQL (`helloflex-store-sql`, the same protocol in a table) the same machinery runs
+//! the rows that matter for a database: both grants without faults, the holder killed before
+//! and after the server rotated, and while a refresh is in flight, the database crashed
+//! (`pg_ctl stop -m immediate`) or shut down cleanly and started again 1 s later, and every
+//! server process stopped (`SIGSTOP`) for 3 s.
 //!
 //! Figures come from the emulator's counters and the members' reports and are printed
 //! (`--nocapture` shows them): token requests per lifetime fleet-wide, refresh-token reuse
@@ -21,10 +27,10 @@ use helloflex_auth::{Clock, Key, KeyRing, Record, SystemClock, TokenStore};
 use helloflex_core::{Environment, InsecureLoopback};
 use helloflex_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
 use helloflex_fleet::{
-    KEYS_VARIABLE, MACHINE, REDIRECT_URI, Report, WEB_APP, fleet_store, unix_ms, web_app_config,
+    KEYS_VARIABLE, MACHINE, REDIRECT_URI, Report, WEB_APP, claim_holder, fleet_store, unix_ms,
+    web_app_config,
 };
-use helloflex_store_redis::RedisStore;
-use helloflex_testkit::RedisServer;
+use helloflex_testkit::{PgServer, RedisServer};
 
 const MEMBERS: usize = 8;
 const BLOCKING_MEMBERS: usize = 2;
@@ -63,7 +69,106 @@ impl Grant {
     }
 }
 
-/// A fault done to Redis while the fleet ran: when it began and when the store was back
+/// Which store the fleet shares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Redis,
+    Postgres,
+}
+
+/// The store's server: a `redis-server` (AOF, `appendfsync always`) or a PostgreSQL server.
+enum Server {
+    Redis(RedisServer),
+    Postgres(PgServer),
+}
+
+/// How a server is restarted under the fleet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Restart {
+    /// Redis killed (`SIGKILL`) and started with its append-only file; PostgreSQL crashed
+    /// (`pg_ctl stop -m immediate`: every server process killed, no checkpoint) and started,
+    /// recovering from its WAL. Nothing acknowledged is lost.
+    Crash,
+    /// Redis killed and started without data.
+    CrashLosingData,
+    /// PostgreSQL shut down cleanly (`pg_ctl stop -m fast`: transactions rolled back,
+    /// connections cut, a checkpoint) and started.
+    Clean,
+}
+
+impl Server {
+    fn start(backend: Backend) -> Self {
+        match backend {
+            Backend::Redis => Server::Redis(RedisServer::start()),
+            Backend::Postgres => Server::Postgres(PgServer::start()),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Server::Redis(redis) => redis.url(),
+            Server::Postgres(pg) => pg.url(),
+        }
+    }
+
+    /// The Redis server, for the faults only Redis has.
+    fn redis(&mut self) -> &mut RedisServer {
+        match self {
+            Server::Redis(redis) => redis,
+            Server::Postgres(_) => panic!("a Redis fault asked of PostgreSQL"),
+        }
+    }
+
+    /// Stops every process of the server (`SIGSTOP`).
+    fn pause(&self) {
+        match self {
+            Server::Redis(redis) => redis.pause(),
+            Server::Postgres(pg) => pg.pause(),
+        }
+    }
+
+    fn resume(&self) {
+        match self {
+            Server::Redis(redis) => redis.resume(),
+            Server::Postgres(pg) => pg.resume(),
+        }
+    }
+
+    /// Takes the server down as `how` says.
+    fn go_down(&mut self, how: Restart) {
+        match (self, how) {
+            (Server::Redis(redis), Restart::Crash | Restart::CrashLosingData) => redis.stop(),
+            (Server::Postgres(pg), Restart::Crash) => pg.crash(),
+            (Server::Postgres(pg), Restart::Clean) => pg.stop(),
+            (_, how) => panic!("no {how:?} restart for this server"),
+        }
+    }
+
+    /// Starts it again after [`Server::go_down`]; says what was done.
+    fn come_back(&mut self, how: Restart) -> &'static str {
+        match (self, how) {
+            (Server::Redis(redis), Restart::Crash) => {
+                redis.restart();
+                "Redis killed during a token request, restarted 1 s later with its append-only file"
+            }
+            (Server::Redis(redis), Restart::CrashLosingData) => {
+                redis.restart_without_data();
+                "Redis killed during a token request, restarted 1 s later without data"
+            }
+            (Server::Postgres(pg), Restart::Crash) => {
+                pg.begin();
+                "PostgreSQL crashed (stop -m immediate) during a token request, started 1 s later"
+            }
+            (Server::Postgres(pg), Restart::Clean) => {
+                pg.begin();
+                "PostgreSQL shut down (stop -m fast) during a token request, started 1 s later"
+            }
+            (_, how) => panic!("no {how:?} restart for this server"),
+        }
+    }
+}
+
+/// A fault done to the store while the fleet ran: when it began and when the store was back
 /// (wall clock, ms), for the members' timelines to be read against.
 #[derive(Debug, Clone)]
 struct FaultWindow {
@@ -271,11 +376,10 @@ impl Outcome {
 /// How soon after the store's return every caller of the fleet is served again.
 const RECOVERY: Duration = Duration::from_secs(2);
 
-/// Signs the fleet's user in (the code exchange), storing the tokens in Redis: before the
-/// fleet starts, or while it runs (a new sign-in replacing a revoked grant).
-fn authorize(emulator: &Emulator, redis: &RedisServer, keys: KeyRing) {
-    let store: Arc<dyn TokenStore> =
-        Arc::new(fleet_store(&redis.url(), true, "fleet-user", keys).unwrap());
+/// Signs the fleet's user in (the code exchange), storing the tokens in the store at `url`:
+/// before the fleet starts, or while it runs (a new sign-in replacing a revoked grant).
+fn authorize(emulator: &Emulator, url: &str, keys: KeyRing) {
+    let store: Arc<dyn TokenStore> = fleet_store(url, true, "fleet-user", keys).unwrap();
     let client = helloflex_transport_ureq::Client::builder()
         .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow).unwrap())
         .authorization_code(web_app_config(emulator.base_url()).unwrap(), store)
@@ -290,14 +394,14 @@ fn authorize(emulator: &Emulator, redis: &RedisServer, keys: KeyRing) {
 fn spawn_member(
     grant: Grant,
     emulator: &str,
-    redis: &str,
+    store: &str,
     keys: &str,
     seconds: f64,
     tasks: usize,
     blocking: bool,
 ) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fleet-member"))
-        .args(["--grant", grant.flag(), "--emulator", emulator, "--redis", redis])
+        .args(["--grant", grant.flag(), "--emulator", emulator, "--store", store])
         .args(["--tasks", &tasks.to_string(), "--seconds", &seconds.to_string()])
         .args(["--period-ms", "300"])
         .args(["--flavour", if blocking { "blocking" } else { "async" }])
@@ -318,11 +422,11 @@ fn wall_ms() -> u64 {
     unix_ms(SystemClock.wall())
 }
 
-/// A fleet running: the emulator, the Redis server, the members.
+/// A fleet running: the emulator, the store's server, the members.
 struct Fleet {
     grant: Grant,
     emulator: Emulator,
-    redis: RedisServer,
+    server: Server,
     keys: KeyRing,
     members: Vec<Child>,
     killed: Option<u32>,
@@ -337,14 +441,19 @@ impl Fleet {
     /// every write, signs the user in (authorization code), then the members, each with
     /// `tasks` tasks (threads), to run `seconds`.
     fn start(grant: Grant, seconds: f64, tasks: usize) -> Self {
+        Self::start_on(Backend::Redis, grant, seconds, tasks)
+    }
+
+    /// The same, on `backend`'s server.
+    fn start_on(backend: Backend, grant: Grant, seconds: f64, tasks: usize) -> Self {
         let emulator = helloflex_emulator::start(EmulatorConfig::default()).unwrap();
         emulator.set_token_lifetime(LIFETIME, Some(grant.client()));
-        let redis = RedisServer::start();
+        let server = Server::start(backend);
         let key = Key::generate("fleet").unwrap();
         let keys_text = key.to_text().to_string();
         let keys = KeyRing::new(key);
         if grant.is_code() {
-            authorize(&emulator, &redis, keys.clone());
+            authorize(&emulator, &server.url(), keys.clone());
         }
         emulator.reset_counters();
         let (started, started_ms) = (SystemClock.now(), wall_ms());
@@ -353,7 +462,7 @@ impl Fleet {
                 spawn_member(
                     grant,
                     emulator.base_url(),
-                    &redis.url(),
+                    &server.url(),
                     &keys_text,
                     seconds,
                     tasks,
@@ -364,7 +473,7 @@ impl Fleet {
         Self {
             grant,
             emulator,
-            redis,
+            server,
             keys,
             members,
             killed: None,
@@ -376,8 +485,8 @@ impl Fleet {
     }
 
     /// A store on the fleet's record, for the test to watch it.
-    fn store(&self) -> RedisStore {
-        fleet_store(&self.redis.url(), self.grant.is_code(), "fleet-user", self.keys.clone())
+    fn store(&self) -> Arc<dyn TokenStore> {
+        fleet_store(&self.server.url(), self.grant.is_code(), "fleet-user", self.keys.clone())
             .unwrap()
     }
 
@@ -466,7 +575,7 @@ impl Fleet {
     /// request, not just re-reading), and kills it (`SIGKILL`: no unwinding, no release).
     fn kill_steady_claim_holder(&mut self) -> u32 {
         let pids: Vec<u32> = self.members.iter().map(Child::id).collect();
-        let pid = steady_lease_holder(&self.redis, self.grant, &pids, self.keys.clone());
+        let pid = steady_lease_holder(&self.server.url(), self.grant, &pids, self.keys.clone());
         let member = self.members.iter_mut().find(|m| m.id() == pid).unwrap();
         member.kill().unwrap();
         member.wait().unwrap();
@@ -507,12 +616,12 @@ impl Fleet {
 
 /// Waits until one process has held the claim for 300 ms (it is in its slow token request,
 /// not just re-reading), and returns its pid.
-fn steady_lease_holder(redis: &RedisServer, grant: Grant, pids: &[u32], keys: KeyRing) -> u32 {
-    let store = fleet_store(&redis.url(), grant.is_code(), "fleet-user", keys).unwrap();
+fn steady_lease_holder(url: &str, grant: Grant, pids: &[u32], keys: KeyRing) -> u32 {
+    let store = fleet_store(url, grant.is_code(), "fleet-user", keys).unwrap();
     let deadline = SystemClock.now() + Duration::from_secs(15);
     let mut seen: Option<(u32, Instant)> = None;
     while SystemClock.now() < deadline {
-        let holder = store.claim_holder().unwrap();
+        let holder = claim_holder(&*store).unwrap();
         let pid = holder.and_then(|h| h.split('.').next().and_then(|p| p.parse::<u32>().ok()));
         match (pid, seen) {
             (Some(pid), Some((held, since))) if pid == held => {
@@ -530,8 +639,8 @@ fn steady_lease_holder(redis: &RedisServer, grant: Grant, pids: &[u32], keys: Ke
     panic!("no member held the lease through a slow token request");
 }
 
-fn run_fleet(grant: Grant, kill: Option<FaultKind>) -> Outcome {
-    let mut fleet = Fleet::start(grant, (LIFETIME * LIFETIMES).as_secs_f64(), TASKS);
+fn run_fleet(backend: Backend, grant: Grant, kill: Option<FaultKind>) -> Outcome {
+    let mut fleet = Fleet::start_on(backend, grant, (LIFETIME * LIFETIMES).as_secs_f64(), TASKS);
     if let Some(slow) = kill {
         // Let the fleet settle, then make the next token request slow and kill whoever makes it.
         fleet.run_for(LIFETIME + LIFETIME / 2);
@@ -547,33 +656,53 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[test]
-fn a_fleet_makes_one_client_credentials_request_per_lifetime() {
-    let _serial = serial();
-    let outcome = run_fleet(Grant::ClientCredentials, None);
-    outcome.print("client credentials");
+fn one_client_credentials_request_per_lifetime(backend: Backend) {
+    let outcome = run_fleet(backend, Grant::ClientCredentials, None);
+    outcome.print(&format!("client credentials on {backend:?}"));
     assert_eq!(outcome.calls().1, 0, "no call failed");
     outcome.assert_no_duplicate_fetches();
     assert!(outcome.renewals_per_lifetime() <= 1.3, "one token request per lifetime fleet-wide");
 }
 
-#[test]
-fn a_fleet_refreshes_one_rotating_user_token_once_per_lifetime_without_reuse() {
-    let _serial = serial();
-    let outcome = run_fleet(Grant::AuthorizationCode, None);
-    outcome.print("authorization code");
+fn one_refresh_per_lifetime_without_reuse(backend: Backend) {
+    let outcome = run_fleet(backend, Grant::AuthorizationCode, None);
+    outcome.print(&format!("authorization code on {backend:?}"));
     assert_eq!(outcome.calls().1, 0, "no call failed");
     assert_eq!(outcome.reuse, 0, "no refresh token presented twice");
     outcome.assert_no_duplicate_fetches();
     assert!(outcome.renewals_per_lifetime() <= 1.3, "one refresh per lifetime fleet-wide");
 }
 
+#[test]
+fn a_fleet_makes_one_client_credentials_request_per_lifetime() {
+    let _serial = serial();
+    one_client_credentials_request_per_lifetime(Backend::Redis);
+}
+
+#[test]
+fn a_fleet_refreshes_one_rotating_user_token_once_per_lifetime_without_reuse() {
+    let _serial = serial();
+    one_refresh_per_lifetime_without_reuse(Backend::Redis);
+}
+
+#[test]
+fn a_postgres_fleet_makes_one_client_credentials_request_per_lifetime() {
+    let _serial = serial();
+    one_client_credentials_request_per_lifetime(Backend::Postgres);
+}
+
+#[test]
+fn a_postgres_fleet_refreshes_one_rotating_user_token_once_per_lifetime_without_reuse() {
+    let _serial = serial();
+    one_refresh_per_lifetime_without_reuse(Backend::Postgres);
+}
+
 /// After `kill -9` of the holder mid-request, the survivors agree: all still served (client
 /// credentials: another member fetches once the lease lapses), or, for a rotating refresh token
 /// the dead holder may have spent, all told to re-authorize: never split between families.
-fn the_fleet_survives_its_lease_holder_killed(grant: Grant, slow: FaultKind) {
-    let outcome = run_fleet(grant, Some(slow.clone()));
-    outcome.print(&format!("{grant:?}, lease holder killed during {slow:?}"));
+fn the_fleet_survives_its_lease_holder_killed(backend: Backend, grant: Grant, slow: FaultKind) {
+    let outcome = run_fleet(backend, grant, Some(slow.clone()));
+    outcome.print(&format!("{grant:?} on {backend:?}, lease holder killed during {slow:?}"));
     assert!(outcome.killed.is_some());
     assert_eq!(outcome.reports.len(), MEMBERS - 1);
     let lasts: Vec<&str> = outcome.reports.iter().map(|r| r.last.as_str()).collect();
@@ -608,7 +737,21 @@ fn the_fleet_survives_its_lease_holder_killed(grant: Grant, slow: FaultKind) {
 #[test]
 fn a_client_credentials_fleet_survives_its_lease_holder_killed() {
     let _serial = serial();
-    the_fleet_survives_its_lease_holder_killed(Grant::ClientCredentials, before_answering());
+    the_fleet_survives_its_lease_holder_killed(
+        Backend::Redis,
+        Grant::ClientCredentials,
+        before_answering(),
+    );
+}
+
+#[test]
+fn a_postgres_client_credentials_fleet_survives_its_lease_holder_killed() {
+    let _serial = serial();
+    the_fleet_survives_its_lease_holder_killed(
+        Backend::Postgres,
+        Grant::ClientCredentials,
+        before_answering(),
+    );
 }
 
 /// The server waits before it acts: the holder dies before the refresh token is spent.
@@ -619,7 +762,21 @@ fn before_answering() -> FaultKind {
 #[test]
 fn a_user_token_fleet_carries_on_when_its_holder_dies_before_the_server_acts() {
     let _serial = serial();
-    the_fleet_survives_its_lease_holder_killed(Grant::AuthorizationCode, before_answering());
+    the_fleet_survives_its_lease_holder_killed(
+        Backend::Redis,
+        Grant::AuthorizationCode,
+        before_answering(),
+    );
+}
+
+#[test]
+fn a_postgres_user_token_fleet_carries_on_when_its_holder_dies_before_the_server_acts() {
+    let _serial = serial();
+    the_fleet_survives_its_lease_holder_killed(
+        Backend::Postgres,
+        Grant::AuthorizationCode,
+        before_answering(),
+    );
 }
 
 /// The server rotates at once and drips its answer: the holder dies holding the only copy of
@@ -629,6 +786,17 @@ fn a_user_token_fleet_carries_on_when_its_holder_dies_before_the_server_acts() {
 fn a_user_token_fleet_ends_whole_when_its_holder_dies_after_the_server_rotated() {
     let _serial = serial();
     the_fleet_survives_its_lease_holder_killed(
+        Backend::Redis,
+        Grant::AuthorizationCode,
+        FaultKind::SlowDrip { ms_per_byte: 15 },
+    );
+}
+
+#[test]
+fn a_postgres_user_token_fleet_ends_whole_when_its_holder_dies_after_the_server_rotated() {
+    let _serial = serial();
+    the_fleet_survives_its_lease_holder_killed(
+        Backend::Postgres,
         Grant::AuthorizationCode,
         FaultKind::SlowDrip { ms_per_byte: 15 },
     );
@@ -647,7 +815,7 @@ fn redis_down_keeps_valid_tokens_working_and_fails_fetches_typed() {
     let client = helloflex_transport_ureq::Client::builder()
         .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow).unwrap())
         .client_credentials(MACHINE.0, helloflex_core::ClientSecret::new(MACHINE.1))
-        .shared_token_store(Arc::new(store))
+        .shared_token_store(store)
         .token_options(
             helloflex_auth::ManagerOptions::default().with_store_timeout(Duration::from_secs(1)),
         )
@@ -705,27 +873,29 @@ const STOPPED: Duration = Duration::from_secs(3);
 /// read 1.24-1.42). The client-credentials variants therefore strike once the token is shared.
 const ADOPTED: Duration = Duration::from_millis(500);
 
-/// Redis killed (`SIGKILL`) while a member's refresh is in flight at the server, down for a
-/// second (the answer arrives meanwhile: its holder serves it from memory and writes it back),
-/// then started again: with its append-only file (everything it acknowledged, the claim
-/// included, comes back), or without data (the record and its epoch gone).
-fn redis_restarted_during_a_token_request(grant: Grant, keep_data: bool) -> Outcome {
-    let mut fleet = Fleet::start(grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
+/// The store's server taken down while a member's refresh is in flight at the server, down
+/// for a second (the answer arrives meanwhile: its holder serves it from memory and writes it
+/// back), then started again. Redis: killed (`SIGKILL`) and started with its append-only file
+/// (everything it acknowledged, the claim included, comes back), or without data (the record
+/// and its epoch gone). PostgreSQL: crashed (`pg_ctl stop -m immediate`) or shut down cleanly
+/// (`-m fast`), then started: every committed write (the claim included) comes back, in a new
+/// epoch (the postmaster's start time changed).
+fn store_restarted_during_a_token_request(backend: Backend, grant: Grant, how: Restart) -> Outcome {
+    let mut fleet = Fleet::start_on(backend, grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
     fleet.run_for(SETTLE);
     fleet.slow_next_token_request(SLOW_TOKEN_REQUEST_MS);
     fleet.wait_for_claim();
     let at = wall_ms();
-    fleet.redis.stop();
+    fleet.server.go_down(how);
     std::thread::sleep(DOWNTIME);
-    let what = if keep_data {
-        fleet.redis.restart();
-        "Redis killed during a token request, restarted 1 s later with its append-only file"
-    } else {
-        fleet.redis.restart_without_data();
-        "Redis killed during a token request, restarted 1 s later without data"
-    };
+    let what = fleet.server.come_back(how);
     fleet.fault(what, at);
     fleet.finish()
+}
+
+fn redis_restarted_during_a_token_request(grant: Grant, keep_data: bool) -> Outcome {
+    let how = if keep_data { Restart::Crash } else { Restart::CrashLosingData };
+    store_restarted_during_a_token_request(Backend::Redis, grant, how)
 }
 
 #[test]
@@ -770,9 +940,9 @@ fn redis_paused_during_a_token_request(grant: Grant) -> Outcome {
     fleet.slow_next_token_request(SLOW_TOKEN_REQUEST_MS);
     fleet.wait_for_claim();
     let at = wall_ms();
-    fleet.redis.client_pause(CLIENT_PAUSE);
+    fleet.server.redis().client_pause(CLIENT_PAUSE);
     std::thread::sleep(CLIENT_PAUSE);
-    fleet.redis.wait_until_answering();
+    fleet.server.redis().wait_until_answering();
     let what = format!("CLIENT PAUSE {} ALL during a token request", CLIENT_PAUSE.as_millis());
     fleet.fault(&what, at);
     fleet.finish()
@@ -794,20 +964,26 @@ fn a_user_token_fleet_recovers_from_a_client_pause_longer_than_a_claim() {
     outcome.assert_recovered(0);
 }
 
-/// `SIGSTOP` of redis-server while a member's refresh is in flight, `SIGCONT` 3 s later: the
-/// kernel accepts connections and buffers commands meanwhile, and the server runs them all when
-/// it continues, those of clients that gave up on them included (late writes).
-fn redis_stopped_during_a_token_request(grant: Grant) -> Outcome {
-    let mut fleet = Fleet::start(grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
+/// `SIGSTOP` of redis-server (of PostgreSQL's postmaster and every backend) while a member's
+/// refresh is in flight, `SIGCONT` 3 s later: the kernel accepts connections and buffers
+/// commands meanwhile, and the server runs them all when it continues, those of clients that
+/// gave up on them included (late writes; PostgreSQL rolls back the transactions of the
+/// connections their clients closed).
+fn store_stopped_during_a_token_request(backend: Backend, grant: Grant) -> Outcome {
+    let mut fleet = Fleet::start_on(backend, grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
     fleet.run_for(SETTLE);
     fleet.slow_next_token_request(SLOW_TOKEN_REQUEST_MS);
     fleet.wait_for_claim();
     let at = wall_ms();
-    fleet.redis.pause();
+    fleet.server.pause();
     std::thread::sleep(STOPPED);
-    fleet.redis.resume();
+    fleet.server.resume();
     fleet.fault("SIGSTOP during a token request, SIGCONT 3 s later", at);
     fleet.finish()
+}
+
+fn redis_stopped_during_a_token_request(grant: Grant) -> Outcome {
+    store_stopped_during_a_token_request(Backend::Redis, grant)
 }
 
 #[test]
@@ -837,7 +1013,7 @@ fn redis_flushed_right_after_new_tokens(grant: Grant) -> Outcome {
     fleet.wait_for_new_tokens();
     fleet.wait_until_adopted();
     let at = wall_ms();
-    fleet.redis.flushall();
+    fleet.server.redis().flushall();
     fleet.fault("FLUSHALL right after new tokens were stored", at);
     fleet.finish()
 }
@@ -868,11 +1044,11 @@ fn redis_rolled_back_past_new_tokens(grant: Grant) -> Outcome {
     fleet.run_for(SETTLE);
     fleet.slow_next_token_request(SLOW_TOKEN_REQUEST_MS);
     fleet.wait_for_claim();
-    let snapshot = fleet.redis.snapshot();
+    let snapshot = fleet.server.redis().snapshot();
     fleet.wait_for_new_tokens();
     fleet.wait_until_adopted();
     let at = wall_ms();
-    fleet.redis.restart_from(&snapshot);
+    fleet.server.redis().restart_from(&snapshot);
     fleet.fault("Redis restarted from a snapshot taken before the new tokens were stored", at);
     fleet.finish()
 }
@@ -917,7 +1093,7 @@ fn a_user_token_fleet_revoked_after_its_holder_died_recovers_with_a_new_sign_in(
     std::thread::sleep(Duration::from_secs(1));
     // The store's "return" here is the new sign-in: measured from when it begins.
     let signing_in = wall_ms();
-    authorize(&fleet.emulator, &fleet.redis, fleet.keys.clone());
+    authorize(&fleet.emulator, &fleet.server.url(), fleet.keys.clone());
     fleet.fault_until(
         "kill -9 of the holder after the server rotated; signed in again",
         at,
@@ -933,4 +1109,70 @@ fn a_user_token_fleet_revoked_after_its_holder_died_recovers_with_a_new_sign_in(
         .collect();
     assert!(untold.is_empty(), "members never told to re-authorize: {untold:?}");
     outcome.assert_recovered(1);
+}
+
+// ---------- PostgreSQL faults while the fleet runs ----------
+
+#[test]
+fn a_postgres_client_credentials_fleet_recovers_from_a_database_crash() {
+    let _serial = serial();
+    let outcome = store_restarted_during_a_token_request(
+        Backend::Postgres,
+        Grant::ClientCredentials,
+        Restart::Crash,
+    );
+    outcome.print("client credentials, PostgreSQL crashed during a fetch");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_user_token_fleet_recovers_from_a_database_crash() {
+    let _serial = serial();
+    let outcome = store_restarted_during_a_token_request(
+        Backend::Postgres,
+        Grant::AuthorizationCode,
+        Restart::Crash,
+    );
+    outcome.print("authorization code, PostgreSQL crashed during a refresh");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_client_credentials_fleet_recovers_from_a_clean_database_restart() {
+    let _serial = serial();
+    let outcome = store_restarted_during_a_token_request(
+        Backend::Postgres,
+        Grant::ClientCredentials,
+        Restart::Clean,
+    );
+    outcome.print("client credentials, PostgreSQL shut down and started during a fetch");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_user_token_fleet_recovers_from_a_clean_database_restart() {
+    let _serial = serial();
+    let outcome = store_restarted_during_a_token_request(
+        Backend::Postgres,
+        Grant::AuthorizationCode,
+        Restart::Clean,
+    );
+    outcome.print("authorization code, PostgreSQL shut down and started during a refresh");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_client_credentials_fleet_recovers_from_the_database_stopped_and_continued() {
+    let _serial = serial();
+    let outcome = store_stopped_during_a_token_request(Backend::Postgres, Grant::ClientCredentials);
+    outcome.print("client credentials, PostgreSQL SIGSTOP/SIGCONT during a fetch");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_user_token_fleet_recovers_from_the_database_stopped_and_continued() {
+    let _serial = serial();
+    let outcome = store_stopped_during_a_token_request(Backend::Postgres, Grant::AuthorizationCode);
+    outcome.print("authorization code, PostgreSQL SIGSTOP/SIGCONT during a refresh");
+    outcome.assert_recovered(0);
 }

@@ -4,9 +4,6 @@
 //! backup starting a new epoch, a hung server costing the time-out, a restarted one
 //! reconnected, and errors naming no password.
 
-#[path = "support/pg_server.rs"]
-mod pg_server;
-
 use std::time::Duration;
 
 use helloflex_auth::{
@@ -15,7 +12,8 @@ use helloflex_auth::{
 };
 use helloflex_core::AccessToken;
 use helloflex_store_sql::{Database, SCHEMA_VERSION, SqlError, SqlStore};
-use pg_server::PgServer;
+use helloflex_testkit::PgServer;
+use helloflex_testkit::free_port;
 
 const CANARY_ACCESS: &str = "canary-access-7b1f2e9d04c3a8";
 const CANARY_REFRESH: &str = "canary-refresh-5e8a1c6f3b0d92";
@@ -312,8 +310,7 @@ fn a_schema_newer_than_this_sdk_is_refused_and_the_applications_tables_are_left_
 
 #[test]
 fn an_unreachable_or_hung_server_is_a_typed_error_in_the_timeout_naming_no_password() {
-    let nowhere =
-        format!("postgres://app:hunter2-password@127.0.0.1:{}/app", pg_server::free_port());
+    let nowhere = format!("postgres://app:hunter2-password@127.0.0.1:{}/app", free_port());
     let store = SqlStore::open(Database::postgres(&nowhere), "client-e", keys("k1", 1))
         .unwrap()
         .with_timeout(Duration::from_millis(500));

@@ -3,6 +3,8 @@
 //!
 //! - [`redis_server`]: a real `redis-server` on a free loopback port in a directory of its own,
 //!   and what operations do to one (restarts, wipes, rollbacks, failovers, pauses);
+//! - [`pg_server`]: a real PostgreSQL server made with `initdb` in a temporary directory, on a
+//!   free loopback port, and what operations do to one (restarts, crashes, rollbacks, pauses);
 //! - [`passthrough`]: a store that hands every call on to an inner store, through hooks that
 //!   a fault-injecting test store overrides for only the call it changes;
 //! - [`watchdog`]: aborts a test whose failure would be a hang.
@@ -11,9 +13,11 @@
 //! asked for it.
 
 pub mod passthrough;
+pub mod pg_server;
 pub mod redis_server;
 pub mod watchdog;
 
 pub use passthrough::{Passthrough, StoreHooks};
+pub use pg_server::PgServer;
 pub use redis_server::{Persistence, RedisServer, Reply, free_port};
 pub use watchdog::Watchdog;

@@ -1,17 +1,18 @@
 //! A real PostgreSQL server (Debian's `postgresql` package), made with `initdb` in its own
 //! temporary directory and started with `pg_ctl` on a free loopback port; stopped (and its
-//! directory removed) when dropped. As root, every command runs as the `postgres` user
+//! directory removed) when dropped. Used by the SQL store's tests (`crates/store-sql`) and the
+//! fleet tests (`crates/fleet`). As root, every command runs as the `postgres` user
 //! (`initdb` refuses root). Raw SQL goes through `psql`, as an operator's would.
 //!
-//! Beyond start and stop, it does to a server what operations do to one: a restart, a backup of
-//! the data directory and a restore from it (a rollback), a pause of every server process
-//! (`SIGSTOP`: a hung server).
+//! Beyond start and stop, it does to a server what operations do to one: a restart, a crash
+//! (`pg_ctl stop -m immediate`: every server process killed, crash recovery from the WAL on the
+//! next start), a backup of the data directory and a restore from it (a rollback), a pause of
+//! every server process (`SIGSTOP`: a hung server).
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub use crate::redis_server::free_port;
 
 /// A running PostgreSQL server.
 pub struct PgServer {
@@ -32,16 +33,14 @@ fn bin_dir() -> PathBuf {
     found.pop().expect("no /usr/lib/postgresql/*/bin/initdb: apt-get install postgresql")
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn is_root() -> bool {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 impl PgServer {
+    /// Starts one (trust authentication, `fsync=off`: a test server); panics with a hint if
+    /// PostgreSQL is not installed.
     pub fn start() -> Self {
         let dir = tempfile::Builder::new().prefix("helloflex-pg-").tempdir().unwrap();
         let as_postgres = is_root();
@@ -64,6 +63,7 @@ impl PgServer {
         self.dir.path().join("data").display().to_string()
     }
 
+    /// The data directory (`PGDATA`).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -112,11 +112,23 @@ impl PgServer {
         self.running = false;
     }
 
+    /// Crashes the server: `pg_ctl stop -m immediate` kills every server process without a
+    /// checkpoint; the next [`PgServer::begin`] recovers from the WAL (committed transactions
+    /// are kept: the host did not crash).
+    pub fn crash(&mut self) {
+        self.resume();
+        self.run_ok("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.running = false;
+    }
+
+    /// A clean restart (a fast stop, then a start).
     pub fn restart(&mut self) {
         self.stop();
         self.begin();
     }
 
+    /// The server's address, as a store takes it (the password is ignored: trust
+    /// authentication; it is there for tests that check no error names it).
     pub fn url(&self) -> String {
         format!("postgres://postgres:hunter2-password@127.0.0.1:{}/postgres", self.port)
     }
@@ -188,6 +200,7 @@ impl PgServer {
         self.signal("-STOP");
     }
 
+    /// Continues every process of the server (`SIGCONT`).
     pub fn resume(&self) {
         self.signal("-CONT");
     }
