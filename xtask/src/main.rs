@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         "ci" => {
             eprintln!(
                 "xtask ci: format, clippy, the test suite, the fleet simulation, docs, the core's \
-                 dependency budget, a fuzz smoke: about 11 minutes on two warm cores, 15 or more \
+                 dependency budget, a fuzz smoke: about 13 minutes on two warm cores, 17 or more \
                  from a cold build"
             );
             nextest_installed()

@@ -350,8 +350,9 @@ impl Sessions {
     /// Makes room for one more session: ends the expired ones, then, if the table is still
     /// full, the longest-idle anonymous one. Returns false when every session is signed in:
     /// a newcomer waits (`503`) rather than signing someone out. Signed-in sessions only come
-    /// from anonymous ones (`sign_in` replaces one), so they cannot crowd the table out faster
-    /// than people actually sign in. Each step is one indexed statement.
+    /// from completed sign-ins, but one account signing in again and again can still fill the
+    /// table (each sign-in is a new user here: the provider names no subject): rate-limit
+    /// sign-ins per account and address in front of the app. Each step is one indexed statement.
     fn make_room(&mut self, now: Millis) -> Result<bool, Refused> {
         let expired: Vec<(IdHash, Option<String>)> = {
             let mut statement = self.db.prepare(
