@@ -49,6 +49,15 @@ pub enum SqlError {
         /// Why (the database's error class and message, never a bound value).
         reason: String,
     },
+    /// The token tables, or a column of them, were not in the database where this process had
+    /// found or made them: dropped, or the database replaced by an empty one (a new cluster, a
+    /// restore of a backup taken before the tables existed). The store checks the schema again
+    /// on its next call, creating the tables if it migrates on first use.
+    #[error("the token tables are gone from the database: {reason}")]
+    TablesGone {
+        /// The database's message (a table or column name, never a value).
+        reason: String,
+    },
     /// A setting the store cannot use (a table prefix that is not a plain identifier, a
     /// database kind this build does not include).
     #[error("token store setting refused: {0}")]
@@ -60,6 +69,7 @@ impl SqlError {
     fn op(&self) -> &'static str {
         match self {
             SqlError::Database { op, .. } => op,
+            SqlError::TablesGone { .. } => "schema check",
             SqlError::Unreachable { .. } => "connect",
             SqlError::SchemaTooOld { .. } | SqlError::SchemaTooNew { .. } => "schema check",
             SqlError::Setting(_) => "open",

@@ -331,6 +331,26 @@ impl SqlStore {
             .transaction("schema check", self.timeout, |tx| protocol::schema_version(tx, tables))
     }
 
+    /// Runs `step` in one transaction on tables known to be there: checked (or migrated) once
+    /// per process and prefix, and again if they turn out to be gone (dropped, or the database
+    /// replaced by an empty one), when the step is tried once more. Without that second look,
+    /// a process that made the tables once would fail every call until restarted.
+    fn step<T>(
+        &self,
+        op: &'static str,
+        mut step: impl FnMut(&mut dyn Tx) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        self.ensure_schema()?;
+        match self.backend.transaction(op, self.timeout, &mut step) {
+            Err(SqlError::TablesGone { .. }) => {
+                self.backend.ensured().remove(&self.tables.prefix);
+                self.ensure_schema()?;
+                self.backend.transaction(op, self.timeout, &mut step)
+            }
+            other => other,
+        }
+    }
+
     /// Migrates (or checks, see [`SqlStore::migrate_on_first_use`]) once per process and
     /// prefix.
     fn ensure_schema(&self) -> Result<(), SqlError> {
@@ -383,15 +403,13 @@ impl SqlStore {
         Ok(self.load()?.record.and_then(|r| r.claim).map(|c| c.holder))
     }
 
-    /// Deletes the record, as an operator would (`DELETE FROM helloflex_tokens WHERE ...`). The
+    /// Deletes the record and its epoch row, leaving nothing of this user id behind. The
     /// next read starts a new epoch (a loss): for its grace period no refresh token is
     /// presented, and instances that hold tokens write them back, the newest winning. To sign
     /// a user out everywhere, revoke the grant at the server.
     pub fn delete(&self) -> Result<(), StoreError> {
-        self.ensure_schema().map_err(|e| e.during("delete"))?;
         let (tables, key) = (&self.tables, self.record_key());
-        self.backend
-            .transaction("delete", self.timeout, |tx| protocol::delete(tx, tables, &key))
+        self.step("delete", |tx| protocol::delete(tx, tables, &key))
             .map_err(|e| e.during("delete"))?;
         self.seen.set(None);
         Ok(())
@@ -412,11 +430,9 @@ fn age(ms: i64) -> Duration {
 
 impl TokenStore for SqlStore {
     fn load(&self) -> Result<Loaded, StoreError> {
-        self.ensure_schema().map_err(|e| e.during("read"))?;
         let (tables, key) = (&self.tables, self.record_key());
         let Found { record, epoch_age_ms, now_ms } = self
-            .backend
-            .transaction("read", self.timeout, |tx| protocol::load(tx, tables, &key, &self.seen))
+            .step("read", |tx| protocol::load(tx, tables, &key, &self.seen))
             .map_err(|e| e.during("read"))?;
         let version = record.as_ref().map_or(0, |(version, _)| *version);
         self.seen.set(Some((version, now_ms)));
@@ -433,7 +449,6 @@ impl TokenStore for SqlStore {
 
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
         let value = zeroize::Zeroizing::new(self.encode(new)?);
-        self.ensure_schema().map_err(|e| e.during("write"))?;
         let key = self.record_key();
         let client = utf8_percent_encode(self.scope.client_id(), PART).to_string();
         let user = self.scope.user().map(|u| utf8_percent_encode(u, PART).to_string());
@@ -447,10 +462,7 @@ impl TokenStore for SqlStore {
         };
         let tables = &self.tables;
         let swapped = self
-            .backend
-            .transaction("write", self.timeout, |tx| {
-                protocol::swap(tx, tables, expected, &mut row, &self.seen)
-            })
+            .step("write", |tx| protocol::swap(tx, tables, expected, &mut row, &self.seen))
             .map_err(|e| e.during("write"))?;
         self.seen.set(Some((swapped.version, swapped.now_ms)));
         Ok(if swapped.stored {

@@ -215,9 +215,19 @@ impl PgTx<'_> {
     where
         F: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
     {
-        self.db
-            .wait(self.timeout, statement(Arc::clone(self.client)))
-            .map_err(|f| SqlError::Database { op, reason: failure(&f) })
+        self.db.wait(self.timeout, statement(Arc::clone(self.client))).map_err(|f| {
+            let reason = failure(&f);
+            match &f {
+                // undefined_table, undefined_column
+                Failure::Postgres(e)
+                    if e.as_db_error()
+                        .is_some_and(|db| matches!(db.code().code(), "42P01" | "42703")) =>
+                {
+                    SqlError::TablesGone { reason }
+                }
+                _ => SqlError::Database { op, reason },
+            }
+        })
     }
 
     fn batch(&self, op: &'static str, sql: String) -> Result<(), SqlError> {
@@ -258,9 +268,18 @@ impl Tx for PgTx<'_> {
         );
         let key = key.to_owned();
         self.run("epoch", |c| async move {
-            c.execute(&insert, &[&key]).await?;
-            let row = c.query_one(&select, &[&key]).await?;
-            Ok(Epoch { run: row.try_get(0)?, since_ms: row.try_get(1)?, held: row.try_get(2)? })
+            // A row deleted (`SqlStore::delete`) between the insert and the lock is inserted
+            // again: at READ COMMITTED each statement sees the newest commits.
+            loop {
+                c.execute(&insert, &[&key]).await?;
+                if let Some(row) = c.query_opt(&select, &[&key]).await? {
+                    return Ok(Epoch {
+                        run: row.try_get(0)?,
+                        since_ms: row.try_get(1)?,
+                        held: row.try_get(2)?,
+                    });
+                }
+            }
         })
     }
 
@@ -317,10 +336,14 @@ impl Tx for PgTx<'_> {
         })
     }
 
-    fn delete(&mut self, t: &Tables, key: &str) -> Result<bool, SqlError> {
-        let sql = format!("DELETE FROM {} WHERE record_key = $1", t.tokens);
+    fn delete(&mut self, t: &Tables, key: &str) -> Result<(), SqlError> {
+        let tokens = format!("DELETE FROM {} WHERE record_key = $1", t.tokens);
+        let epochs = format!("DELETE FROM {} WHERE record_key = $1", t.epochs);
         let key = key.to_owned();
-        self.run("delete", |c| async move { c.execute(&sql, &[&key]).await.map(|n| n > 0) })
+        self.run("delete", |c| async move {
+            c.execute(&tokens, &[&key]).await?;
+            c.execute(&epochs, &[&key]).await.map(drop)
+        })
     }
 
     fn execute(&mut self, sql: &str) -> Result<(), SqlError> {

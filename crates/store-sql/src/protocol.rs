@@ -45,8 +45,8 @@ pub(crate) trait Tx {
     fn insert(&mut self, t: &Tables, row: &Row<'_>) -> Result<bool, SqlError>;
     /// Replaces the row if its version is still `expected`; whether it did.
     fn update(&mut self, t: &Tables, expected: i64, row: &Row<'_>) -> Result<bool, SqlError>;
-    /// Deletes the row; whether there was one.
-    fn delete(&mut self, t: &Tables, key: &str) -> Result<bool, SqlError>;
+    /// Deletes the row and its epoch row (locked by the caller).
+    fn delete(&mut self, t: &Tables, key: &str) -> Result<(), SqlError>;
     /// Runs a statement without parameters (the migrations).
     fn execute(&mut self, sql: &str) -> Result<(), SqlError>;
     fn table_exists(&mut self, name: &str) -> Result<bool, SqlError>;
@@ -179,7 +179,8 @@ pub(crate) fn swap(
     })
 }
 
-/// Deletes the record (the epoch row stays, so the next call sees the loss).
+/// Deletes the record and its epoch row, so that user ids never used again leave nothing
+/// behind. The next call on the record finds no epoch row: a new epoch, the loss seen.
 pub(crate) fn delete(tx: &mut dyn Tx, t: &Tables, key: &str) -> Result<(), SqlError> {
     tx.lock_epoch(t, key)?;
     tx.delete(t, key)?;

@@ -157,7 +157,16 @@ struct SqliteTx<'c> {
 }
 
 fn failed(op: &'static str) -> impl Fn(rusqlite::Error) -> SqlError {
-    move |e| SqlError::Database { op, reason: describe(&e) }
+    move |e| {
+        let reason = describe(&e);
+        // SQLite names no error code for these: its message is the one stable sign.
+        let gone = matches!(
+            &e,
+            rusqlite::Error::SqliteFailure(_, Some(m))
+                if m.starts_with("no such table") || m.starts_with("no such column")
+        );
+        if gone { SqlError::TablesGone { reason } } else { SqlError::Database { op, reason } }
+    }
 }
 
 /// A rusqlite error as a reason: SQLite's error class and message, which name no bound value.
@@ -249,11 +258,13 @@ impl Tx for SqliteTx<'_> {
         self.connection.execute(&sql, params).map(|n| n == 1).map_err(failed("write"))
     }
 
-    fn delete(&mut self, t: &Tables, key: &str) -> Result<bool, SqlError> {
-        self.connection
-            .execute(&format!("DELETE FROM {} WHERE record_key = ?1", t.tokens), params![key])
-            .map(|n| n > 0)
-            .map_err(failed("delete"))
+    fn delete(&mut self, t: &Tables, key: &str) -> Result<(), SqlError> {
+        for table in [&t.tokens, &t.epochs] {
+            self.connection
+                .execute(&format!("DELETE FROM {table} WHERE record_key = ?1"), params![key])
+                .map_err(failed("delete"))?;
+        }
+        Ok(())
     }
 
     fn execute(&mut self, sql: &str) -> Result<(), SqlError> {

@@ -157,7 +157,7 @@ fn racing_writers_each_win_a_version_at_most_once() {
 }
 
 #[test]
-fn epochs_grow_and_a_loss_restart_or_restore_starts_a_new_one() {
+fn epochs_grow_and_a_loss_restart_restore_or_tables_dropped_starts_a_new_one() {
     let mut server = PgServer::start();
     let store = open(&server, "client-a");
     let first = epoch(&store);
@@ -200,6 +200,15 @@ fn epochs_grow_and_a_loss_restart_or_restore_starts_a_new_one() {
     let (version, age) = stored_at(store.swap(1, &record(3, 3)).unwrap());
     assert_eq!(version, 3);
     assert!(age < old);
+
+    // The tables dropped under the store that made them (a schema reset, a database replaced
+    // by an empty one): made again, the record a loss in a new epoch, a write-back lands.
+    let old = grown_epoch(&store);
+    server.sql("DROP TABLE helloflex_tokens, helloflex_token_epochs, helloflex_token_schema");
+    let loaded = store.load().unwrap();
+    assert!(loaded.record.is_none());
+    assert!(loaded.epoch_age.unwrap() < YOUNG.min(old), "a new epoch after the tables went");
+    assert_eq!(stored_at(store.swap(0, &record(4, 7)).unwrap()).0, 7);
 }
 
 #[test]

@@ -266,7 +266,7 @@ fn racing_writers_on_their_own_connections_each_win_a_version_at_most_once() {
 }
 
 #[test]
-fn delete_removes_the_record_and_a_first_write_may_follow() {
+fn delete_removes_the_record_leaving_no_row_and_a_first_write_may_follow() {
     let db = Db::new();
     let store = db.store("client-a");
     let alice = store.for_user("alice");
@@ -277,6 +277,14 @@ fn delete_removes_the_record_and_a_first_write_may_follow() {
     assert_eq!(stored(&alice), Some((1, AccessToken::new("at2"))), "only its own record");
     assert_eq!(store.swap(4, &record(3, 5)).unwrap(), Swap::Conflict, "planned before");
     assert!(matches!(store.swap(0, &record(3, 5)).unwrap(), Swap::Stored { version: 5, .. }));
+    // Deleted records leave no row behind (one user id per sign-in would grow a table).
+    store.delete().unwrap();
+    alice.delete().unwrap();
+    for table in ["helloflex_tokens", "helloflex_token_epochs"] {
+        let rows: i64 =
+            db.raw().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0, "{table}");
+    }
 }
 
 /// The columns are signed 64-bit: every `u64` version is kept and compared exactly.
@@ -367,6 +375,48 @@ fn an_emptied_token_table_starts_a_new_epoch() {
     the_record_alone_is_lost_in_a_new_epoch(|db, store| {
         db.raw().execute(&format!("DELETE FROM {}", store.table()), []).unwrap();
     });
+}
+
+/// The tables dropped under a store that made them (an operator, a schema reset): the store
+/// looks again, makes them again, and reads a loss in a new epoch, as for a record deleted;
+/// without migration on first use it says the schema is missing. One table alone dropped,
+/// the schema's version still there, is a typed error naming the table, never a retry loop.
+#[test]
+fn tables_dropped_under_a_running_store_are_made_again_in_a_new_epoch() {
+    let db = Db::new();
+    let store = db.store("client-a");
+    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { .. }));
+    let old = grown_epoch(&store);
+    let checking = db.store("client-a").migrate_on_first_use(false);
+    assert_eq!(stored(&checking).map(|(v, _)| v), Some(1));
+    let drop_all = |db: &Db| {
+        for table in ["helloflex_tokens", "helloflex_token_epochs", "helloflex_token_schema"] {
+            db.raw().execute(&format!("DROP TABLE {table}"), []).unwrap();
+        }
+    };
+
+    drop_all(&db);
+    let loaded = store.load().unwrap();
+    assert!(loaded.record.is_none(), "the record went with its table");
+    assert!(loaded.epoch_age.unwrap() < YOUNG.min(old), "a new epoch");
+    let (version, _) = stored_at(store.swap(0, &record(2, 5)).unwrap());
+    assert_eq!(version, 5, "a write-back lands");
+
+    drop_all(&db);
+    let error = checking.load().unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Remote { op: "read", reason } if reason.contains("version 0")),
+        "{error:?}"
+    );
+
+    store.migrate().unwrap();
+    db.raw().execute("DROP TABLE helloflex_tokens", []).unwrap();
+    let error = store.load().unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Remote { op: "read", reason }
+            if reason.contains("gone") && reason.contains("helloflex_tokens")),
+        "{error:?}"
+    );
 }
 
 /// The host's clock stepped back (an epoch that began "in the future"): one new epoch at once,
