@@ -19,7 +19,9 @@
 //!    ([`instructions`]);
 //! 6. a fleet on one Redis store (a real `redis-server` on loopback): the request path on the
 //!    Redis store against the memory store, and token requests per lifetime of 8 processes
-//!    ([`fleet`]).
+//!    ([`fleet`]);
+//! 7. users' tokens in SQL: the request path on a SQLite file and on PostgreSQL (a real server
+//!    on loopback) against the memory store, and PostgreSQL round trips per refresh ([`sql`]).
 //!
 //! [`report`] writes the sections as `load.md`; [`emulator`] starts and steers the emulator;
 //! [`probes`] holds the measures run by hand while working on the request path (client CPU per
@@ -38,6 +40,7 @@ pub mod peer;
 pub mod probes;
 pub mod report;
 pub mod rollover;
+pub mod sql;
 pub mod throughput;
 
 /// The demo client, whose tokens live long.

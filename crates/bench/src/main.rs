@@ -5,14 +5,14 @@
 //! It runs itself again for the phases measured apart: `--phase throughput` (section 1 pinned,
 //! or alone), `--phase instructions` (under callgrind), `--phase memory` (peak RSS), and
 //! `allocbench` beside it for allocations. `--phase rollover` runs section 3 alone and
-//! `--phase load` the measures in `probes`.
+//! `--phase load` the measures in `probes`, `--phase sql` section 7 alone.
 
 use std::path::PathBuf;
 
 use helloflex_bench::report::{Measured, markdown};
 use helloflex_bench::{
     ROLL, Result, arg, emulator, fleet, herds, instructions, memory, probes, rollover, runtime,
-    throughput,
+    sql, throughput,
 };
 
 /// The value of a required argument, or an error naming it as `usage` says.
@@ -33,6 +33,7 @@ fn main() -> Result<()> {
         Some("load") => probes::load(&required("--base", "--base")?),
         Some("rollover") => rollover::alone(&required("--emulator", "--emulator <path>")?),
         Some("throughput") => throughput::alone(&required("--emulator", "--emulator <path>")?),
+        Some("sql") => sql::alone(&required("--emulator", "--emulator <path>")?),
         _ => whole_run(),
     }
 }
@@ -62,9 +63,11 @@ fn whole_run() -> Result<()> {
     eprintln!("loadbench: fleet on Redis");
     let member = required("--fleet-member", "--fleet-member <path>")?;
     let fleet = fleet::run(&rt, &base, &member)?;
+    eprintln!("loadbench: tokens in SQL (SQLite, PostgreSQL)");
+    let sql = sql::run(&rt, &base)?;
 
     let chart = rollover::svg(&roll);
-    let measured = Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet };
+    let measured = Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql };
     std::fs::write(out_dir.join("load.md"), markdown(&measured))?;
     std::fs::write(out_dir.join("rollover.svg"), chart)?;
     drop(emulator);

@@ -7,6 +7,7 @@ use crate::abba::{AbbaRow, ROUND, ROUNDS, ROUNDS_ONE_CALLER};
 use crate::fleet::Fleet;
 use crate::instructions::{Counted, INSTR_CALLS};
 use crate::rollover::{ROLLOVER_ROUNDS, ROLLOVER_WINDOW, Rollover};
+use crate::sql::SqlStores;
 
 /// What a whole run measured, section by section.
 pub struct Measured {
@@ -26,11 +27,13 @@ pub struct Measured {
     pub counted: Vec<(String, Counted)>,
     /// Section 6.
     pub fleet: Fleet,
+    /// Section 7.
+    pub sql: SqlStores,
 }
 
 /// The report of a whole run, as Markdown.
 pub fn markdown(m: &Measured) -> String {
-    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet } = m;
+    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql } = m;
     let (core_allocs, sdk_allocs, raw_allocs) = allocations;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = rss;
     let mut md = String::new();
@@ -171,6 +174,42 @@ pub fn markdown(m: &Measured) -> String {
         fleet.token_requests.saturating_sub(1) as f64 / (fleet.seconds / fleet.lifetime as f64),
         fleet.early,
         fleet.failed
+    );
+    md.push_str(&sql_section(sql));
+    md
+}
+
+/// Section 7 as Markdown.
+pub fn sql_section(sql: &SqlStores) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n### 7. Users' tokens in SQL (`helloflex-store-sql`: a SQLite file, PostgreSQL on loopback)\n"
+    );
+    let _ = writeln!(md, "| measure | figure |");
+    let _ = writeln!(md, "|---|---:|");
+    for row in [&sql.sqlite, &sql.postgres] {
+        let _ = writeln!(
+            md,
+            "| request path, async (reqwest), concurrency 32: {} / memory store ({ROUNDS} ABBA / BAAB rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
+            row.name,
+            row.control(),
+            row.ratio(),
+            row.b(),
+            row.a()
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| PostgreSQL round trips per refresh (one caller every 10 ms for 6 s on 1-s tokens, counted by a forwarder: every store call of the run) | **{:.1}** ({} round trips, {} refreshes) |",
+        sql.round_trips as f64 / sql.refreshes.max(1) as f64,
+        sql.round_trips,
+        sql.refreshes
+    );
+    let _ = writeln!(
+        md,
+        "| PostgreSQL round trips while the token is fresh (0.5 s of calls every 10 ms) | **{}** |",
+        sql.round_trips_fresh
     );
     md
 }

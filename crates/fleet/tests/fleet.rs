@@ -89,7 +89,8 @@ enum Restart {
     /// (`pg_ctl stop -m immediate`: every server process killed, no checkpoint) and started,
     /// recovering from its WAL. Nothing acknowledged is lost.
     Crash,
-    /// Redis killed and started without data.
+    /// Redis killed and started without data; PostgreSQL crashed and a new, empty cluster
+    /// started in its place (the database lost and set up again at the same address).
     CrashLosingData,
     /// PostgreSQL shut down cleanly (`pg_ctl stop -m fast`: transactions rolled back,
     /// connections cut, a checkpoint) and started.
@@ -138,7 +139,7 @@ impl Server {
     fn go_down(&mut self, how: Restart) {
         match (self, how) {
             (Server::Redis(redis), Restart::Crash | Restart::CrashLosingData) => redis.stop(),
-            (Server::Postgres(pg), Restart::Crash) => pg.crash(),
+            (Server::Postgres(pg), Restart::Crash | Restart::CrashLosingData) => pg.crash(),
             (Server::Postgres(pg), Restart::Clean) => pg.stop(),
             (_, how) => panic!("no {how:?} restart for this server"),
         }
@@ -163,7 +164,62 @@ impl Server {
                 pg.begin();
                 "PostgreSQL shut down (stop -m fast) during a token request, started 1 s later"
             }
+            (Server::Postgres(pg), Restart::CrashLosingData) => {
+                pg.replace_with_an_empty_cluster();
+                pg.begin();
+                "PostgreSQL crashed during a token request, a new empty cluster started 1 s later"
+            }
             (_, how) => panic!("no {how:?} restart for this server"),
+        }
+    }
+
+    /// Stops the server cleanly, for as long as the caller likes.
+    fn stop(&mut self) {
+        match self {
+            Server::Redis(redis) => redis.stop(),
+            Server::Postgres(pg) => pg.stop(),
+        }
+    }
+
+    /// Starts it again after [`Server::stop`], with its data.
+    fn start_again(&mut self) {
+        match self {
+            Server::Redis(redis) => redis.restart(),
+            Server::Postgres(pg) => pg.begin(),
+        }
+    }
+
+    /// Wipes the tokens while the server runs, as an operator's mistake would: Redis
+    /// `FLUSHALL`; PostgreSQL, the store's tables dropped (the members' stores made them and
+    /// must notice they are gone). Says what was done.
+    fn wipe(&self) -> &'static str {
+        match self {
+            Server::Redis(redis) => {
+                redis.flushall();
+                "FLUSHALL right after new tokens were stored"
+            }
+            Server::Postgres(pg) => {
+                pg.sql(
+                    "DROP TABLE helloflex_tokens, helloflex_token_epochs, helloflex_token_schema",
+                );
+                "the store's tables dropped right after new tokens were stored"
+            }
+        }
+    }
+
+    /// A backup of the running server: Redis's RDB snapshot, PostgreSQL's `pg_basebackup`.
+    fn snapshot(&mut self) -> std::path::PathBuf {
+        match self {
+            Server::Redis(redis) => redis.snapshot(),
+            Server::Postgres(pg) => pg.online_backup(),
+        }
+    }
+
+    /// Restarts the server from `snapshot` (a rollback to it).
+    fn restart_from(&mut self, snapshot: &std::path::Path) {
+        match self {
+            Server::Redis(redis) => redis.restart_from(snapshot),
+            Server::Postgres(pg) => pg.restore(snapshot),
         }
     }
 }
@@ -802,16 +858,16 @@ fn a_postgres_user_token_fleet_ends_whole_when_its_holder_dies_after_the_server_
     );
 }
 
-/// Redis down: a client with a valid token keeps calling; a fetch waits the store timeout and
-/// fails typed (never an unleased fetch); Redis back: the next call works, nothing lost.
-#[test]
-fn redis_down_keeps_valid_tokens_working_and_fails_fetches_typed() {
+/// The store down: a client with a valid token keeps calling; a fetch waits the store timeout
+/// and fails typed (never an unleased fetch); the store back: the next call works, nothing
+/// lost.
+fn store_down_keeps_valid_tokens_working_and_fails_fetches_typed(backend: Backend) {
     let _serial = serial();
     let emulator = helloflex_emulator::start(EmulatorConfig::default()).unwrap();
     emulator.set_token_lifetime(LIFETIME, Some(MACHINE.0));
-    let mut redis = RedisServer::start();
+    let mut server = Server::start(backend);
     let keys = KeyRing::new(Key::generate("k").unwrap());
-    let store = fleet_store(&redis.url(), false, "", keys).unwrap();
+    let store = fleet_store(&server.url(), false, "", keys).unwrap();
     let client = helloflex_transport_ureq::Client::builder()
         .environment(Environment::custom(emulator.base_url(), InsecureLoopback::Allow).unwrap())
         .client_credentials(MACHINE.0, helloflex_core::ClientSecret::new(MACHINE.1))
@@ -822,7 +878,7 @@ fn redis_down_keeps_valid_tokens_working_and_fails_fetches_typed() {
         .build()
         .unwrap();
     assert_eq!(client.get("news").send().unwrap().status(), 200);
-    redis.stop();
+    server.stop();
     for _ in 0..5 {
         assert_eq!(client.get("news").send().unwrap().status(), 200, "the valid token serves");
     }
@@ -834,9 +890,19 @@ fn redis_down_keeps_valid_tokens_working_and_fails_fetches_typed() {
         1,
         "no unleased fetch"
     );
-    redis.restart();
+    server.start_again();
     std::thread::sleep(Duration::from_millis(1100)); // the failure backoff
     assert_eq!(client.get("news").send().unwrap().status(), 200);
+}
+
+#[test]
+fn redis_down_keeps_valid_tokens_working_and_fails_fetches_typed() {
+    store_down_keeps_valid_tokens_working_and_fails_fetches_typed(Backend::Redis);
+}
+
+#[test]
+fn postgres_down_keeps_valid_tokens_working_and_fails_fetches_typed() {
+    store_down_keeps_valid_tokens_working_and_fails_fetches_typed(Backend::Postgres);
 }
 
 // ---------- Redis faults while the fleet runs ----------
@@ -1007,15 +1073,22 @@ fn a_user_token_fleet_recovers_from_redis_stopped_and_continued() {
 /// write back what they hold (the new set from its holder, the old one from the others) and
 /// nobody presents the spent refresh token. A client-credentials token is wiped once every
 /// member holds it (see [`ADOPTED`]): the next renewal finds the store empty and fetches once.
-fn redis_flushed_right_after_new_tokens(grant: Grant) -> Outcome {
-    let mut fleet = Fleet::start(grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
+///
+/// On PostgreSQL the store's tables are dropped instead: every member's store made them at
+/// its start, and must notice they are gone and make them again.
+fn store_wiped_right_after_new_tokens(backend: Backend, grant: Grant) -> Outcome {
+    let mut fleet = Fleet::start_on(backend, grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
     fleet.run_for(SETTLE);
     fleet.wait_for_new_tokens();
     fleet.wait_until_adopted();
     let at = wall_ms();
-    fleet.server.redis().flushall();
-    fleet.fault("FLUSHALL right after new tokens were stored", at);
+    let what = fleet.server.wipe();
+    fleet.fault(what, at);
     fleet.finish()
+}
+
+fn redis_flushed_right_after_new_tokens(grant: Grant) -> Outcome {
+    store_wiped_right_after_new_tokens(Backend::Redis, grant)
 }
 
 #[test]
@@ -1039,18 +1112,43 @@ fn a_user_token_fleet_recovers_from_a_flushall_right_after_a_rotation() {
 /// snapshot: the store is back to the spent refresh token and a claim nobody will clear, at an
 /// older version, in a new epoch. (A client-credentials token: once every member holds the
 /// new one, see [`ADOPTED`]; the store is back to an expired token and a stale claim.)
-fn redis_rolled_back_past_new_tokens(grant: Grant) -> Outcome {
-    let mut fleet = Fleet::start(grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
+///
+/// On PostgreSQL the snapshot is an online `pg_basebackup` (its data as of the backup's end,
+/// ~0.15 s after it began: the token request is held 0.6 s there, so the backup ends before the
+/// answer is stored), and the rollback a restart on it.
+fn store_rolled_back_past_new_tokens(backend: Backend, grant: Grant) -> Outcome {
+    let mut fleet = Fleet::start_on(backend, grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
     fleet.run_for(SETTLE);
-    fleet.slow_next_token_request(SLOW_TOKEN_REQUEST_MS);
-    fleet.wait_for_claim();
-    let snapshot = fleet.server.redis().snapshot();
+    let held = match backend {
+        Backend::Redis => SLOW_TOKEN_REQUEST_MS,
+        Backend::Postgres => 600,
+    };
+    // A snapshot that ended after the answer was stored holds the new tokens (no rollback past
+    // them): the next refresh is tried, three at most.
+    let mut attempts = 0;
+    let snapshot = loop {
+        attempts += 1;
+        fleet.slow_next_token_request(held);
+        let claimed = fleet.wait_for_claim();
+        let began = Instant::now();
+        let snapshot = fleet.server.snapshot();
+        let after = fleet.store().load().unwrap().record.unwrap();
+        if after.claim.is_some() && after.version == claimed.version {
+            println!("  snapshot taken in {:?} (attempt {attempts})", began.elapsed());
+            break snapshot;
+        }
+        assert!(attempts < 3, "every snapshot ended after the new tokens were stored");
+    };
     fleet.wait_for_new_tokens();
     fleet.wait_until_adopted();
     let at = wall_ms();
-    fleet.server.redis().restart_from(&snapshot);
-    fleet.fault("Redis restarted from a snapshot taken before the new tokens were stored", at);
+    fleet.server.restart_from(&snapshot);
+    fleet.fault("the store restarted from a snapshot taken before the new tokens were stored", at);
     fleet.finish()
+}
+
+fn redis_rolled_back_past_new_tokens(grant: Grant) -> Outcome {
+    store_rolled_back_past_new_tokens(Backend::Redis, grant)
 }
 
 #[test]
@@ -1074,10 +1172,9 @@ fn a_user_token_fleet_recovers_from_a_rollback_past_a_rotation() {
 /// holder's refresh is the one reuse, the grant is revoked and every member is told to
 /// re-authorize. Then the user signs in again (a fresh client on the same record) while the
 /// members run: each picks the new set up on its next look (every 300 ms), no restart.
-#[test]
-fn a_user_token_fleet_revoked_after_its_holder_died_recovers_with_a_new_sign_in() {
+fn revoked_after_its_holder_died_recovers_with_a_new_sign_in(backend: Backend) {
     let _serial = serial();
-    let mut fleet = Fleet::start(Grant::AuthorizationCode, 12.5, FAULT_TASKS);
+    let mut fleet = Fleet::start_on(backend, Grant::AuthorizationCode, 12.5, FAULT_TASKS);
     fleet.run_for(SETTLE);
     let at = wall_ms();
     fleet.emulator.add_fault(
@@ -1109,6 +1206,16 @@ fn a_user_token_fleet_revoked_after_its_holder_died_recovers_with_a_new_sign_in(
         .collect();
     assert!(untold.is_empty(), "members never told to re-authorize: {untold:?}");
     outcome.assert_recovered(1);
+}
+
+#[test]
+fn a_user_token_fleet_revoked_after_its_holder_died_recovers_with_a_new_sign_in() {
+    revoked_after_its_holder_died_recovers_with_a_new_sign_in(Backend::Redis);
+}
+
+#[test]
+fn a_postgres_user_token_fleet_revoked_after_its_holder_died_recovers_with_a_new_sign_in() {
+    revoked_after_its_holder_died_recovers_with_a_new_sign_in(Backend::Postgres);
 }
 
 // ---------- PostgreSQL faults while the fleet runs ----------
@@ -1174,5 +1281,53 @@ fn a_postgres_user_token_fleet_recovers_from_the_database_stopped_and_continued(
     let _serial = serial();
     let outcome = store_stopped_during_a_token_request(Backend::Postgres, Grant::AuthorizationCode);
     outcome.print("authorization code, PostgreSQL SIGSTOP/SIGCONT during a refresh");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_client_credentials_fleet_recovers_from_the_database_lost_and_set_up_again() {
+    let _serial = serial();
+    let outcome = store_restarted_during_a_token_request(
+        Backend::Postgres,
+        Grant::ClientCredentials,
+        Restart::CrashLosingData,
+    );
+    outcome.print("client credentials, PostgreSQL lost during a fetch, a new cluster 1 s later");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_user_token_fleet_recovers_from_the_database_lost_and_set_up_again() {
+    let _serial = serial();
+    let outcome = store_restarted_during_a_token_request(
+        Backend::Postgres,
+        Grant::AuthorizationCode,
+        Restart::CrashLosingData,
+    );
+    outcome.print("authorization code, PostgreSQL lost during a refresh, a new cluster 1 s later");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_user_token_fleet_recovers_from_its_tables_dropped_right_after_a_rotation() {
+    let _serial = serial();
+    let outcome = store_wiped_right_after_new_tokens(Backend::Postgres, Grant::AuthorizationCode);
+    outcome.print("authorization code, the tables dropped right after a rotation was stored");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_client_credentials_fleet_recovers_from_a_rollback_past_a_fetch() {
+    let _serial = serial();
+    let outcome = store_rolled_back_past_new_tokens(Backend::Postgres, Grant::ClientCredentials);
+    outcome.print("client credentials, PostgreSQL rolled back past a fetch");
+    outcome.assert_recovered(0);
+}
+
+#[test]
+fn a_postgres_user_token_fleet_recovers_from_a_rollback_past_a_rotation() {
+    let _serial = serial();
+    let outcome = store_rolled_back_past_new_tokens(Backend::Postgres, Grant::AuthorizationCode);
+    outcome.print("authorization code, PostgreSQL rolled back past a rotation");
     outcome.assert_recovered(0);
 }

@@ -6,8 +6,9 @@
 //!
 //! Beyond start and stop, it does to a server what operations do to one: a restart, a crash
 //! (`pg_ctl stop -m immediate`: every server process killed, crash recovery from the WAL on the
-//! next start), a backup of the data directory and a restore from it (a rollback), a pause of
-//! every server process (`SIGSTOP`: a hung server).
+//! next start), a backup of the data directory (stopped, or online with `pg_basebackup`) and a
+//! restore from it (a rollback), a new empty cluster in place of the old (the data lost), a
+//! pause of every server process (`SIGSTOP`: a hung server).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,6 +22,8 @@ pub struct PgServer {
     port: u16,
     as_postgres: bool,
     running: bool,
+    /// Online backups taken so far (each gets its own directory).
+    backups: u32,
 }
 
 fn bin_dir() -> PathBuf {
@@ -49,7 +52,14 @@ impl PgServer {
                 Command::new("chown").arg("postgres:postgres").arg(dir.path()).status().unwrap();
             assert!(status.success());
         }
-        let server = Self { bin: bin_dir(), dir, port: free_port(), as_postgres, running: false };
+        let server = Self {
+            bin: bin_dir(),
+            dir,
+            port: free_port(),
+            as_postgres,
+            running: false,
+            backups: 0,
+        };
         server.run_ok(
             "initdb",
             &["-D", &server.data(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
@@ -92,6 +102,18 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// Makes a new, empty cluster in the data directory (the server stopped): everything the
+    /// old one held is gone, as when a database is lost and a new one is set up at the same
+    /// address.
+    pub fn replace_with_an_empty_cluster(&mut self) {
+        assert!(!self.running, "stop or crash the server first");
+        std::fs::remove_dir_all(self.data_dir()).unwrap();
+        self.run_ok(
+            "initdb",
+            &["-D", &self.data(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+        );
     }
 
     /// Starts the server on its port (loopback only, its socket in its directory).
@@ -163,6 +185,33 @@ impl PgServer {
         let status = Command::new("cp").arg("-a").arg(self.data_dir()).arg(&backup).status();
         assert!(status.unwrap().success());
         self.begin();
+        backup
+    }
+
+    /// Takes a backup of the running server without stopping it (`pg_basebackup`, the WAL
+    /// streamed beside it: the data as of the backup's end), as a nightly backup job does;
+    /// returns it. A hundred-odd milliseconds on a test server.
+    pub fn online_backup(&mut self) -> PathBuf {
+        let backup = self.dir.path().join(format!("online-backup-{}", self.backups));
+        self.backups += 1;
+        let (port, target) = (self.port.to_string(), backup.display().to_string());
+        self.run_ok(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                &target,
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
         backup
     }
 
