@@ -204,6 +204,17 @@ impl Backend {
         }
     }
 
+    /// Forgets that the tables under `prefix` were checked, and the idle connections (whose
+    /// prepared statements name the tables that went).
+    fn tables_gone(&self, prefix: &str) {
+        self.ensured().remove(prefix);
+        match self {
+            Backend::Sqlite(_) => {}
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.close_idle(),
+        }
+    }
+
     fn ensured(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
         match self {
             Backend::Sqlite(db) => db.ensured(),
@@ -343,7 +354,7 @@ impl SqlStore {
         self.ensure_schema()?;
         match self.backend.transaction(op, self.timeout, &mut step) {
             Err(SqlError::TablesGone { .. }) => {
-                self.backend.ensured().remove(&self.tables.prefix);
+                self.backend.tables_gone(&self.tables.prefix);
                 self.ensure_schema()?;
                 self.backend.transaction(op, self.timeout, &mut step)
             }

@@ -11,7 +11,7 @@
 //! `idle_in_transaction_session_timeout`), so a transaction whose caller went away does not keep
 //! the record's lock.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row as PgRow, Statement};
 
 use crate::SqlError;
 use crate::protocol::{self, Epoch, Row, Tx};
@@ -60,10 +61,13 @@ impl Drop for Postgres {
     }
 }
 
-/// One connection: the client, and the task that drives its socket (stopped with it).
+/// One connection: the client, the task that drives its socket (stopped with it), and the
+/// statements prepared on it: each store statement is parsed once per connection, so that
+/// running it is one round trip, not two (parse, then bind and execute).
 struct Connection {
     client: Arc<Client>,
     driver: JoinHandle<()>,
+    prepared: Mutex<HashMap<String, Statement>>,
 }
 
 impl Drop for Connection {
@@ -98,6 +102,11 @@ impl Postgres {
             idle: Mutex::default(),
             ensured: Mutex::default(),
         })
+    }
+
+    /// Closes the idle connections.
+    pub(crate) fn close_idle(&self) {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     pub(crate) fn ensured(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -136,7 +145,7 @@ impl Postgres {
             // client's next statement.
             let _ = connection.await;
         });
-        Ok(Connection { client: Arc::new(client), driver })
+        Ok(Connection { client: Arc::new(client), driver, prepared: Mutex::default() })
     }
 
     /// Runs `step` in one transaction, committed if it succeeds; `migration` first takes the
@@ -162,7 +171,7 @@ impl Postgres {
         if migration {
             begin.push_str(&format!(" SELECT pg_advisory_xact_lock({MIGRATION_LOCK});"));
         }
-        let mut tx = PgTx { db: self, client: &connection.client, timeout, clock: None };
+        let mut tx = PgTx { db: self, connection: &connection, timeout, clock: None };
         tx.batch(op, begin)?;
         let value = step(&mut tx)?;
         tx.batch(op, "COMMIT".to_owned())?;
@@ -200,7 +209,7 @@ fn failure(f: &Failure) -> String {
 
 struct PgTx<'a> {
     db: &'a Postgres,
-    client: &'a Arc<Client>,
+    connection: &'a Connection,
     timeout: Duration,
     /// The server's clock and run, read once per transaction.
     clock: Option<(i64, String)>,
@@ -215,7 +224,7 @@ impl PgTx<'_> {
     where
         F: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
     {
-        self.db.wait(self.timeout, statement(Arc::clone(self.client))).map_err(|f| {
+        self.db.wait(self.timeout, statement(Arc::clone(&self.connection.client))).map_err(|f| {
             let reason = failure(&f);
             match &f {
                 // undefined_table, undefined_column
@@ -233,6 +242,69 @@ impl PgTx<'_> {
     fn batch(&self, op: &'static str, sql: String) -> Result<(), SqlError> {
         self.run(op, |c| async move { c.batch_execute(&sql).await })
     }
+
+    /// `sql` prepared on this connection (once: then from its cache).
+    fn prepared(&self, op: &'static str, sql: &str) -> Result<Statement, SqlError> {
+        let cache = || self.connection.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(statement) = cache().get(sql) {
+            return Ok(statement.clone());
+        }
+        let text = sql.to_owned();
+        let statement = self.run(op, |c| async move { c.prepare(&text).await })?;
+        cache().insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs the prepared `sql` with `params` (owned, for the statement's task); the rows.
+    fn rows(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: Vec<Box<dyn ToSql + Send + Sync>>,
+    ) -> Result<Vec<PgRow>, SqlError> {
+        let statement = self.prepared(op, sql)?;
+        self.run(op, |c| async move {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            c.query(&statement, &params).await
+        })
+    }
+
+    /// Runs the prepared `sql` with `params`; the rows it changed.
+    fn changed(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: Vec<Box<dyn ToSql + Send + Sync>>,
+    ) -> Result<u64, SqlError> {
+        let statement = self.prepared(op, sql)?;
+        self.run(op, |c| async move {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            c.execute(&statement, &params).await
+        })
+    }
+}
+
+/// A column of `row`, as the store's error.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a PgRow,
+    index: usize,
+) -> Result<T, SqlError> {
+    row.try_get(index).map_err(|e| SqlError::Database { op: "read", reason: e.to_string() })
+}
+
+/// The server's clock (ms since the Unix epoch) and its start time: another after a restart (a
+/// crash, a restore from a backup, a point-in-time recovery) or on another server (a
+/// failover).
+const CLOCK: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
+                     pg_postmaster_start_time()::text";
+
+/// Owned parameters for a statement's task.
+macro_rules! params {
+    ($($value:expr),* $(,)?) => {
+        vec![$(Box::new($value) as Box<dyn ToSql + Send + Sync>),*]
+    };
 }
 
 impl Tx for PgTx<'_> {
@@ -240,18 +312,12 @@ impl Tx for PgTx<'_> {
         if let Some(clock) = &self.clock {
             return Ok(clock.clone());
         }
-        // The server's clock, and its start time: another after a restart (a crash, a restore
-        // from a backup, a point-in-time recovery) or on another server (a failover).
-        let clock: (i64, String) = self.run("clock", |c| async move {
-            let row = c
-                .query_one(
-                    "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
-                     pg_postmaster_start_time()::text",
-                    &[],
-                )
-                .await?;
-            Ok((row.try_get(0)?, row.try_get(1)?))
+        let rows = self.rows("clock", &format!("SELECT {CLOCK}"), params![])?;
+        let row = rows.first().ok_or_else(|| SqlError::Database {
+            op: "clock",
+            reason: "the server returned no time".into(),
         })?;
+        let clock = (column(row, 0)?, column(row, 1)?);
         self.clock = Some(clock.clone());
         Ok(clock)
     }
@@ -262,24 +328,28 @@ impl Tx for PgTx<'_> {
              ON CONFLICT (record_key) DO NOTHING",
             t.epochs
         );
+        // The clock is read under the lock, in the same round trip.
         let select = format!(
-            "SELECT run, since_ms, held FROM {} WHERE record_key = $1 FOR UPDATE",
+            "SELECT run, since_ms, held, {CLOCK} FROM {} WHERE record_key = $1 FOR UPDATE",
             t.epochs
         );
-        let key = key.to_owned();
-        self.run("epoch", |c| async move {
-            // A row deleted (`SqlStore::delete`) between the insert and the lock is inserted
-            // again: at READ COMMITTED each statement sees the newest commits.
-            loop {
-                c.execute(&insert, &[&key]).await?;
-                if let Some(row) = c.query_opt(&select, &[&key]).await? {
-                    return Ok(Epoch {
-                        run: row.try_get(0)?,
-                        since_ms: row.try_get(1)?,
-                        held: row.try_get(2)?,
-                    });
-                }
+        // A row deleted (`SqlStore::delete`) between the insert and the lock is inserted again:
+        // at READ COMMITTED each statement sees the newest commits. Bounded by the time-out of
+        // each statement, and in count.
+        for _ in 0..8 {
+            self.changed("epoch", &insert, params![key.to_owned()])?;
+            if let Some(row) = self.rows("epoch", &select, params![key.to_owned()])?.first() {
+                self.clock = Some((column(row, 3)?, column(row, 4)?));
+                return Ok(Epoch {
+                    run: column(row, 0)?,
+                    since_ms: column(row, 1)?,
+                    held: column(row, 2)?,
+                });
             }
+        }
+        Err(SqlError::Database {
+            op: "epoch",
+            reason: "the record's epoch row kept being deleted under the store".into(),
         })
     }
 
@@ -288,21 +358,16 @@ impl Tx for PgTx<'_> {
             "UPDATE {} SET run = $2, since_ms = $3, held = $4 WHERE record_key = $1",
             t.epochs
         );
-        let (key, e) = (key.to_owned(), e.clone());
-        self.run("epoch", |c| async move {
-            c.execute(&sql, &[&key, &e.run, &e.since_ms, &e.held]).await.map(drop)
-        })
+        let params = params![key.to_owned(), e.run.clone(), e.since_ms, e.held];
+        self.changed("epoch", &sql, params).map(drop)
     }
 
     fn read(&mut self, t: &Tables, key: &str) -> Result<Option<(i64, Vec<u8>)>, SqlError> {
         let sql = format!("SELECT version, value FROM {} WHERE record_key = $1", t.tokens);
-        let key = key.to_owned();
-        self.run("read", |c| async move {
-            match c.query_opt(&sql, &[&key]).await? {
-                Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
-                None => Ok(None),
-            }
-        })
+        match self.rows("read", &sql, params![key.to_owned()])?.first() {
+            Some(row) => Ok(Some((column(row, 0)?, column(row, 1)?))),
+            None => Ok(None),
+        }
     }
 
     fn insert(&mut self, t: &Tables, row: &Row<'_>) -> Result<bool, SqlError> {
@@ -311,14 +376,15 @@ impl Tx for PgTx<'_> {
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (record_key) DO NOTHING",
             t.tokens
         );
-        let (key, client, user) =
-            (row.key.to_owned(), row.client_id.to_owned(), row.user_id.map(str::to_owned));
-        let (version, value, now) =
-            (row.version, zeroize::Zeroizing::new(row.value.to_vec()), row.now_ms);
-        self.run("write", |c| async move {
-            let value: &[u8] = &value;
-            c.execute(&sql, &[&key, &client, &user, &version, &value, &now]).await.map(|n| n == 1)
-        })
+        let params = params![
+            row.key.to_owned(),
+            row.client_id.to_owned(),
+            row.user_id.map(str::to_owned),
+            row.version,
+            Sealed(zeroize::Zeroizing::new(row.value.to_vec())),
+            row.now_ms,
+        ];
+        self.changed("write", &sql, params).map(|n| n == 1)
     }
 
     fn update(&mut self, t: &Tables, expected: i64, row: &Row<'_>) -> Result<bool, SqlError> {
@@ -327,23 +393,22 @@ impl Tx for PgTx<'_> {
              WHERE record_key = $1 AND version = $5",
             t.tokens
         );
-        let key = row.key.to_owned();
-        let (version, value, now) =
-            (row.version, zeroize::Zeroizing::new(row.value.to_vec()), row.now_ms);
-        self.run("write", |c| async move {
-            let value: &[u8] = &value;
-            c.execute(&sql, &[&key, &version, &value, &now, &expected]).await.map(|n| n == 1)
-        })
+        let params = params![
+            row.key.to_owned(),
+            row.version,
+            Sealed(zeroize::Zeroizing::new(row.value.to_vec())),
+            row.now_ms,
+            expected,
+        ];
+        self.changed("write", &sql, params).map(|n| n == 1)
     }
 
     fn delete(&mut self, t: &Tables, key: &str) -> Result<(), SqlError> {
-        let tokens = format!("DELETE FROM {} WHERE record_key = $1", t.tokens);
-        let epochs = format!("DELETE FROM {} WHERE record_key = $1", t.epochs);
-        let key = key.to_owned();
-        self.run("delete", |c| async move {
-            c.execute(&tokens, &[&key]).await?;
-            c.execute(&epochs, &[&key]).await.map(drop)
-        })
+        for table in [&t.tokens, &t.epochs] {
+            let sql = format!("DELETE FROM {table} WHERE record_key = $1");
+            self.changed("delete", &sql, params![key.to_owned()])?;
+        }
+        Ok(())
     }
 
     fn execute(&mut self, sql: &str) -> Result<(), SqlError> {
@@ -351,13 +416,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn table_exists(&mut self, name: &str) -> Result<bool, SqlError> {
-        let name = name.to_owned();
-        self.run("schema check", |c| async move {
-            c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await?.try_get(0)
-        })
+        let sql = "SELECT to_regclass($1) IS NOT NULL";
+        match self.rows("schema check", sql, params![name.to_owned()])?.first() {
+            Some(row) => column(row, 0),
+            None => Ok(false),
+        }
     }
 
     fn schema_version(&mut self, t: &Tables) -> Result<Option<i64>, SqlError> {
+        // Not prepared: the table may have just been made, in this transaction.
         let sql = format!("SELECT version FROM {} WHERE id = 1", t.schema);
         self.run("schema check", |c| async move {
             match c.query_opt(&sql, &[]).await? {
@@ -387,4 +454,24 @@ impl Tx for PgTx<'_> {
             |c| async move { c.execute(&sql, &[&version, &now_ms]).await.map(drop) },
         )
     }
+}
+
+/// A sealed value as a `BYTEA` parameter, wiped when the statement is done with it.
+#[derive(Debug)]
+struct Sealed(zeroize::Zeroizing<Vec<u8>>);
+
+impl ToSql for Sealed {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.as_slice().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&[u8] as ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
