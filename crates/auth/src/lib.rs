@@ -86,11 +86,10 @@ pub use entropy::{Entropy, OsEntropy, authorization_entropy, jitter_seed, os_byt
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
 pub use scope::{RecordScope, RecordSealing};
-pub use sealed::{Key, KeyError, KeyRing, OpenError};
-pub use store::{
-    Claim, FileStore, Loaded, MemoryStore, Record, RecordProblem, StoreError, StoredTokens, Swap,
-    TokenStore,
-};
+// The one store error is the core's, so that it reaches a caller's `Error::Store` unchanged.
+pub use helloflex_core::{OpenError, StoreError, StoreErrorKind};
+pub use sealed::{Key, KeyError, KeyRing};
+pub use store::{Claim, FileStore, Loaded, MemoryStore, Record, StoredTokens, Swap, TokenStore};
 pub use transport::{
     AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,
 };

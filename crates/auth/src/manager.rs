@@ -17,14 +17,14 @@ use helloflex_core::machines::{
 };
 use helloflex_core::{
     AccessToken, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
-    Error, LifecyclePolicy, PendingAuthorization, RetryPolicy, Token, TokenId, TokenSet,
-    UsageError,
+    Error, LifecyclePolicy, PendingAuthorization, RetryPolicy, StoreError, StoreErrorKind, Token,
+    TokenId, TokenSet, UsageError,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::entropy::{Entropy, OsEntropy};
 use crate::fill::{FillJob, Held, Now, Outcome, Purpose, Step, StoreOp, StoreReply, Watch};
-use crate::store::{StoreError, StoredTokens, TokenStore};
+use crate::store::{StoredTokens, TokenStore};
 
 /// Settings shared by every token manager.
 ///
@@ -346,17 +346,22 @@ impl<S: Signal> Shared<S> {
                     if now < wait {
                         return Next::Wait(wait);
                     }
-                    let error = StoreError::Remote {
-                        op: "read",
-                        reason: "the store has not answered since the token expired".into(),
-                    };
+                    let error = StoreError::new(
+                        "read",
+                        StoreErrorKind::TimedOut,
+                        "the store has not answered since the token expired",
+                    );
                     return Next::Fail(error.into());
                 }
                 (Acquire::Fetch(ticket), Busy::WriteBack) => {
                     state.cache.abandon(ticket);
-                    let error = state.store_error.clone().unwrap_or(StoreError::Remote {
-                        op: "write",
-                        reason: "new tokens are still being written back".into(),
+                    // The write-back's own failure, if it has one yet.
+                    let error = state.store_error.clone().unwrap_or_else(|| {
+                        StoreError::new(
+                            "write",
+                            StoreErrorKind::TimedOut,
+                            "the store has not taken the new tokens since the token expired",
+                        )
                     });
                     return Next::Fail(error.into());
                 }

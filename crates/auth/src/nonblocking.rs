@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
 use helloflex_core::{
-    ClientCredentialsConfig, Error, PendingAuthorization, Token, TokenId, UsageError,
+    ClientCredentialsConfig, Error, PendingAuthorization, StoreError, Token, TokenId, UsageError,
 };
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::fill::{StoreOp, StoreReply};
 use crate::held::{Held, Owner};
 use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
-use crate::store::{StoreError, TokenStore};
+use crate::store::TokenStore;
 use crate::transport::{AsyncTransport, Response};
 
 /// A boxed task handed to an [`AsyncRuntime`].

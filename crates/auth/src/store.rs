@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
-use helloflex_core::{AccessToken, RefreshToken, TokenSet};
+use helloflex_core::{AccessToken, RefreshToken, StoreError, StoreErrorKind, TokenSet};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -107,152 +107,6 @@ impl StoredTokens {
             left,
             self.scope.clone(),
         )
-    }
-}
-
-/// A store failed.
-///
-/// ```
-/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
-/// use helloflex::{FileStore, Key, KeyRing, StoreError, TokenStore};
-///
-/// let dir = std::env::temp_dir().join(format!("helloflex-doc-store-error-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir)?;
-/// let store = FileStore::new(dir.join("tokens"), KeyRing::new(Key::generate("k1")?));
-/// std::fs::write(store.path(), b"not an encrypted record")?;
-/// let error = store.load().unwrap_err();
-/// assert!(matches!(error, StoreError::Sealed { .. }));
-/// assert!(!error.is_transient()); // asking again will not help
-/// assert_eq!(std::fs::read(store.path())?, b"not an encrypted record"); // left untouched
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// Reading, writing or locking failed.
-    #[error("token store {op} failed for {path}: {kind}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The OS error kind.
-        kind: io::ErrorKind,
-    },
-    /// The file exists but is not a token set (it is left as it is).
-    #[error("token store {path} is corrupt ({reason}); it was left untouched")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Why, without quoting the content.
-        reason: String,
-    },
-    /// Another holder kept its claim on the refresh token past this holder's deadline.
-    #[error("another holder is still refreshing these tokens after {waited_ms} ms")]
-    LeaseBusy {
-        /// How long this holder waited.
-        waited_ms: u64,
-    },
-    /// The store restarted or lost data a moment ago: no refresh token is presented until
-    /// every live instance had the time to write back newer tokens than the store's.
-    #[error("token store restarted {age_ms} ms ago; refreshes wait out its grace period")]
-    Recovering {
-        /// How long ago, by the store.
-        age_ms: u64,
-    },
-    /// A remote store failed (connection, timeout, refused command), described without values.
-    #[error("token store {op} failed: {reason}")]
-    Remote {
-        /// What was being done.
-        op: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// An encrypted token file could not be opened (it is left untouched).
-    #[error("token store {path}: {problem}")]
-    Sealed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it (never its content).
-        problem: crate::sealed::OpenError,
-    },
-    /// Sealing failed (the OS random number generator, for the nonce).
-    #[error("token store {path}: sealing failed: {problem}")]
-    Sealing {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        problem: crate::sealed::KeyError,
-    },
-    /// A remote record exists but is not a token set it can open (it is left as it is).
-    #[error("token store record {key} cannot be read: {problem}; it was left untouched")]
-    RemoteRecord {
-        /// The record's key.
-        key: String,
-        /// What is wrong with it (never its content).
-        problem: RecordProblem,
-    },
-    /// A test double refused on purpose.
-    #[error("token store unavailable: {0}")]
-    Unavailable(&'static str),
-}
-
-/// Why a remote record could not be read.
-///
-/// ```
-/// use helloflex_auth::{OpenError, RecordProblem, StoreError};
-///
-/// // How a remote store (Redis) reports a record it cannot open: left as it is, never quoted.
-/// let error = StoreError::RemoteRecord { key: "helloflex:{my-client}:tokens".into(), problem: OpenError::UnknownKey.into() };
-/// assert!(matches!(error, StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::UnknownKey), .. }));
-/// assert!(!error.is_transient());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RecordProblem {
-    /// Its encryption does not open (see [`crate::OpenError`]).
-    #[error(transparent)]
-    Sealed(#[from] crate::sealed::OpenError),
-    /// It opened but is not a token set (the reason names no value).
-    #[error("not a token set ({0})")]
-    Malformed(String),
-}
-
-impl StoreError {
-    /// Whether asking again may help (the store unreachable, a timeout, a lock held elsewhere),
-    /// rather than a record that cannot be read or written as it is.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Io { .. } | StoreError::Remote { .. } | StoreError::Unavailable(_)
-        )
-    }
-
-    /// The SDK error for this store failure ([`helloflex_core::Error::Store`]). Names no token.
-    pub fn into_error(self) -> helloflex_core::Error {
-        let op = match &self {
-            StoreError::Io { op, .. } | StoreError::Remote { op, .. } => op,
-            StoreError::Corrupt { .. }
-            | StoreError::Sealed { .. }
-            | StoreError::RemoteRecord { .. } => "read",
-            StoreError::Sealing { .. } => "write",
-            StoreError::LeaseBusy { .. } | StoreError::Recovering { .. } => "claim",
-            StoreError::Unavailable(_) => "access",
-        };
-        // The failure says "token store {op} failed: {reason}": the reason must not say it again.
-        let reason = match self {
-            StoreError::Remote { reason, .. } => reason,
-            StoreError::Io { path, kind, .. } => format!("{}: {kind}", path.display()),
-            other => other.to_string(),
-        };
-        helloflex_core::StoreFailure::new(op, reason).into()
-    }
-}
-
-impl From<StoreError> for helloflex_core::Error {
-    fn from(error: StoreError) -> Self {
-        error.into_error()
     }
 }
 
@@ -421,6 +275,10 @@ pub enum Swap {
 /// (a swap that writes a [`Claim`]) -> send -> swap the answer in, clearing the claim. A
 /// new sign-in swaps on the version it read.
 ///
+/// A failure is a [`StoreError`] whose [`StoreErrorKind`] says whether asking again can help
+/// (the managers ask a transient failure again until their store timeout) and whose detail
+/// names no stored value; callers see the same value as `Error::Store`.
+///
 /// ```
 /// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
 /// use std::sync::{Arc, Mutex, PoisonError};
@@ -541,12 +399,19 @@ impl TokenStore for MemoryStore {
 ///
 /// ```
 /// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
-/// use helloflex::{FileStore, Key, KeyRing, TokenStore};
+/// use helloflex::{FileStore, Key, KeyRing, OpenError, StoreErrorKind, TokenStore};
 /// let dir = std::env::temp_dir().join(format!("helloflex-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
 /// let keys = KeyRing::new(Key::generate("k1")?); // or KeyRing::from_env / from_file
 /// let store = FileStore::new(dir.join("tokens"), keys);
 /// assert!(store.load()?.record.is_none());
+/// // A file that is not a record sealed for this path and key ring is reported, typed, and
+/// // left as it is: asking again will not help.
+/// std::fs::write(store.path(), b"not an encrypted record")?;
+/// let error = store.load().unwrap_err();
+/// assert_eq!(error.kind, StoreErrorKind::DoesNotOpen(OpenError::NotSealed));
+/// assert!(!error.is_transient());
+/// assert_eq!(std::fs::read(store.path())?, b"not an encrypted record");
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -631,9 +496,12 @@ impl FileStore {
     fn unseal(&self, bytes: Vec<u8>) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
         match &self.protection {
             Protection::Plaintext => Ok(zeroize::Zeroizing::new(bytes)),
-            Protection::Sealed { keys, binding } => keys
-                .open(&bytes, &self.identity(binding))
-                .map_err(|problem| StoreError::Sealed { path: self.path.clone(), problem }),
+            Protection::Sealed { keys, binding } => {
+                keys.open(&bytes, &self.identity(binding)).map_err(|problem| {
+                    let kind = StoreErrorKind::DoesNotOpen(problem);
+                    StoreError::new("read", kind, self.path.display().to_string())
+                })
+            }
         }
     }
 
@@ -641,9 +509,12 @@ impl FileStore {
     fn seal(&self, json: &[u8]) -> Result<Vec<u8>, StoreError> {
         match &self.protection {
             Protection::Plaintext => Ok(json.to_vec()),
-            Protection::Sealed { keys, binding } => keys
-                .seal(json, &self.identity(binding))
-                .map_err(|problem| StoreError::Sealing { path: self.path.clone(), problem }),
+            Protection::Sealed { keys, binding } => {
+                keys.seal(json, &self.identity(binding)).map_err(|problem| {
+                    let detail = format!("{}: sealing failed: {problem}", self.path.display());
+                    StoreError::new("write", StoreErrorKind::Unwritable, detail)
+                })
+            }
         }
     }
 
@@ -660,7 +531,19 @@ impl FileStore {
     }
 
     fn io(&self, op: &'static str) -> impl Fn(io::Error) -> StoreError + '_ {
-        move |e| StoreError::Io { op, path: self.path.clone(), kind: e.kind() }
+        move |e| {
+            // A lock not had in time can pass; any other OS error (permission denied, a full
+            // disk) is a refusal, which can pass too once someone fixes it.
+            let kind = match e.kind() {
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => StoreErrorKind::TimedOut,
+                _ => StoreErrorKind::Refused,
+            };
+            StoreError::new(op, kind, format!("{}: {}", self.path.display(), e.kind()))
+        }
+    }
+
+    fn corrupt(&self, path: &Path, reason: &str) -> StoreError {
+        StoreError::new("read", StoreErrorKind::Corrupt, format!("{}: {reason}", path.display()))
     }
 
     fn sibling(&self, suffix: &str) -> PathBuf {
@@ -696,16 +579,10 @@ impl FileStore {
     fn read(&self) -> Result<Option<Record>, StoreError> {
         let Some(bytes) = self.read_bytes(&self.path)? else { return Ok(None) };
         let bytes = self.unseal(bytes)?;
-        let content: FileContent =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                reason: format!(
-                    "not a token record: {:?} at line {} column {}",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ),
-            })?;
+        let content: FileContent = serde_json::from_slice(&bytes).map_err(|e| {
+            let at = format!("{:?} at line {} column {}", e.classify(), e.line(), e.column());
+            self.corrupt(&self.path, &at)
+        })?;
         Ok(Some(match content {
             FileContent::Record(record) => record,
             FileContent::TokensOnly { tokens, version } => Record::new(tokens, version),
@@ -720,10 +597,7 @@ impl FileStore {
         };
         let len = file.metadata().map_err(self.io("read"))?.len();
         if len > MAX_FILE_BYTES {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                reason: "larger than 1 MiB".into(),
-            });
+            return Err(self.corrupt(path, "larger than 1 MiB"));
         }
         let mut bytes = Vec::with_capacity(len as usize);
         io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES), &mut bytes)
@@ -732,7 +606,8 @@ impl FileStore {
     }
 
     fn unserialisable(&self) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), reason: "could not serialise".into() }
+        let detail = format!("{}: the record did not serialise", self.path.display());
+        StoreError::new("write", StoreErrorKind::Unwritable, detail)
     }
 
     /// Writes `bytes` to `target` through a temporary file created new (never an existing file

@@ -1,5 +1,5 @@
 //! Errors, split by who is to blame: the caller, the configuration, the server saying no, the
-//! server breaking the protocol, or the network.
+//! server breaking the protocol, the network, or the token store.
 //!
 //! No error type here is generic, every enum is `#[non_exhaustive]`, every error is `Clone` (a
 //! failed token fetch is reported to every caller that waited for it) and none holds a secret.
@@ -11,6 +11,7 @@ use crate::excerpt::Excerpt;
 use crate::oauth_error::OAuthError;
 use crate::oauth_error::OAuthErrorCode;
 pub use crate::protocol_error::ProtocolError;
+use crate::store_error::StoreError;
 
 /// Who is to blame for an [`Error`], which decides what a caller can do about it.
 ///
@@ -97,9 +98,9 @@ pub enum Error {
     /// The authorization callback was refused.
     #[error(transparent)]
     Callback(#[from] CallbackError),
-    /// The token store failed (reading, writing or leasing user tokens).
+    /// The token store failed (reading, writing or claiming user tokens).
     #[error(transparent)]
-    Store(#[from] StoreFailure),
+    Store(#[from] StoreError),
 }
 
 impl Error {
@@ -135,35 +136,6 @@ impl Error {
             Error::Protocol(e) => e.status(),
             _ => None,
         }
-    }
-}
-
-/// A token store failed. It names the operation and the cause (an OS error kind, a corrupt
-/// record, a lease held too long), never a token, so it is safe to log.
-///
-/// ```
-/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
-/// use helloflex::{Blame, Error, StoreFailure};
-///
-/// // What a token store's failure becomes in a call's error (named op and cause, no token).
-/// let error = Error::from(StoreFailure::new("write", "/var/lib/my-app/tokens: permission denied"));
-/// assert_eq!(error.blame(), Blame::Storage);
-/// assert_eq!(error.to_string(), "token store write failed: /var/lib/my-app/tokens: permission denied");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("token store {op} failed: {reason}")]
-#[non_exhaustive]
-pub struct StoreFailure {
-    /// What was being done: `read`, `write`, `lease`.
-    pub op: &'static str,
-    /// Why, without quoting any stored value.
-    pub reason: String,
-}
-
-impl StoreFailure {
-    /// A failure of `op` for `reason`.
-    pub fn new(op: &'static str, reason: impl Into<String>) -> Self {
-        Self { op, reason: reason.into() }
     }
 }
 

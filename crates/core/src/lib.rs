@@ -105,6 +105,7 @@ mod retry;
 mod retry_after;
 mod scrub;
 mod secret;
+mod store_error;
 mod token_request;
 mod token_response;
 
@@ -120,8 +121,8 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, InsecureLoopback};
 pub use error::{
-    Blame, CallbackError, ConfigError, Error, ProtocolError, Reauthorization, StoreFailure,
-    TransportError, TransportErrorKind, UsageError,
+    Blame, CallbackError, ConfigError, Error, ProtocolError, Reauthorization, TransportError,
+    TransportErrorKind, UsageError,
 };
 pub use identity::{ClientAuthMethod, ClientIdentity};
 pub use lifecycle::{LifecyclePolicy, Token, TokenId, TokenSet};
@@ -130,6 +131,7 @@ pub use retry::RetryPolicy;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CsrfState, PkceVerifier, RefreshToken,
 };
+pub use store_error::{OpenError, StoreError, StoreErrorKind};
 pub use token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse, parse_token_response};
 
 /// The state machines and helpers beneath the clients, for people who drive the core by hand

@@ -194,14 +194,13 @@ pub use helloflex_core::{
 // Errors.
 pub use helloflex_core::{
     ApiError, ApiErrorKind, Blame, CallbackError, ConfigError, Error, OAuthError, OAuthErrorCode,
-    ProtocolError, Reauthorization, StoreFailure, TransportError, TransportErrorKind,
-    UnauthorizedCause, UsageError, ValidationErrors,
+    OpenError, ProtocolError, Reauthorization, StoreError, StoreErrorKind, TransportError,
+    TransportErrorKind, UnauthorizedCause, UsageError, ValidationErrors,
 };
 // Token stores, keys, clocks, tuning.
 pub use helloflex_auth::{
     Claim, Clock, Entropy, FileStore, Key, KeyError, KeyRing, Loaded, ManagerOptions, ManualClock,
-    MemoryStore, OsEntropy, Record, StoreError, StoredTokens, Swap, SystemClock, Timeouts,
-    TokenStore,
+    MemoryStore, OsEntropy, Record, StoredTokens, Swap, SystemClock, Timeouts, TokenStore,
 };
 
 #[cfg(feature = "async")]
