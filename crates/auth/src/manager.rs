@@ -17,8 +17,8 @@ use helloflex_core::machines::{
 };
 use helloflex_core::{
     AccessToken, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
-    Error, LifecyclePolicy, PendingAuthorization, RetryPolicy, StoreError, StoreErrorKind, Token,
-    TokenId, TokenSet, UsageError,
+    Error, Interruption, LifecyclePolicy, PendingAuthorization, RetryPolicy, StoreError,
+    StoreErrorKind, Token, TokenId, TokenSet, UsageError,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -558,7 +558,7 @@ impl<S: Signal> Shared<S> {
                     }
                     _ => {
                         tracing::debug!(target: "helloflex::token", "stale token completion ignored");
-                        Err(UsageError::WrongState("the token request was superseded").into())
+                        Err(Interruption::Superseded.into())
                     }
                 }
             }
@@ -585,11 +585,7 @@ impl<S: Signal> Shared<S> {
             if let Some(error) = error {
                 state.store_error = Some(error);
             }
-            return state
-                .cache
-                .current()
-                .cloned()
-                .ok_or_else(|| UsageError::WrongState("a check found no token held").into());
+            return state.cache.current().cloned().ok_or_else(|| Interruption::NoToken.into());
         }
         let outcome = Outcome {
             result: Ok(set),
@@ -985,7 +981,8 @@ pub(crate) async fn run<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, job:
     if check {
         checking.0 = None;
         shared.checked(outcome);
-        return Ran::Done(Err(UsageError::WrongState("a check hands no token").into()));
+        // A check adopts or writes back; it hands no token to anyone (no caller waits on it).
+        return Ran::Done(Err(Interruption::NoToken.into()));
     }
     Ran::Done(shared.finish(guard.take(), outcome))
 }

@@ -96,6 +96,7 @@ mod error;
 mod excerpt;
 mod exchange;
 mod identity;
+mod interruption;
 mod json;
 mod lifecycle;
 mod oauth_error;
@@ -125,6 +126,7 @@ pub use error::{
     TransportErrorKind, UsageError,
 };
 pub use identity::{ClientAuthMethod, ClientIdentity};
+pub use interruption::Interruption;
 pub use lifecycle::{LifecyclePolicy, Token, TokenId, TokenSet};
 pub use oauth_error::{OAuthError, OAuthErrorCode};
 pub use retry::RetryPolicy;
