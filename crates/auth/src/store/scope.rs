@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::sealed::KeyRing;
+use super::encryption::KeyRing;
 use helloflex_core::{StoreError, StoreErrorKind};
 
-use crate::store::Record;
+use super::seam::Record;
 
 /// What a part of a scope may not hold unencoded inside a key: the key's own separators, the
 /// braces of a Redis hash tag, and what would make the encoding itself ambiguous.
