@@ -494,7 +494,7 @@ impl FillJob {
     }
 
     fn swap(&mut self, write: Write, new: Record) -> Step {
-        let expected = self.record.as_ref().map_or(0, |r| r.version);
+        let expected = Record::version_of(self.record.as_ref());
         let new = Box::new(new);
         self.awaiting = Awaiting::Swap(write, new.clone());
         Step::Store(StoreOp::Swap { expected, new })
@@ -793,7 +793,7 @@ impl FillJob {
                 if matches!(self.purpose, Purpose::Refresh(_)) {
                     tracing::info!(target: "helloflex::token", rotated = set.rotated, "refresh token grant succeeded");
                 }
-                let read = self.record.as_ref().map_or(0, |r| r.version);
+                let read = Record::version_of(self.record.as_ref());
                 self.answer_version = match self.purpose {
                     // A sign-in outranks every version written before it, even by an instance
                     // that remembers more than a store which lost data: at least the wall clock

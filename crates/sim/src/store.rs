@@ -231,7 +231,7 @@ impl TokenStore for UserStore {
             let store_epoch = inner.epoch;
             let slot = inner.data.slots.entry(self.key.clone()).or_default();
             let epoch_age = Some(slot.epoch_age(store_epoch, now));
-            let current = slot.record.as_ref().map_or(0, |r| r.version);
+            let current = Record::version_of(slot.record.as_ref());
             if current != expected || new.version <= expected {
                 return Swap::Conflict;
             }

@@ -418,7 +418,7 @@ impl TokenStore for SqlStore {
             .backend
             .transaction("read", self.timeout, |tx| protocol::load(tx, tables, &key, &self.seen))
             .map_err(|e| e.during("read"))?;
-        let version = record.as_ref().map_or(0, |(version, _)| *version);
+        let version = record.as_ref().map_or(Record::NOTHING_STORED, |(version, _)| *version);
         self.seen.set(Some((version, now_ms)));
         let record = match record {
             Some((version, value)) => {

@@ -273,7 +273,7 @@ impl TokenStore for FileStore {
 
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
         self.exclusive(|| {
-            let current = self.read()?.map_or(0, |r| r.version);
+            let current = Record::version_of(self.read()?.as_ref());
             if !admits(current, expected, new) {
                 return Ok(Swap::Conflict);
             }

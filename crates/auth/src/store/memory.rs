@@ -17,9 +17,10 @@ use super::seam::{Loaded, Record, Swap, TokenStore, admits};
 /// let tokens: StoredTokens = serde_json::from_str(
 ///     r#"{"access_token":"at","refresh_token":"rt","expires_at_unix_ms":4000000000000}"#,
 /// )?;
-/// // Writes are compare-and-swap on the version read (0: nothing stored yet).
-/// assert!(matches!(store.swap(0, &Record::new(tokens.clone(), 1))?, Swap::Stored { version: 1, .. }));
-/// assert_eq!(store.swap(0, &Record::new(tokens, 2))?, Swap::Conflict);
+/// // Writes are compare-and-swap on the version read (nothing stored yet: the first write).
+/// let nothing = Record::NOTHING_STORED;
+/// assert!(matches!(store.swap(nothing, &Record::new(tokens.clone(), 1))?, Swap::Stored { version: 1, .. }));
+/// assert_eq!(store.swap(nothing, &Record::new(tokens, 2))?, Swap::Conflict);
 /// assert_eq!(store.load()?.record.map(|r| r.version), Some(1));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -46,7 +47,7 @@ impl TokenStore for MemoryStore {
 
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
         let mut record = self.record();
-        let current = record.as_ref().map_or(0, |r| r.version);
+        let current = Record::version_of(record.as_ref());
         if !admits(current, expected, new) {
             return Ok(Swap::Conflict);
         }

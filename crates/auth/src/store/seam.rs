@@ -114,12 +114,15 @@ impl StoredTokens {
 /// let json = serde_json::to_string(&record)?;
 /// let back: Record = serde_json::from_str(&json)?;
 /// assert_eq!((back.version, back.claim.is_none()), (1, true));
+/// // Before the first write, a store answers for the version that stands for nothing.
+/// assert_eq!(Record::version_of(None), Record::NOTHING_STORED);
+/// assert_eq!(Record::version_of(Some(&back)), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Record {
-    /// The version (0 stands for "nothing stored").
+    /// The version ([`Record::NOTHING_STORED`] stands for "nothing stored").
     #[serde(default)]
     pub version: u64,
     /// The tokens (none before the first sign-in completes, or after a sign-out).
@@ -135,6 +138,16 @@ pub struct Record {
 }
 
 impl Record {
+    /// The version that stands for "nothing stored": what a store holding no record answers
+    /// a swap against, so what the first write expects; lower than every version written.
+    pub const NOTHING_STORED: u64 = 0;
+
+    /// The version of `record`, or [`Record::NOTHING_STORED`] when there is none: the version
+    /// a swap planned from that read expects.
+    pub fn version_of(record: Option<&Record>) -> u64 {
+        record.map_or(Self::NOTHING_STORED, |r| r.version)
+    }
+
     /// A record of `tokens` at `version`.
     pub fn new(tokens: StoredTokens, version: u64) -> Self {
         Self { version, tokens: Some(tokens), claim: None, completed: Vec::new() }
@@ -295,7 +308,7 @@ pub enum Swap {
 ///
 ///     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
 ///         let mut stored = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-///         let version = stored.as_ref().map_or(0, |r| r.version);
+///         let version = Record::version_of(stored.as_ref());
 ///         if version != expected || new.version <= version {
 ///             return Ok(Swap::Conflict);
 ///         }
@@ -318,7 +331,8 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// The stored record, if any.
     fn load(&self) -> Result<Loaded, StoreError>;
 
-    /// Writes `new` if the stored version is still `expected` (0: nothing stored) and
+    /// Writes `new` if the stored version is still `expected` ([`Record::NOTHING_STORED`]:
+    /// nothing stored) and
     /// `new.version` is higher; answers which version is stored.
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError>;
 }
