@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use event_listener::Listener;
 
 use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
-use helloflex_core::{ClientCredentialsConfig, Error, PendingAuthorization, Token, TokenId};
+use helloflex_core::{
+    ClientCredentialsConfig, Error, PendingAuthorization, StoreError, Token, TokenId,
+};
 
 use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::fill::{StoreOp, StoreReply};
 use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
-use crate::store::{StoreError, TokenStore};
+use crate::store::TokenStore;
 use crate::transport::{BlockingTransport, Response};
 
 impl Signal for Condvar {

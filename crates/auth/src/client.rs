@@ -15,7 +15,7 @@ use helloflex_core::machines::ApiCall;
 use helloflex_core::{
     ApiRequest, ApiResponse, AuthorizationCodeConfig, ClientAuthMethod, ClientCredentialsConfig,
     ClientSecret, ConfigError, Endpoint, Environment, Error, PendingAuthorization, RetryPolicy,
-    Token,
+    StoreError, Token,
 };
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::entropy::jitter_seed;
 use crate::manager::{ManagerBuilder, ManagerOptions};
 use crate::nonblocking::{AsyncRuntime, AsyncTokenManager};
-use crate::store::{StoreError, TokenStore};
+use crate::store::TokenStore;
 use crate::transport::{AsyncTransport, BlockingTransport};
 
 /// Time limits of one HTTP attempt, for every transport.

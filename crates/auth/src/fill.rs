@@ -30,11 +30,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use helloflex_core::machines::{Fetched, TokenExchange};
 use helloflex_core::{
-    AccessToken, CallbackError, Error, Reauthorization, RefreshToken, TokenSet, UsageError,
+    AccessToken, CallbackError, Error, Reauthorization, RefreshToken, StoreError, StoreErrorKind,
+    TokenSet, UsageError,
 };
 
 use crate::manager::ManagerOptions;
-use crate::store::{Claim, Loaded, Record, StoreError, StoredTokens, Swap, TokenStore};
+use crate::store::{Claim, Loaded, Record, StoredTokens, Swap, TokenStore};
 
 /// How long a job waits before asking a failing store again, at first (doubling while it
 /// writes back an answer).
@@ -89,8 +90,11 @@ impl StoreOp {
 
     /// The answer when the call could not be run at all (the worker running it was lost).
     pub(crate) fn lost(&self) -> StoreReply {
-        let error =
-            StoreError::Remote { op: "call", reason: "the store call did not finish".into() };
+        let error = StoreError::new(
+            "call",
+            StoreErrorKind::Interrupted,
+            "the worker running the store call was lost",
+        );
         match self {
             StoreOp::Load => StoreReply::Load(Err(error)),
             StoreOp::Swap { .. } => StoreReply::Swap(Err(error)),
@@ -294,6 +298,13 @@ fn later(at: Instant, d: Duration) -> Instant {
     helloflex_core::machines::saturating_add(at, d)
 }
 
+/// Another holder kept its claim past this holder's deadline, `waited` after the job began.
+fn busy(waited: Duration) -> Error {
+    let detail =
+        format!("another holder still claims the refresh token after {} ms", millis(waited));
+    StoreError::new("claim", StoreErrorKind::Busy, detail).into()
+}
+
 fn misuse(what: &'static str) -> Error {
     UsageError::WrongState(what).into()
 }
@@ -483,7 +494,7 @@ impl FillJob {
     }
 
     fn swap(&mut self, write: Write, new: Record) -> Step {
-        let expected = self.record.as_ref().map_or(0, |r| r.version);
+        let expected = Record::version_of(self.record.as_ref());
         let new = Box::new(new);
         self.awaiting = Awaiting::Swap(write, new.clone());
         Step::Store(StoreOp::Swap { expected, new })
@@ -627,7 +638,7 @@ impl FillJob {
     fn claim(&mut self, now: Now, record: Record) -> Step {
         if now.at > self.plan_deadline {
             let waited = now.at.saturating_duration_since(self.started);
-            return self.done(Err(StoreError::LeaseBusy { waited_ms: millis(waited) }.into()));
+            return self.done(Err(busy(waited)));
         }
         // A store that can lose data: after its restart, and after this instance's own loss of
         // contact, the holders of newer sets get the time to write them back.
@@ -641,7 +652,12 @@ impl FillJob {
         {
             let resume = later(now.at, self.grace.saturating_sub(age).max(settling));
             if resume > self.plan_deadline {
-                return self.done(Err(StoreError::Recovering { age_ms: millis(age) }.into()));
+                let detail = format!(
+                    "the store restarted {} ms ago; refreshes wait out its grace period",
+                    millis(age)
+                );
+                let error = StoreError::new("claim", StoreErrorKind::Recovering, detail);
+                return self.done(Err(error.into()));
             }
             // Read meanwhile, at the pace holders write back: a set another holder writes
             // back or refreshes is adopted soon after it lands, not when the pause ends.
@@ -662,7 +678,7 @@ impl FillJob {
         let next = later(now.at, CLAIM_POLL);
         if next > self.plan_deadline {
             let waited = now.at.saturating_duration_since(self.started);
-            return self.done(Err(StoreError::LeaseBusy { waited_ms: millis(waited) }.into()));
+            return self.done(Err(busy(waited)));
         }
         self.wait(next)
     }
@@ -777,7 +793,7 @@ impl FillJob {
                 if matches!(self.purpose, Purpose::Refresh(_)) {
                     tracing::info!(target: "helloflex::token", rotated = set.rotated, "refresh token grant succeeded");
                 }
-                let read = self.record.as_ref().map_or(0, |r| r.version);
+                let read = Record::version_of(self.record.as_ref());
                 self.answer_version = match self.purpose {
                     // A sign-in outranks every version written before it, even by an instance
                     // that remembers more than a store which lost data: at least the wall clock

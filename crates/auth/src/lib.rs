@@ -70,8 +70,6 @@ mod held;
 mod manager;
 mod nonblocking;
 mod ready;
-mod scope;
-mod sealed;
 mod store;
 mod transport;
 
@@ -85,11 +83,11 @@ pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
 pub use entropy::{Entropy, OsEntropy, authorization_entropy, jitter_seed, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
-pub use scope::{RecordScope, RecordSealing};
-pub use sealed::{Key, KeyError, KeyRing, OpenError};
+// The one store error is the core's, so that it reaches a caller's `Error::Store` unchanged.
+pub use helloflex_core::{OpenError, StoreError, StoreErrorKind};
 pub use store::{
-    Claim, FileStore, Loaded, MemoryStore, Record, RecordProblem, StoreError, StoredTokens, Swap,
-    TokenStore,
+    Claim, FileStore, Key, KeyError, KeyRing, Loaded, MemoryStore, Record, RecordScope,
+    RecordSealing, StoredTokens, Swap, TokenStore,
 };
 pub use transport::{
     AsyncTransport, BlockingTransport, MAX_BODY_BYTES, Request, Response, TransportErrorKind,

@@ -17,14 +17,14 @@ use helloflex_core::machines::{
 };
 use helloflex_core::{
     AccessToken, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
-    Error, LifecyclePolicy, PendingAuthorization, RetryPolicy, Token, TokenId, TokenSet,
-    UsageError,
+    Error, Interruption, LifecyclePolicy, PendingAuthorization, RetryPolicy, StoreError,
+    StoreErrorKind, Token, TokenId, TokenSet, UsageError,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::entropy::{Entropy, OsEntropy};
 use crate::fill::{FillJob, Held, Now, Outcome, Purpose, Step, StoreOp, StoreReply, Watch};
-use crate::store::{StoreError, StoredTokens, TokenStore};
+use crate::store::{StoredTokens, TokenStore};
 
 /// Settings shared by every token manager.
 ///
@@ -346,17 +346,22 @@ impl<S: Signal> Shared<S> {
                     if now < wait {
                         return Next::Wait(wait);
                     }
-                    let error = StoreError::Remote {
-                        op: "read",
-                        reason: "the store has not answered since the token expired".into(),
-                    };
+                    let error = StoreError::new(
+                        "read",
+                        StoreErrorKind::TimedOut,
+                        "the store has not answered since the token expired",
+                    );
                     return Next::Fail(error.into());
                 }
                 (Acquire::Fetch(ticket), Busy::WriteBack) => {
                     state.cache.abandon(ticket);
-                    let error = state.store_error.clone().unwrap_or(StoreError::Remote {
-                        op: "write",
-                        reason: "new tokens are still being written back".into(),
+                    // The write-back's own failure, if it has one yet.
+                    let error = state.store_error.clone().unwrap_or_else(|| {
+                        StoreError::new(
+                            "write",
+                            StoreErrorKind::TimedOut,
+                            "the store has not taken the new tokens since the token expired",
+                        )
                     });
                     return Next::Fail(error.into());
                 }
@@ -553,7 +558,7 @@ impl<S: Signal> Shared<S> {
                     }
                     _ => {
                         tracing::debug!(target: "helloflex::token", "stale token completion ignored");
-                        Err(UsageError::WrongState("the token request was superseded").into())
+                        Err(Interruption::Superseded.into())
                     }
                 }
             }
@@ -580,11 +585,7 @@ impl<S: Signal> Shared<S> {
             if let Some(error) = error {
                 state.store_error = Some(error);
             }
-            return state
-                .cache
-                .current()
-                .cloned()
-                .ok_or_else(|| UsageError::WrongState("a check found no token held").into());
+            return state.cache.current().cloned().ok_or_else(|| Interruption::NoToken.into());
         }
         let outcome = Outcome {
             result: Ok(set),
@@ -980,7 +981,8 @@ pub(crate) async fn run<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, job:
     if check {
         checking.0 = None;
         shared.checked(outcome);
-        return Ran::Done(Err(UsageError::WrongState("a check hands no token").into()));
+        // A check adopts or writes back; it hands no token to anyone (no caller waits on it).
+        return Ran::Done(Err(Interruption::NoToken.into()));
     }
     Ran::Done(shared.finish(guard.take(), outcome))
 }

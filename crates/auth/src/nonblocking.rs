@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
 use helloflex_core::{
-    ClientCredentialsConfig, Error, PendingAuthorization, Token, TokenId, UsageError,
+    ClientCredentialsConfig, Error, Interruption, PendingAuthorization, StoreError, Token, TokenId,
 };
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::fill::{StoreOp, StoreReply};
 use crate::held::{Held, Owner};
 use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
-use crate::store::{StoreError, TokenStore};
+use crate::store::TokenStore;
 use crate::transport::{AsyncTransport, Response};
 
 /// A boxed task handed to an [`AsyncRuntime`].
@@ -68,7 +68,7 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub trait AsyncRuntime: Send + Sync + std::fmt::Debug {
     /// Starts `task` detached; it runs to the end even if every caller went away. A runtime
     /// that cannot run it (it has shut down) drops it: the manager then fails the callers
-    /// waiting for it at once with [`UsageError::RuntimeShutDown`].
+    /// waiting for it at once with [`Interruption::RuntimeShutDown`].
     fn spawn(&self, task: Task);
 
     /// Runs `work` (blocking store I/O) where it cannot stall the executor; the returned future
@@ -93,7 +93,7 @@ impl Signal for Event {
 ///   or the one handed to it) every token request runs as a detached task: once sent, its
 ///   outcome is concluded and stored even if every caller was dropped, and blocking store I/O
 ///   runs off the executor. A runtime that has shut down fails the callers at once with
-///   [`UsageError::RuntimeShutDown`] (not at the ticket's deadline); the next attempt comes
+///   [`Interruption::RuntimeShutDown`] (not at the ticket's deadline); the next attempt comes
 ///   after the failure backoff.
 /// - Without one (a transport of your own with no runtime handed in) the manager keeps the
 ///   request in flight and every caller that waits for it drives it: the one that started it,
@@ -343,7 +343,7 @@ impl AsyncTokenManager {
 impl Inner {
     /// `job` as a task for the runtime. A task the runtime drops before its first poll (it has
     /// shut down) fails the job's ticket, so the callers waiting for it get
-    /// [`UsageError::RuntimeShutDown`] at once rather than at the ticket's deadline. A task
+    /// [`Interruption::RuntimeShutDown`] at once rather than at the ticket's deadline. A task
     /// dropped later gives its ticket back ([`manager::TicketGuard`]) and the next caller's
     /// task meets the same end.
     fn detached(self: &Arc<Self>, job: Box<Job>) -> Task {
@@ -441,7 +441,7 @@ impl Unstarted {
 impl Drop for Unstarted {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
-            self.inner.shared.fail_unstarted(*job, UsageError::RuntimeShutDown.into());
+            self.inner.shared.fail_unstarted(*job, Interruption::RuntimeShutDown.into());
         }
     }
 }
@@ -480,7 +480,7 @@ impl Drop for Sender {
     fn drop(&mut self) {
         let mut slot = self.0.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            *slot = Some(Err(UsageError::RuntimeShutDown.into()));
+            *slot = Some(Err(Interruption::RuntimeShutDown.into()));
             drop(slot);
             self.0.ready.notify(usize::MAX);
         }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use helloflex_auth::*;
 use helloflex_core::machines::ApiCall;
 use helloflex_core::{
-    ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, RetryPolicy,
-    TransportError, UsageError,
+    ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, Error, Interruption,
+    RetryPolicy, TransportError,
 };
 use mockall::mock;
 
@@ -303,7 +303,10 @@ fn a_dead_runtime_fails_callers_at_once() {
             tokio::time::timeout(Duration::from_secs(1), manager.token()).await
         });
         let error = answer.expect("the caller waited for a task that never runs").unwrap_err();
-        assert!(matches!(error, Error::Usage(UsageError::RuntimeShutDown)), "{attempt}: {error:?}");
+        assert!(
+            matches!(error, Error::Interrupted(Interruption::RuntimeShutDown)),
+            "{attempt}: {error:?}"
+        );
     }
     assert_eq!(transport.tokens.load(Ordering::SeqCst), 0);
     let runtime: Arc<dyn AsyncRuntime> = Arc::new(support::Tokio(live.handle().clone()));
@@ -340,7 +343,9 @@ fn a_runtime_shut_down_mid_request_fails_the_waiters_at_once() {
     let answer =
         live.block_on(async { tokio::time::timeout(Duration::from_secs(1), waiter).await });
     let error = answer.expect("the waiter sat out the ticket's deadline").unwrap().unwrap_err();
-    assert!(matches!(error, Error::Usage(UsageError::RuntimeShutDown)), "{error:?}");
+    assert!(matches!(error, Error::Interrupted(Interruption::RuntimeShutDown)), "{error:?}");
+    // The task was dropped under the call: not the caller's fault.
+    assert_eq!(error.blame(), helloflex_core::Blame::Interruption);
 }
 
 /// A scripted token endpoint shared by several "processes": counts requests, numbers tokens.

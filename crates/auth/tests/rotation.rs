@@ -52,7 +52,7 @@ impl StoreHooks for Writes {
         let written = new.tokens.as_ref().map(|t| t.access_token.clone());
         if written.is_some() && written != current {
             if self.fail.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("disk full"));
+                return Err(StoreError::new("write", StoreErrorKind::Refused, "disk full"));
             }
             if let Some(access) = written {
                 self.writes.lock().unwrap().push(access.expose_secret().to_owned());
@@ -113,7 +113,10 @@ fn store_failure_keeps_new_tokens_and_never_resends_the_burnt_one() {
     clock.advance(Duration::from_secs(61));
     let kept = m.token().unwrap();
     // The failed write is reported, typed, and the new set kept in memory.
-    assert!(matches!(m.store_error(), Some(StoreError::Unavailable(_))));
+    assert!(matches!(
+        m.store_error(),
+        Some(StoreError { op: "write", kind: StoreErrorKind::Refused, .. })
+    ));
     // It is written back as soon as the store takes it: the burnt token is never sent again.
     store.hooks.fail.store(false, Ordering::SeqCst);
     for _ in 0..400 {

@@ -44,7 +44,7 @@ impl Drop for Dir {
 
 fn sealed_problem(result: Result<Loaded, StoreError>) -> OpenError {
     match result {
-        Err(StoreError::Sealed { problem, .. }) => problem,
+        Err(StoreError { kind: StoreErrorKind::DoesNotOpen(problem), op: "read", .. }) => problem,
         other => panic!("expected a sealed-record error, got {other:?}"),
     }
 }

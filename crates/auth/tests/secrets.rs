@@ -151,3 +151,35 @@ fn no_reachable_type_shows_a_secret() {
 fn code_of(callback: &str) -> String {
     callback.split(['?', '&']).find_map(|p| p.strip_prefix("code=")).unwrap().to_owned()
 }
+
+/// A store failure shows where and why, never what: a token file that is not JSON, one that is
+/// JSON but not a record, one sealed under another key, each holding the canary, fail with a
+/// `StoreError` whose `Display` and `Debug` (and those of the `Error` a caller sees) name the
+/// file and the problem, not the canary.
+#[test]
+fn a_store_failure_names_no_stored_value() {
+    let dir = std::env::temp_dir().join(format!("helloflex-secrets-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens");
+    let canary = format!(r#"{{"access_token":"{CANARY_SECRET}","refresh_token":"#);
+    let record = format!(r#"["{CANARY_SECRET}"]"#);
+    let mut shown = String::new();
+    for (content, kind) in
+        [(canary.clone(), StoreErrorKind::Corrupt), (record, StoreErrorKind::Corrupt)]
+    {
+        std::fs::write(&path, content).unwrap();
+        let error = FileStore::plaintext_insecure(&path).load().unwrap_err();
+        assert_eq!(error.kind, kind, "{error:?}");
+        let caller = helloflex_core::Error::from(error.clone());
+        shown += &format!("{error} {error:?} {caller} {caller:?}");
+    }
+    let other = FileStore::new(&path, KeyRing::new(Key::generate("k2").unwrap()));
+    let sealed = KeyRing::new(Key::generate("k1").unwrap()).seal(canary.as_bytes(), b"x").unwrap();
+    std::fs::write(&path, sealed).unwrap();
+    let error = other.load().unwrap_err();
+    assert_eq!(error.kind, StoreErrorKind::DoesNotOpen(OpenError::UnknownKey));
+    shown += &format!("{error} {error:?}");
+    assert!(shown.contains("tokens"), "the file is named: {shown}");
+    assert!(!shown.contains(CANARY_SECRET), "{shown}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -113,7 +113,7 @@ fn a_lock_held_elsewhere_is_waited_for_only_so_long() {
     let started = std::time::Instant::now();
     let error = store.swap(1, &Record::new(tokens(2), 2)).unwrap_err();
     assert!(
-        matches!(error, StoreError::Io { op: "lock", kind: std::io::ErrorKind::TimedOut, .. }),
+        matches!(error, StoreError { op: "lock", kind: StoreErrorKind::TimedOut, .. }),
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

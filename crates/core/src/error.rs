@@ -1,5 +1,6 @@
 //! Errors, split by who is to blame: the caller, the configuration, the server saying no, the
-//! server breaking the protocol, or the network.
+//! server breaking the protocol, the network, the token store, or another event in this
+//! process cutting a call short.
 //!
 //! No error type here is generic, every enum is `#[non_exhaustive]`, every error is `Clone` (a
 //! failed token fetch is reported to every caller that waited for it) and none holds a secret.
@@ -8,9 +9,11 @@ use http::StatusCode;
 
 use crate::api_error::ApiError;
 use crate::excerpt::Excerpt;
+use crate::interruption::Interruption;
 use crate::oauth_error::OAuthError;
 use crate::oauth_error::OAuthErrorCode;
 pub use crate::protocol_error::ProtocolError;
+use crate::store_error::StoreError;
 
 /// Who is to blame for an [`Error`], which decides what a caller can do about it.
 ///
@@ -22,6 +25,7 @@ pub use crate::protocol_error::ProtocolError;
 /// match error.blame() {
 ///     Blame::Caller | Blame::Configuration => { /* a bug or a setting to fix: not worth a retry */ }
 ///     Blame::Network | Blame::Storage => { /* retried already: try again later */ }
+///     Blame::Interruption => { /* cut short by another event here: call again */ }
 ///     Blame::Server | Blame::Protocol => { /* the server said no, or broke the protocol */ }
 ///     _ => {}
 /// }
@@ -42,6 +46,10 @@ pub enum Blame {
     Network,
     /// The token store failed (a file, a database, a cache).
     Storage,
+    /// Another event in this process cut the call short (a newer sign-in replaced its token
+    /// request, the async runtime running it shut down): the call was not wrong and nothing
+    /// outside failed; call again.
+    Interruption,
 }
 
 /// Every error the SDK reports. Match on the class you can act on; every variant's `Display`
@@ -97,9 +105,12 @@ pub enum Error {
     /// The authorization callback was refused.
     #[error(transparent)]
     Callback(#[from] CallbackError),
-    /// The token store failed (reading, writing or leasing user tokens).
+    /// The token store failed (reading, writing or claiming user tokens).
     #[error(transparent)]
-    Store(#[from] StoreFailure),
+    Store(#[from] StoreError),
+    /// Another event in this process cut the call short (see [`Interruption`]).
+    #[error("the call was cut short: {0}")]
+    Interrupted(#[from] Interruption),
 }
 
 impl Error {
@@ -117,6 +128,7 @@ impl Error {
             Error::Transport(_) => Blame::Network,
             Error::Callback(e) => e.blame(),
             Error::Store(_) => Blame::Storage,
+            Error::Interrupted(_) => Blame::Interruption,
         }
     }
 
@@ -135,35 +147,6 @@ impl Error {
             Error::Protocol(e) => e.status(),
             _ => None,
         }
-    }
-}
-
-/// A token store failed. It names the operation and the cause (an OS error kind, a corrupt
-/// record, a lease held too long), never a token, so it is safe to log.
-///
-/// ```
-/// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_core as core; pub use ::http; }
-/// use helloflex::{Blame, Error, StoreFailure};
-///
-/// // What a token store's failure becomes in a call's error (named op and cause, no token).
-/// let error = Error::from(StoreFailure::new("write", "/var/lib/my-app/tokens: permission denied"));
-/// assert_eq!(error.blame(), Blame::Storage);
-/// assert_eq!(error.to_string(), "token store write failed: /var/lib/my-app/tokens: permission denied");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("token store {op} failed: {reason}")]
-#[non_exhaustive]
-pub struct StoreFailure {
-    /// What was being done: `read`, `write`, `lease`.
-    pub op: &'static str,
-    /// Why, without quoting any stored value.
-    pub reason: String,
-}
-
-impl StoreFailure {
-    /// A failure of `op` for `reason`.
-    pub fn new(op: &'static str, reason: impl Into<String>) -> Self {
-        Self { op, reason: reason.into() }
     }
 }
 
@@ -238,15 +221,6 @@ pub enum UsageError {
     /// A call was made in a state that does not allow it.
     #[error("{0}")]
     WrongState(&'static str),
-    /// The async runtime an async client runs its token requests on has shut down (it was
-    /// dropped, or the `block_on` it ran in returned), so a token request cannot start: build
-    /// the client on, or hand it, a runtime that lives as long as the client. Reported at once
-    /// to every caller waiting for the token, never after a timeout.
-    #[error(
-        "the async runtime this client runs its token requests on has shut down: build the \
-         client on (or hand it) a runtime that lives as long as the client"
-    )]
-    RuntimeShutDown,
     /// A response body was not the JSON shape the caller asked for.
     #[error("response body does not match the expected type at {path}: {reason}")]
     Decode {

@@ -96,6 +96,7 @@ mod error;
 mod excerpt;
 mod exchange;
 mod identity;
+mod interruption;
 mod json;
 mod lifecycle;
 mod oauth_error;
@@ -105,6 +106,7 @@ mod retry;
 mod retry_after;
 mod scrub;
 mod secret;
+mod store_error;
 mod token_request;
 mod token_response;
 
@@ -120,16 +122,18 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, InsecureLoopback};
 pub use error::{
-    Blame, CallbackError, ConfigError, Error, ProtocolError, Reauthorization, StoreFailure,
-    TransportError, TransportErrorKind, UsageError,
+    Blame, CallbackError, ConfigError, Error, ProtocolError, Reauthorization, TransportError,
+    TransportErrorKind, UsageError,
 };
 pub use identity::{ClientAuthMethod, ClientIdentity};
+pub use interruption::Interruption;
 pub use lifecycle::{LifecyclePolicy, Token, TokenId, TokenSet};
 pub use oauth_error::{OAuthError, OAuthErrorCode};
 pub use retry::RetryPolicy;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CsrfState, PkceVerifier, RefreshToken,
 };
+pub use store_error::{OpenError, StoreError, StoreErrorKind};
 pub use token_response::{MAX_LIFETIME, MIN_LIFETIME, TokenResponse, parse_token_response};
 
 /// The state machines and helpers beneath the clients, for people who drive the core by hand

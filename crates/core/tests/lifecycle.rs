@@ -245,7 +245,8 @@ fn a_first_load_that_fails_is_retried_after_the_backoff_not_taken_for_a_lost_gra
     let mut cache = TokenCache::refreshing(LifecyclePolicy::default());
     let Acquire::Fetch(ticket) = cache.acquire(now) else { panic!("a reload first") };
     assert!(matches!(ticket.grant(), Grant::Reload));
-    let down: Error = StoreFailure::new("read", "connection refused").into();
+    let down: Error =
+        StoreError::new("read", StoreErrorKind::Unreachable, "connection refused").into();
     assert!(matches!(cache.complete(now, ticket, Err(down), 0), Completion::Failed(_)));
     match cache.acquire(now) {
         Acquire::Fail(error) => assert!(!error.requires_reauthorization(), "{error}"),
@@ -293,7 +294,7 @@ fn a_failing_store_is_asked_again_at_the_first_backoffs_pace() {
         }
         matches!(cache.acquire(now + wait), Acquire::Fetch(_))
     };
-    let store = || StoreFailure::new("read", "timed out").into();
+    let store = || StoreError::new("read", StoreErrorKind::TimedOut, "no answer within 2 s").into();
     let server = || TransportError::new(TransportErrorKind::Timeout, "timed out").into();
     assert!(fetch_after(store, first), "the store is asked again within the first backoff");
     assert!(!fetch_after(server, first * 8), "the server's backoff has grown");

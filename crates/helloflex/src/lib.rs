@@ -75,7 +75,7 @@
 //! or outside its runtime (a `static`): `.connector(Reqwest::default().with_runtime(handle))`
 //! (see [`Reqwest`]). Built outside a runtime with none handed in, `build` fails with
 //! [`ConfigError::NoRuntime`]; once that runtime has shut down, a token request fails at once
-//! with [`UsageError::RuntimeShutDown`]. Its futures are `Send`: fine in axum handlers.
+//! with [`Interruption::RuntimeShutDown`]. Its futures are `Send`: fine in axum handlers.
 //!
 //! # HelloFlex, blocking
 //!
@@ -193,15 +193,14 @@ pub use helloflex_core::{
 };
 // Errors.
 pub use helloflex_core::{
-    ApiError, ApiErrorKind, Blame, CallbackError, ConfigError, Error, OAuthError, OAuthErrorCode,
-    ProtocolError, Reauthorization, StoreFailure, TransportError, TransportErrorKind,
-    UnauthorizedCause, UsageError, ValidationErrors,
+    ApiError, ApiErrorKind, Blame, CallbackError, ConfigError, Error, Interruption, OAuthError,
+    OAuthErrorCode, OpenError, ProtocolError, Reauthorization, StoreError, StoreErrorKind,
+    TransportError, TransportErrorKind, UnauthorizedCause, UsageError, ValidationErrors,
 };
 // Token stores, keys, clocks, tuning.
 pub use helloflex_auth::{
     Claim, Clock, Entropy, FileStore, Key, KeyError, KeyRing, Loaded, ManagerOptions, ManualClock,
-    MemoryStore, OsEntropy, Record, StoreError, StoredTokens, Swap, SystemClock, Timeouts,
-    TokenStore,
+    MemoryStore, OsEntropy, Record, StoredTokens, Swap, SystemClock, Timeouts, TokenStore,
 };
 
 #[cfg(feature = "async")]

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use helloflex_auth::{Clock, Loaded, ManualClock, Record, StoreError, Swap, TokenStore};
+use helloflex_auth::{
+    Clock, Loaded, ManualClock, Record, StoreError, StoreErrorKind, Swap, TokenStore,
+};
 
 /// What the next store call meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,7 +189,7 @@ impl SimStore {
         };
         if fault == CallFault::Before {
             inner.last_call = format!("{op}: failed, not applied");
-            return Err(StoreError::Remote { op, reason: "connection refused".into() });
+            return Err(StoreError::new(op, StoreErrorKind::Unreachable, "connection refused"));
         }
         let value = apply(&mut inner, wall);
         let said = describe(&value);
@@ -195,7 +197,7 @@ impl SimStore {
         if fault == CallFault::After {
             inner.last_call = format!("{op}: applied ({said}), answer lost");
             inner.last_read.clear();
-            return Err(StoreError::Remote { op, reason: "timed out".into() });
+            return Err(StoreError::new(op, StoreErrorKind::TimedOut, "the answer was lost"));
         }
         Ok(value)
     }
@@ -229,7 +231,7 @@ impl TokenStore for UserStore {
             let store_epoch = inner.epoch;
             let slot = inner.data.slots.entry(self.key.clone()).or_default();
             let epoch_age = Some(slot.epoch_age(store_epoch, now));
-            let current = slot.record.as_ref().map_or(0, |r| r.version);
+            let current = Record::version_of(slot.record.as_ref());
             if current != expected || new.version <= expected {
                 return Swap::Conflict;
             }

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use helloflex_auth::{
-    KeyRing, Loaded, Record, RecordProblem, RecordScope, RecordSealing, StoreError, Swap,
+    KeyRing, Loaded, Record, RecordScope, RecordSealing, StoreError, StoreErrorKind, Swap,
     TokenStore,
 };
 use redis::{Connection, RedisError};
@@ -121,15 +121,16 @@ impl RedisStore {
             #[cfg(feature = "tls")]
             ensure_crypto_provider();
             #[cfg(not(feature = "tls"))]
-            return Err(StoreError::Remote {
-                op: "open",
-                reason: "rediss:// needs the `tls` feature of helloflex-store-redis".into(),
-            });
+            return Err(StoreError::new(
+                "open",
+                StoreErrorKind::Setting,
+                "rediss:// needs the `tls` feature of helloflex-store-redis",
+            ));
         }
         // The URL is not quoted back: it may carry a password.
-        let client = redis::Client::open(url).map_err(|e| StoreError::Remote {
-            op: "open",
-            reason: format!("not a usable Redis URL ({})", describe(&e)),
+        let client = redis::Client::open(url).map_err(|e| {
+            let detail = format!("not a usable Redis URL ({})", describe(&e).1);
+            StoreError::new("open", StoreErrorKind::Setting, detail)
         })?;
         Ok(Self {
             client,
@@ -164,10 +165,8 @@ impl RedisStore {
         ensure_crypto_provider();
         let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) };
         self.client = redis::Client::build_with_tls(self.url.as_str(), certs).map_err(|e| {
-            StoreError::Remote {
-                op: "open",
-                reason: format!("TLS setup failed ({})", describe(&e)),
-            }
+            let detail = format!("TLS setup failed ({})", describe(&e).1);
+            StoreError::new("open", StoreErrorKind::Setting, detail)
         })?;
         self.pool = Arc::default();
         Ok(self)
@@ -246,8 +245,10 @@ impl RedisStore {
         Ok(connection)
     }
 
-    fn problem(&self, problem: RecordProblem) -> StoreError {
-        StoreError::RemoteRecord { key: self.record_key(), problem }
+    /// A record that is there but cannot be read as one (it is left as it is).
+    fn corrupt(&self, why: &str) -> StoreError {
+        let detail = format!("record {}: {why}", self.record_key());
+        StoreError::new("read", StoreErrorKind::Corrupt, detail)
     }
 
     fn decode(&self, value: Vec<u8>) -> Result<Record, StoreError> {
@@ -276,9 +277,7 @@ impl TokenStore for RedisStore {
             }
             (None, None) => None,
             _ => {
-                return Err(
-                    self.problem(RecordProblem::Malformed("a version without a value".into()))
-                );
+                return Err(self.corrupt("a version without a value"));
             }
         };
         Ok(Loaded::new(record).with_epoch_age(age(epoch)))
@@ -297,9 +296,8 @@ impl TokenStore for RedisStore {
                 .arg(value.as_slice())
                 .invoke(c)
         })?;
-        let version: u64 = version.parse().map_err(|_| {
-            self.problem(RecordProblem::Malformed("a version that is not a number".into()))
-        })?;
+        let version: u64 =
+            version.parse().map_err(|_| self.corrupt("a version that is not a number"))?;
         Ok(match version {
             0 => Swap::Conflict,
             version => Swap::Stored { version, epoch_age: Some(age(epoch)) },
@@ -318,21 +316,24 @@ fn ensure_crypto_provider() {
 
 /// A Redis failure as a store error: its class and the server's error code, never a value.
 fn remote(op: &'static str, e: &RedisError) -> StoreError {
-    StoreError::Remote { op, reason: describe(e) }
+    let (kind, detail) = describe(e);
+    StoreError::new(op, kind, detail)
 }
 
-fn describe(e: &RedisError) -> String {
+/// The kind of a Redis failure, and its words. A server error (`READONLY` on a replica,
+/// `LOADING` after a restart, `OOM`, `WRONGTYPE`) is a refusal: the store's managers ask again.
+fn describe(e: &RedisError) -> (StoreErrorKind, String) {
     if e.is_timeout() {
-        "timed out".into()
+        (StoreErrorKind::TimedOut, "timed out".into())
     } else if e.is_connection_refusal() {
-        "connection refused".into()
+        (StoreErrorKind::Unreachable, "connection refused".into())
     } else if e.is_connection_dropped() {
-        "connection dropped".into()
+        (StoreErrorKind::Unreachable, "connection dropped".into())
     } else if e.is_io_error() {
-        "I/O error".into()
+        (StoreErrorKind::Unreachable, "I/O error".into())
     } else if let Some(code) = e.code() {
-        format!("server error {code}")
+        (StoreErrorKind::Refused, format!("server error {code}"))
     } else {
-        format!("{:?}", e.kind())
+        (StoreErrorKind::Refused, format!("{:?}", e.kind()))
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use helloflex_auth::{
-    Claim, Key, KeyRing, OpenError, Record, RecordProblem, RecordScope, StoreError, StoredTokens,
+    Claim, Key, KeyRing, OpenError, Record, RecordScope, StoreError, StoreErrorKind, StoredTokens,
     Swap, TokenStore,
 };
 use helloflex_core::{AccessToken, RefreshToken};
@@ -657,10 +657,11 @@ fn stores_for_distinct_scopes_never_share_or_open_a_record_in_either_builder_ord
                 let read = target.load().map(|l| l.record.map(|r| r.version));
                 let opened_nowhere = matches!(
                     &read,
-                    Err(StoreError::RemoteRecord {
-                        key: named,
-                        problem: RecordProblem::Sealed(OpenError::Unauthentic),
-                    }) if *named == key
+                    Err(StoreError {
+                        kind: StoreErrorKind::DoesNotOpen(OpenError::Unauthentic),
+                        detail,
+                        ..
+                    }) if *detail == format!("record {key}")
                 );
                 proptest::prop_assert!(opened_nowhere, "{:?} read as {:?}: {:?}", from, to, read);
                 let _: () = redis::cmd("DEL").arg(&key).query(conn).unwrap();
@@ -753,10 +754,11 @@ fn a_value_copied_to_another_record_or_read_with_another_key_does_not_open_and_i
     let unauthentic = |error: &StoreError, key: &str| {
         matches!(
             error,
-            StoreError::RemoteRecord {
-                key: named,
-                problem: RecordProblem::Sealed(OpenError::Unauthentic),
-            } if named == key
+            StoreError {
+                kind: StoreErrorKind::DoesNotOpen(OpenError::Unauthentic),
+                detail,
+                ..
+            } if *detail == format!("record {key}")
         )
     };
 
@@ -771,7 +773,7 @@ fn a_value_copied_to_another_record_or_read_with_another_key_does_not_open_and_i
         hset(&mut conn, &other.record_key(), &value);
         let error = other.load().unwrap_err();
         assert!(unauthentic(&error, &other.record_key()), "{other:?}: {error:?}");
-        let shown = format!("{error} {error:?} {}", error.clone().into_error());
+        let shown = format!("{error} {error:?} {}", helloflex_core::Error::from(error.clone()));
         assert!(!shown.contains("canary"), "{shown}");
         let after: Vec<u8> =
             redis::cmd("HGET").arg(other.record_key()).arg("value").query(&mut conn).unwrap();
@@ -785,7 +787,7 @@ fn a_value_copied_to_another_record_or_read_with_another_key_does_not_open_and_i
     assert!(
         matches!(
             &error,
-            StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::UnknownKey), .. }
+            StoreError { kind: StoreErrorKind::DoesNotOpen(OpenError::UnknownKey), .. }
         ),
         "{error:?}"
     );
@@ -805,7 +807,7 @@ fn a_value_copied_to_another_record_or_read_with_another_key_does_not_open_and_i
     assert!(
         matches!(
             &error,
-            StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::Truncated), .. }
+            StoreError { kind: StoreErrorKind::DoesNotOpen(OpenError::Truncated), .. }
         ),
         "{error:?}"
     );
@@ -844,10 +846,10 @@ fn a_broken_record_is_a_typed_error_naming_no_value() {
     let plain = plain.unwrap().for_user("plain");
     let mut conn = raw(&server);
     let malformed = |error: &StoreError| {
-        matches!(error, StoreError::RemoteRecord { problem: RecordProblem::Malformed(_), .. })
+        matches!(error, StoreError { op: "read", kind: StoreErrorKind::Corrupt, .. })
     };
     let no_value = |error: &StoreError| {
-        let shown = format!("{error} {error:?} {}", error.clone().into_error());
+        let shown = format!("{error} {error:?} {}", helloflex_core::Error::from(error.clone()));
         assert!(!shown.contains("canary"), "{shown}");
     };
 
@@ -875,7 +877,7 @@ fn a_broken_record_is_a_typed_error_naming_no_value() {
     assert!(
         matches!(
             &error,
-            StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::NotSealed), .. }
+            StoreError { kind: StoreErrorKind::DoesNotOpen(OpenError::NotSealed), .. }
         ),
         "{error:?}"
     );
@@ -897,12 +899,15 @@ fn a_broken_record_is_a_typed_error_naming_no_value() {
         redis::cmd("SET").arg(sealed.record_key()).arg(CANARY_ACCESS).query(&mut conn).unwrap();
     let error = sealed.load().unwrap_err();
     assert!(
-        matches!(&error, StoreError::Remote { op: "read", reason } if reason.contains("WRONGTYPE")),
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::Refused, detail, .. } if detail.contains("WRONGTYPE")),
         "{error:?}"
     );
     no_value(&error);
     let error = sealed.swap(0, &record(1, 1)).unwrap_err();
-    assert!(matches!(&error, StoreError::Remote { op: "write", .. }), "{error:?}");
+    assert!(
+        matches!(&error, StoreError { op: "write", kind: StoreErrorKind::Refused, .. }),
+        "{error:?}"
+    );
     no_value(&error);
 }
 
@@ -914,14 +919,27 @@ fn an_unreachable_server_is_a_typed_error_naming_no_password() {
         .unwrap()
         .with_timeout(Duration::from_millis(300));
     let error = nowhere.load().unwrap_err();
-    assert!(matches!(&error, StoreError::Remote { op: "read", .. }), "{error:?}");
-    let shown = format!("{error} {error:?} {nowhere:?} {}", error.clone().into_error());
+    assert!(
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::Unreachable, .. }),
+        "{error:?}"
+    );
+    let shown =
+        format!("{error} {error:?} {nowhere:?} {}", helloflex_core::Error::from(error.clone()));
     assert!(!shown.contains("hunter2"), "{shown}");
     let error = nowhere.swap(0, &record(1, 1)).unwrap_err();
-    assert!(matches!(&error, StoreError::Remote { op: "write", .. }), "{error:?}");
+    assert!(
+        matches!(&error, StoreError { op: "write", kind: StoreErrorKind::Unreachable, .. }),
+        "{error:?}"
+    );
+    assert!(error.is_transient());
     let error =
         RedisStore::open("http://hunter2-password@not-redis", "c", keys("k1", 1)).unwrap_err();
-    assert!(matches!(&error, StoreError::Remote { op: "open", .. }), "{error:?}");
+    // A URL that is not Redis's is a setting to fix: asking again would not help.
+    assert!(
+        matches!(&error, StoreError { op: "open", kind: StoreErrorKind::Setting, .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
     assert!(!format!("{error} {error:?}").contains("hunter2"));
 }
 
@@ -953,8 +971,9 @@ fn a_restarted_server_is_reconnected_on_every_pooled_connection_and_loses_nothin
     assert!(clients >= 3, "at least two pooled connections (and this one): {clients}");
 
     server.stop();
-    assert!(matches!(store.load().unwrap_err(), StoreError::Remote { op: "read", .. }));
-    assert!(matches!(store.swap(1, &record(2, 2)).unwrap_err(), StoreError::Remote { .. }));
+    let down = |e: &StoreError| e.kind == StoreErrorKind::Unreachable && e.is_transient();
+    assert!(down(&store.load().unwrap_err()));
+    assert!(down(&store.swap(1, &record(2, 2)).unwrap_err()));
     server.restart();
     // Every pooled connection died with the server: each call reconnects.
     for _ in 0..12 {
@@ -989,8 +1008,7 @@ fn a_hung_server_costs_the_timeout_not_a_hang_and_no_reply_goes_astray() {
             panic!("a store call hung on a paused server");
         };
         let error = answer.unwrap_err();
-        let timed_out =
-            matches!(&error, StoreError::Remote { reason, .. } if reason == "timed out");
+        let timed_out = matches!(&error, StoreError { kind: StoreErrorKind::TimedOut, detail, .. } if detail == "timed out");
         assert!(timed_out, "{error:?}");
     }
     hung.join().unwrap();
@@ -1035,5 +1053,5 @@ fn rediss_works_with_a_private_ca() {
         .unwrap()
         .with_timeout(Duration::from_secs(2));
     let error = untrusted.load().unwrap_err();
-    assert!(matches!(error, StoreError::Remote { op: "read", .. }), "{error:?}");
+    assert!(matches!(error, StoreError { op: "read", .. }), "{error:?}");
 }

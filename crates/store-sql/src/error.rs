@@ -2,10 +2,11 @@
 //! statement refused. Every one is described without a value (no token, no password, no row
 //! content), and turns into a [`StoreError`] for the token managers.
 
-use helloflex_auth::StoreError;
+use helloflex_auth::{StoreError, StoreErrorKind};
 
 /// A SQL store failed before or besides reading a record (reading one that does not open is a
-/// [`StoreError::RemoteRecord`], from [`helloflex_auth::TokenStore::load`]).
+/// [`StoreError`] of kind [`StoreErrorKind::DoesNotOpen`], from
+/// [`helloflex_auth::TokenStore::load`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqlError {
@@ -65,7 +66,7 @@ pub enum SqlError {
 }
 
 impl SqlError {
-    /// The operation, for [`StoreError::Remote`].
+    /// The operation when none is named by the caller ([`From<SqlError>`]).
     fn op(&self) -> &'static str {
         match self {
             SqlError::Database { op, .. } => op,
@@ -76,13 +77,29 @@ impl SqlError {
         }
     }
 
+    /// What kind of store failure this is: the one place a SQL failure is classified, and so
+    /// whether the token managers ask again. A schema this SDK cannot use, or a setting, stays
+    /// wrong until someone fixes it; a statement refused (a lock not granted in time, a full
+    /// disk, a read-only replica) can pass.
+    fn kind(&self) -> StoreErrorKind {
+        match self {
+            SqlError::Unreachable { .. } => StoreErrorKind::Unreachable,
+            SqlError::SchemaTooOld { .. } | SqlError::SchemaTooNew { .. } => {
+                StoreErrorKind::SchemaMismatch
+            }
+            SqlError::Database { .. } => StoreErrorKind::Refused,
+            SqlError::Setting(_) => StoreErrorKind::Setting,
+        }
+    }
+
     /// The store error for this failure during `op` (`read`, `write`, ...).
     pub(crate) fn during(self, op: &'static str) -> StoreError {
-        let reason = match self {
+        let kind = self.kind();
+        let detail = match self {
             SqlError::Database { reason, .. } => reason,
             other => other.to_string(),
         };
-        StoreError::Remote { op, reason }
+        StoreError::new(op, kind, detail)
     }
 }
 

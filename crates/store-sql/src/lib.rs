@@ -445,7 +445,7 @@ impl TokenStore for SqlStore {
         let Found { record, epoch_age_ms, now_ms } = self
             .step("read", |tx| protocol::load(tx, tables, &key, &self.seen))
             .map_err(|e| e.during("read"))?;
-        let version = record.as_ref().map_or(0, |(version, _)| *version);
+        let version = record.as_ref().map_or(Record::NOTHING_STORED, |(version, _)| *version);
         self.seen.set(Some((version, now_ms)));
         let record = match record {
             Some((version, value)) => {

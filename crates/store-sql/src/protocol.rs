@@ -9,6 +9,8 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use helloflex_auth::Record;
+
 use crate::SqlError;
 use crate::schema::{self, Dialect, SCHEMA_VERSION, Tables};
 
@@ -106,7 +108,7 @@ fn epoch(tx: &mut dyn Tx, t: &Tables, key: &str, seen: &Watermark) -> Result<See
     let record = tx.read(t, key)?.map(|(version, value)| (from_column(version), value));
     let (now, run) = tx.clock()?;
     let exists = record.is_some();
-    let current = record.as_ref().map_or(0, |(version, _)| *version);
+    let current = record.as_ref().map_or(Record::NOTHING_STORED, |(version, _)| *version);
     let rolled_back =
         seen.get().is_some_and(|(version, at)| current < version && stored.since_ms <= at);
     let mut epoch = stored.clone();

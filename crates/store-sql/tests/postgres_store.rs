@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use helloflex_auth::{
-    Claim, Key, KeyRing, OpenError, Record, RecordProblem, StoreError, StoredTokens, Swap,
+    Claim, Key, KeyRing, OpenError, Record, StoreError, StoreErrorKind, StoredTokens, Swap,
     TokenStore,
 };
 use helloflex_core::AccessToken;
@@ -260,10 +260,7 @@ fn no_token_bytes_reach_the_database_and_a_row_copied_to_another_user_does_not_o
         assert!(
             matches!(
                 &error,
-                StoreError::RemoteRecord {
-                    problem: RecordProblem::Sealed(OpenError::Unauthentic),
-                    ..
-                }
+                StoreError { kind: StoreErrorKind::DoesNotOpen(OpenError::Unauthentic), .. }
             ),
             "{error:?}"
         );
@@ -282,7 +279,7 @@ fn a_schema_newer_than_this_sdk_is_refused_and_the_applications_tables_are_left_
     let manual = open(&server, "client-a").migrate_on_first_use(false);
     let error = manual.load().unwrap_err();
     assert!(
-        matches!(&error, StoreError::Remote { reason, .. } if reason.contains("version 0")),
+        matches!(&error, StoreError { kind: StoreErrorKind::SchemaMismatch, detail, .. } if detail.contains("version 0")),
         "{error:?}"
     );
     assert_eq!(store.migrate().unwrap(), 0);
@@ -309,10 +306,12 @@ fn a_schema_newer_than_this_sdk_is_refused_and_the_applications_tables_are_left_
     let fresh = open(&server, "client-a");
     let expected = SqlError::SchemaTooNew { found: SCHEMA_VERSION + 1, supported: SCHEMA_VERSION };
     assert_eq!(fresh.migrate().unwrap_err(), expected);
-    assert!(matches!(
-        fresh.swap(0, &record(1, 1)).unwrap_err(),
-        StoreError::Remote { op: "write", .. }
-    ));
+    let error = fresh.swap(0, &record(1, 1)).unwrap_err();
+    assert!(
+        matches!(&error, StoreError { op: "write", kind: StoreErrorKind::SchemaMismatch, .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_transient(), "a newer schema stays newer: asking again does not help");
     assert_eq!(server.sql("SELECT count(*) FROM helloflex_tokens"), "0");
     assert_eq!(server.sql("SELECT name FROM users"), "alice");
 }
@@ -324,8 +323,12 @@ fn an_unreachable_or_hung_server_is_a_typed_error_in_the_timeout_naming_no_passw
         .unwrap()
         .with_timeout(Duration::from_millis(500));
     let error = store.load().unwrap_err();
-    assert!(matches!(&error, StoreError::Remote { op: "read", .. }), "{error:?}");
-    let shown = format!("{error} {error:?} {store:?} {}", error.clone().into_error());
+    assert!(
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::Unreachable, .. }),
+        "{error:?}"
+    );
+    let shown =
+        format!("{error} {error:?} {store:?} {}", helloflex_core::Error::from(error.clone()));
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(matches!(store.migrate().unwrap_err(), SqlError::Unreachable { .. }));
     let error = SqlStore::open(Database::postgres("postgres://a:hunter2@[::1"), "c", keys("k1", 1))
@@ -354,7 +357,8 @@ fn an_unreachable_or_hung_server_is_a_typed_error_in_the_timeout_naming_no_passw
         };
         let error = answer.unwrap_err();
         assert!(
-            matches!(&error, StoreError::Remote { reason, .. } if reason.contains("timed out")),
+            matches!(&error, StoreError { detail, .. } if detail.contains("timed out"))
+                && error.is_transient(),
             "{error:?}"
         );
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use helloflex_auth::{
-    Claim, Key, KeyRing, OpenError, Record, RecordProblem, StoreError, StoredTokens, Swap,
+    Claim, Key, KeyRing, OpenError, Record, StoreError, StoreErrorKind, StoredTokens, Swap,
     TokenStore,
 };
 use helloflex_core::{AccessToken, RefreshToken};
@@ -551,7 +551,7 @@ fn without_migration_on_first_use_a_missing_or_old_schema_is_a_typed_error_until
     let store = db.store("client-a").migrate_on_first_use(false);
     let error = store.load().unwrap_err();
     assert!(
-        matches!(&error, StoreError::Remote { op: "read", reason } if reason.contains("version 0")),
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::SchemaMismatch, detail, .. } if detail.contains("version 0")),
         "{error:?}"
     );
     assert_eq!(store.schema_version().unwrap(), 0, "nothing was created");
@@ -571,10 +571,14 @@ fn a_schema_newer_than_this_sdk_is_refused_and_left_untouched() {
     assert_eq!(store.migrate().unwrap_err(), expected);
     let error = store.load().unwrap_err();
     assert!(
-        matches!(&error, StoreError::Remote { op: "read", reason } if reason.contains("newer"))
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::SchemaMismatch, detail, .. } if detail.contains("newer"))
     );
+    assert!(!error.is_transient(), "a newer schema stays newer: asking again does not help");
     let error = store.swap(0, &record(1, 1)).unwrap_err();
-    assert!(matches!(&error, StoreError::Remote { op: "write", .. }), "{error:?}");
+    assert!(
+        matches!(&error, StoreError { op: "write", kind: StoreErrorKind::SchemaMismatch, .. }),
+        "{error:?}"
+    );
     let manual = db.store("client-a").migrate_on_first_use(false);
     assert!(manual.load().is_err());
     let rows: i64 =
@@ -700,10 +704,11 @@ fn a_row_copied_to_another_user_or_read_with_another_key_does_not_open_and_is_le
     let unauthentic = |error: &StoreError, key: &str| {
         matches!(
             error,
-            StoreError::RemoteRecord {
-                key: named,
-                problem: RecordProblem::Sealed(OpenError::Unauthentic),
-            } if named == key
+            StoreError {
+                kind: StoreErrorKind::DoesNotOpen(OpenError::Unauthentic),
+                detail,
+                ..
+            } if *detail == format!("record {key}")
         )
     };
 
@@ -719,7 +724,7 @@ fn a_row_copied_to_another_user_or_read_with_another_key_does_not_open_and_is_le
         put_raw(&db, other, 1, &value);
         let error = other.load().unwrap_err();
         assert!(unauthentic(&error, &other.record_key()), "{other:?}: {error:?}");
-        let shown = format!("{error} {error:?} {}", error.clone().into_error());
+        let shown = format!("{error} {error:?} {}", helloflex_core::Error::from(error.clone()));
         assert!(!shown.contains("canary"), "{shown}");
         assert_eq!(raw_value(&db, other), value, "left untouched");
         assert_eq!(other.swap(0, &record(1, 2)).unwrap(), Swap::Conflict, "not overwritten blind");
@@ -731,7 +736,7 @@ fn a_row_copied_to_another_user_or_read_with_another_key_does_not_open_and_is_le
     assert!(
         matches!(
             &error,
-            StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::UnknownKey), .. }
+            StoreError { kind: StoreErrorKind::DoesNotOpen(OpenError::UnknownKey), .. }
         ),
         "{error:?}"
     );
@@ -750,7 +755,7 @@ fn a_row_copied_to_another_user_or_read_with_another_key_does_not_open_and_is_le
     assert!(
         matches!(
             &error,
-            StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::Truncated), .. }
+            StoreError { kind: StoreErrorKind::DoesNotOpen(OpenError::Truncated), .. }
         ),
         "{error:?}"
     );
@@ -784,10 +789,10 @@ fn a_broken_record_is_a_typed_error_naming_no_value() {
     let plain = SqlStore::open_plaintext_insecure(Database::sqlite(db.path()), "client-f");
     let plain = plain.unwrap().for_user("plain");
     let malformed = |error: &StoreError| {
-        matches!(error, StoreError::RemoteRecord { problem: RecordProblem::Malformed(_), .. })
+        matches!(error, StoreError { op: "read", kind: StoreErrorKind::Corrupt, .. })
     };
     let no_value = |error: &StoreError| {
-        let shown = format!("{error} {error:?} {}", error.clone().into_error());
+        let shown = format!("{error} {error:?} {}", helloflex_core::Error::from(error.clone()));
         assert!(!shown.contains("canary"), "{shown}");
     };
 
@@ -797,7 +802,7 @@ fn a_broken_record_is_a_typed_error_naming_no_value() {
     assert!(
         matches!(
             &error,
-            StoreError::RemoteRecord { problem: RecordProblem::Sealed(OpenError::NotSealed), .. }
+            StoreError { kind: StoreErrorKind::DoesNotOpen(OpenError::NotSealed), .. }
         ),
         "{error:?}"
     );
@@ -815,7 +820,10 @@ fn a_broken_record_is_a_typed_error_naming_no_value() {
         )
         .unwrap();
     let error = sealed.load().unwrap_err();
-    assert!(matches!(&error, StoreError::Remote { op: "read", .. }), "{error:?}");
+    assert!(
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::Refused, .. }),
+        "{error:?}"
+    );
     no_value(&error);
 }
 
@@ -826,12 +834,12 @@ fn an_unreachable_database_is_a_typed_error() {
     let store = SqlStore::open(Database::sqlite(&nowhere), "client-e", keys("k1", 1)).unwrap();
     let error = store.load().unwrap_err();
     assert!(
-        matches!(&error, StoreError::Remote { op: "read", reason } if reason.contains("cannot be reached")),
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::Unreachable, detail, .. } if detail.contains("cannot be reached")),
         "{error:?}"
     );
     assert!(matches!(
         store.swap(0, &record(1, 1)).unwrap_err(),
-        StoreError::Remote { op: "write", .. }
+        StoreError { op: "write", kind: StoreErrorKind::Unreachable, .. }
     ));
     assert!(matches!(store.migrate().unwrap_err(), SqlError::Unreachable { .. }));
     assert!(!Path::new(&nowhere).exists());
@@ -864,8 +872,7 @@ fn a_lock_held_elsewhere_costs_the_timeout_not_a_hang() {
     for _ in 0..2 {
         let answer = answers.recv_timeout(Duration::from_secs(10)).expect("a call hung");
         let error = answer.unwrap_err();
-        let timed_out =
-            matches!(&error, StoreError::Remote { reason, .. } if reason.contains("timed out"));
+        let timed_out = matches!(&error, StoreError { detail, .. } if detail.contains("timed out"));
         assert!(timed_out && error.is_transient(), "{error:?}");
     }
     waiting.join().unwrap();

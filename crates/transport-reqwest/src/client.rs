@@ -64,7 +64,7 @@ impl Reqwest {
     /// Runs the client's token requests on the runtime of `handle`, wherever the client is
     /// built: for a client built before its runtime starts (a `static`), or outside it. The
     /// runtime must live as long as the client: once it has shut down, a token request fails
-    /// at once with [`helloflex_core::UsageError::RuntimeShutDown`].
+    /// at once with [`helloflex_core::Interruption::RuntimeShutDown`].
     ///
     /// ```
     /// # mod helloflex { pub use ::helloflex_core::*; pub use ::helloflex_auth::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_reqwest::{Client, ClientBuilder, RequestBuilder, Reqwest, ReqwestTransport, TokioRuntime}; }

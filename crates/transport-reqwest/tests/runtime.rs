@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use helloflex_core::{ClientSecret, ConfigError, Environment, Error, InsecureLoopback, UsageError};
+use helloflex_core::{
+    ClientSecret, ConfigError, Environment, Error, InsecureLoopback, Interruption,
+};
 use helloflex_emulator::{DEMO_CLIENT, Emulator, EmulatorConfig};
 use helloflex_transport_reqwest::{Client, ClientBuilder, Reqwest};
 
@@ -78,7 +80,7 @@ fn a_client_whose_runtime_was_dropped_fails_at_once() {
         });
         let error = answer.expect("waited for a token request that never runs").unwrap_err();
         assert!(
-            matches!(error, Error::Usage(UsageError::RuntimeShutDown)),
+            matches!(error, Error::Interrupted(Interruption::RuntimeShutDown)),
             "attempt {attempt}: {error:?}"
         );
         assert!(error.to_string().contains("runtime"), "{error}");

@@ -297,5 +297,6 @@ impl helloflex_auth::TokenStore for Unreachable {
 }
 
 fn down() -> helloflex_auth::StoreError {
-    helloflex_auth::StoreError::Unavailable("connection refused")
+    use helloflex_auth::{StoreError, StoreErrorKind};
+    StoreError::new("read", StoreErrorKind::Unreachable, "connection refused")
 }

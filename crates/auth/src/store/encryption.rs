@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use helloflex_core::OpenError;
 use zeroize::Zeroizing;
 
 use crate::entropy::os_bytes;
@@ -140,38 +141,6 @@ impl Key {
 pub struct KeyRing {
     active: Key,
     older: Vec<Key>,
-}
-
-/// A sealed record could not be opened.
-///
-/// ```
-/// use helloflex_auth::{Key, KeyRing, OpenError};
-///
-/// let sealed = KeyRing::new(Key::generate("k1")?).seal(b"tokens", b"scope")?;
-/// let other = KeyRing::new(Key::generate("k2")?);
-/// assert_eq!(other.open(&sealed, b"scope").unwrap_err(), OpenError::UnknownKey);
-/// assert_eq!(other.open(b"{\"access_token\":\"at\"}", b"scope").unwrap_err(), OpenError::NotSealed);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// Not a sealed record (for example a plaintext token file).
-    #[error("not an encrypted token record")]
-    NotSealed,
-    /// A format version this SDK does not know.
-    #[error("an encrypted token record of an unknown format version")]
-    UnknownVersion,
-    /// Shorter than its header says.
-    #[error("a truncated encrypted token record")]
-    Truncated,
-    /// Sealed under a key id that is not in the key ring.
-    #[error("an encrypted token record under a key that is not in the key ring")]
-    UnknownKey,
-    /// The key did not open it: a wrong key with a reused id, a tampered record, or a record
-    /// moved from another file or key.
-    #[error("an encrypted token record that does not authenticate (wrong key, tampered, or moved)")]
-    Unauthentic,
 }
 
 impl KeyRing {

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::sealed::KeyRing;
-use crate::store::{Record, RecordProblem, StoreError};
+use super::encryption::KeyRing;
+use helloflex_core::{StoreError, StoreErrorKind};
+
+use super::seam::Record;
 
 /// What a part of a scope may not hold unencoded inside a key: the key's own separators, the
 /// braces of a Redis hash tag, and what would make the encoding itself ambiguous.
@@ -142,13 +144,16 @@ impl RecordSealing {
 
     /// `record` as the store keeps it for `scope`.
     pub fn encode(&self, record: &Record, scope: &RecordScope) -> Result<Vec<u8>, StoreError> {
-        let json = zeroize::Zeroizing::new(serde_json::to_vec(record).map_err(|_| {
-            StoreError::Remote { op: "write", reason: "the record did not serialise".into() }
-        })?);
+        let unwritable =
+            |detail: String| StoreError::new("write", StoreErrorKind::Unwritable, detail);
+        let json = zeroize::Zeroizing::new(
+            serde_json::to_vec(record)
+                .map_err(|_| unwritable("the record did not serialise".into()))?,
+        );
         match self {
-            RecordSealing::Sealed(keys) => keys.seal(&json, &scope.binding()).map_err(|e| {
-                StoreError::Remote { op: "write", reason: format!("sealing failed: {e}") }
-            }),
+            RecordSealing::Sealed(keys) => keys
+                .seal(&json, &scope.binding())
+                .map_err(|e| unwritable(format!("sealing failed: {e}"))),
             RecordSealing::Plaintext => Ok(json.to_vec()),
         }
     }
@@ -161,24 +166,20 @@ impl RecordSealing {
         scope: &RecordScope,
         key: impl FnOnce() -> String,
     ) -> Result<Record, StoreError> {
-        let problem = |key: String, problem| StoreError::RemoteRecord { key, problem };
         let json = match self {
             RecordSealing::Sealed(keys) => match keys.open(&value, &scope.binding()) {
                 Ok(json) => json,
-                Err(e) => return Err(problem(key(), e.into())),
+                Err(e) => {
+                    let kind = StoreErrorKind::DoesNotOpen(e);
+                    return Err(StoreError::new("read", kind, format!("record {}", key())));
+                }
             },
             RecordSealing::Plaintext => zeroize::Zeroizing::new(value),
         };
         serde_json::from_slice(&json).map_err(|e| {
-            problem(
-                key(),
-                RecordProblem::Malformed(format!(
-                    "{:?} at line {} column {}",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                )),
-            )
+            let at = format!("{:?} at line {} column {}", e.classify(), e.line(), e.column());
+            let detail = format!("record {}: not a token set ({at})", key());
+            StoreError::new("read", StoreErrorKind::Corrupt, detail)
         })
     }
 }
