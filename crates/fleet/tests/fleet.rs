@@ -8,10 +8,13 @@
 //! rollback to a snapshot, and a new sign-in after the grant was revoked.
 //!
 //! On PostgreSQL (`helloflex-store-sql`, the same protocol in a table) the same machinery runs
-//! the rows that matter for a database: both grants without faults, the holder killed before
-//! and after the server rotated, and while a refresh is in flight, the database crashed
-//! (`pg_ctl stop -m immediate`) or shut down cleanly and started again 1 s later, and every
-//! server process stopped (`SIGSTOP`) for 3 s.
+//! the same faults as a database meets them: both grants without faults, the holder killed
+//! before and after the server rotated; while a refresh is in flight, the database crashed
+//! (`pg_ctl stop -m immediate`), shut down cleanly, or lost (a new empty cluster in its place)
+//! and started again 1 s later, and every server process stopped (`SIGSTOP`) for 3 s; the
+//! store's tables dropped right after a rotation; a rollback to an online backup
+//! (`pg_basebackup`) past a fetch and a rotation; the database down while a token is valid; a
+//! new sign-in after a revocation. (`CLIENT PAUSE` is Redis's alone.)
 //!
 //! Figures come from the emulator's counters and the members' reports and are printed
 //! (`--nocapture` shows them): token requests per lifetime fleet-wide, refresh-token reuse

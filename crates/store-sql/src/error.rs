@@ -88,6 +88,9 @@ impl SqlError {
                 StoreErrorKind::SchemaMismatch
             }
             SqlError::Database { .. } => StoreErrorKind::Refused,
+            // Made again at once when they were all gone: one that reaches a caller is a table
+            // dropped alone under a current schema, which waits for an operator.
+            SqlError::TablesGone { .. } => StoreErrorKind::SchemaMismatch,
             SqlError::Setting(_) => StoreErrorKind::Setting,
         }
     }

@@ -405,7 +405,7 @@ fn tables_dropped_under_a_running_store_are_made_again_in_a_new_epoch() {
     drop_all(&db);
     let error = checking.load().unwrap_err();
     assert!(
-        matches!(&error, StoreError::Remote { op: "read", reason } if reason.contains("version 0")),
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::SchemaMismatch, detail, .. } if detail.contains("version 0")),
         "{error:?}"
     );
 
@@ -413,8 +413,8 @@ fn tables_dropped_under_a_running_store_are_made_again_in_a_new_epoch() {
     db.raw().execute("DROP TABLE helloflex_tokens", []).unwrap();
     let error = store.load().unwrap_err();
     assert!(
-        matches!(&error, StoreError::Remote { op: "read", reason }
-            if reason.contains("gone") && reason.contains("helloflex_tokens")),
+        matches!(&error, StoreError { op: "read", kind: StoreErrorKind::SchemaMismatch, detail, .. }
+            if detail.contains("gone") && detail.contains("helloflex_tokens")),
         "{error:?}"
     );
 }
