@@ -1133,11 +1133,14 @@ fn store_rolled_back_past_new_tokens(backend: Backend, grant: Grant) -> Outcome 
         attempts += 1;
         fleet.slow_next_token_request(held);
         let claimed = fleet.wait_for_claim();
-        let began = Instant::now();
+        let began = SystemClock.now();
         let snapshot = fleet.server.snapshot();
         let after = fleet.store().load().unwrap().record.unwrap();
         if after.claim.is_some() && after.version == claimed.version {
-            println!("  snapshot taken in {:?} (attempt {attempts})", began.elapsed());
+            println!(
+                "  snapshot taken in {:?} (attempt {attempts})",
+                SystemClock.now().duration_since(began)
+            );
             break snapshot;
         }
         assert!(attempts < 3, "every snapshot ended after the new tokens were stored");
