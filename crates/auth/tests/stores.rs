@@ -146,3 +146,27 @@ fn a_temp_file_left_with_loose_permissions_does_not_loosen_the_token_file() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A file that parses as JSON but is not a token record (something else's file, tokens with a
+/// field of the wrong type) is refused as corrupt and never replaced: read as "nothing stored",
+/// the next write would have overwritten it.
+#[test]
+fn a_json_file_that_is_not_a_token_record_is_refused_and_kept() {
+    let dir = std::env::temp_dir().join(format!("helloflex-not-a-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens.json");
+    let store = FileStore::plaintext_insecure(&path);
+    for content in [
+        &b"{}"[..],
+        b"{\"hello\": \"world\"}",
+        b"{\"access_token\": \"at\", \"expires_at_unix_ms\": \"soon\"}",
+        b"{\"version\": 0, \"tokens\": null}",
+    ] {
+        std::fs::write(&path, content).unwrap();
+        let error = store.load().unwrap_err();
+        assert_eq!(error.kind, StoreErrorKind::Corrupt, "{error:?}");
+        assert!(store.swap(0, &Record::new(tokens(1), 1)).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), content, "left as it was");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

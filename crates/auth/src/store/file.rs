@@ -211,6 +211,12 @@ impl FileStore {
             self.corrupt(&self.path, &at)
         })?;
         Ok(Some(match content {
+            // Every record this store writes has a version: an object without one is not a
+            // record (a file of something else, or tokens with a field of the wrong type),
+            // and reading it as "nothing stored" would let the next write replace it.
+            FileContent::Record(record) if record.version == Record::NOTHING_STORED => {
+                return Err(self.corrupt(&self.path, "a JSON object that is not a token record"));
+            }
             FileContent::Record(record) => record,
             FileContent::TokensOnly { tokens, version } => Record::new(tokens, version),
         }))
