@@ -464,6 +464,9 @@ fn an_interrupt_during_a_refresh_keeps_the_sign_in() {
     emulator.set_token_lifetime(Duration::from_secs(1), Some("flextell-app"));
     let home = Home::new("interrupt");
     login(&home.0, &emulator);
+    // The refreshed token lives long: the trickle below takes about a second (longer on a busy
+    // host), and a 1-s token would arrive expired and be refreshed again.
+    emulator.set_token_lifetime(Duration::from_secs(600), Some("flextell-app"));
     std::thread::sleep(Duration::from_millis(1500));
     // The token response trickles: the interrupt lands while it is on its way.
     emulator.add_fault(
