@@ -81,8 +81,7 @@ pub use client::{
     Timeouts,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
-pub use entropy::{Entropy, OsEntropy, authorization_entropy, jitter_seed, os_bytes};
+pub use entropy::{Entropy, OsEntropy, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
 pub use scope::{RecordScope, RecordSealing};
