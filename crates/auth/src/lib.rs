@@ -77,8 +77,7 @@ mod transport;
 
 pub use blocking::BlockingTokenManager;
 pub use client::{
-    Client, ClientBuilder, Connector, HttpOptions, OwnAsync, OwnBlocking, PerUser, RequestBuilder,
-    Timeouts,
+    Client, ClientBuilder, Connector, HttpOptions, OwnAsync, OwnBlocking, RequestBuilder, Timeouts,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entropy::{Entropy, OsEntropy, os_bytes};
