@@ -14,23 +14,32 @@
 //!   crate how many pages show an example of their item, failing below 90% for `helloflex`,
 //!   70% for `helloflex-auth` and `helloflex-core` (under 30 s with warm builds).
 //! - `lint`: format check and clippy only.
+//! - `public-api [--bless]`: the public API of every published library (each crate without
+//!   `publish = false`) compared with its committed `crates/<name>/public-api.txt`, failing with
+//!   the diff; `--bless` writes the files (see `public_api.rs`).
 //! - `deps`: the core's normal dependency count (it must stay small).
 //! - `bench`: criterion benches of the core, the loopback load benchmark and dependency
 //!   footprints, written to `docs/benchmarks.md` (and `docs/rollover.svg`).
 //! - `fuzz [seconds]`: every fuzz target of the core for that long (default 60; `ci` runs 10 as a
 //!   smoke). Installs cargo-fuzz if missing; runs it on stable with `RUSTC_BOOTSTRAP=1`.
 
+mod public_api;
+
 use std::env;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 fn main() -> ExitCode {
+    // Cargo runs this binary as rustdoc while `public-api` builds rustdoc JSON.
+    if env::var_os(public_api::SHIM_VARIABLE).is_some() {
+        return public_api::rustdoc_shim();
+    }
     let task = env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "ci" => {
             eprintln!(
-                "xtask ci: format, clippy, the test suite, the fleet simulation, docs, the core's \
-                 dependency budget, a fuzz smoke: about 13 minutes on two warm cores, 17 or more \
+                "xtask ci: format, clippy, the test suite, the fleet simulation, docs, the public \
+                 API, the core's dependency budget, a fuzz smoke: about 13 minutes on two warm cores, 17 or more \
                  from a cold build"
             );
             nextest_installed()
@@ -38,6 +47,7 @@ fn main() -> ExitCode {
                 .and_then(|()| test())
                 .and_then(|()| sim())
                 .and_then(|()| docs())
+                .and_then(|()| public_api::public_api(false))
                 .and_then(|()| deps())
                 .and_then(|()| fuzz(10))
         }
@@ -52,10 +62,15 @@ fn main() -> ExitCode {
         "defects" => defects(env::args().nth(2).unwrap_or_default()),
         "lint" => lint(),
         "docs" => docs(),
+        "public-api" => match env::args().nth(2).as_deref() {
+            None => public_api::public_api(false),
+            Some("--bless") => public_api::public_api(true),
+            Some(_) => Err("usage: cargo xtask public-api [--bless]".into()),
+        },
         "deps" => deps(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|test|sim|defects|lint|docs|deps|bench|fuzz [seconds]>"
+                "usage: cargo xtask <ci|test|sim|defects|lint|docs|public-api [--bless]|deps|bench|fuzz [seconds]>"
             );
             return ExitCode::from(2);
         }
@@ -90,7 +105,16 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
 
 fn lint() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    // The public-API renderer is a workspace of its own (see xtask/public-api/Cargo.toml).
+    let renderer = workspace_root().join("xtask/public-api/Cargo.toml");
+    let renderer = renderer.to_string_lossy();
+    let target = target_directory()?;
+    cargo(&["fmt", "--manifest-path", &renderer, "--", "--check"], &[])?;
+    cargo(
+        &["clippy", "--locked", "--manifest-path", &renderer, "--", "-D", "warnings"],
+        &[("CARGO_TARGET_DIR", &target.to_string_lossy())],
+    )
 }
 
 /// Installs the pinned oidc-provider for the interop tests and playwright-core for the browser
@@ -309,30 +333,20 @@ fn defects(only: String) -> Result<(), String> {
     if missed.is_empty() { Ok(()) } else { Err(missed.join("\n")) }
 }
 
-/// Crates of this workspace that are not published: kept out of the API docs (the tidy test
-/// checks each says `publish = false`).
-pub const INTERNAL_CRATES: [&str; 7] = [
-    "helloflex-suite",
-    "helloflex-sim",
-    "helloflex-interop",
-    "helloflex-bench",
-    "helloflex-examples",
-    "helloflex-fleet",
-    "xtask",
-];
-
-/// The published libraries' docs, warnings denied (every feature on, as docs.rs builds the
-/// facade); internal crates are left out. First, README.md and `docs/` must all be doctests. Then how many of the pages a user reads show an example, per
+/// The published libraries' docs (each crate without `publish = false`), warnings denied (every
+/// feature on, as docs.rs builds the facade). First, README.md and `docs/` must all be doctests. Then how many of the pages a user reads show an example, per
 /// crate (see [`example_counts`]).
 fn docs() -> Result<(), String> {
     #[allow(clippy::disallowed_methods)] // timing the task, outside any library
     let started = Instant::now();
     markdown_doctests()?;
     // Libraries only: the CLI's binary is also called `helloflex`, and its docs would be
-    // written over the facade's (cargo#6313).
-    let mut args = vec!["doc", "--workspace", "--lib", "--no-deps", "--all-features"];
-    for internal in INTERNAL_CRATES {
-        args.extend(["--exclude", internal]);
+    // written over the facade's (cargo#6313). `public-api` documents the same packages with the
+    // same flags, so the dependencies checked here serve it too.
+    let libraries = public_api::published_libraries()?;
+    let mut args = vec!["doc", "--lib", "--no-deps", "--all-features"];
+    for (_, name) in &libraries {
+        args.extend(["-p", name]);
     }
     cargo(&args, &[("RUSTDOCFLAGS", "-D warnings")])?;
     let doc = target_directory()?.join("doc");

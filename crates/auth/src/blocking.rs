@@ -196,8 +196,8 @@ impl BlockingTokenManager {
         self.inner.shared.store_error()
     }
 
-    /// Runs an API call (`ApiCall::new(request, base, retry, jitter_seed())`): token attached,
-    /// transient failures retried, one replay after a 401.
+    /// Runs an API call (`ApiCall::new(request, base, retry, OsEntropy.jitter_seed())`): token
+    /// attached, transient failures retried, one replay after a 401.
     pub fn call(&self, call: ApiCall) -> Result<Response, Error> {
         self.call_boxed(Box::new(call))
     }

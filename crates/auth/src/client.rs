@@ -317,54 +317,6 @@ impl Connector for OwnAsync {
     }
 }
 
-/// A token manager that can serve another user over the same transport (both flavours are).
-///
-/// ```
-/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
-/// use std::sync::Arc;
-/// use helloflex::{Error, MemoryStore};
-/// # use helloflex::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, Environment};
-/// # use helloflex::InsecureLoopback::Allow;
-/// # let emulator = helloflex::emulator::start(Default::default())?;
-/// # let app = emulator.flextell("http://127.0.0.1:3000/callback");
-/// # let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential(app.client_id, ClientSecret::new(app.client_secret)))
-/// #     .authorize_url(Endpoint::parse(&app.authorize_url, Allow)?)
-/// #     .token_url(Endpoint::parse(&app.token_url, Allow)?)
-/// #     .redirect_uri(Endpoint::parse(&app.redirect_uri, Allow)?)
-/// #     .build()?;
-/// # let environment = Environment::custom(&app.base_url, Allow)?;
-///
-/// // One client for the service, and one per signed-in user (`Client::for_user`).
-/// let client = helloflex::blocking::Client::builder()
-///     .environment(environment)
-///     .authorization_code(config, Arc::new(MemoryStore::new()))
-///     .build()?;
-/// let alice = client.for_user(Arc::new(MemoryStore::new()))?;
-/// let bob = client.for_user(Arc::new(MemoryStore::new()))?;
-/// let (url, pending) = alice.start_authorization()?;
-/// alice.complete_authorization(&pending, &emulator.approve(&url)?)?;
-/// assert_eq!(alice.get("news").send()?.status(), 200);
-/// // Bob has not signed in: his calls say so.
-/// assert!(matches!(bob.get("news").send(), Err(e) if e.requires_reauthorization()));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub trait PerUser: Sized {
-    /// The manager for the user whose tokens live in `store`.
-    fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error>;
-}
-
-impl PerUser for BlockingTokenManager {
-    fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
-        self.for_store(store)
-    }
-}
-
-impl PerUser for AsyncTokenManager {
-    fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
-        self.for_store(store)
-    }
-}
-
 /// A HelloFlex / Flextell API client: tokens fetched, cached, refreshed early and single-flighted
 /// behind every call; a 401 replays the call once with a fresh token. Cheap to clone; clones
 /// share one token manager. The transport crates name it `Client` for their flavour.
@@ -679,21 +631,9 @@ impl<M, C> Client<M, C> {
         RequestBuilder { tokens: &self.tokens, base: &self.base, retry: &self.retry, request }
     }
 
-    /// The same Flextell client for another user, whose tokens live in `store`. A web service
-    /// builds one client at start-up and one of these per signed-in user: every user shares the
-    /// HTTP connection pool and the memory of completed authorizations (a callback replayed
-    /// into another session is refused too); each has a token cache of its own. Fails for the
-    /// client-credentials grant.
-    pub fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error>
-    where
-        M: PerUser,
-    {
-        Ok(Self {
-            tokens: self.tokens.for_user(store)?,
-            base: self.base.clone(),
-            retry: self.retry.clone(),
-            connector: PhantomData,
-        })
+    /// This client with another token manager (`for_user`).
+    fn with_tokens(&self, tokens: M) -> Self {
+        Self { tokens, base: self.base.clone(), retry: self.retry.clone(), connector: PhantomData }
     }
 
     /// The token manager behind the client.
@@ -708,6 +648,45 @@ impl<M, C> Client<M, C> {
 }
 
 impl<C> Client<BlockingTokenManager, C> {
+    /// The same Flextell client for another user, whose tokens live in `store`. A web service
+    /// builds one client at start-up and one of these per signed-in user: every user shares the
+    /// HTTP connection pool and the memory of completed authorizations (a callback replayed
+    /// into another session is refused too); each has a token cache of its own. Fails for the
+    /// client-credentials grant. See [`BlockingTokenManager::for_store`].
+    ///
+    /// ```
+    /// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
+    /// use std::sync::Arc;
+    /// use helloflex::MemoryStore;
+    /// # use helloflex::{AuthorizationCodeConfig, ClientIdentity, ClientSecret, Endpoint, Environment};
+    /// # use helloflex::InsecureLoopback::Allow;
+    /// # let emulator = helloflex::emulator::start(Default::default())?;
+    /// # let app = emulator.flextell("http://127.0.0.1:3000/callback");
+    /// # let config = AuthorizationCodeConfig::builder(ClientIdentity::confidential(app.client_id, ClientSecret::new(app.client_secret)))
+    /// #     .authorize_url(Endpoint::parse(&app.authorize_url, Allow)?)
+    /// #     .token_url(Endpoint::parse(&app.token_url, Allow)?)
+    /// #     .redirect_uri(Endpoint::parse(&app.redirect_uri, Allow)?)
+    /// #     .build()?;
+    /// # let environment = Environment::custom(&app.base_url, Allow)?;
+    ///
+    /// // One client for the service, and one per signed-in user (`Client::for_user`).
+    /// let client = helloflex::blocking::Client::builder()
+    ///     .environment(environment)
+    ///     .authorization_code(config, Arc::new(MemoryStore::new()))
+    ///     .build()?;
+    /// let alice = client.for_user(Arc::new(MemoryStore::new()))?;
+    /// let bob = client.for_user(Arc::new(MemoryStore::new()))?;
+    /// let (url, pending) = alice.start_authorization()?;
+    /// alice.complete_authorization(&pending, &emulator.approve(&url)?)?;
+    /// assert_eq!(alice.get("news").send()?.status(), 200);
+    /// // Bob has not signed in: his calls say so.
+    /// assert!(matches!(bob.get("news").send(), Err(e) if e.requires_reauthorization()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
+        Ok(self.with_tokens(self.tokens.for_store(store)?))
+    }
+
     /// A valid access token (cached, or fetched once for all callers).
     pub fn token(&self) -> Result<Token, Error> {
         self.tokens.token()
@@ -744,6 +723,12 @@ impl<C> Client<BlockingTokenManager, C> {
 }
 
 impl<C> Client<AsyncTokenManager, C> {
+    /// The same Flextell client for another user, whose tokens live in `store`; as the blocking
+    /// client's `for_user`. See [`AsyncTokenManager::for_store`].
+    pub fn for_user(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
+        Ok(self.with_tokens(self.tokens.for_store(store)?))
+    }
+
     /// A valid access token (cached, or fetched once for all callers).
     pub async fn token(&self) -> Result<Token, Error> {
         self.tokens.token().await

@@ -1,5 +1,6 @@
 //! The drive loop, written once: it moves bytes and time for the core's [`Exchange`]s exactly
-//! as the core's `exchange` module documents, with no policy of its own. The blocking and async
+//! as the core's `exchange` module documents, with no policy of its own. Private to this crate:
+//! the managers run every exchange through it, and a transport only sends and sleeps. The blocking and async
 //! entry points differ only in how they send, sleep and get a token (`Io`); the blocking one's
 //! steps are ready at once, so it runs the same loop to completion with a no-op waker.
 //!
@@ -17,36 +18,9 @@ use tracing::Instrument as _;
 use crate::clock::Clock;
 use crate::transport::{AsyncTransport, BlockingTransport, Request, Response};
 
-/// Answers an exchange's [`Poll::NeedToken`]: invalidate the rejected token, then get one.
-///
-/// ```
-/// use std::sync::Arc;
-/// use helloflex_auth::{BlockingTokenManager, BlockingTransport, Request, Response, SystemClock, TokenSource, drive_blocking};
-/// use helloflex_core::{ApiRequest, ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
-/// use helloflex_core::machines::ApiCall;
-///
-/// struct Canned;
-/// impl BlockingTransport for Canned {
-///     fn send(&self, request: Request) -> Result<Response, TransportError> {
-///         let body: &[u8] = match request.uri().path() {
-///             "/oauth2/token" => br#"{"access_token":"t0k","expires_in":3600}"#,
-///             _ => b"[]",
-///         };
-///         Ok(http::Response::new(body.to_vec()))
-///     }
-/// }
-///
-/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
-/// let tokens = BlockingTokenManager::client_credentials(config, Arc::new(Canned));
-/// // The manager answers an exchange's `NeedToken`: this is what `drive_blocking` asks it.
-/// let token = tokens.token_for(None)?;
-/// assert_eq!(token.access_token().expose_secret(), "t0k");
-/// let call = ApiCall::new(ApiRequest::get("news"), Environment::Sandbox.base_url(), RetryPolicy::default(), 1);
-/// let news = drive_blocking(&Canned, &SystemClock, Some(&tokens), call)?;
-/// assert_eq!(news.body(), b"[]");
-/// # Ok::<(), helloflex_core::Error>(())
-/// ```
-pub trait TokenSource {
+/// Answers an exchange's [`Poll::NeedToken`] for the blocking loop: the blocking manager
+/// (invalidate the rejected token, then get one).
+pub(crate) trait TokenSource {
     /// A valid token, after invalidating `rejected` if given.
     fn token_for(&self, rejected: Option<TokenId>) -> Result<Token, Error>;
 
@@ -57,42 +31,9 @@ pub trait TokenSource {
     }
 }
 
-/// Answers [`Poll::NeedToken`] for async drivers.
-///
-/// ```
-/// use std::sync::Arc;
-/// use helloflex_auth::{AsyncTokenManager, AsyncTokenSource, AsyncTransport, Request, Response};
-/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, TransportError};
-///
-/// /// A test double: a token for token requests, `[]` for API calls.
-/// struct Canned;
-///
-/// #[async_trait::async_trait]
-/// impl AsyncTransport for Canned {
-///     async fn send(&self, request: Request) -> Result<Response, TransportError> {
-///         let body: &[u8] = match request.uri().path() {
-///             "/oauth2/token" => br#"{"access_token":"t0k","expires_in":3600}"#,
-///             _ => b"[]",
-///         };
-///         Ok(http::Response::new(body.to_vec()))
-///     }
-///
-///     async fn sleep(&self, duration: std::time::Duration) {
-///         tokio::time::sleep(duration).await;
-///     }
-/// }
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
-/// let tokens = AsyncTokenManager::client_credentials(config, Arc::new(Canned));
-/// let token = tokens.token_for(None).await?; // what `drive_async` asks on `NeedToken`
-/// assert!(tokens.try_token_now().is_some_and(|t| t.id() == token.id())); // cached now
-/// # Ok::<(), helloflex_core::Error>(())
-/// # })?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// Answers [`Poll::NeedToken`] for the async loop: the async manager.
 #[async_trait::async_trait]
-pub trait AsyncTokenSource: Send + Sync {
+pub(crate) trait AsyncTokenSource: Send + Sync {
     /// A valid token, after invalidating `rejected` if given.
     async fn token_for(&self, rejected: Option<TokenId>) -> Result<Token, Error>;
 
@@ -258,28 +199,9 @@ impl Io for Async<'_> {
     }
 }
 
-/// Runs `exchange` to completion on a blocking transport.
-///
-/// ```
-/// use helloflex_auth::{BlockingTransport, Request, Response, SystemClock, drive_blocking};
-/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
-/// use helloflex_core::machines::TokenExchange;
-///
-/// struct Canned;
-/// impl BlockingTransport for Canned {
-///     fn send(&self, _: Request) -> Result<Response, TransportError> {
-///         Ok(http::Response::new(br#"{"access_token":"t0k","expires_in":3600}"#.to_vec()))
-///     }
-/// }
-///
-/// // A token request needs no token source.
-/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
-/// let fetch = TokenExchange::new(config.token_request()?, RetryPolicy::default(), 1);
-/// let fetched = drive_blocking(&Canned, &SystemClock, None, fetch)?;
-/// assert_eq!(fetched.response.access_token.expose_secret(), "t0k");
-/// # Ok::<(), helloflex_core::Error>(())
-/// ```
-pub fn drive_blocking<E: Exchange>(
+/// Runs `exchange` to completion on a blocking transport; `tokens` answers `NeedToken` (a
+/// token request needs none).
+pub(crate) fn drive_blocking<E: Exchange>(
     transport: &dyn BlockingTransport,
     clock: &dyn Clock,
     tokens: Option<&dyn TokenSource>,
@@ -296,40 +218,7 @@ pub fn drive_blocking<E: Exchange>(
 /// Runs `exchange` to completion on an async transport. A plain function returning the loop's
 /// future (not an `async fn`, which would keep a second copy of `exchange` beside it): every
 /// layer of a call's future is carried by each task that awaits it.
-///
-/// ```
-/// use helloflex_auth::{AsyncTransport, Request, Response, SystemClock, drive_async};
-/// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment, RetryPolicy, TransportError};
-/// use helloflex_core::machines::TokenExchange;
-///
-/// /// A test double: a token for token requests, `[]` for API calls.
-/// struct Canned;
-///
-/// #[async_trait::async_trait]
-/// impl AsyncTransport for Canned {
-///     async fn send(&self, request: Request) -> Result<Response, TransportError> {
-///         let body: &[u8] = match request.uri().path() {
-///             "/oauth2/token" => br#"{"access_token":"t0k","expires_in":3600}"#,
-///             _ => b"[]",
-///         };
-///         Ok(http::Response::new(body.to_vec()))
-///     }
-///
-///     async fn sleep(&self, duration: std::time::Duration) {
-///         tokio::time::sleep(duration).await;
-///     }
-/// }
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-/// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox);
-/// let fetch = TokenExchange::new(config.token_request()?, RetryPolicy::default(), 1);
-/// let fetched = drive_async(&Canned, &SystemClock, None, fetch).await?;
-/// assert_eq!(fetched.response.access_token.expose_secret(), "t0k");
-/// # Ok::<(), helloflex_core::Error>(())
-/// # })?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn drive_async<'a, E: Exchange + Send + 'a>(
+pub(crate) fn drive_async<'a, E: Exchange + Send + 'a>(
     transport: &'a dyn AsyncTransport,
     clock: &'a dyn Clock,
     tokens: Option<&'a dyn AsyncTokenSource>,

@@ -5,14 +5,26 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use helloflex_core::machines::AUTHORIZATION_ENTROPY_BYTES;
 use helloflex_core::{ConfigError, Error};
 
-/// Random bytes from the operating system.
+/// Random bytes from the operating system: a key, or the bytes that start an authorization
+/// driven by hand (a manager draws its own from its [`Entropy`]).
 ///
 /// ```
+/// use helloflex_core::machines::start_authorization;
+/// use helloflex_core::{AuthorizationCodeConfig, ClientIdentity, Endpoint, InsecureLoopback::Deny};
+///
 /// let key: [u8; 32] = helloflex_auth::os_bytes()?;
 /// assert_ne!(key, [0; 32]);
+///
+/// let config = AuthorizationCodeConfig::builder(ClientIdentity::public("my-cli"))
+///     .authorize_url(Endpoint::parse("https://login.flextell.example/authorize", Deny)?)
+///     .token_url(Endpoint::parse("https://login.flextell.example/token", Deny)?)
+///     .redirect_uri(Endpoint::parse("https://my-app.example/callback", Deny)?)
+///     .build()?;
+/// // `AUTHORIZATION_ENTROPY_BYTES` of them, the length inferred from `start_authorization`.
+/// let (url, _pending) = start_authorization(&config, &helloflex_auth::os_bytes()?)?;
+/// assert!(url.contains("&state=") && url.contains("&code_challenge="));
 /// # Ok::<(), helloflex_core::Error>(())
 /// ```
 pub fn os_bytes<const N: usize>() -> Result<[u8; N], Error> {
@@ -22,36 +34,12 @@ pub fn os_bytes<const N: usize>() -> Result<[u8; N], Error> {
     Ok(bytes)
 }
 
-/// Bytes to start one authorization.
-///
-/// ```
-/// use helloflex_core::machines::start_authorization;
-/// use helloflex_core::{AuthorizationCodeConfig, ClientIdentity, Endpoint, InsecureLoopback::Deny};
-///
-/// let config = AuthorizationCodeConfig::builder(ClientIdentity::public("my-cli"))
-///     .authorize_url(Endpoint::parse("https://login.flextell.example/authorize", Deny)?)
-///     .token_url(Endpoint::parse("https://login.flextell.example/token", Deny)?)
-///     .redirect_uri(Endpoint::parse("https://my-app.example/callback", Deny)?)
-///     .build()?;
-/// let (url, _pending) = start_authorization(&config, &helloflex_auth::authorization_entropy()?)?;
-/// assert!(url.contains("&state=") && url.contains("&code_challenge="));
-/// # Ok::<(), helloflex_core::Error>(())
-/// ```
-pub fn authorization_entropy() -> Result<[u8; AUTHORIZATION_ENTROPY_BYTES], Error> {
-    os_bytes()
-}
-
 /// A seed for jitter, cheap enough for every call: a counter (SplitMix64's increment) per
 /// thread, so calls on different threads write to no shared cache line, each thread's started
 /// apart from the others' from one OS-random base per process (drawn once). Jitter only
-/// spreads load; it is not a secret, so if the OS RNG fails a fixed base will do.
-///
-/// ```
-/// use helloflex_auth::jitter_seed;
-///
-/// assert_ne!(jitter_seed(), jitter_seed()); // a new seed each call, on any thread
-/// ```
-pub fn jitter_seed() -> u64 {
+/// spreads load; it is not a secret, so if the OS RNG fails a fixed base will do. Users reach
+/// it as [`OsEntropy`]'s [`Entropy::jitter_seed`].
+pub(crate) fn jitter_seed() -> u64 {
     const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
     static BASE: OnceLock<u64> = OnceLock::new();
     static THREADS: AtomicU64 = AtomicU64::new(0);
@@ -110,7 +98,8 @@ pub trait Entropy: Send + Sync + std::fmt::Debug {
     fn fill(&self, bytes: &mut [u8]) -> Result<(), Error>;
 }
 
-/// The operating system's entropy (see [`jitter_seed`] and [`os_bytes`]).
+/// The operating system's entropy: [`os_bytes`], and jitter seeds from a per-thread counter
+/// started from one OS-random base (cheap enough for every call).
 ///
 /// ```
 /// use helloflex_auth::{Entropy, OsEntropy};

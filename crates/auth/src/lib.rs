@@ -75,12 +75,10 @@ mod transport;
 
 pub use blocking::BlockingTokenManager;
 pub use client::{
-    Client, ClientBuilder, Connector, HttpOptions, OwnAsync, OwnBlocking, PerUser, RequestBuilder,
-    Timeouts,
+    Client, ClientBuilder, Connector, HttpOptions, OwnAsync, OwnBlocking, RequestBuilder, Timeouts,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use drive::{AsyncTokenSource, TokenSource, drive_async, drive_blocking};
-pub use entropy::{Entropy, OsEntropy, authorization_entropy, jitter_seed, os_bytes};
+pub use entropy::{Entropy, OsEntropy, os_bytes};
 pub use manager::{ManagerBuilder, ManagerOptions};
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
 // The one store error is the core's, so that it reaches a caller's `Error::Store` unchanged.

@@ -131,7 +131,7 @@ pub fn start_authorization(
 /// # let state = authorize.split("state=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default().to_owned();
 /// let code = pending.check_callback(&format!("https://my-app.example/callback?code=c0de&state={state}"))?;
 /// let exchange = code.into_token_request(&config)?; // the code and its PKCE verifier, sent once
-/// assert_eq!(exchange.uri(), "https://login.flextell.example/oauth2/token");
+/// assert_eq!(exchange.request().uri(), "https://login.flextell.example/oauth2/token");
 /// assert_eq!(format!("{exchange:?}").contains("c0de"), false); // its Debug shows no body
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -398,7 +398,7 @@ mod tests {
             .check_callback(&format!("http://127.0.0.1:3000/callback?code=abc&state={state}"))
             .unwrap();
         let req = code.into_token_request(&config()).unwrap();
-        let body = std::str::from_utf8(req.body()).unwrap();
+        let body = std::str::from_utf8(req.request().body()).unwrap();
         assert!(body.starts_with("grant_type=authorization_code&code=abc&redirect_uri="));
         assert!(body.contains("code_verifier="));
     }

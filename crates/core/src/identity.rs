@@ -17,7 +17,7 @@ use crate::secret::ClientSecret;
 /// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox)
 ///     .with_auth_method(ClientAuthMethod::BasicAuth);
 /// let request = config.token_request()?;
-/// assert!(request.headers()["authorization"].to_str()?.starts_with("Basic "));
+/// assert!(request.request().headers()["authorization"].to_str()?.starts_with("Basic "));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

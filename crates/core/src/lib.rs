@@ -179,7 +179,7 @@ pub mod machines {
     pub use crate::lifecycle::{
         Acquire, Completion, Grant, Ticket, TokenCache, live_and_not_held, newer_than_held,
     };
-    pub use crate::pkce::{VERIFIER_ENTROPY_BYTES, pkce_challenge, verifier_from_entropy};
+    pub use crate::pkce::pkce_challenge;
     pub use crate::retry_after::retry_after;
     pub use crate::token_request::{TokenGrant, TokenRequest};
     pub use crate::token_response::{MAX_TOKEN_BYTES, MAX_TOKEN_RESPONSE_BYTES};

@@ -6,18 +6,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::secret::PkceVerifier;
 
 /// Bytes of entropy in a verifier (43 base64url characters, RFC 7636's minimum length).
-pub const VERIFIER_ENTROPY_BYTES: usize = 32;
+pub(crate) const VERIFIER_ENTROPY_BYTES: usize = 32;
 
-/// A verifier made from handed-in random bytes.
-///
-/// ```
-/// use helloflex_core::machines::{VERIFIER_ENTROPY_BYTES, verifier_from_entropy};
-///
-/// let entropy = [0u8; VERIFIER_ENTROPY_BYTES]; // from the OS RNG in real use
-/// let verifier = verifier_from_entropy(&entropy);
-/// assert_eq!(verifier.expose_secret(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-/// ```
-pub fn verifier_from_entropy(entropy: &[u8; VERIFIER_ENTROPY_BYTES]) -> PkceVerifier {
+/// A verifier made from handed-in random bytes (half of what `start_authorization` is
+/// handed; the other half makes `state`).
+pub(crate) fn verifier_from_entropy(entropy: &[u8; VERIFIER_ENTROPY_BYTES]) -> PkceVerifier {
     PkceVerifier::new(URL_SAFE_NO_PAD.encode(entropy))
 }
 

@@ -141,10 +141,13 @@ secret_type!(
     /// A PKCE code verifier (RFC 7636).
     ///
     /// ```
-    /// use helloflex_core::machines::{pkce_challenge, verifier_from_entropy};
+    /// use helloflex_core::PkceVerifier;
+    /// use helloflex_core::machines::pkce_challenge;
     ///
-    /// let verifier = verifier_from_entropy(&[7; 32]); // 32 random bytes in real use
+    /// // `start_authorization` makes one from 32 random bytes; this is RFC 7636's example.
+    /// let verifier = PkceVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
     /// assert_eq!(verifier.len(), 43);
+    /// assert_eq!(format!("{verifier:?}"), "PkceVerifier(<redacted>)");
     /// assert_eq!(pkce_challenge(&verifier).len(), 43); // what the authorization URL carries
     /// ```
     PkceVerifier

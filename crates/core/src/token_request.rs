@@ -41,11 +41,14 @@ pub enum TokenGrant {
 /// let config = ClientCredentialsConfig::new("my-client", ClientSecret::new("s3cret"), &Environment::Sandbox)
 ///     .with_scopes(["news.read"]);
 /// let request = config.token_request()?;
-/// assert_eq!(request.method(), "POST");
-/// assert_eq!(request.uri(), "https://api.uat-helloflex.com/oauth2/token");
+/// assert_eq!(request.request().method(), "POST");
+/// assert_eq!(request.request().uri(), "https://api.uat-helloflex.com/oauth2/token");
 /// // The body carries the secret: never log it; `Debug` leaves it out.
-/// assert!(String::from_utf8_lossy(request.body()).contains("client_secret=s3cret"));
+/// assert!(String::from_utf8_lossy(request.request().body()).contains("client_secret=s3cret"));
 /// assert!(!format!("{request:?}").contains("s3cret"));
+/// // What a transport is handed to send:
+/// let http_request: http::Request<Vec<u8>> = request.into_request();
+/// assert_eq!(http_request.method(), "POST");
 /// # Ok::<(), helloflex_core::Error>(())
 /// ```
 pub struct TokenRequest {
@@ -76,20 +79,6 @@ impl TokenRequest {
     /// The request and the refresh token it spends (a refresh's only).
     pub(crate) fn into_parts(self) -> (TokenGrant, Request<Vec<u8>>, Option<RefreshToken>) {
         (self.grant, self.request, self.spends)
-    }
-}
-
-/// Read access to the HTTP request (method, URI, headers, body).
-impl std::ops::Deref for TokenRequest {
-    type Target = Request<Vec<u8>>;
-    fn deref(&self) -> &Self::Target {
-        &self.request
-    }
-}
-
-impl From<TokenRequest> for Request<Vec<u8>> {
-    fn from(request: TokenRequest) -> Self {
-        request.request
     }
 }
 
@@ -198,13 +187,13 @@ mod tests {
         let config =
             ClientCredentialsConfig::new("id", ClientSecret::new("se cr&t"), &Environment::Sandbox);
         let req = config.token_request().unwrap();
-        assert_eq!(req.method(), Method::POST);
-        assert_eq!(req.uri(), "https://api.uat-helloflex.com/oauth2/token");
-        assert_eq!(req.headers()[ACCEPT], "application/json");
-        assert_eq!(req.headers()[CONTENT_TYPE], "application/x-www-form-urlencoded");
-        assert!(req.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(req.request().method(), Method::POST);
+        assert_eq!(req.request().uri(), "https://api.uat-helloflex.com/oauth2/token");
+        assert_eq!(req.request().headers()[ACCEPT], "application/json");
+        assert_eq!(req.request().headers()[CONTENT_TYPE], "application/x-www-form-urlencoded");
+        assert!(req.request().headers().get(AUTHORIZATION).is_none());
         assert_eq!(
-            std::str::from_utf8(req.body()).unwrap(),
+            std::str::from_utf8(req.request().body()).unwrap(),
             "grant_type=client_credentials&client_id=id&client_secret=se%20cr%26t"
         );
     }
@@ -216,14 +205,14 @@ mod tests {
                 .with_auth_method(ClientAuthMethod::BasicAuth)
                 .with_scopes(["news.read", "domain"]);
         let req = config.token_request().unwrap();
-        let auth = req.headers()[AUTHORIZATION].clone();
+        let auth = req.request().headers()[AUTHORIZATION].clone();
         assert!(auth.is_sensitive());
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.to_str().unwrap().strip_prefix("Basic ").unwrap())
             .unwrap();
         assert_eq!(decoded, b"id%3A1:a%2Bb%2Fc");
         assert_eq!(
-            std::str::from_utf8(req.body()).unwrap(),
+            std::str::from_utf8(req.request().body()).unwrap(),
             "grant_type=client_credentials&scope=news.read%20domain"
         );
     }

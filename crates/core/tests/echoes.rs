@@ -57,7 +57,7 @@ fn client_secret_echoed_in_any_form_is_scrubbed() {
                 .with_auth_method(method);
         let request = config.token_request().unwrap();
         let mut echoes = forms(SECRET);
-        if let Some(basic) = request.headers().get("authorization") {
+        if let Some(basic) = request.request().headers().get("authorization") {
             echoes.push(basic.to_str().unwrap().trim_start_matches("Basic ").to_owned());
         }
         for echo in echoes {
@@ -97,7 +97,7 @@ fn refresh_token_code_and_verifier_echoed_are_scrubbed() {
     let callback = format!("code={}&state={state}", utf8_percent_encode(code, NON_ALPHANUMERIC));
     let authorized = || pending.check_callback(&callback).unwrap();
     let request = authorized().into_token_request(&config).unwrap();
-    let body = String::from_utf8(request.body().clone()).unwrap();
+    let body = String::from_utf8(request.request().body().clone()).unwrap();
     let verifier =
         body.split('&').find_map(|p| p.strip_prefix("code_verifier=")).unwrap().to_owned();
     for (secret, echo) in

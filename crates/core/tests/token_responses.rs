@@ -185,7 +185,7 @@ fn no_secret_in_any_request_url() {
         ClientCredentialsConfig::new("id", ClientSecret::new(secret), &Environment::Sandbox);
     for method in [ClientAuthMethod::RequestBody, ClientAuthMethod::BasicAuth] {
         let request = config.clone().with_auth_method(method).token_request().unwrap();
-        assert!(!request.uri().to_string().contains(secret));
+        assert!(!request.request().uri().to_string().contains(secret));
     }
     let token = AccessToken::new("CANARYaccesstoken0123456789");
     let request = ApiRequest::get("news")
@@ -201,7 +201,7 @@ fn no_secret_in_any_request_url() {
         Endpoint::parse("https://app.example/cb", InsecureLoopback::Deny).unwrap(),
     );
     let request = ac.refresh_request(&refresh).unwrap();
-    let uri = request.uri().to_string();
+    let uri = request.request().uri().to_string();
     assert!(!uri.contains(refresh.expose_secret()) && !uri.contains(secret));
     // The authorize URL carries the state and the PKCE challenge (public), never the verifier.
     let entropy: [u8; 64] = std::array::from_fn(|i| (i * 7) as u8);
