@@ -222,7 +222,7 @@ impl Server {
     fn restart_from(&mut self, snapshot: &std::path::Path) {
         match self {
             Server::Redis(redis) => redis.restart_from(snapshot),
-            Server::Postgres(pg) => pg.restore(snapshot),
+            Server::Postgres(pg) => pg.restore_moving(snapshot),
         }
     }
 }
@@ -951,6 +951,10 @@ const ADOPTED: Duration = Duration::from_millis(500);
 /// epoch (the postmaster's start time changed).
 fn store_restarted_during_a_token_request(backend: Backend, grant: Grant, how: Restart) -> Outcome {
     let mut fleet = Fleet::start_on(backend, grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
+    if let (Server::Postgres(pg), Restart::CrashLosingData) = (&fleet.server, how) {
+        // Made ahead, so that the database is down 1 s, as Redis is (`initdb` takes longer).
+        pg.prepare_an_empty_cluster();
+    }
     fleet.run_for(SETTLE);
     fleet.slow_next_token_request(SLOW_TOKEN_REQUEST_MS);
     fleet.wait_for_claim();
@@ -1117,17 +1121,18 @@ fn a_user_token_fleet_recovers_from_a_flushall_right_after_a_rotation() {
 /// new one, see [`ADOPTED`]; the store is back to an expired token and a stale claim.)
 ///
 /// On PostgreSQL the snapshot is an online `pg_basebackup` (its data as of the backup's end,
-/// ~0.15 s after it began: the token request is held 0.6 s there, so the backup ends before the
-/// answer is stored), and the rollback a restart on it.
+/// 0.2-0.5 s after it began under the fleet: the token request is held 0.8 s there, so that
+/// the backup ends before the answer is stored), and the rollback a restart on it (moved in
+/// place: the database is down while it stops and starts).
 fn store_rolled_back_past_new_tokens(backend: Backend, grant: Grant) -> Outcome {
     let mut fleet = Fleet::start_on(backend, grant, FAULT_RUN.as_secs_f64(), FAULT_TASKS);
     fleet.run_for(SETTLE);
     let held = match backend {
         Backend::Redis => SLOW_TOKEN_REQUEST_MS,
-        Backend::Postgres => 600,
+        Backend::Postgres => 800,
     };
     // A snapshot that ended after the answer was stored holds the new tokens (no rollback past
-    // them): the next refresh is tried, three at most.
+    // them): the next refresh is tried, four at most.
     let mut attempts = 0;
     let snapshot = loop {
         attempts += 1;
@@ -1143,7 +1148,7 @@ fn store_rolled_back_past_new_tokens(backend: Backend, grant: Grant) -> Outcome 
             );
             break snapshot;
         }
-        assert!(attempts < 3, "every snapshot ended after the new tokens were stored");
+        assert!(attempts < 4, "every snapshot ended after the new tokens were stored");
     };
     fleet.wait_for_new_tokens();
     fleet.wait_until_adopted();

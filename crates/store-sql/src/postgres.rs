@@ -158,11 +158,6 @@ impl Postgres {
         migration: bool,
         step: impl FnOnce(&mut dyn Tx) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let connection = match idle {
-            Some(connection) if !connection.client.is_closed() => connection,
-            _ => self.connect(timeout)?,
-        };
         let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
         let mut begin = format!(
             "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = {ms}; \
@@ -171,8 +166,28 @@ impl Postgres {
         if migration {
             begin.push_str(&format!(" SELECT pg_advisory_xact_lock({MIGRATION_LOCK});"));
         }
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let (mut connection, mut pooled) = match idle {
+            Some(connection) if !connection.client.is_closed() => (connection, true),
+            _ => (self.connect(timeout)?, false),
+        };
+        // A pooled connection whose server went away since (a crash, a restart, a failover)
+        // fails on its first statement. Nothing was begun on it: the transaction is begun
+        // again on a new connection, and the other idle ones, as stale, are dropped; without
+        // that, each would fail a caller after the database came back.
+        loop {
+            let tx = PgTx { db: self, connection: &connection, timeout, clock: None };
+            match tx.batch(op, begin.clone()) {
+                Ok(()) => break,
+                Err(_) if pooled && connection.client.is_closed() => {
+                    self.close_idle();
+                    connection = self.connect(timeout)?;
+                    pooled = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut tx = PgTx { db: self, connection: &connection, timeout, clock: None };
-        tx.batch(op, begin)?;
         let value = step(&mut tx)?;
         tx.batch(op, "COMMIT".to_owned())?;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);

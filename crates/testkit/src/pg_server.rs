@@ -104,16 +104,34 @@ impl PgServer {
         out
     }
 
-    /// Makes a new, empty cluster in the data directory (the server stopped): everything the
-    /// old one held is gone, as when a database is lost and a new one is set up at the same
-    /// address.
+    fn spare(&self) -> PathBuf {
+        self.dir.path().join("spare")
+    }
+
+    /// Makes an empty cluster beside the running one (`initdb` takes a second or two), for
+    /// [`PgServer::replace_with_an_empty_cluster`] to put in place at once.
+    pub fn prepare_an_empty_cluster(&self) {
+        let spare = self.spare().display().to_string();
+        self.run_ok(
+            "initdb",
+            &["-D", &spare, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+        );
+    }
+
+    /// Puts a new, empty cluster in the data directory (the server stopped; the one prepared
+    /// by [`PgServer::prepare_an_empty_cluster`], or one made now): everything the old one
+    /// held is gone, as when a database is lost and a new one is set up at the same address.
     pub fn replace_with_an_empty_cluster(&mut self) {
         assert!(!self.running, "stop or crash the server first");
         std::fs::remove_dir_all(self.data_dir()).unwrap();
-        self.run_ok(
-            "initdb",
-            &["-D", &self.data(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
-        );
+        if self.spare().exists() {
+            std::fs::rename(self.spare(), self.data_dir()).unwrap();
+        } else {
+            self.run_ok(
+                "initdb",
+                &["-D", &self.data(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+            );
+        }
     }
 
     /// Starts the server on its port (loopback only, its socket in its directory).
@@ -222,6 +240,17 @@ impl PgServer {
         let status = Command::new("cp").arg("-a").arg(backup).arg(self.data_dir()).status();
         assert!(status.unwrap().success());
         self.begin();
+    }
+
+    /// The same, moving `backup` in place instead of copying it (it is used up): the server is
+    /// down only while it stops and starts.
+    pub fn restore_moving(&mut self, backup: &Path) {
+        self.stop();
+        let old = self.dir.path().join("replaced");
+        std::fs::rename(self.data_dir(), &old).unwrap();
+        std::fs::rename(backup, self.data_dir()).unwrap();
+        self.begin();
+        std::fs::remove_dir_all(old).unwrap();
     }
 
     /// The server's processes: the postmaster and its children.
