@@ -784,7 +784,7 @@ fn the_fleet_survives_its_lease_holder_killed(backend: Backend, grant: Grant, sl
                     .reports
                     .iter()
                     .flat_map(|r| &r.failures)
-                    .all(|f| f.contains("authoriz") || f.contains("still refreshing")),
+                    .all(|f| f.contains("authoriz") || f.contains("another holder is refreshing")),
                 "{:?}",
                 outcome.reports.iter().map(|r| &r.failures).collect::<Vec<_>>()
             );
