@@ -250,14 +250,6 @@ impl RedisStore {
         let detail = format!("record {}: {why}", self.record_key());
         StoreError::new("read", StoreErrorKind::Corrupt, detail)
     }
-
-    fn decode(&self, value: Vec<u8>) -> Result<Record, StoreError> {
-        self.sealing.decode(value, &self.scope, || self.record_key())
-    }
-
-    fn encode(&self, record: &Record) -> Result<Vec<u8>, StoreError> {
-        self.sealing.encode(record, &self.scope)
-    }
 }
 
 fn age(ms: i64) -> Duration {
@@ -271,9 +263,7 @@ impl TokenStore for RedisStore {
             self.run("read", |c| self.scripts.load.key(&record_key).key(&epoch_key).invoke(c))?;
         let record = match (version, value) {
             (Some(version), Some(value)) => {
-                let mut record = self.decode(value)?;
-                record.version = version;
-                Some(record)
+                Some(self.sealing.decode(value, version, &self.scope, || self.record_key())?)
             }
             (None, None) => None,
             _ => {
@@ -284,7 +274,7 @@ impl TokenStore for RedisStore {
     }
 
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
-        let value = zeroize::Zeroizing::new(self.encode(new)?);
+        let value = zeroize::Zeroizing::new(self.sealing.encode(new, &self.scope)?);
         let (record_key, epoch_key) = (self.record_key(), self.scope.key("epoch"));
         let (version, epoch): (String, i64) = self.run("write", |c| {
             self.scripts

@@ -425,14 +425,6 @@ impl SqlStore {
         self.seen.set(None);
         Ok(())
     }
-
-    fn decode(&self, value: Vec<u8>) -> Result<Record, StoreError> {
-        self.sealing.decode(value, &self.scope, || self.record_key())
-    }
-
-    fn encode(&self, record: &Record) -> Result<Vec<u8>, StoreError> {
-        self.sealing.encode(record, &self.scope)
-    }
 }
 
 fn age(ms: i64) -> Duration {
@@ -449,9 +441,7 @@ impl TokenStore for SqlStore {
         self.seen.set(Some((version, now_ms)));
         let record = match record {
             Some((version, value)) => {
-                let mut record = self.decode(value)?;
-                record.version = version;
-                Some(record)
+                Some(self.sealing.decode(value, version, &self.scope, || self.record_key())?)
             }
             None => None,
         };
@@ -459,7 +449,7 @@ impl TokenStore for SqlStore {
     }
 
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
-        let value = zeroize::Zeroizing::new(self.encode(new)?);
+        let value = zeroize::Zeroizing::new(self.sealing.encode(new, &self.scope)?);
         let key = self.record_key();
         let client = utf8_percent_encode(self.scope.client_id(), PART).to_string();
         let user = self.scope.user().map(|u| utf8_percent_encode(u, PART).to_string());

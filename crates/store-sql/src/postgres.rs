@@ -24,7 +24,7 @@ use tokio_postgres::{Client, NoTls, Row as PgRow, Statement};
 
 use crate::SqlError;
 use crate::protocol::{self, Epoch, Row, Tx};
-use crate::schema::{Dialect, Tables};
+use crate::schema::{Dialect, SCHEMA_VERSION, Tables};
 
 /// Idle connections kept for reuse.
 const IDLE_KEPT: usize = 4;
@@ -449,18 +449,13 @@ impl Tx for PgTx<'_> {
         })
     }
 
-    fn set_schema_version(
-        &mut self,
-        t: &Tables,
-        version: i64,
-        now_ms: i64,
-    ) -> Result<(), SqlError> {
+    fn mark_schema_current(&mut self, t: &Tables, now_ms: i64) -> Result<(), SqlError> {
         let sql = format!(
             "INSERT INTO {} (id, version, updated_at_ms) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO UPDATE SET version = $1, updated_at_ms = $2",
             t.schema
         );
-        let version = i32::try_from(version).map_err(|_| SqlError::Database {
+        let version = i32::try_from(SCHEMA_VERSION).map_err(|_| SqlError::Database {
             op: "migrate",
             reason: "a schema version beyond 32 bits".into(),
         })?;

@@ -54,8 +54,8 @@ pub(crate) trait Tx {
     fn table_exists(&mut self, name: &str) -> Result<bool, SqlError>;
     /// The schema version stored in the schema table (which exists), if any.
     fn schema_version(&mut self, t: &Tables) -> Result<Option<i64>, SqlError>;
-    fn set_schema_version(&mut self, t: &Tables, version: i64, now_ms: i64)
-    -> Result<(), SqlError>;
+    /// Records that the tables are at [`SCHEMA_VERSION`] (a migration just took them there).
+    fn mark_schema_current(&mut self, t: &Tables, now_ms: i64) -> Result<(), SqlError>;
 }
 
 /// Versions are `u64`; the columns are signed 64-bit: the same bits, so that equality (all the
@@ -233,7 +233,7 @@ pub(crate) fn migrate(
         }
     }
     if found != SCHEMA_VERSION {
-        tx.set_schema_version(t, i64::from(SCHEMA_VERSION), now_ms)?;
+        tx.mark_schema_current(t, now_ms)?;
     }
     Ok(found)
 }

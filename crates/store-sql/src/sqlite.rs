@@ -16,7 +16,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::SqlError;
 use crate::protocol::{self, Epoch, Row, Tx};
-use crate::schema::{Dialect, Tables};
+use crate::schema::{Dialect, SCHEMA_VERSION, Tables};
 
 /// Idle connections kept for reuse.
 const IDLE_KEPT: usize = 4;
@@ -290,12 +290,7 @@ impl Tx for SqliteTx<'_> {
             .map_err(failed("schema check"))
     }
 
-    fn set_schema_version(
-        &mut self,
-        t: &Tables,
-        version: i64,
-        now_ms: i64,
-    ) -> Result<(), SqlError> {
+    fn mark_schema_current(&mut self, t: &Tables, now_ms: i64) -> Result<(), SqlError> {
         self.connection
             .execute(
                 &format!(
@@ -303,7 +298,7 @@ impl Tx for SqliteTx<'_> {
                      ON CONFLICT (id) DO UPDATE SET version = ?1, updated_at_ms = ?2",
                     t.schema
                 ),
-                params![version, now_ms],
+                params![SCHEMA_VERSION, now_ms],
             )
             .map(drop)
             .map_err(failed("migrate"))

@@ -116,10 +116,11 @@ impl RecordScope {
 /// let alice = RecordScope::new("app").for_user("alice");
 /// let stored = sealing.encode(&Record::new(tokens, 1), &alice)?;
 /// assert!(!stored.windows(9).any(|w| w == b"at-secret"));
-/// assert_eq!(sealing.decode(stored.clone(), &alice, || "alice".into())?.version, 1);
+/// // Read back at the version the store keeps beside the value.
+/// assert_eq!(sealing.decode(stored.clone(), 7, &alice, || "alice".into())?.version, 7);
 /// // Bob's record holding Alice's value: it does not open.
 /// let bob = RecordScope::new("app").for_user("bob");
-/// assert!(sealing.decode(stored, &bob, || "bob".into()).is_err());
+/// assert!(sealing.decode(stored, 7, &bob, || "bob".into()).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -158,11 +159,13 @@ impl RecordSealing {
         }
     }
 
-    /// A stored value of `scope`'s record read back; `key` names the record in an error
-    /// (never its value).
+    /// A stored value of `scope`'s record read back, at the `version` the store keeps beside
+    /// it (the one compare-and-swap compares); `key` names the record in an error (never its
+    /// value).
     pub fn decode(
         &self,
         value: Vec<u8>,
+        version: u64,
         scope: &RecordScope,
         key: impl FnOnce() -> String,
     ) -> Result<Record, StoreError> {
@@ -176,11 +179,13 @@ impl RecordSealing {
             },
             RecordSealing::Plaintext => zeroize::Zeroizing::new(value),
         };
-        serde_json::from_slice(&json).map_err(|e| {
+        let mut record: Record = serde_json::from_slice(&json).map_err(|e| {
             let at = format!("{:?} at line {} column {}", e.classify(), e.line(), e.column());
             let detail = format!("record {}: not a token set ({at})", key());
             StoreError::new("read", StoreErrorKind::Corrupt, detail)
-        })
+        })?;
+        record.version = version;
+        Ok(record)
     }
 }
 
