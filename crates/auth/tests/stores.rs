@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use helloflex_auth::*;
-use helloflex_core::{AccessToken, RefreshToken};
+use helloflex_core::RefreshToken;
+use helloflex_testkit::contract::{
+    compare_and_swap, every_u64_version, racing_writers, whole_record_and_fencing,
+};
 
 fn keys() -> KeyRing {
     KeyRing::new(Key::new("k1", [1u8; 32]).unwrap())
@@ -20,48 +23,30 @@ fn tokens(n: u32) -> StoredTokens {
     serde_json::from_str(&json).unwrap()
 }
 
-fn stored(swap: Swap) -> Option<u64> {
-    match swap {
-        Swap::Stored { version, .. } => Some(version),
-        _ => None,
-    }
-}
-
-fn compare_and_swap(store: &dyn TokenStore) {
-    assert!(store.load().unwrap().record.is_none());
-    assert_eq!(stored(store.swap(0, &Record::new(tokens(1), 1)).unwrap()), Some(1));
-    // A write planned from an older version is refused.
-    assert_eq!(store.swap(0, &Record::new(tokens(2), 2)).unwrap(), Swap::Conflict);
-    // So is one that does not go above the version it read.
-    assert_eq!(store.swap(1, &Record::new(tokens(2), 1)).unwrap(), Swap::Conflict);
-    // The writer picks the version (a write-back keeps the higher one it held).
-    let mut claimed = Record::new(tokens(1), 7);
-    claimed.claim = Some(Claim::new("holder-a", Duration::from_secs(30)));
-    claimed.completed = vec!["a1".into(), "a2".into()];
-    assert_eq!(stored(store.swap(1, &claimed).unwrap()), Some(7));
-    let record = store.load().unwrap().record.unwrap();
-    assert_eq!(record.version, 7);
-    assert_eq!(record.claim, Some(Claim::new("holder-a", Duration::from_secs(30))));
-    assert_eq!(record.completed, ["a1", "a2"]);
-    let tokens = record.tokens.unwrap();
-    assert_eq!(tokens.access_token, AccessToken::new("at1"));
-    assert_eq!(tokens.refresh_token, Some(RefreshToken::new("rt1")));
-}
-
+/// The contract every store keeps (`helloflex_testkit::contract`).
 #[test]
-fn memory_store_swaps_on_the_version_read() {
+fn memory_store_keeps_the_store_contract() {
     let store = MemoryStore::new();
     compare_and_swap(&store);
     assert!(store.load().unwrap().epoch_age.is_none(), "memory loses nothing on its own");
+    every_u64_version(&MemoryStore::new());
+    let shared = std::sync::Arc::new(MemoryStore::new());
+    whole_record_and_fencing(&*shared, &*shared);
+    let racing = std::sync::Arc::new(MemoryStore::new());
+    racing_writers(|| racing.clone());
 }
 
 #[test]
-fn file_store_swaps_on_the_version_read_and_keeps_its_files_private() {
+fn file_store_keeps_the_store_contract_and_its_files_private() {
     let dir = std::env::temp_dir().join(format!("helloflex-stores-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let store = FileStore::new(dir.join("tokens.json"), keys());
     compare_and_swap(&store);
+    let open = |name: &str| FileStore::new(dir.join(name), keys());
+    every_u64_version(&open("big.json"));
+    whole_record_and_fencing(&open("user.json"), &open("user.json"));
+    racing_writers(|| std::sync::Arc::new(open("racing.json")));
     #[cfg(unix)]
     for name in ["tokens.json", "tokens.json.lock"] {
         use std::os::unix::fs::PermissionsExt;
@@ -70,7 +55,7 @@ fn file_store_swaps_on_the_version_read_and_keeps_its_files_private() {
     }
     // A second handle on the same file (another process) sees the same record.
     let other = FileStore::new(dir.join("tokens.json"), keys());
-    assert_eq!(other.load().unwrap().record.unwrap().version, 7);
+    assert_eq!(other.load().unwrap().record.unwrap().version, 1_760_000_000_000);
     assert!(other.load().unwrap().epoch_age.is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }

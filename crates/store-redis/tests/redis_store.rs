@@ -9,124 +9,31 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use helloflex_auth::{
-    Claim, Key, KeyRing, OpenError, Record, RecordScope, StoreError, StoreErrorKind, StoredTokens,
-    Swap, TokenStore,
+    Claim, Key, KeyRing, OpenError, Record, RecordScope, StoreError, StoreErrorKind, Swap,
+    TokenStore,
 };
-use helloflex_core::{AccessToken, RefreshToken};
+use helloflex_core::AccessToken;
 use helloflex_store_redis::RedisStore;
+use helloflex_testkit::contract::*;
 use helloflex_testkit::{Persistence, RedisServer, Reply};
-
-const CANARY_ACCESS: &str = "canary-access-7b1f2e9d04c3a8";
-const CANARY_REFRESH: &str = "canary-refresh-5e8a1c6f3b0d92";
-
-/// An epoch this young has just begun: the call that starts one reports 0, and the tests
-/// compare it with an epoch they let grow well past this.
-const YOUNG: Duration = Duration::from_millis(200);
-
-/// How long a test lets an epoch grow before the event that should start a new one.
-const GROWN: Duration = Duration::from_millis(600);
-
-fn keys(id: &str, byte: u8) -> KeyRing {
-    KeyRing::new(Key::new(id, [byte; 32]).unwrap())
-}
-
-fn tokens_named(access: &str, refresh: &str) -> StoredTokens {
-    let json = format!(
-        r#"{{"access_token":"{access}","refresh_token":"{refresh}","expires_at_unix_ms":4000000000000}}"#
-    );
-    serde_json::from_str(&json).unwrap()
-}
-
-fn tokens(n: u32) -> StoredTokens {
-    tokens_named(&format!("at{n}"), &format!("rt{n}"))
-}
-
-/// Tokens `n` at `version`.
-fn record(n: u32, version: u64) -> Record {
-    Record::new(tokens(n), version)
-}
-
-fn canaries() -> StoredTokens {
-    tokens_named(CANARY_ACCESS, CANARY_REFRESH)
-}
 
 fn raw(server: &RedisServer) -> redis::Connection {
     redis::Client::open(server.url()).unwrap().get_connection().unwrap()
-}
-
-/// The stored record's version and access token, if any.
-fn stored(store: &RedisStore) -> Option<(u64, AccessToken)> {
-    try_stored(store).unwrap()
-}
-
-fn try_stored(store: &RedisStore) -> Result<Option<(u64, AccessToken)>, StoreError> {
-    let record = store.load()?.record;
-    Ok(record.map(|r| (r.version, r.tokens.expect("tokens").access_token)))
-}
-
-/// The store's epoch age, as a read finds it.
-fn epoch(store: &RedisStore) -> Duration {
-    store.load().unwrap().epoch_age.expect("Redis tells its epoch age")
-}
-
-/// The epoch age a successful swap reported.
-fn stored_at(swap: Swap) -> (u64, Duration) {
-    match swap {
-        Swap::Stored { version, epoch_age } => (version, epoch_age.expect("an epoch age")),
-        other => panic!("expected the swap to land, got {other:?}"),
-    }
-}
-
-/// Lets the store's epoch grow past [`GROWN`] and returns its age.
-fn grown_epoch(store: &RedisStore) -> Duration {
-    epoch(store);
-    std::thread::sleep(GROWN);
-    let age = epoch(store);
-    assert!(age >= GROWN - Duration::from_millis(50), "the epoch grew to {age:?}");
-    age
-}
-
-fn json(record: &Record) -> serde_json::Value {
-    serde_json::to_value(record).unwrap()
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
 // The store contract
 // ---------------------------------------------------------------------------------------------
 
+/// The contract every store keeps (`helloflex_testkit::contract`): compare-and-swap, the whole
+/// record through another handle, a claim fencing a stalled holder, racing writers.
 #[test]
-fn a_swap_lands_only_on_the_version_read_and_at_a_higher_version_the_writer_picked() {
+fn the_store_contract_holds_on_redis() {
     let server = RedisServer::start();
-    let store = RedisStore::open(&server.url(), "client-a", keys("k1", 1)).unwrap();
-    assert!(store.load().unwrap().record.is_none(), "nothing stored yet");
-    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { version: 1, .. }));
-
-    // Planned from a version no longer stored (0, nothing; 5, ahead of the store).
-    assert_eq!(store.swap(0, &record(2, 2)).unwrap(), Swap::Conflict, "planned from 0");
-    assert_eq!(store.swap(5, &record(2, 6)).unwrap(), Swap::Conflict, "planned from 5");
-    // On the version read, but not above it.
-    assert_eq!(store.swap(1, &record(2, 1)).unwrap(), Swap::Conflict, "same version");
-    assert_eq!(store.swap(1, &record(2, 0)).unwrap(), Swap::Conflict, "lower version");
-    assert_eq!(stored(&store), Some((1, AccessToken::new("at1"))), "no conflict wrote");
-
-    // The writer picks the version: any higher one, gaps allowed (a sign-in writes the wall
-    // clock in milliseconds).
-    assert!(matches!(store.swap(1, &record(3, 7)).unwrap(), Swap::Stored { version: 7, .. }));
-    assert_eq!(store.swap(1, &record(4, 8)).unwrap(), Swap::Conflict, "planned from 1, gone");
-    let sign_in = 1_760_000_000_000;
-    assert!(matches!(
-        store.swap(7, &record(5, sign_in)).unwrap(),
-        Swap::Stored { version, .. } if version == sign_in
-    ));
-    let loaded = store.load().unwrap().record.unwrap();
-    assert_eq!(loaded.version, sign_in);
-    let tokens = loaded.tokens.unwrap();
-    assert_eq!(tokens.access_token, AccessToken::new("at5"));
-    assert_eq!(tokens.refresh_token, Some(RefreshToken::new("rt5")));
+    compare_and_swap(&RedisStore::open(&server.url(), "client-a", keys("k1", 1)).unwrap());
+    let open = || RedisStore::open(&server.url(), "client-b", keys("k1", 1)).unwrap().for_user("u");
+    whole_record_and_fencing(&open(), &open());
+    racing_writers(|| std::sync::Arc::new(open().for_user("racing")));
 }
 
 #[test]
@@ -171,37 +78,12 @@ fn delete_removes_the_record_and_a_first_write_may_follow() {
     assert!(matches!(store.swap(0, &record(3, 5)).unwrap(), Swap::Stored { version: 5, .. }));
 }
 
-/// Lua numbers are doubles: every version up to 2^53 is compared and reported exactly.
+/// Lua numbers are doubles: the scripts keep versions as strings, so every `u64` is compared
+/// and reported exactly.
 #[test]
-fn versions_up_to_two_to_the_53_are_compared_and_reported_exactly() {
+fn every_u64_version_is_compared_and_reported_exactly() {
     let server = RedisServer::start();
-    let store = RedisStore::open(&server.url(), "client-a", keys("k1", 1)).unwrap();
-    let top = 1u64 << 53;
-    let mut expected = 0;
-    for version in [top - 2, top - 1, top] {
-        assert_eq!(stored_at(store.swap(expected, &record(1, version)).unwrap()).0, version);
-        assert_eq!(store.swap(expected, &record(1, version + 1)).unwrap(), Swap::Conflict);
-        assert_eq!(stored(&store).unwrap().0, version);
-        expected = version;
-    }
-}
-
-/// The trait takes any `u64`, and the memory and file stores compare the whole range; the
-/// Redis scripts compare and return versions as Lua numbers (doubles).
-#[test]
-fn versions_above_two_to_the_53_are_compared_and_reported_exactly() {
-    let server = RedisServer::start();
-    let store = RedisStore::open(&server.url(), "client-a", keys("k1", 1)).unwrap();
-    let top = 1u64 << 53;
-    // 2^53 + 1 is written, and reported as the version written.
-    let swap = store.swap(0, &record(1, top + 1)).unwrap();
-    assert!(matches!(swap, Swap::Stored { version, .. } if version == top + 1), "{swap:?}");
-    // A swap planned from 2^53, which was never stored, must conflict.
-    assert_eq!(store.swap(top, &record(2, top + 2)).unwrap(), Swap::Conflict);
-    // The largest version is reported as the version written.
-    let other = store.for_user("max");
-    let swap = other.swap(0, &record(3, u64::MAX));
-    assert!(matches!(swap, Ok(Swap::Stored { version: u64::MAX, .. })), "{swap:?}");
+    every_u64_version(&RedisStore::open(&server.url(), "client-a", keys("k1", 1)).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,34 +6,12 @@
 
 use std::time::Duration;
 
-use helloflex_auth::{
-    Claim, Key, KeyRing, OpenError, Record, StoreError, StoreErrorKind, StoredTokens, Swap,
-    TokenStore,
-};
+use helloflex_auth::{Claim, OpenError, Record, StoreError, StoreErrorKind, Swap, TokenStore};
 use helloflex_core::AccessToken;
 use helloflex_store_sql::{Database, SCHEMA_VERSION, SqlError, SqlStore};
 use helloflex_testkit::PgServer;
+use helloflex_testkit::contract::*;
 use helloflex_testkit::free_port;
-
-const CANARY_ACCESS: &str = "canary-access-7b1f2e9d04c3a8";
-const CANARY_REFRESH: &str = "canary-refresh-5e8a1c6f3b0d92";
-const YOUNG: Duration = Duration::from_millis(200);
-const GROWN: Duration = Duration::from_millis(600);
-
-fn keys(id: &str, byte: u8) -> KeyRing {
-    KeyRing::new(Key::new(id, [byte; 32]).unwrap())
-}
-
-fn tokens_named(access: &str, refresh: &str) -> StoredTokens {
-    let json = format!(
-        r#"{{"access_token":"{access}","refresh_token":"{refresh}","expires_at_unix_ms":4000000000000}}"#
-    );
-    serde_json::from_str(&json).unwrap()
-}
-
-fn record(n: u32, version: u64) -> Record {
-    Record::new(tokens_named(&format!("at{n}"), &format!("rt{n}")), version)
-}
 
 fn open(server: &PgServer, client: &str) -> SqlStore {
     SqlStore::open(Database::postgres(&server.url()), client, keys("k1", 1))
@@ -41,75 +19,21 @@ fn open(server: &PgServer, client: &str) -> SqlStore {
         .with_timeout(Duration::from_secs(5))
 }
 
-fn stored(store: &SqlStore) -> Option<(u64, AccessToken)> {
-    let record = store.load().unwrap().record;
-    record.map(|r| (r.version, r.tokens.expect("tokens").access_token))
-}
-
-fn epoch(store: &SqlStore) -> Duration {
-    store.load().unwrap().epoch_age.expect("an epoch age")
-}
-
-fn stored_at(swap: Swap) -> (u64, Duration) {
-    match swap {
-        Swap::Stored { version, epoch_age } => (version, epoch_age.expect("an epoch age")),
-        other => panic!("expected the swap to land, got {other:?}"),
-    }
-}
-
-fn grown_epoch(store: &SqlStore) -> Duration {
-    epoch(store);
-    std::thread::sleep(GROWN);
-    let age = epoch(store);
-    assert!(age >= GROWN - Duration::from_millis(50), "the epoch grew to {age:?}");
-    age
-}
-
-fn json(record: &Record) -> serde_json::Value {
-    serde_json::to_value(record).unwrap()
-}
-
 /// One server for the contract tests (each on its own client id).
 #[test]
 fn the_store_contract_holds_on_postgresql() {
     let server = PgServer::start();
 
-    // Compare-and-swap on the version read, at a higher version the writer picks.
+    // The contract every store keeps (`helloflex_testkit::contract`).
     let store = open(&server, "client-a");
-    assert!(store.load().unwrap().record.is_none());
-    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { version: 1, .. }));
-    assert_eq!(store.swap(0, &record(2, 2)).unwrap(), Swap::Conflict);
-    assert_eq!(store.swap(5, &record(2, 6)).unwrap(), Swap::Conflict);
-    assert_eq!(store.swap(1, &record(2, 1)).unwrap(), Swap::Conflict);
-    assert!(matches!(store.swap(1, &record(3, 7)).unwrap(), Swap::Stored { version: 7, .. }));
-    assert_eq!(stored(&store), Some((7, AccessToken::new("at3"))));
-
-    // Every u64 version, exactly.
-    let big = open(&server, "client-big");
-    let mut expected = 0;
-    for version in [(1 << 53) + 1, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX] {
-        assert_eq!(stored_at(big.swap(expected, &record(1, version)).unwrap()).0, version);
-        assert_eq!(big.swap(expected, &record(1, version)).unwrap(), Swap::Conflict);
-        assert_eq!(stored(&big).unwrap().0, version);
-        expected = version;
-    }
-
-    // The whole record: claim, tombstone, completed authorizations; the claim fences a
-    // stalled holder.
-    let (a, b) = (open(&server, "client-b").for_user("u"), open(&server, "client-b").for_user("u"));
-    let mut by_a = record(1, 2);
-    by_a.claim = Some(Claim::new("a", Duration::from_secs(5)));
-    by_a.completed = vec!["state-a".into()];
-    assert!(matches!(a.swap(0, &by_a).unwrap(), Swap::Stored { version: 2, .. }));
-    assert_eq!(json(&b.load().unwrap().record.unwrap()), json(&by_a));
-    let mut by_b = record(1, 3);
-    by_b.claim = Some(Claim::new("b", Duration::from_secs(5)));
-    assert!(matches!(b.swap(2, &by_b).unwrap(), Swap::Stored { version: 3, .. }));
-    assert_eq!(a.swap(2, &record(2, 4)).unwrap(), Swap::Conflict, "the late answer is fenced");
-    let mut refused = record(3, 4);
-    refused.tokens.as_mut().unwrap().refused = true;
-    assert!(matches!(b.swap(3, &refused).unwrap(), Swap::Stored { version: 4, .. }));
-    assert!(a.load().unwrap().into_tokens().unwrap().refused, "the tombstone");
+    compare_and_swap(&store);
+    every_u64_version(&open(&server, "client-big"));
+    let user = || open(&server, "client-b").for_user("u");
+    whole_record_and_fencing(&user(), &user());
+    open(&server, "client-c").migrate().unwrap();
+    racing_writers(|| {
+        std::sync::Arc::new(open(&server, "client-c").with_timeout(Duration::from_secs(10)))
+    });
 
     // The schema: created in the database, versioned, the rows findable by client and user.
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
@@ -117,43 +41,12 @@ fn the_store_contract_holds_on_postgresql() {
         server.sql(
             "SELECT client_id || ' ' || coalesce(user_id, '-') FROM helloflex_tokens ORDER BY 1"
         ),
-        "client-a -\nclient-b u\nclient-big -"
+        "client-a -\nclient-b u\nclient-big -\nclient-c -"
     );
     assert_eq!(
         server.sql("SELECT data_type FROM information_schema.columns WHERE table_name = 'helloflex_tokens' AND column_name = 'value'"),
         "bytea"
     );
-}
-
-/// Threads with stores of their own (their own connections, as instances would have) race
-/// swaps on one record: each version is won exactly once.
-#[test]
-fn racing_writers_each_win_a_version_at_most_once() {
-    let server = PgServer::start();
-    open(&server, "client-a").migrate().unwrap();
-    let wins = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for n in 0..4u32 {
-            let (server, wins) = (&server, &wins);
-            s.spawn(move || {
-                let store = open(server, "client-a");
-                for _ in 0..25 {
-                    let current = store.load().unwrap().record.map_or(0, |r| r.version);
-                    if let Swap::Stored { version, .. } =
-                        store.swap(current, &record(n, current + 1)).unwrap()
-                    {
-                        wins.lock().unwrap().push(version);
-                    }
-                }
-            });
-        }
-    });
-    let mut wins = wins.into_inner().unwrap();
-    let count = wins.len();
-    wins.sort_unstable();
-    wins.dedup();
-    assert_eq!(wins.len(), count, "a version won twice");
-    assert_eq!(wins, (1..=count as u64).collect::<Vec<_>>());
 }
 
 #[test]

@@ -11,46 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use helloflex_auth::{
-    Claim, Key, KeyRing, OpenError, Record, StoreError, StoreErrorKind, StoredTokens, Swap,
-    TokenStore,
+    Claim, Key, KeyRing, OpenError, Record, StoreError, StoreErrorKind, Swap, TokenStore,
 };
-use helloflex_core::{AccessToken, RefreshToken};
+use helloflex_core::AccessToken;
 use helloflex_store_sql::{Database, SCHEMA_VERSION, SqlError, SqlStore};
+use helloflex_testkit::contract::*;
 use rusqlite::{Connection, params};
 
-const CANARY_ACCESS: &str = "canary-access-7b1f2e9d04c3a8";
-const CANARY_REFRESH: &str = "canary-refresh-5e8a1c6f3b0d92";
-
-/// An epoch this young has just begun.
-const YOUNG: Duration = Duration::from_millis(200);
-
-/// How long a test lets an epoch grow before the event that should start a new one.
-const GROWN: Duration = Duration::from_millis(600);
-
-fn keys(id: &str, byte: u8) -> KeyRing {
-    KeyRing::new(Key::new(id, [byte; 32]).unwrap())
-}
-
-fn tokens_named(access: &str, refresh: &str) -> StoredTokens {
-    let json = format!(
-        r#"{{"access_token":"{access}","refresh_token":"{refresh}","expires_at_unix_ms":4000000000000}}"#
-    );
-    serde_json::from_str(&json).unwrap()
-}
-
-fn tokens(n: u32) -> StoredTokens {
-    tokens_named(&format!("at{n}"), &format!("rt{n}"))
-}
-
-fn record(n: u32, version: u64) -> Record {
-    Record::new(tokens(n), version)
-}
-
-fn canaries() -> StoredTokens {
-    tokens_named(CANARY_ACCESS, CANARY_REFRESH)
-}
-
-/// A temporary directory and the database file in it.
 struct Db {
     dir: tempfile::TempDir,
 }
@@ -83,43 +50,6 @@ impl Db {
     }
 }
 
-fn stored(store: &SqlStore) -> Option<(u64, AccessToken)> {
-    try_stored(store).unwrap()
-}
-
-fn try_stored(store: &SqlStore) -> Result<Option<(u64, AccessToken)>, StoreError> {
-    let record = store.load()?.record;
-    Ok(record.map(|r| (r.version, r.tokens.expect("tokens").access_token)))
-}
-
-fn epoch(store: &SqlStore) -> Duration {
-    store.load().unwrap().epoch_age.expect("the SQL store tells its epoch age")
-}
-
-fn stored_at(swap: Swap) -> (u64, Duration) {
-    match swap {
-        Swap::Stored { version, epoch_age } => (version, epoch_age.expect("an epoch age")),
-        other => panic!("expected the swap to land, got {other:?}"),
-    }
-}
-
-fn grown_epoch(store: &SqlStore) -> Duration {
-    epoch(store);
-    std::thread::sleep(GROWN);
-    let age = epoch(store);
-    assert!(age >= GROWN - Duration::from_millis(50), "the epoch grew to {age:?}");
-    age
-}
-
-fn json(record: &Record) -> serde_json::Value {
-    serde_json::to_value(record).unwrap()
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-/// The raw value of `store`'s row.
 fn raw_value(db: &Db, store: &SqlStore) -> Vec<u8> {
     db.raw()
         .query_row(
@@ -149,31 +79,22 @@ fn put_raw(db: &Db, store: &SqlStore, version: i64, value: &[u8]) {
 // The store contract
 // ---------------------------------------------------------------------------------------------
 
+/// The contract every store keeps (`helloflex_testkit::contract`): compare-and-swap, every
+/// `u64` version (the columns are signed 64-bit), the whole record through another handle, a
+/// claim fencing a stalled holder, writers racing on connections of their own.
 #[test]
-fn a_swap_lands_only_on_the_version_read_and_at_a_higher_version_the_writer_picked() {
+fn the_store_contract_holds_on_sqlite() {
     let db = Db::new();
-    let store = db.store("client-a");
-    assert!(store.load().unwrap().record.is_none(), "nothing stored yet");
-    assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { version: 1, .. }));
-
-    assert_eq!(store.swap(0, &record(2, 2)).unwrap(), Swap::Conflict, "planned from 0");
-    assert_eq!(store.swap(5, &record(2, 6)).unwrap(), Swap::Conflict, "planned from 5");
-    assert_eq!(store.swap(1, &record(2, 1)).unwrap(), Swap::Conflict, "same version");
-    assert_eq!(store.swap(1, &record(2, 0)).unwrap(), Swap::Conflict, "lower version");
-    assert_eq!(stored(&store), Some((1, AccessToken::new("at1"))), "no conflict wrote");
-
-    assert!(matches!(store.swap(1, &record(3, 7)).unwrap(), Swap::Stored { version: 7, .. }));
-    assert_eq!(store.swap(1, &record(4, 8)).unwrap(), Swap::Conflict, "planned from 1, gone");
-    let sign_in = 1_760_000_000_000;
-    assert!(matches!(
-        store.swap(7, &record(5, sign_in)).unwrap(),
-        Swap::Stored { version, .. } if version == sign_in
-    ));
-    let loaded = store.load().unwrap().record.unwrap();
-    assert_eq!(loaded.version, sign_in);
-    let tokens = loaded.tokens.unwrap();
-    assert_eq!(tokens.access_token, AccessToken::new("at5"));
-    assert_eq!(tokens.refresh_token, Some(RefreshToken::new("rt5")));
+    compare_and_swap(&db.store("client-a"));
+    every_u64_version(&db.store("client-big"));
+    whole_record_and_fencing(
+        &db.store("client-b").for_user("u"),
+        &db.store("client-b").for_user("u"),
+    );
+    db.store("client-c").migrate().unwrap();
+    racing_writers(|| {
+        std::sync::Arc::new(db.store("client-c").with_timeout(Duration::from_secs(10)))
+    });
 }
 
 #[test]
@@ -209,62 +130,6 @@ fn a_record_with_a_claim_a_tombstone_and_completed_authorizations_round_trips_wh
     assert!(loaded.tokens.is_none() && loaded.claim.is_none());
 }
 
-/// The claim is the lease, the version its fence: a holder that stalled past its budget and
-/// was taken over cannot write its (late) answer over the taker's, and cannot claim again on
-/// what it read before.
-#[test]
-fn a_taken_over_claim_fences_its_stalled_holder_out() {
-    let db = Db::new();
-    let (a, b) = (db.store("client-a").for_user("u"), db.store("client-a").for_user("u"));
-    assert!(matches!(a.swap(0, &record(1, 1)).unwrap(), Swap::Stored { .. }));
-    // A claims on version 1.
-    let mut by_a = record(1, 2);
-    by_a.claim = Some(Claim::new("a", Duration::from_secs(5)));
-    assert!(matches!(a.swap(1, &by_a).unwrap(), Swap::Stored { version: 2, .. }));
-    // B, having watched the claim unchanged for its budget, takes it over on version 2 ...
-    let mut by_b = record(1, 3);
-    by_b.claim = Some(Claim::new("b", Duration::from_secs(5)));
-    assert!(matches!(b.swap(2, &by_b).unwrap(), Swap::Stored { version: 3, .. }));
-    // ... so A's late answer, and a second claim planned on what A read, conflict.
-    assert_eq!(a.swap(2, &record(2, 4)).unwrap(), Swap::Conflict);
-    assert_eq!(a.swap(1, &by_a).unwrap(), Swap::Conflict);
-    assert_eq!(b.claim_holder().unwrap().as_deref(), Some("b"));
-    assert!(matches!(b.swap(3, &record(3, 4)).unwrap(), Swap::Stored { version: 4, .. }));
-    assert_eq!(stored(&a), Some((4, AccessToken::new("at3"))));
-}
-
-/// Threads with stores of their own (their own connections, as processes would have) race
-/// swaps on one record: each version is won exactly once.
-#[test]
-fn racing_writers_on_their_own_connections_each_win_a_version_at_most_once() {
-    let db = Db::new();
-    db.store("client-a").migrate().unwrap();
-    let wins = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for n in 0..4u32 {
-            let (db, wins) = (&db, &wins);
-            s.spawn(move || {
-                let store = db.store("client-a").with_timeout(Duration::from_secs(10));
-                for _ in 0..25 {
-                    let current = store.load().unwrap().record.map_or(0, |r| r.version);
-                    if let Swap::Stored { version, .. } =
-                        store.swap(current, &record(n, current + 1)).unwrap()
-                    {
-                        wins.lock().unwrap().push(version);
-                    }
-                }
-            });
-        }
-    });
-    let mut wins = wins.into_inner().unwrap();
-    let count = wins.len();
-    wins.sort_unstable();
-    wins.dedup();
-    assert_eq!(wins.len(), count, "a version won twice");
-    assert_eq!(wins, (1..=count as u64).collect::<Vec<_>>(), "every version in turn");
-    assert_eq!(stored(&db.store("client-a")).unwrap().0, count as u64);
-}
-
 #[test]
 fn delete_removes_the_record_leaving_no_row_and_a_first_write_may_follow() {
     let db = Db::new();
@@ -285,26 +150,6 @@ fn delete_removes_the_record_leaving_no_row_and_a_first_write_may_follow() {
             db.raw().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 0, "{table}");
     }
-}
-
-/// The columns are signed 64-bit: every `u64` version is kept and compared exactly.
-#[test]
-fn every_u64_version_is_compared_and_reported_exactly() {
-    let db = Db::new();
-    let store = db.store("client-a");
-    let mut expected = 0;
-    let top = 1u64 << 53;
-    for version in [top - 1, top, top + 1, (1 << 63) - 1, 1 << 63, (1 << 63) + 1, u64::MAX - 1] {
-        assert_eq!(stored_at(store.swap(expected, &record(1, version)).unwrap()).0, version);
-        assert_eq!(store.swap(expected, &record(1, version + 1)).unwrap(), Swap::Conflict);
-        assert_eq!(store.swap(version, &record(1, version)).unwrap(), Swap::Conflict);
-        assert_eq!(stored(&store).unwrap().0, version);
-        expected = version;
-    }
-    assert_eq!(store.swap(expected - 1, &record(2, u64::MAX)).unwrap(), Swap::Conflict);
-    let swap = store.swap(expected, &record(2, u64::MAX));
-    assert!(matches!(swap, Ok(Swap::Stored { version: u64::MAX, .. })), "{swap:?}");
-    assert_eq!(stored(&store).unwrap().0, u64::MAX);
 }
 
 // ---------------------------------------------------------------------------------------------

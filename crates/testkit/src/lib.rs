@@ -7,11 +7,14 @@
 //!   free loopback port, and what operations do to one (restarts, crashes, rollbacks, pauses);
 //! - [`passthrough`]: a store that hands every call on to an inner store, through hooks that
 //!   a fault-injecting test store overrides for only the call it changes;
-//! - [`watchdog`]: aborts a test whose failure would be a hang.
+//! - [`watchdog`]: aborts a test whose failure would be a hang;
+//! - [`contract`]: the store contract, written once and run by every store's tests, and the
+//!   fixtures they share.
 //!
 //! Test code: a fixture that cannot do its job panics with a hint, which fails the test that
 //! asked for it.
 
+pub mod contract;
 pub mod passthrough;
 pub mod pg_server;
 pub mod redis_server;
