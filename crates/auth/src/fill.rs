@@ -34,7 +34,7 @@ use helloflex_core::{
     TokenSet, UsageError,
 };
 
-use crate::manager::ManagerOptions;
+use crate::options::ManagerOptions;
 use crate::store::{Claim, Loaded, Record, StoredTokens, Swap, TokenStore};
 
 /// How long a job waits before asking a failing store again, at first (doubling while it

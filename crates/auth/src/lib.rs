@@ -69,6 +69,7 @@ mod fill;
 mod held;
 mod manager;
 mod nonblocking;
+mod options;
 mod ready;
 mod store;
 mod transport;
@@ -79,8 +80,9 @@ pub use client::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entropy::{Entropy, OsEntropy, os_bytes};
-pub use manager::{ManagerBuilder, ManagerOptions};
+pub use manager::ManagerBuilder;
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
+pub use options::ManagerOptions;
 // The one store error is the core's, so that it reaches a caller's `Error::Store` unchanged.
 pub use helloflex_core::{OpenError, StoreError, StoreErrorKind};
 pub use store::{
