@@ -66,11 +66,13 @@ mod clock;
 mod drive;
 mod entropy;
 mod fill;
+mod flavour;
 mod held;
 mod manager;
 mod nonblocking;
 mod options;
 mod ready;
+mod steps;
 mod store;
 mod transport;
 
