@@ -1,11 +1,12 @@
-//! The blocking token manager: the shared body ([`crate::manager`]) waited on with a `Condvar`,
-//! its jobs run on the calling thread (a background refresh on a thread of its own).
+//! The blocking token manager: the caller loops ([`crate::flavour`]) run on the calling thread,
+//! waiting on the manager's event with a timeout; its jobs run on the calling thread (a
+//! background refresh, and a write-back, on a thread of their own).
 
 use std::future::Future;
-use std::sync::{Arc, Condvar, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_listener::Listener;
+use event_listener::{EventListener, Listener};
 
 use helloflex_core::machines::{ApiCall, Fetched, TokenExchange};
 use helloflex_core::{
@@ -14,15 +15,12 @@ use helloflex_core::{
 
 use crate::drive::{TokenSource, drive_blocking, remaining};
 use crate::fill::{StoreOp, StoreReply};
-use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
+use crate::flavour::{self, Flavour};
+use crate::manager::{Job, ManagerBuilder, Shared};
+use crate::ready::run_ready;
+use crate::steps::{self, Rest, Steps};
 use crate::store::TokenStore;
 use crate::transport::{BlockingTransport, Response};
-
-impl Signal for Condvar {
-    fn notify(&self) {
-        self.notify_all();
-    }
-}
 
 /// Shares one token lifecycle between every clone and thread: reuse until the refresh margin,
 /// refresh in the background while the old token is served, one token request at a time.
@@ -51,7 +49,7 @@ pub struct BlockingTokenManager {
 }
 
 struct Inner {
-    shared: Shared<Condvar>,
+    shared: Shared,
     transport: Arc<dyn BlockingTransport>,
 }
 
@@ -64,8 +62,7 @@ impl std::fmt::Debug for Inner {
 impl ManagerBuilder {
     /// A blocking manager over `transport`.
     pub fn blocking(self, transport: Arc<dyn BlockingTransport>) -> BlockingTokenManager {
-        let shared =
-            Shared::new(self.grant, self.options, self.clock, self.entropy, Condvar::new());
+        let shared = Shared::new(self.grant, self.options, self.clock, self.entropy);
         BlockingTokenManager { inner: Arc::new(Inner { shared, transport }) }
     }
 }
@@ -95,48 +92,19 @@ impl BlockingTokenManager {
         pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<Token, Error> {
-        let job = self.inner.shared.begin_authorization(pending, callback)?;
-        self.inner.run(job)
+        run_ready(flavour::complete_authorization(self, pending, callback))
     }
 
     /// A valid token: cached, or fetched by this caller or another (only one request is made).
     pub fn token(&self) -> Result<Token, Error> {
-        let shared = &self.inner.shared;
-        // The condvar waits on the state's own lock: between the decision to wait and the wait
-        // starting, no completion can slip by unseen.
-        let mut state = shared.lock();
-        loop {
-            let now = shared.clock.now();
-            match shared.decide(&mut state, now) {
-                Next::Use(token) => return Ok(token),
-                Next::Fail(error) => return Err(error),
-                Next::Refresh(token, job) => {
-                    drop(state);
-                    self.refresh_in_background(job);
-                    return Ok(token);
-                }
-                Next::Fetch(job) => {
-                    drop(state);
-                    let _ = self.inner.run(*job);
-                    state = shared.lock();
-                }
-                Next::Wait(until) => {
-                    let wait = remaining(until, now);
-                    state = shared
-                        .signal
-                        .wait_timeout(state, wait)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
+        run_ready(flavour::token(self))
     }
 
     /// The same authorization-code manager for another user whose tokens live in `store`:
     /// the transport (and its connection pool) and the memory of completed authorizations are
     /// shared, the token cache is the user's own. Fails for the client-credentials grant.
     pub fn for_store(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
-        let shared = self.inner.shared.for_store(store, Condvar::new())?;
+        let shared = self.inner.shared.for_store(store)?;
         let transport = Arc::clone(&self.inner.transport);
         Ok(Self { inner: Arc::new(Inner { shared, transport }) })
     }
@@ -176,17 +144,7 @@ impl BlockingTokenManager {
     /// ```
     #[must_use = "`false` means a token request was still in flight"]
     pub fn close(&self, within: Duration) -> bool {
-        let clock = &*self.inner.shared.clock;
-        let give_up = self.inner.shared.close_by(within);
-        loop {
-            let now = clock.now();
-            match self.inner.shared.drain(now, give_up) {
-                Drain::Done(drained) => return drained,
-                Drain::Wait(listener, until) => {
-                    let _ = listener.wait_timeout(remaining(until, now));
-                }
-            }
-        }
+        run_ready(flavour::close(self, within))
     }
 
     /// The last store write that failed after a token request succeeded, until a write
@@ -207,56 +165,71 @@ impl BlockingTokenManager {
     pub(crate) fn call_boxed(&self, call: Box<ApiCall>) -> Result<Response, Error> {
         drive_blocking(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call)
     }
+}
 
-    fn refresh_in_background(&self, job: Box<Job>) {
+/// The blocking caller: jobs run on its thread, a refresh ahead of expiry on a thread of its
+/// own; it waits on the manager's event with a timeout.
+impl Flavour for BlockingTokenManager {
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    fn start(&self, job: Box<Job>) -> impl Future<Output = ()> + Send {
         let inner = Arc::clone(&self.inner);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<Job>>(1);
-        let spawned =
-            std::thread::Builder::new().name("helloflex-refresh".into()).spawn(move || {
-                if let Ok(job) = rx.recv() {
-                    let _ = inner.run(*job);
-                }
-            });
-        match spawned {
-            Ok(_) => {
-                let _ = tx.send(job);
-            }
-            Err(error) => {
-                // No thread to be had: refresh on this one rather than give the ticket up.
-                tracing::warn!(target: "helloflex::token", %error, "no thread for a background refresh; refreshing inline");
-                let _ = self.inner.run(*job);
-            }
+        let task = move || drop(run_ready(steps::run_job(&inner, *job)));
+        if let Err((error, task)) = on_thread("helloflex-refresh", task) {
+            // No thread to be had: refresh on this one rather than give the ticket up.
+            tracing::warn!(target: "helloflex::token", %error, "no thread for a background refresh; refreshing inline");
+            task();
         }
+        std::future::ready(())
+    }
+
+    fn run(&self, job: Box<Job>) -> impl Future<Output = ()> + Send {
+        let _ = run_ready(steps::run_job(&self.inner, *job));
+        std::future::ready(())
+    }
+
+    fn conclude(&self, job: Job) -> impl Future<Output = Result<Token, Error>> + Send {
+        std::future::ready(run_ready(steps::run_job(&self.inner, job)))
+    }
+
+    fn wait(
+        &self,
+        listener: EventListener,
+        until: Instant,
+        _closing: bool,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = listener.wait_timeout(remaining(until, self.inner.shared.clock.now()));
+        std::future::ready(())
     }
 }
 
-impl Inner {
-    /// Runs a job on this thread: the shared loop, whose blocking steps are ready at once. A
-    /// set the store has not taken is written back on a thread of its own: that lasts as long
-    /// as the store is away, never on a caller's thread.
-    fn run(self: &Arc<Self>, job: Job) -> Result<Token, Error> {
-        match crate::ready::run_ready(manager::run(&self.shared, &**self, job)) {
-            Ran::Done(result) => result,
-            Ran::Delivered(token, rest) => {
-                let inner = Arc::clone(self);
-                let spawned = std::thread::Builder::new()
-                    .name("helloflex-write-back".into())
-                    .spawn(move || {
-                        crate::ready::run_ready(manager::resume(&inner.shared, &*inner, rest))
-                    });
-                if let Err(error) = spawned {
-                    // The next refresh job finds the store behind and writes the set back.
-                    tracing::warn!(target: "helloflex::store", %error, "no thread to write new tokens back; the next refresh will");
-                    self.shared.write_back_dropped();
-                }
-                Ok(token)
-            }
+/// Runs `task` on a new thread named `name`; without one to be had, hands it back.
+fn on_thread<T: FnOnce() + Send + 'static>(name: &str, task: T) -> Result<(), (std::io::Error, T)> {
+    // The task reaches the thread through a channel, so that a thread that never started
+    // leaves it here to be handed back.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<T>(1);
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
+        if let Ok(task) = rx.recv() {
+            task();
         }
+    });
+    match spawned {
+        Ok(_) => {
+            // Fails only if the thread is gone, which it is not before it received.
+            let _ = tx.send(task);
+            Ok(())
+        }
+        Err(error) => Err((error, task)),
     }
 }
 
 /// The blocking flavour's steps: each does its I/O on the calling thread, then is ready.
 impl Steps for Inner {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
     fn store(&self, op: StoreOp) -> impl Future<Output = StoreReply> + Send {
         std::future::ready(match self.shared.store() {
             Some(store) => op.run(&**store),
@@ -272,6 +245,18 @@ impl Steps for Inner {
     }
     fn sleep(&self, until: Instant) -> impl Future<Output = ()> + Send {
         self.transport.sleep(remaining(until, self.shared.clock.now()));
+        std::future::ready(())
+    }
+    /// On a thread of its own: it lasts as long as the store is away, never on a caller's.
+    fn write_back(self: &Arc<Self>, rest: Box<Rest>) -> impl Future<Output = ()> + Send {
+        let inner = Arc::clone(self);
+        let task = move || run_ready(steps::resume(&*inner, rest));
+        if let Err((error, task)) = on_thread("helloflex-write-back", task) {
+            drop(task);
+            // The next refresh job finds the store behind and writes the set back.
+            tracing::warn!(target: "helloflex::store", %error, "no thread to write new tokens back; the next refresh will");
+            self.shared.write_back_dropped();
+        }
         std::future::ready(())
     }
 }

@@ -22,8 +22,9 @@ use serde::Serialize;
 use crate::blocking::BlockingTokenManager;
 use crate::clock::{Clock, SystemClock};
 use crate::entropy::jitter_seed;
-use crate::manager::{ManagerBuilder, ManagerOptions};
+use crate::manager::ManagerBuilder;
 use crate::nonblocking::{AsyncRuntime, AsyncTokenManager};
+use crate::options::ManagerOptions;
 use crate::store::TokenStore;
 use crate::transport::{AsyncTransport, BlockingTransport};
 

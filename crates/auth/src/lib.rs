@@ -66,10 +66,13 @@ mod clock;
 mod drive;
 mod entropy;
 mod fill;
+mod flavour;
 mod held;
 mod manager;
 mod nonblocking;
+mod options;
 mod ready;
+mod steps;
 mod store;
 mod transport;
 
@@ -79,8 +82,9 @@ pub use client::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entropy::{Entropy, OsEntropy, os_bytes};
-pub use manager::{ManagerBuilder, ManagerOptions};
+pub use manager::ManagerBuilder;
 pub use nonblocking::{AsyncRuntime, AsyncTokenManager, Task};
+pub use options::ManagerOptions;
 // The one store error is the core's, so that it reaches a caller's `Error::Store` unchanged.
 pub use helloflex_core::{OpenError, StoreError, StoreErrorKind};
 pub use store::{

@@ -1,127 +1,28 @@
 //! The token manager's one body: every decision the blocking and async managers make, made
-//! here once. A flavour adds only how it waits ([`Signal`]) and how it runs a job's steps.
+//! here once. A flavour adds only how it waits and runs a job's steps (the `flavour` and `steps` modules).
 //!
 //! The lock wraps the core's pure calls and this module's bookkeeping only; no store or network
 //! call ever runs under it.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use event_listener::{Event, EventListener};
 
-use helloflex_core::machines::{
-    Acquire, Completion, Fetched, Grant, Ticket, TokenCache, TokenExchange,
-};
+use helloflex_core::machines::{Acquire, Completion, Grant, Ticket, TokenCache, TokenExchange};
 use helloflex_core::{
     AccessToken, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
-    Error, Interruption, LifecyclePolicy, PendingAuthorization, RetryPolicy, StoreError,
-    StoreErrorKind, Token, TokenId, TokenSet, UsageError,
+    Error, Interruption, PendingAuthorization, StoreError, StoreErrorKind, Token, TokenId,
+    TokenSet, UsageError,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::entropy::{Entropy, OsEntropy};
-use crate::fill::{FillJob, Held, Now, Outcome, Purpose, Step, StoreOp, StoreReply, Watch};
+use crate::fill::{FillJob, Held, Outcome, Purpose, Watch};
+use crate::options::ManagerOptions;
 use crate::store::{StoredTokens, TokenStore};
-
-/// Settings shared by every token manager.
-///
-/// ```
-/// # mod helloflex { pub use ::helloflex_auth::*; pub use ::helloflex_core::*; pub use ::helloflex_auth as auth; pub use ::helloflex_emulator as emulator; pub use ::helloflex_transport_ureq as blocking; pub use ::http; }
-/// use std::time::Duration;
-/// use helloflex::{ClientSecret, LifecyclePolicy, ManagerOptions, RetryPolicy};
-///
-/// let mut lifecycle = LifecyclePolicy::default();
-/// lifecycle.max_refresh_margin = Duration::from_secs(60);
-/// let options = ManagerOptions::default()
-///     .with_lifecycle(lifecycle)
-///     .with_retry(RetryPolicy::default().with_max_attempts(3)) // token requests
-///     .with_store_check(Duration::from_secs(30)); // a shared store, read this often
-/// let client = helloflex::blocking::Client::builder()
-///     .client_credentials("my-client", ClientSecret::new("s3cret"))
-///     .token_options(options)
-///     .build()?;
-/// # drop(client);
-/// # Ok::<(), helloflex::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ManagerOptions {
-    /// Token lifecycle tuning (refresh margin, default lifetime, backoff).
-    pub lifecycle: LifecyclePolicy,
-    /// Retries of one token request (a refresh included: see the replay rule).
-    pub retry: RetryPolicy,
-    /// The longest one HTTP attempt can take on the transport (its connect plus total
-    /// timeouts). With the retry deadline it bounds a token request, and so how long its ticket
-    /// and its store lease live: a waiting caller never takes over a request still in flight.
-    /// `Duration::MAX` means no limit: the ticket and the claim then last into the far future
-    /// ([`helloflex_core::machines::saturating_add`]), never end at once. With a shared store,
-    /// that also means a claim whose holder died mid-refresh is never taken over (nobody can
-    /// know its request ended): keep it finite in a fleet.
-    pub attempt_timeout: Duration,
-    /// Time allowed for the token store's own calls within one token request; a store that
-    /// fails (restarting, unreachable) is asked again until then. A claim on the refresh token
-    /// declares the request's budget plus twice this (the claim and the answer's write).
-    /// `Duration::MAX` means no limit, as above; below 50 ms counts as 50 ms.
-    pub store_timeout: Duration,
-    /// After a shared store restarted or lost data (as it reports, see
-    /// [`crate::Loaded::epoch_age`]), no refresh token is presented for this long, so that
-    /// live instances holding newer tokens than the store's write them back first. Keep it
-    /// longer than `store_check` plus the time between two calls of an instance.
-    pub restart_grace: Duration,
-    /// While callers ask for user tokens, their store is read this often (in the background):
-    /// a set another instance stored is adopted early, and one the store lost is written back
-    /// within the grace period. `Duration::MAX` never looks.
-    pub store_check: Duration,
-}
-
-impl Default for ManagerOptions {
-    fn default() -> Self {
-        Self {
-            lifecycle: LifecyclePolicy::default(),
-            retry: RetryPolicy::default(),
-            attempt_timeout: Duration::from_secs(90),
-            store_timeout: Duration::from_secs(10),
-            restart_grace: Duration::from_secs(30),
-            store_check: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ManagerOptions {
-    /// Sets the lifecycle tuning.
-    pub fn with_lifecycle(mut self, lifecycle: LifecyclePolicy) -> Self {
-        self.lifecycle = lifecycle;
-        self
-    }
-    /// Sets the token-request retries.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-    /// Sets the time allowed for the token store's own calls.
-    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
-        self
-    }
-    /// Sets the longest one HTTP attempt can take.
-    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.attempt_timeout = timeout;
-        self
-    }
-    /// Sets how long refreshes wait after a shared store restarted or lost data.
-    pub fn with_restart_grace(mut self, grace: Duration) -> Self {
-        self.restart_grace = grace;
-        self
-    }
-    /// Sets how often a store of user tokens is read while callers call.
-    pub fn with_store_check(mut self, every: Duration) -> Self {
-        self.store_check = every;
-        self
-    }
-}
 
 /// How a manager's cache is filled.
 #[derive(Debug, Clone)]
@@ -139,11 +40,6 @@ pub(crate) enum GrantConfig {
 
 /// How many completed authorizations are remembered (to refuse a callback delivered twice).
 const COMPLETED_KEPT: usize = 4096;
-
-/// Wakes the callers waiting for a job.
-pub(crate) trait Signal: Send + Sync {
-    fn notify(&self);
-}
 
 /// What the lock guards.
 #[derive(Debug)]
@@ -197,10 +93,10 @@ pub(crate) enum Next {
 pub(crate) struct Job {
     pub(crate) ticket: Option<Ticket>,
     /// A look at the store (no ticket, not an authorization).
-    check: bool,
+    pub(crate) check: bool,
     pub(crate) fill: FillJob,
     /// Counts the job as in flight until it is dropped (finished, or its runner cancelled).
-    running: Running,
+    pub(crate) running: Running,
 }
 
 /// The token requests in flight across a manager and every per-user manager made from it, and
@@ -219,7 +115,7 @@ struct Jobs {
 
 /// One job in flight; dropping it wakes whoever waits for the jobs to end.
 #[derive(Debug)]
-struct Running(Arc<Jobs>);
+pub(crate) struct Running(Arc<Jobs>);
 
 impl Running {
     fn start(jobs: &Arc<Jobs>) -> Self {
@@ -246,18 +142,19 @@ pub(crate) enum Drain {
 }
 
 /// The shared body of a manager.
-pub(crate) struct Shared<S> {
+pub(crate) struct Shared {
     state: Mutex<State>,
     completed: Completed,
     jobs: Arc<Jobs>,
-    pub(crate) signal: S,
+    /// Wakes the callers waiting for a job (a caller listens under the lock, before it waits).
+    pub(crate) signal: Event,
     grant: GrantConfig,
     options: ManagerOptions,
     pub(crate) clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
 }
 
-impl<S: Signal> std::fmt::Debug for Shared<S> {
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out = f.debug_struct("TokenManager");
         out.field("grant", &self.grant);
@@ -270,13 +167,12 @@ impl<S: Signal> std::fmt::Debug for Shared<S> {
     }
 }
 
-impl<S: Signal> Shared<S> {
+impl Shared {
     pub(crate) fn new(
         grant: GrantConfig,
         options: ManagerOptions,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
-        signal: S,
     ) -> Self {
         let cache = match &grant {
             GrantConfig::ClientCredentials { .. } => {
@@ -297,17 +193,18 @@ impl<S: Signal> Shared<S> {
             contact_since: None,
         };
         let (completed, jobs) = (Completed::default(), Arc::default());
+        let signal = Event::new();
         Self { state: Mutex::new(state), completed, jobs, signal, grant, options, clock, entropy }
     }
 
     /// The same authorization-code client for another user, whose tokens live in `store`: an
     /// empty cache of its own, the configuration, the memory of completed authorizations and
     /// the jobs in flight (closing one closes all) shared.
-    pub(crate) fn for_store(&self, store: Arc<dyn TokenStore>, signal: S) -> Result<Self, Error> {
+    pub(crate) fn for_store(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
         let config = self.auth_code()?.clone();
         let grant = GrantConfig::AuthorizationCode { config, store };
         let (clock, entropy) = (Arc::clone(&self.clock), Arc::clone(&self.entropy));
-        let mut sibling = Self::new(grant, self.options.clone(), clock, entropy, signal);
+        let mut sibling = Self::new(grant, self.options.clone(), clock, entropy);
         sibling.completed = Arc::clone(&self.completed);
         sibling.jobs = Arc::clone(&self.jobs);
         Ok(sibling)
@@ -564,7 +461,7 @@ impl<S: Signal> Shared<S> {
             }
         };
         drop(state);
-        self.signal.notify();
+        self.signal.notify(usize::MAX);
         answer
     }
 
@@ -626,14 +523,14 @@ impl<S: Signal> Shared<S> {
             }
         }
         drop(state);
-        self.signal.notify();
+        self.signal.notify(usize::MAX);
     }
 
     /// The write-back of a delivered set ended without its job finishing (its runner was
     /// dropped): other jobs may start again, and one of them writes the set back.
     pub(crate) fn write_back_dropped(&self) {
         self.lock().busy = None;
-        self.signal.notify();
+        self.signal.notify(usize::MAX);
     }
 
     /// Ends a look at the store: a newer set adopted, or nothing changed.
@@ -660,14 +557,14 @@ impl<S: Signal> Shared<S> {
             }
         }
         drop(state);
-        self.signal.notify();
+        self.signal.notify(usize::MAX);
     }
 
     /// Gives an unfinished job's ticket back (its runner was cancelled before sending).
     pub(crate) fn abandon(&self, ticket: Ticket) {
         tracing::debug!(target: "helloflex::token", "token request abandoned");
         self.lock().cache.abandon(ticket);
-        self.signal.notify();
+        self.signal.notify(usize::MAX);
     }
 
     /// Fails a job that never ran (its runtime dropped it unstarted, having shut down): its
@@ -684,7 +581,7 @@ impl<S: Signal> Shared<S> {
             let now = self.clock.now();
             let _ = self.lock().cache.complete(now, ticket, Err(error), self.entropy.jitter_seed());
         }
-        self.signal.notify();
+        self.signal.notify(usize::MAX);
     }
 
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
@@ -876,157 +773,5 @@ impl ManagerBuilder {
     pub fn options(mut self, options: ManagerOptions) -> Self {
         self.options = options;
         self
-    }
-}
-
-/// Holds a job's ticket while the job runs; if the runner unwinds or its future is dropped
-/// before the job finished, the ticket is given back so the next caller need not wait.
-pub(crate) struct TicketGuard<'a, S: Signal> {
-    shared: &'a Shared<S>,
-    ticket: Option<Ticket>,
-}
-
-impl<'a, S: Signal> TicketGuard<'a, S> {
-    pub(crate) fn new(shared: &'a Shared<S>, ticket: Option<Ticket>) -> Self {
-        Self { shared, ticket }
-    }
-
-    /// The ticket, for [`Shared::finish`]: the guard no longer gives it back.
-    pub(crate) fn take(mut self) -> Option<Ticket> {
-        self.ticket.take()
-    }
-}
-
-impl<S: Signal> Drop for TicketGuard<'_, S> {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.shared.abandon(ticket);
-        }
-    }
-}
-
-/// How a flavour carries out a job's steps: the only thing that differs between them.
-pub(crate) trait Steps: Sync {
-    /// Runs a store call.
-    fn store(&self, op: StoreOp) -> impl Future<Output = StoreReply> + Send;
-    /// Runs a token exchange to its end.
-    fn fetch(
-        &self,
-        exchange: Box<TokenExchange>,
-    ) -> impl Future<Output = Result<Fetched, Error>> + Send;
-    /// Waits until `until`.
-    fn sleep(&self, until: Instant) -> impl Future<Output = ()> + Send;
-}
-
-/// How [`run`] ended.
-pub(crate) enum Ran {
-    /// The job finished; its result.
-    Done(Result<Token, Error>),
-    /// The job delivered a set the store has not taken yet: callers have the token, the rest
-    /// of the job writes the set back and must be run to its end ([`resume`]).
-    Delivered(Token, Box<Rest>),
-}
-
-/// The rest of a job that delivered its set: the write-back.
-pub(crate) struct Rest {
-    fill: FillJob,
-    running: Running,
-    delivered: AccessToken,
-}
-
-impl Now {
-    fn read(clock: &dyn Clock) -> Self {
-        Self { at: clock.now(), wall: clock.wall() }
-    }
-}
-
-/// Runs a job's steps until it ends or delivers, and hands its outcome back: the one loop
-/// both flavours use.
-pub(crate) async fn run<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, job: Job) -> Ran {
-    let Job { ticket, check, mut fill, running } = job;
-    let guard = TicketGuard::new(shared, ticket);
-    // A check dropped before its end (its runtime went away) lets other jobs start again.
-    let mut checking = WriteBackGuard(check.then_some(shared));
-    let clock = &*shared.clock;
-    let outcome = loop {
-        match fill.poll(Now::read(clock)) {
-            Step::Store(op) => {
-                let reply = steps.store(op).await;
-                fill.handle_store(Now::read(clock), reply);
-            }
-            Step::Fetch(exchange) => {
-                let fetched = steps.fetch(exchange).await;
-                fill.handle_fetched(Now::read(clock), fetched);
-            }
-            Step::Sleep(until) => steps.sleep(until).await,
-            Step::Deliver(set, error) => {
-                // A check that writes back is busy writing back now, not checking.
-                checking.0 = None;
-                let delivered = set.access_token.clone();
-                return match shared.deliver(guard.take(), check, *set, error) {
-                    Ok(token) => Ran::Delivered(token, Box::new(Rest { fill, running, delivered })),
-                    // The ticket was superseded (a new sign-in): nothing to write back.
-                    Err(error) => {
-                        shared.write_back_dropped();
-                        Ran::Done(Err(error))
-                    }
-                };
-            }
-            Step::Done(outcome) => break outcome,
-        }
-    };
-    // The outcome is stored (or failed): the job no longer holds up a close. Counted out
-    // before the waiters are woken, so a caller that got the token sees nothing in flight.
-    drop(running);
-    if check {
-        checking.0 = None;
-        shared.checked(outcome);
-        // A check adopts or writes back; it hands no token to anyone (no caller waits on it).
-        return Ran::Done(Err(Interruption::NoToken.into()));
-    }
-    Ran::Done(shared.finish(guard.take(), outcome))
-}
-
-/// Runs a delivered job's write-back to its end: until the store holds the set, however long
-/// the store is away (the process's close waits for it).
-pub(crate) async fn resume<S: Signal, D: Steps>(shared: &Shared<S>, steps: &D, rest: Box<Rest>) {
-    let Rest { mut fill, running, delivered } = *rest;
-    // Dropped unfinished (the runtime went away): other jobs may write the set back.
-    let guard = WriteBackGuard(Some(shared));
-    let clock = &*shared.clock;
-    let outcome = loop {
-        match fill.poll(Now::read(clock)) {
-            Step::Store(op) => {
-                let reply = steps.store(op).await;
-                fill.handle_store(Now::read(clock), reply);
-            }
-            Step::Sleep(until) => steps.sleep(until).await,
-            Step::Fetch(_) | Step::Deliver(..) => {
-                break Outcome {
-                    result: Err(UsageError::WrongState("a write-back asked to send").into()),
-                    store_error: None,
-                    version: None,
-                    watch: None,
-                    unchanged: false,
-                    contact_since: None,
-                };
-            }
-            Step::Done(outcome) => break outcome,
-        }
-    };
-    drop(running);
-    let mut guard = guard;
-    guard.0 = None;
-    shared.written_back(&delivered, outcome);
-}
-
-/// Lets other jobs start again if a write-back or a check is dropped before its end.
-struct WriteBackGuard<'a, S: Signal>(Option<&'a Shared<S>>);
-
-impl<S: Signal> Drop for WriteBackGuard<'_, S> {
-    fn drop(&mut self) {
-        if let Some(shared) = self.0.take() {
-            shared.write_back_dropped();
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! The async token manager: the shared body ([`crate::manager`]) waited on with a
+//! The async token manager: the caller loops ([`crate::flavour`]) awaited, waiting on a
 //! runtime-agnostic event, its jobs run detached on the caller's [`AsyncRuntime`] (or, without
 //! one, owned by the manager and driven by whoever waits: [`crate::held`]) so that a dropped
 //! caller never cancels a request that may have reached the server.
@@ -18,8 +18,10 @@ use helloflex_core::{
 
 use crate::drive::{AsyncTokenSource, drive_async, remaining};
 use crate::fill::{StoreOp, StoreReply};
+use crate::flavour::{self, Flavour};
 use crate::held::{Held, Owner};
-use crate::manager::{self, Drain, Job, ManagerBuilder, Next, Ran, Shared, Signal, Steps};
+use crate::manager::{Job, ManagerBuilder, Shared};
+use crate::steps::{self, Rest, Steps};
 use crate::store::TokenStore;
 use crate::transport::{AsyncTransport, Response};
 
@@ -74,12 +76,6 @@ pub trait AsyncRuntime: Send + Sync + std::fmt::Debug {
     /// Runs `work` (blocking store I/O) where it cannot stall the executor; the returned future
     /// finishes when it has run.
     fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send + 'static>) -> Task;
-}
-
-impl Signal for Event {
-    fn notify(&self) {
-        Event::notify(self, usize::MAX);
-    }
 }
 
 /// The async counterpart of [`crate::BlockingTokenManager`]: one token lifecycle shared by every
@@ -145,7 +141,7 @@ pub struct AsyncTokenManager {
 }
 
 struct Inner {
-    shared: Shared<Event>,
+    shared: Shared,
     transport: Arc<dyn AsyncTransport>,
     runtime: Option<Arc<dyn AsyncRuntime>>,
 }
@@ -156,12 +152,6 @@ impl std::fmt::Debug for AsyncTokenManager {
     }
 }
 
-/// A decision taken under the lock; a wait listens before the lock is released.
-enum Decided {
-    Next(Next),
-    Wait(EventListener, std::time::Instant),
-}
-
 impl ManagerBuilder {
     /// An async manager over `transport`, its token requests run detached on `runtime` (see
     /// [`AsyncTokenManager`] for what changes without one).
@@ -170,7 +160,7 @@ impl ManagerBuilder {
         transport: Arc<dyn AsyncTransport>,
         runtime: Option<Arc<dyn AsyncRuntime>>,
     ) -> AsyncTokenManager {
-        let shared = Shared::new(self.grant, self.options, self.clock, self.entropy, Event::new());
+        let shared = Shared::new(self.grant, self.options, self.clock, self.entropy);
         let inner = Arc::new(Inner { shared, transport, runtime });
         AsyncTokenManager { inner, held: Arc::default() }
     }
@@ -202,80 +192,18 @@ impl AsyncTokenManager {
         pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<Token, Error> {
-        let job = self.inner.shared.begin_authorization(pending, callback)?;
-        let handoff = Arc::new(Handoff::default());
-        let (inner, sender) = (Arc::clone(&self.inner), Sender(Arc::clone(&handoff)));
-        let task = Box::pin(async move {
-            let result = inner.run(job).await;
-            sender.send(result);
-        });
-        match &self.inner.runtime {
-            Some(runtime) => {
-                runtime.spawn(task);
-                handoff.recv().await
-            }
-            None => {
-                self.held.push(self.owner(), task);
-                self.held.while_driving(Some(self.owner()), handoff.recv()).await
-            }
-        }
+        flavour::complete_authorization(self, pending, callback).await
     }
 
     /// A valid token: cached, or fetched by this caller or another (only one request is made).
     pub async fn token(&self) -> Result<Token, Error> {
-        let inner = &self.inner;
-        let shared = &inner.shared;
-        let owner = self.owner();
-        if inner.runtime.is_none() {
-            self.held.nudge(owner);
-        }
-        loop {
-            let decided = {
-                let mut state = shared.lock();
-                match shared.decide(&mut state, shared.clock.now()) {
-                    Next::Wait(until) => Decided::Wait(shared.signal.listen(), until),
-                    next => Decided::Next(next),
-                }
-            };
-            match decided {
-                Decided::Next(Next::Use(token)) => return Ok(token),
-                Decided::Next(Next::Fail(error)) => return Err(error),
-                Decided::Next(Next::Refresh(token, job)) => {
-                    match &inner.runtime {
-                        Some(runtime) => runtime.spawn(inner.detached(job)),
-                        // Without a runtime its starter drives it (every older job first).
-                        None => {
-                            self.held.push(owner, inner.owned(job));
-                            self.held.drive(Some(owner)).await;
-                        }
-                    }
-                    return Ok(token);
-                }
-                // No caller's: this caller then waits like any other, and may be dropped.
-                Decided::Next(Next::Fetch(job)) => match &inner.runtime {
-                    Some(runtime) => runtime.spawn(inner.detached(job)),
-                    None => {
-                        self.held.push(owner, inner.owned(job));
-                        self.held.drive(Some(owner)).await;
-                    }
-                },
-                Decided::Next(Next::Wait(_)) => {}
-                Decided::Wait(listener, until) => {
-                    let timeout = inner.transport.sleep(remaining(until, shared.clock.now()));
-                    let waited = first_of(listener, timeout);
-                    match &inner.runtime {
-                        Some(_) => waited.await,
-                        None => self.held.while_driving(Some(owner), waited).await,
-                    }
-                }
-            }
-        }
+        flavour::token(self).await
     }
 
     /// The same authorization-code manager for another user whose tokens live in `store`
     /// (see [`crate::BlockingTokenManager::for_store`]).
     pub fn for_store(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
-        let shared = self.inner.shared.for_store(store, Event::new())?;
+        let shared = self.inner.shared.for_store(store)?;
         let (transport, runtime) = (Arc::clone(&self.inner.transport), self.inner.runtime.clone());
         let inner = Arc::new(Inner { shared, transport, runtime });
         Ok(Self { inner, held: Arc::clone(&self.held) })
@@ -295,23 +223,7 @@ impl AsyncTokenManager {
     /// flight itself.
     #[must_use = "`false` means a token request was still in flight"]
     pub async fn close(&self, within: Duration) -> bool {
-        let shared = &self.inner.shared;
-        let clock = &*shared.clock;
-        let give_up = shared.close_by(within);
-        loop {
-            let now = clock.now();
-            match shared.drain(now, give_up) {
-                Drain::Done(drained) => return drained,
-                Drain::Wait(listener, until) => {
-                    let waited =
-                        first_of(listener, self.inner.transport.sleep(remaining(until, now)));
-                    match &self.inner.runtime {
-                        Some(_) => waited.await,
-                        None => self.held.while_driving(None, waited).await,
-                    }
-                }
-            }
-        }
+        flavour::close(self, within).await
     }
 
     /// The last store write that failed after a token request succeeded, until a write
@@ -344,13 +256,13 @@ impl Inner {
     /// `job` as a task for the runtime. A task the runtime drops before its first poll (it has
     /// shut down) fails the job's ticket, so the callers waiting for it get
     /// [`Interruption::RuntimeShutDown`] at once rather than at the ticket's deadline. A task
-    /// dropped later gives its ticket back ([`manager::TicketGuard`]) and the next caller's
+    /// dropped later gives its ticket back (the ticket guard of [`crate::steps`]) and the next caller's
     /// task meets the same end.
     fn detached(self: &Arc<Self>, job: Box<Job>) -> Task {
         let unstarted = Unstarted { inner: Arc::clone(self), job: Some(job) };
         Box::pin(async move {
             if let Some((inner, job)) = unstarted.start() {
-                let _ = inner.run(*job).await;
+                let _ = steps::run_job(&inner, *job).await;
             }
         })
     }
@@ -359,34 +271,17 @@ impl Inner {
     fn owned(self: &Arc<Self>, job: Box<Job>) -> Task {
         let inner = Arc::clone(self);
         Box::pin(async move {
-            let _ = inner.run(*job).await;
+            let _ = steps::run_job(&inner, *job).await;
         })
-    }
-
-    async fn run(self: &Arc<Self>, job: Job) -> Result<Token, Error> {
-        match manager::run(&self.shared, &**self, job).await {
-            Ran::Done(result) => result,
-            Ran::Delivered(token, rest) => {
-                match &self.runtime {
-                    // Its own task: it lasts as long as the store is away.
-                    Some(runtime) => {
-                        let inner = Arc::clone(self);
-                        runtime.spawn(Box::pin(async move {
-                            manager::resume(&inner.shared, &*inner, rest).await;
-                        }));
-                    }
-                    // No runtime to hand it to: the caller drives it to its end.
-                    None => manager::resume(&self.shared, &**self, rest).await,
-                }
-                Ok(token)
-            }
-        }
     }
 }
 
 /// The async flavour's steps: requests through the async transport, store calls off the
 /// executor when a runtime is at hand.
 impl Steps for Inner {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
     async fn store(&self, op: StoreOp) -> StoreReply {
         let Some(store) = self.shared.store() else { return op.lost() };
         let Some(runtime) = &self.runtime else { return op.run(&**store) };
@@ -407,6 +302,79 @@ impl Steps for Inner {
     }
     async fn sleep(&self, until: Instant) {
         self.transport.sleep(remaining(until, self.shared.clock.now())).await;
+    }
+    /// Its own task with a runtime; without one, the caller drives it to its end.
+    async fn write_back(self: &Arc<Self>, rest: Box<Rest>) {
+        match &self.runtime {
+            Some(runtime) => {
+                let inner = Arc::clone(self);
+                runtime.spawn(Box::pin(async move { steps::resume(&*inner, rest).await }));
+            }
+            None => steps::resume(&**self, rest).await,
+        }
+    }
+}
+
+/// The async caller: with a runtime, every job runs detached on it; without one, the manager
+/// holds the job and the callers that wait drive it ([`Held`]).
+impl Flavour for AsyncTokenManager {
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    fn pass_by(&self) {
+        if self.inner.runtime.is_none() {
+            self.held.nudge(self.owner());
+        }
+    }
+
+    async fn start(&self, job: Box<Job>) {
+        let inner = &self.inner;
+        match &inner.runtime {
+            Some(runtime) => runtime.spawn(inner.detached(job)),
+            // Without a runtime its starter drives it (every older job first).
+            None => {
+                self.held.push(self.owner(), inner.owned(job));
+                self.held.drive(Some(self.owner())).await;
+            }
+        }
+    }
+
+    /// No caller's, as a refresh is: this caller then waits like any other, and may be dropped.
+    async fn run(&self, job: Box<Job>) {
+        self.start(job).await;
+    }
+
+    async fn conclude(&self, job: Job) -> Result<Token, Error> {
+        let handoff = Arc::new(Handoff::default());
+        let (inner, sender) = (Arc::clone(&self.inner), Sender(Arc::clone(&handoff)));
+        let task = Box::pin(async move {
+            let result = steps::run_job(&inner, job).await;
+            sender.send(result);
+        });
+        match &self.inner.runtime {
+            Some(runtime) => {
+                runtime.spawn(task);
+                handoff.recv().await
+            }
+            None => {
+                self.held.push(self.owner(), task);
+                self.held.while_driving(Some(self.owner()), handoff.recv()).await
+            }
+        }
+    }
+
+    async fn wait(&self, listener: EventListener, until: Instant, closing: bool) {
+        let timeout = self.inner.transport.sleep(remaining(until, self.inner.shared.clock.now()));
+        let waited = first_of(listener, timeout);
+        match &self.inner.runtime {
+            Some(_) => waited.await,
+            // A close drives every manager's jobs, a caller its own manager's.
+            None => {
+                let whose = if closing { None } else { Some(self.owner()) };
+                self.held.while_driving(whose, waited).await;
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::faults::Fault;
-use crate::refusal::{Refusal, got_str};
+use crate::refusal::{Refusal, absolute_url_problem, got_str};
 
 /// The access-token lifetimes, in seconds, that `--token-lifetime` and
 /// `POST /_admin/token-lifetime` take: a second to a year. (The Rust API also takes less than a
@@ -135,39 +135,6 @@ impl ClientRegistration {
 /// Why users could never be sent back to `uri`, if they could not.
 pub(crate) fn redirect_uri_problem(uri: &str) -> Option<String> {
     absolute_url_problem(uri)
-}
-
-/// Why `url` is not an absolute `http://` or `https://` URL a browser (or the SDK) would go to,
-/// if it is not: no fragment, no user info (`user:password@`: browsers strip or refuse it and
-/// the SDK refuses it), a host, and a port (if any) in 1..=65535.
-pub(crate) fn absolute_url_problem(url: &str) -> Option<String> {
-    let quoted = got_str(url);
-    let Some(uri) = url.parse::<http::Uri>().ok().filter(|u| {
-        !url.contains('#')
-            && matches!(u.scheme_str(), Some("http" | "https"))
-            && u.authority().is_some()
-    }) else {
-        return Some(format!(
-            "must be an absolute http:// or https:// URL without a fragment (got {quoted})"
-        ));
-    };
-    let authority = uri.authority().map_or("", http::uri::Authority::as_str);
-    // What follows the host (after an IPv6 literal's `]`) is the port, if anything.
-    let after_host = authority.rsplit_once(']').map_or(authority, |(_, rest)| rest);
-    if authority.contains('@') {
-        Some(format!(
-            "must not carry user info (user:password@): browsers and the SDK refuse it (got \
-             {quoted})"
-        ))
-    } else if uri.host().is_none_or(str::is_empty) {
-        Some(format!("must name a host (got {quoted})"))
-    } else if let Some((_, port)) = after_host.rsplit_once(':')
-        && !port.parse::<u16>().is_ok_and(|p| p > 0)
-    {
-        Some(format!("must have a port in 1..=65535, or none (got {quoted})"))
-    } else {
-        None
-    }
 }
 
 /// The refusal of a client id that is not registered, listing those that are.

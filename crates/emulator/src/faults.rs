@@ -10,8 +10,9 @@ use std::ops::RangeInclusive;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::config::absolute_url_problem;
-use crate::refusal::{Fields, Refusal, got, got_str, one_line, outside, parse_json, value_once};
+use crate::refusal::{
+    Fields, Refusal, absolute_url_problem, got, got_str, one_line, outside, parse_json, value_once,
+};
 
 /// One injected fault: what happens, on which paths, for which client, how many times.
 ///

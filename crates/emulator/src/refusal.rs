@@ -346,6 +346,39 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Why `url` is not an absolute `http://` or `https://` URL a browser (or the SDK) would go to,
+/// if it is not: no fragment, no user info (`user:password@`: browsers strip or refuse it and
+/// the SDK refuses it), a host, and a port (if any) in 1..=65535.
+pub(crate) fn absolute_url_problem(url: &str) -> Option<String> {
+    let quoted = got_str(url);
+    let Some(uri) = url.parse::<http::Uri>().ok().filter(|u| {
+        !url.contains('#')
+            && matches!(u.scheme_str(), Some("http" | "https"))
+            && u.authority().is_some()
+    }) else {
+        return Some(format!(
+            "must be an absolute http:// or https:// URL without a fragment (got {quoted})"
+        ));
+    };
+    let authority = uri.authority().map_or("", http::uri::Authority::as_str);
+    // What follows the host (after an IPv6 literal's `]`) is the port, if anything.
+    let after_host = authority.rsplit_once(']').map_or(authority, |(_, rest)| rest);
+    if authority.contains('@') {
+        Some(format!(
+            "must not carry user info (user:password@): browsers and the SDK refuse it (got \
+             {quoted})"
+        ))
+    } else if uri.host().is_none_or(str::is_empty) {
+        Some(format!("must name a host (got {quoted})"))
+    } else if let Some((_, port)) = after_host.rsplit_once(':')
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        Some(format!("must have a port in 1..=65535, or none (got {quoted})"))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

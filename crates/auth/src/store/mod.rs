@@ -4,7 +4,7 @@
 //! compare-and-swap on the record's version, [`TokenStore::swap`]. Everything a fleet agrees on
 //! lives inside the record (the tokens, who is spending the refresh token now, the tombstone of
 //! a refused one, the authorizations already completed), so every store, whatever it is built
-//! on, gives the same guarantees with the same two calls; the fill job (`fill.rs`) holds the
+//! on, gives the same guarantees with the same two calls; the fill job (`fill/`) holds the
 //! protocol.
 //!
 //! The folder holds, a file each: the seam (`seam.rs`: the trait and what it reads and writes),
