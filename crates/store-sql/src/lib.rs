@@ -114,7 +114,11 @@ pub struct Database(Kind);
 enum Kind {
     Sqlite(PathBuf),
     #[cfg(feature = "postgres")]
-    Postgres(zeroize::Zeroizing<String>),
+    Postgres {
+        url: zeroize::Zeroizing<String>,
+        /// Certificate authorities (PEM) trusted beside the system's.
+        roots: Option<Vec<u8>>,
+    },
 }
 
 impl std::fmt::Debug for Database {
@@ -123,7 +127,7 @@ impl std::fmt::Debug for Database {
             Kind::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
             // Not the address: it may carry a password.
             #[cfg(feature = "postgres")]
-            Kind::Postgres(_) => f.write_str("Postgres"),
+            Kind::Postgres { .. } => f.write_str("Postgres"),
         }
     }
 }
@@ -138,12 +142,28 @@ impl Database {
     }
 
     /// The PostgreSQL database at `url` (`postgres://user:password@host:port/dbname`, or
-    /// libpq's `key=value` form). The connection is not encrypted (TLS is not wired in yet):
-    /// use it on a trusted network or through a local proxy. The tables go to the first schema
-    /// of the connection's `search_path` (`?options=-csearch_path%3Dmyschema` to choose one).
+    /// libpq's `key=value` form). The tables go to the first schema of the connection's
+    /// `search_path` (`?options=-csearch_path%3Dmyschema` to choose one).
+    ///
+    /// **TLS** (rustls, the server's certificate checked against the system's certificate
+    /// authorities and any given to [`Database::with_root_certificates`]): required for a
+    /// server on another host unless the URL says `sslmode=disable`; for one on this host
+    /// (loopback, `localhost`, a Unix socket) used when the server offers it, as libpq's
+    /// `sslmode=prefer`; `sslmode=require` asks for it anywhere. No client certificates.
     #[cfg(feature = "postgres")]
     pub fn postgres(url: &str) -> Self {
-        Self(Kind::Postgres(zeroize::Zeroizing::new(url.to_owned())))
+        Self(Kind::Postgres { url: zeroize::Zeroizing::new(url.to_owned()), roots: None })
+    }
+
+    /// Trusts the certificate authorities in `pem` (one or more PEM certificates) beside the
+    /// system's, for a PostgreSQL server whose certificate a private CA signed. Checked when a
+    /// store opens the database.
+    #[cfg(feature = "postgres")]
+    pub fn with_root_certificates(mut self, pem: &[u8]) -> Self {
+        if let Kind::Postgres { roots, .. } = &mut self.0 {
+            *roots = Some(pem.to_vec());
+        }
+        self
     }
 
     /// The database a URL names, for a setting: `sqlite:<path>` (or `sqlite://<path>`), or
@@ -270,7 +290,9 @@ impl SqlStore {
         let backend = match database.0 {
             Kind::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::new(path)),
             #[cfg(feature = "postgres")]
-            Kind::Postgres(url) => Backend::Postgres(Box::new(postgres::Postgres::new(&url)?)),
+            Kind::Postgres { url, roots } => {
+                Backend::Postgres(Box::new(postgres::Postgres::new(&url, roots.as_deref())?))
+            }
         };
         let tables = Tables::new(DEFAULT_TABLE_PREFIX)?;
         Ok(Self {

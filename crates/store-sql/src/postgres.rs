@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row as PgRow, Statement};
+use tokio_postgres::{Client, Row as PgRow, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::SqlError;
 use crate::protocol::{self, Epoch, Row, Tx};
@@ -34,6 +36,7 @@ const MIGRATION_LOCK: i64 = 0x6865_6c6c_6f66_6c78;
 
 pub(crate) struct Postgres {
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// Dropped without waiting (`shutdown_background`), so a store may be dropped anywhere,
     /// an async task included.
     runtime: Option<Runtime>,
@@ -85,10 +88,13 @@ enum Failure {
 }
 
 impl Postgres {
-    pub(crate) fn new(url: &str) -> Result<Self, SqlError> {
+    /// A server at `url`, trusting `roots` (PEM) beside the system's certificate authorities.
+    pub(crate) fn new(url: &str, roots: Option<&[u8]>) -> Result<Self, SqlError> {
         // The URL is not quoted back: it may carry a password.
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|_| SqlError::Setting("not a usable PostgreSQL connection string".into()))?;
+        config.ssl_mode(ssl_mode(&config));
+        let tls = MakeRustlsConnect::new(client_config(roots)?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("helloflex-store-sql")
@@ -97,6 +103,7 @@ impl Postgres {
             .map_err(|e| SqlError::Setting(format!("the store's runtime did not start: {e}")))?;
         Ok(Self {
             config,
+            tls,
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             idle: Mutex::default(),
@@ -137,8 +144,9 @@ impl Postgres {
     fn connect(&self, timeout: Duration) -> Result<Connection, SqlError> {
         let mut config = self.config.clone();
         config.connect_timeout(timeout);
+        let tls = self.tls.clone();
         let (client, connection) = self
-            .wait(timeout, async move { config.connect(NoTls).await })
+            .wait(timeout, async move { config.connect(tls).await })
             .map_err(|f| SqlError::Unreachable { reason: failure(&f) })?;
         let driver = self.handle.spawn(async move {
             // Ends when the client is dropped or the server goes away; its error shows on the
@@ -203,6 +211,59 @@ impl Postgres {
             protocol::migrate(tx, t, Dialect::Postgres, now)
         })
     }
+}
+
+/// The TLS a connection asks for: what the URL says (`sslmode=disable`, `prefer`, `require`),
+/// except that a server on another host gets TLS required when the URL did not say
+/// `disable`: libpq's default, `prefer`, falls back to clear text when the server (or anyone
+/// in between) declines TLS, which would send the password and the sealed records in clear
+/// to another host. A server on this host (a loopback address, `localhost`, a Unix socket)
+/// keeps `prefer`.
+fn ssl_mode(config: &tokio_postgres::Config) -> SslMode {
+    let here = config.get_hosts().iter().all(|host| match host {
+        Host::Tcp(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => true,
+    });
+    match config.get_ssl_mode() {
+        SslMode::Disable => SslMode::Disable,
+        SslMode::Prefer if here => SslMode::Prefer,
+        _ => SslMode::Require,
+    }
+}
+
+/// rustls's settings: the system's roots and `pem`'s; ring as the crypto provider unless the
+/// program installed one (rustls refuses to pick when several are compiled in).
+fn client_config(pem: Option<&[u8]>) -> Result<rustls::ClientConfig, SqlError> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates the system has that rustls cannot read are skipped, as browsers do.
+    let _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(pem) = pem {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|_| SqlError::Setting("the root certificates are not PEM".into()))?;
+        if certs.is_empty() {
+            return Err(SqlError::Setting("no certificate in the root certificates' PEM".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                SqlError::Setting(format!("a root certificate cannot be used: {e}"))
+            })?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
 }
 
 /// A failure as a reason: the server's message and SQLSTATE, or the connection's trouble;
@@ -484,4 +545,47 @@ impl ToSql for Sealed {
     }
 
     tokio_postgres::types::to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use tokio_postgres::config::SslMode;
+
+    use super::ssl_mode;
+
+    fn mode(url: &str) -> SslMode {
+        ssl_mode(&tokio_postgres::Config::from_str(url).unwrap())
+    }
+
+    #[test]
+    fn another_host_gets_tls_required_unless_the_url_turns_it_off() {
+        for url in [
+            "postgres://u@db.internal/app",
+            "postgres://u@10.0.0.5:5432/app",
+            "postgres://u@db.internal/app?sslmode=prefer",
+            "host=db.internal user=u",
+            // One host here and one elsewhere: the other may be the one answering.
+            "host=localhost,db.internal user=u",
+        ] {
+            assert!(matches!(mode(url), SslMode::Require), "{url}");
+        }
+        assert!(matches!(mode("postgres://u@db.internal/app?sslmode=disable"), SslMode::Disable));
+        assert!(matches!(mode("postgres://u@db.internal/app?sslmode=require"), SslMode::Require));
+    }
+
+    #[test]
+    fn this_host_keeps_what_the_url_says() {
+        for url in [
+            "postgres://u@localhost/app",
+            "postgres://u@127.0.0.1:5432/app",
+            "postgres://u@[::1]:5432/app",
+            "host=/var/run/postgresql user=u",
+        ] {
+            assert!(matches!(mode(url), SslMode::Prefer), "{url}");
+        }
+        assert!(matches!(mode("postgres://u@127.0.0.1/app?sslmode=require"), SslMode::Require));
+        assert!(matches!(mode("postgres://u@127.0.0.1/app?sslmode=disable"), SslMode::Disable));
+    }
 }

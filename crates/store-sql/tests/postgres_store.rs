@@ -259,3 +259,50 @@ fn an_unreachable_or_hung_server_is_a_typed_error_in_the_timeout_naming_no_passw
     server.resume();
     assert_eq!(stored(&store), Some((1, AccessToken::new("at1"))));
 }
+
+/// TLS: a server whose certificate a private CA signed, trusted through
+/// `Database::with_root_certificates`, keeps the contract over an encrypted connection (the
+/// server's `pg_stat_ssl` says so); without the CA, or asking TLS of a server that has none,
+/// a typed error that names no password.
+#[test]
+fn tls_to_a_server_a_private_ca_signed_and_typed_errors_without_it() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let server = PgServer::start_tls(&cert.pem(), &key.serialize_pem());
+    let url = format!("{}?sslmode=require", server.url());
+
+    let database = Database::postgres(&url).with_root_certificates(ca.pem().as_bytes());
+    let store = SqlStore::open(database, "client-tls", keys("k1", 1))
+        .unwrap()
+        .with_timeout(Duration::from_secs(5));
+    compare_and_swap(&store);
+    let encrypted = server.sql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE s.ssl AND a.application_name <> 'psql'",
+    );
+    assert!(encrypted.parse::<u32>().unwrap() >= 1, "the store's connection: {encrypted}");
+
+    let untrusted = SqlStore::open(Database::postgres(&url), "client-tls", keys("k1", 1))
+        .unwrap()
+        .with_timeout(Duration::from_secs(5));
+    let error = untrusted.load().unwrap_err();
+    assert_eq!(error.kind, StoreErrorKind::Unreachable, "{error:?}");
+    assert!(!format!("{error:?}{error}").contains("hunter2"), "{error}");
+
+    let plain = PgServer::start();
+    let url = format!("{}?sslmode=require", plain.url());
+    let error = SqlStore::open(Database::postgres(&url), "client-tls", keys("k1", 1))
+        .unwrap()
+        .with_timeout(Duration::from_secs(5))
+        .load()
+        .unwrap_err();
+    assert_eq!(error.kind, StoreErrorKind::Unreachable, "{error:?}");
+
+    let bad = Database::postgres(&server.url()).with_root_certificates(b"not a certificate");
+    assert!(matches!(SqlStore::open(bad, "c", keys("k1", 1)), Err(SqlError::Setting(_))));
+}

@@ -24,6 +24,8 @@ pub struct PgServer {
     running: bool,
     /// Online backups taken so far (each gets its own directory).
     backups: u32,
+    /// Whether the server offers TLS (`server.crt` and `server.key` in its data directory).
+    tls: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -42,6 +44,29 @@ fn is_root() -> bool {
 }
 
 impl PgServer {
+    /// Starts one that offers TLS with this certificate chain and key (PEM), beside clear
+    /// text (trust authentication either way).
+    pub fn start_tls(cert: &str, key: &str) -> Self {
+        let mut server = Self::start();
+        server.stop();
+        for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+            let path = server.data_dir().join(name);
+            std::fs::write(&path, pem).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            if server.as_postgres {
+                let status = Command::new("chown").arg("postgres:postgres").arg(&path).status();
+                assert!(status.unwrap().success());
+            }
+        }
+        server.tls = true;
+        server.begin();
+        server
+    }
+
     /// Starts one (trust authentication, `fsync=off`: a test server); panics with a hint if
     /// PostgreSQL is not installed.
     pub fn start() -> Self {
@@ -59,6 +84,7 @@ impl PgServer {
             as_postgres,
             running: false,
             backups: 0,
+            tls: false,
         };
         server.run_ok(
             "initdb",
@@ -136,11 +162,14 @@ impl PgServer {
 
     /// Starts the server on its port (loopback only, its socket in its directory).
     pub fn begin(&mut self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            options.push_str(" -c ssl=on");
+        }
         let log = self.dir.path().join("log").display().to_string();
         self.run_ok("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]);
         self.running = true;
