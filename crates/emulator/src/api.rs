@@ -69,7 +69,7 @@ fn guard(
     let Some(info) = inner.access.get(token) else {
         return Err(unauthorized("revoked_token", Some("The access token is unknown")));
     };
-    if !info.scopes.iter().any(|s| s == scope) {
+    if !info.grant.scopes.iter().any(|s| s == scope) {
         let challenge = format!("{REALM}, error=\"insufficient_scope\", scope=\"{scope}\"");
         let mut response = error(StatusCode::FORBIDDEN, "insufficient_scope");
         if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -77,7 +77,7 @@ fn guard(
         }
         return Err(response);
     }
-    let client = info.client.clone();
+    let client = info.grant.client.clone();
     drop(inner);
     if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         let ok =
@@ -203,6 +203,21 @@ fn item_json(item: &Item) -> Value {
     value
 }
 
+/// Item `id` after `change` (none for a read), answered as JSON; 404 when there is none.
+fn with_item(state: &State, id: u64, change: impl FnOnce(&mut Item)) -> Response {
+    match state.lock().items.get_mut(&id) {
+        Some(item) => {
+            change(item);
+            axum::Json(item_json(item)).into_response()
+        }
+        None => item_not_found(),
+    }
+}
+
+fn item_not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "item not found")
+}
+
 /// `POST /items`: 201 the first time, 200 with the same item when the same request is repeated.
 pub(crate) async fn create_item(
     AxumState(state): AxumState<State>,
@@ -246,10 +261,7 @@ pub(crate) async fn get_item(
     Path(id): Path<u64>,
 ) -> Response {
     guard!(state, headers, "items.read");
-    match state.lock().items.get(&id) {
-        Some(item) => axum::Json(item_json(item)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "item not found"),
-    }
+    with_item(&state, id, |_| {})
 }
 
 /// `PUT /items/{id}`: replaces.
@@ -264,14 +276,7 @@ pub(crate) async fn put_item(
         Ok(v) => v,
         Err(response) => return response,
     };
-    let mut inner = state.lock();
-    match inner.items.get_mut(&id) {
-        Some(item) => {
-            item.body = value;
-            axum::Json(item_json(item)).into_response()
-        }
-        None => error(StatusCode::NOT_FOUND, "item not found"),
-    }
+    with_item(&state, id, |item| item.body = value)
 }
 
 /// `PATCH /items/{id}`: merges fields.
@@ -289,16 +294,11 @@ pub(crate) async fn patch_item(
         )
             .into_response();
     };
-    let mut inner = state.lock();
-    match inner.items.get_mut(&id) {
-        Some(item) => {
-            if let Some(map) = item.body.as_object_mut() {
-                map.extend(patch);
-            }
-            axum::Json(item_json(item)).into_response()
+    with_item(&state, id, |item| {
+        if let Some(map) = item.body.as_object_mut() {
+            map.extend(patch);
         }
-        None => error(StatusCode::NOT_FOUND, "item not found"),
-    }
+    })
 }
 
 /// `DELETE /items/{id}`: 204.
@@ -314,7 +314,7 @@ pub(crate) async fn delete_item(
             inner.item_bodies.retain(|_, v| *v != item.id);
             StatusCode::NO_CONTENT.into_response()
         }
-        None => error(StatusCode::NOT_FOUND, "item not found"),
+        None => item_not_found(),
     }
 }
 

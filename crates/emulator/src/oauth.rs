@@ -11,13 +11,24 @@ use base64::Engine as _;
 use sha2::Digest as _;
 
 use crate::config::Consent;
-use crate::state::{CodeInfo, State, now, random_token};
+use crate::state::{CodeInfo, Grant, SingleUse, State, now, random_token};
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
     let body = serde_json::json!({ "error": code, "error_description": description });
     let mut response = (status, axum::Json(body)).into_response();
     no_store(response.headers_mut());
     response
+}
+
+/// A request malformed or missing a parameter (RFC 6749 section 5.2).
+fn invalid_request(description: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
+}
+
+/// A grant refused (RFC 6749 section 5.2): the code or refresh token is unknown, spent,
+/// expired, or not this client's.
+fn invalid_grant(description: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
 fn no_store(headers: &mut HeaderMap) {
@@ -77,11 +88,9 @@ fn client_auth(
         .and_then(|v| v.strip_prefix("Basic "));
     let in_body = form.contains_key("client_secret");
     match basic {
-        Some(_) if in_body => Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "more than one client authentication method was used",
-        )),
+        Some(_) if in_body => {
+            Err(invalid_request("more than one client authentication method was used"))
+        }
         Some(encoded) => {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
@@ -144,15 +153,11 @@ pub(crate) async fn token(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        );
+        return invalid_request("the body must be application/x-www-form-urlencoded");
     }
     let form = match parse_form(&body) {
         Ok(form) => form,
-        Err(reason) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", reason),
+        Err(reason) => return invalid_request(reason),
     };
     let auth = match client_auth(&headers, &form) {
         Ok(auth) => auth,
@@ -168,7 +173,7 @@ pub(crate) async fn token(
         return invalid_client(auth.basic);
     }
     if grant.is_empty() {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing");
+        return invalid_request("grant_type is missing");
     }
     if !["client_credentials", "authorization_code", "refresh_token"].contains(&grant.as_str()) {
         return oauth_error(
@@ -186,50 +191,26 @@ pub(crate) async fn token(
     }
     let body = match grant.as_str() {
         "client_credentials" => match granted_scopes(form.get("scope"), &client.scopes) {
-            Ok(scopes) => inner.issue(&client.id, &scopes, None),
+            Ok(scopes) => inner.issue(&Grant { client: client.id.clone(), scopes }, None),
             Err(response) => return response,
         },
         "authorization_code" => {
             let (Some(code), Some(verifier)) = (form.get("code"), form.get("code_verifier")) else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "code and code_verifier are required",
-                );
+                return invalid_request("code and code_verifier are required");
             };
             let Some(info) = inner.codes.get(code).cloned() else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "unknown authorization code",
-                );
+                return invalid_grant("unknown authorization code");
             };
-            if info.used {
-                // A replayed code: revoke everything it issued (RFC 6749 section 4.1.2).
-                inner.counters.code_replays += 1;
-                inner.revoke_family(info.family);
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "the authorization code was already used",
-                );
-            }
-            if let Some(c) = inner.codes.get_mut(code) {
-                c.used = true;
+            if !inner.first_use(SingleUse::Code, code) {
+                return invalid_grant("the authorization code was already used");
             }
             if now() > info.expires_at {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "the authorization code expired",
-                );
+                return invalid_grant("the authorization code expired");
             }
-            if info.client != client.id || form.get("redirect_uri") != Some(&info.redirect_uri) {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "client or redirect_uri does not match the code",
-                );
+            if info.grant.client != client.id
+                || form.get("redirect_uri") != Some(&info.redirect_uri)
+            {
+                return invalid_grant("client or redirect_uri does not match the code");
             }
             let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(sha2::Sha256::digest(verifier.as_bytes()));
@@ -237,50 +218,24 @@ pub(crate) async fn token(
             let well_formed = (43..=128).contains(&verifier.len())
                 && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
             if !well_formed || computed != info.challenge {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "PKCE verification failed",
-                );
+                return invalid_grant("PKCE verification failed");
             }
-            inner.issue(&client.id, &info.scopes, Some(info.family))
+            inner.issue(&info.grant, Some(info.family))
         }
         _ => {
             let Some(presented) = form.get("refresh_token") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "refresh_token is required",
-                );
+                return invalid_request("refresh_token is required");
             };
             let Some(info) = inner.refresh.get(presented).cloned() else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "unknown or revoked refresh token",
-                );
+                return invalid_grant("unknown or revoked refresh token");
             };
-            if info.client != client.id {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "the refresh token belongs to another client",
-                );
+            if info.grant.client != client.id {
+                return invalid_grant("the refresh token belongs to another client");
             }
-            if info.used {
-                // Reuse of a rotated refresh token: revoke the whole family (RFC 9700 section 4.14).
-                inner.counters.refresh_token_reuse += 1;
-                inner.revoke_family(info.family);
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "refresh token reuse detected; the grant was revoked",
-                );
+            if !inner.first_use(SingleUse::RefreshToken, presented) {
+                return invalid_grant("refresh token reuse detected; the grant was revoked");
             }
-            if let Some(r) = inner.refresh.get_mut(presented) {
-                r.used = true;
-            }
-            inner.issue(&client.id, &info.scopes, Some(info.family))
+            inner.issue(&info.grant, Some(info.family))
         }
     };
     drop(inner);
@@ -410,9 +365,8 @@ pub(crate) fn decide(
             inner.codes.insert(
                 code.clone(),
                 CodeInfo {
-                    client: client.id.clone(),
+                    grant: Grant { client: client.id.clone(), scopes },
                     redirect_uri: redirect_uri.to_owned(),
-                    scopes,
                     challenge,
                     expires_at,
                     used: false,

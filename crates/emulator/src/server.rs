@@ -66,7 +66,7 @@ pub(crate) async fn serve(
 fn client_of(state: &State, request: &Request<Body>) -> Option<String> {
     let header = request.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
     if let Some(token) = header.strip_prefix("Bearer ") {
-        return state.lock().access.get(token.trim()).map(|t| t.client.clone());
+        return state.lock().access.get(token.trim()).map(|t| t.grant.client.clone());
     }
     let encoded = header.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;

@@ -27,10 +27,17 @@ pub(crate) fn random_token(prefix: &str) -> String {
     format!("{prefix}{hex}")
 }
 
+/// What a credential was issued for: a client and the scopes granted to it. A code hands it to
+/// the tokens it is exchanged for, a refresh token to its successor, unchanged.
 #[derive(Debug, Clone)]
-pub(crate) struct AccessTokenInfo {
+pub(crate) struct Grant {
     pub(crate) client: String,
     pub(crate) scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AccessTokenInfo {
+    pub(crate) grant: Grant,
     pub(crate) expires_at: Instant,
     pub(crate) revoked: bool,
     pub(crate) family: Option<u64>,
@@ -38,9 +45,8 @@ pub(crate) struct AccessTokenInfo {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CodeInfo {
-    pub(crate) client: String,
+    pub(crate) grant: Grant,
     pub(crate) redirect_uri: String,
-    pub(crate) scopes: Vec<String>,
     pub(crate) challenge: String,
     pub(crate) expires_at: Instant,
     pub(crate) used: bool,
@@ -49,10 +55,16 @@ pub(crate) struct CodeInfo {
 
 #[derive(Debug, Clone)]
 pub(crate) struct RefreshInfo {
-    pub(crate) client: String,
-    pub(crate) scopes: Vec<String>,
+    pub(crate) grant: Grant,
     pub(crate) family: u64,
     pub(crate) used: bool,
+}
+
+/// The two credentials a client may present once only.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SingleUse {
+    Code,
+    RefreshToken,
 }
 
 /// Counters readable through the admin API.
@@ -176,13 +188,9 @@ impl Inner {
         self.latest_issued.clear();
     }
 
-    /// Issues an access token (and, with a family, a refresh token in it).
-    pub(crate) fn issue(
-        &mut self,
-        client: &str,
-        scopes: &[String],
-        family: Option<u64>,
-    ) -> serde_json::Value {
+    /// Issues an access token for `grant` (and, with a family, a refresh token in it).
+    pub(crate) fn issue(&mut self, grant: &Grant, family: Option<u64>) -> serde_json::Value {
+        let client = grant.client.as_str();
         let lifetime = self.client_lifetimes.get(client).copied().unwrap_or(self.token_lifetime);
         let access = random_token("hfx_at_");
         let issued = now();
@@ -196,8 +204,7 @@ impl Inner {
         self.access.insert(
             access.clone(),
             AccessTokenInfo {
-                client: client.into(),
-                scopes: scopes.to_vec(),
+                grant: grant.clone(),
                 expires_at: issued + lifetime,
                 revoked: false,
                 family,
@@ -207,17 +214,38 @@ impl Inner {
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": lifetime.as_secs(),
-            "scope": scopes.join(" "),
+            "scope": grant.scopes.join(" "),
         });
         if let Some(family) = family {
             let refresh = random_token("hfx_rt_");
-            self.refresh.insert(
-                refresh.clone(),
-                RefreshInfo { client: client.into(), scopes: scopes.to_vec(), family, used: false },
-            );
+            self.refresh
+                .insert(refresh.clone(), RefreshInfo { grant: grant.clone(), family, used: false });
             body["refresh_token"] = serde_json::Value::String(refresh);
         }
         body
+    }
+
+    /// Marks the single-use credential `presented` used, and says whether this was its first
+    /// use. Presented again, it is counted as a replay and everything its family was issued is
+    /// revoked (RFC 6749 section 4.1.2 for a code, RFC 9700 section 4.14 for a refresh token).
+    /// The caller has found it under the same lock; one not found is refused as not first.
+    pub(crate) fn first_use(&mut self, kind: SingleUse, presented: &str) -> bool {
+        let found = match kind {
+            SingleUse::Code => self.codes.get_mut(presented).map(|c| (&mut c.used, c.family)),
+            SingleUse::RefreshToken => {
+                self.refresh.get_mut(presented).map(|r| (&mut r.used, r.family))
+            }
+        };
+        let Some((used, family)) = found else { return false };
+        if !std::mem::replace(used, true) {
+            return true;
+        }
+        match kind {
+            SingleUse::Code => self.counters.code_replays += 1,
+            SingleUse::RefreshToken => self.counters.refresh_token_reuse += 1,
+        }
+        self.revoke_family(family);
+        false
     }
 
     /// The refusal of `client` if it is not registered.
@@ -240,10 +268,10 @@ impl Inner {
     /// Revokes all tokens, or those of one client.
     pub(crate) fn revoke_all(&mut self, client: Option<&str>) {
         for info in self.access.values_mut() {
-            if client.is_none_or(|c| c == info.client) {
+            if client.is_none_or(|c| c == info.grant.client) {
                 info.revoked = true;
             }
         }
-        self.refresh.retain(|_, r| client.is_some_and(|c| c != r.client));
+        self.refresh.retain(|_, r| client.is_some_and(|c| c != r.grant.client));
     }
 }
