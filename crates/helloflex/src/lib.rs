@@ -381,6 +381,8 @@ mod markdown {
     mod readme {}
     #[doc = include_str!("../../../docs/ARCHITECTURE.md")]
     mod architecture {}
+    #[doc = include_str!("../../../docs/behaviour.md")]
+    mod behaviour {}
     #[doc = include_str!("../../../docs/benchmarks.md")]
     mod benchmarks {}
     #[doc = include_str!("../../../docs/benchmarks-notes.md")]
