@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use helloflex_core::machines::{Fetched, Ticket, TokenExchange};
-use helloflex_core::{AccessToken, Error, Interruption, Token, UsageError};
+use helloflex_core::{AccessToken, Error, Interruption, StoreError, Token, TokenSet, UsageError};
 
 use crate::clock::Clock;
 use crate::fill::{FillJob, Now, Outcome, Step, StoreOp, StoreReply};
@@ -92,40 +92,28 @@ impl Now {
     }
 }
 
-/// Runs a job's steps until it ends or delivers, and hands its outcome back: the one loop
-/// both flavours use.
+/// Runs a job until it ends or delivers, and hands its outcome back: the one loop both
+/// flavours use ([`carry_out`]).
 async fn run<D: Steps>(steps: &D, job: Job) -> Ran {
     let shared = steps.shared();
     let Job { ticket, check, mut fill, running } = job;
     let guard = TicketGuard::new(shared, ticket);
     // A check dropped before its end (its runtime went away) lets other jobs start again.
     let mut checking = WriteBackGuard(check.then_some(shared));
-    let clock = &*shared.clock;
-    let outcome = loop {
-        match fill.poll(Now::read(clock)) {
-            Step::Store(op) => {
-                let reply = steps.store(op).await;
-                fill.handle_store(Now::read(clock), reply);
-            }
-            Step::Fetch(exchange) => {
-                let fetched = steps.fetch(exchange).await;
-                fill.handle_fetched(Now::read(clock), fetched);
-            }
-            Step::Sleep(until) => steps.sleep(until).await,
-            Step::Deliver(set, error) => {
-                // A check that writes back is busy writing back now, not checking.
-                checking.0 = None;
-                let delivered = set.access_token.clone();
-                return match shared.deliver(guard.take(), check, *set, error) {
-                    Ok(token) => Ran::Delivered(token, Box::new(Rest { fill, running, delivered })),
-                    // The ticket was superseded (a new sign-in): nothing to write back.
-                    Err(error) => {
-                        shared.write_back_dropped();
-                        Ran::Done(Err(error))
-                    }
-                };
-            }
-            Step::Done(outcome) => break outcome,
+    let outcome = match carry_out(steps, &mut fill, Part::Job).await {
+        Stop::Done(outcome) => outcome,
+        Stop::Deliver(set, error) => {
+            // A check that writes back is busy writing back now, not checking.
+            checking.0 = None;
+            let delivered = set.access_token.clone();
+            return match shared.deliver(guard.take(), check, *set, error) {
+                Ok(token) => Ran::Delivered(token, Box::new(Rest { fill, running, delivered })),
+                // The ticket was superseded (a new sign-in): nothing to write back.
+                Err(error) => {
+                    shared.write_back_dropped();
+                    Ran::Done(Err(error))
+                }
+            };
         }
     };
     // The outcome is stored (or failed): the job no longer holds up a close. Counted out
@@ -147,31 +135,63 @@ pub(crate) async fn resume<D: Steps>(steps: &D, rest: Box<Rest>) {
     let Rest { mut fill, running, delivered } = *rest;
     // Dropped unfinished (the runtime went away): other jobs may write the set back.
     let guard = WriteBackGuard(Some(shared));
-    let clock = &*shared.clock;
-    let outcome = loop {
-        match fill.poll(Now::read(clock)) {
-            Step::Store(op) => {
-                let reply = steps.store(op).await;
-                fill.handle_store(Now::read(clock), reply);
-            }
-            Step::Sleep(until) => steps.sleep(until).await,
-            Step::Fetch(_) | Step::Deliver(..) => {
-                break Outcome {
-                    result: Err(UsageError::WrongState("a write-back asked to send").into()),
-                    store_error: None,
-                    version: None,
-                    watch: None,
-                    unchanged: false,
-                    contact_since: None,
-                };
-            }
-            Step::Done(outcome) => break outcome,
-        }
+    let outcome = match carry_out(steps, &mut fill, Part::WriteBack).await {
+        Stop::Done(outcome) => outcome,
+        Stop::Deliver(..) => asked_to_send(),
     };
     drop(running);
     let mut guard = guard;
     guard.0 = None;
     shared.written_back(&delivered, outcome);
+}
+
+/// Which part of a job runs: the job, which may send a token request, or the write-back of a
+/// set it delivered, which may not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Job,
+    WriteBack,
+}
+
+/// Where a job's steps stop: its outcome, or a set to deliver before the rest of it runs.
+enum Stop {
+    Done(Outcome),
+    Deliver(Box<TokenSet>, Option<StoreError>),
+}
+
+/// Carries out a job's steps (store calls, token requests, sleeps), feeding its [`FillJob`] the
+/// answers, until it ends or delivers: the one loop of a job and of its write-back. A
+/// write-back that asks to send ends with an error.
+async fn carry_out<D: Steps>(steps: &D, fill: &mut FillJob, part: Part) -> Stop {
+    let clock = &*steps.shared().clock;
+    loop {
+        match fill.poll(Now::read(clock)) {
+            Step::Store(op) => {
+                let reply = steps.store(op).await;
+                fill.handle_store(Now::read(clock), reply);
+            }
+            Step::Fetch(exchange) if part == Part::Job => {
+                let fetched = steps.fetch(exchange).await;
+                fill.handle_fetched(Now::read(clock), fetched);
+            }
+            Step::Fetch(_) => return Stop::Done(asked_to_send()),
+            Step::Sleep(until) => steps.sleep(until).await,
+            Step::Deliver(set, error) => return Stop::Deliver(set, error),
+            Step::Done(outcome) => return Stop::Done(outcome),
+        }
+    }
+}
+
+/// The outcome of a write-back that asked to send or deliver again (a [`FillJob`] never does).
+fn asked_to_send() -> Outcome {
+    Outcome {
+        result: Err(UsageError::WrongState("a write-back asked to send").into()),
+        store_error: None,
+        version: None,
+        watch: None,
+        unchanged: false,
+        contact_since: None,
+    }
 }
 
 /// Lets other jobs start again if a write-back or a check is dropped before its end.

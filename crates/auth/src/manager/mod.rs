@@ -3,26 +3,39 @@
 //!
 //! The lock wraps the core's pure calls and this module's bookkeeping only; no store or network
 //! call ever runs under it.
+//!
+//! Here: the lock's state and the decisions taken under it (`decide`, and the job each
+//! decision starts). Beside it: `finish` (a job's end handed back), `jobs` (the jobs in flight,
+//! what `close` waits for), `authorization` (the callback check and the memory of completed
+//! authorizations) and `builder` (`ManagerBuilder`'s setters; the type is defined here, since
+//! its defining module shows in the public API of the crates that name it).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod authorization;
+mod builder;
+mod finish;
+mod jobs;
+
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use event_listener::{Event, EventListener};
+use event_listener::Event;
 
-use helloflex_core::machines::{Acquire, Completion, Grant, Ticket, TokenCache, TokenExchange};
+use helloflex_core::machines::{Acquire, Grant, Ticket, TokenCache, TokenExchange};
 use helloflex_core::{
-    AccessToken, AuthorizationCodeConfig, AuthorizationId, CallbackError, ClientCredentialsConfig,
-    Error, Interruption, PendingAuthorization, StoreError, StoreErrorKind, Token, TokenId,
-    TokenSet, UsageError,
+    AccessToken, AuthorizationCodeConfig, ClientCredentialsConfig, Error, StoreError,
+    StoreErrorKind, Token, TokenId,
 };
 
-use crate::clock::{Clock, SystemClock};
-use crate::entropy::{Entropy, OsEntropy};
-use crate::fill::{FillJob, Held, Outcome, Purpose, Watch};
+use crate::clock::Clock;
+use crate::entropy::Entropy;
+use crate::fill::{FillJob, Held, Purpose, Watch};
 use crate::options::ManagerOptions;
 use crate::store::{StoredTokens, TokenStore};
+
+use authorization::Completed;
+use jobs::Jobs;
+pub(crate) use jobs::{Drain, Running};
 
 /// How a manager's cache is filled.
 #[derive(Debug, Clone)]
@@ -37,9 +50,6 @@ pub(crate) enum GrantConfig {
         store: Arc<dyn TokenStore>,
     },
 }
-
-/// How many completed authorizations are remembered (to refuse a callback delivered twice).
-const COMPLETED_KEPT: usize = 4096;
 
 /// What the lock guards.
 #[derive(Debug)]
@@ -70,12 +80,6 @@ enum Busy {
     /// New tokens being written back, for as long as the store takes.
     WriteBack,
 }
-
-/// Authorizations whose callback was accepted (or attributed and refused), oldest first:
-/// shared by every user's manager made with `for_store`, so a callback replayed into another
-/// user's session is refused too.
-type Completed = Arc<Mutex<VecDeque<AuthorizationId>>>;
-
 /// What a caller that needs a token does next.
 pub(crate) enum Next {
     Use(Token),
@@ -97,48 +101,6 @@ pub(crate) struct Job {
     pub(crate) fill: FillJob,
     /// Counts the job as in flight until it is dropped (finished, or its runner cancelled).
     pub(crate) running: Running,
-}
-
-/// The token requests in flight across a manager and every per-user manager made from it, and
-/// whether they are closing: what [`Shared::drain`] waits for before the process may exit.
-///
-/// A request that reached the server may have spent a rotating refresh token; if its process
-/// exits before the answer is stored, the new set is lost and the next refresh is a reuse (the
-/// server revokes the grant). Refreshes ahead of expiry run detached from any caller, so only
-/// an explicit close can wait for them.
-#[derive(Debug, Default)]
-struct Jobs {
-    running: AtomicUsize,
-    closing: AtomicBool,
-    idle: Event,
-}
-
-/// One job in flight; dropping it wakes whoever waits for the jobs to end.
-#[derive(Debug)]
-pub(crate) struct Running(Arc<Jobs>);
-
-impl Running {
-    fn start(jobs: &Arc<Jobs>) -> Self {
-        jobs.running.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(jobs))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify(usize::MAX);
-        }
-    }
-}
-
-/// What a closing caller does next.
-pub(crate) enum Drain {
-    /// Stop: `true` when no token request is left in flight, `false` when the time allowed
-    /// ran out first.
-    Done(bool),
-    /// Wait for a job to end (the listener) or until then, and ask again.
-    Wait(EventListener, Instant),
 }
 
 /// The shared body of a manager.
@@ -410,180 +372,6 @@ impl Shared {
         }
     }
 
-    /// Hands a finished job's outcome back: the cache completes the ticket (or, for an
-    /// authorization, starts a new generation), store failures are recorded, waiters woken.
-    pub(crate) fn finish(&self, ticket: Option<Ticket>, outcome: Outcome) -> Result<Token, Error> {
-        let Outcome { result, store_error, version, watch, unchanged: _, contact_since } = outcome;
-        let now = self.clock.now();
-        let seed = self.entropy.jitter_seed();
-        let mut state = self.lock();
-        let failed_write = store_error.is_some();
-        // A stale completion (its ticket was superseded) tells this manager nothing.
-        let current = ticket.as_ref().is_none_or(|t| state.cache.is_live(t));
-        if current {
-            state.contact_since = contact_since;
-            state.watch = watch;
-            if let Some(version) = version {
-                state.version = state.version.max(version);
-            }
-        }
-        if let Some(error) = store_error {
-            tracing::error!(target: "helloflex::store", %error, "storing new tokens failed; they are kept in memory only");
-            state.store_error = Some(error);
-        } else if result.is_ok() && self.store().is_some() {
-            state.store_error = None;
-        }
-        let answer = match ticket {
-            None => match result {
-                Ok(set) => {
-                    tracing::info!(target: "helloflex::token", stored = !failed_write, "authorization code exchanged");
-                    Ok(state.cache.authorize(set, seed))
-                }
-                Err(error) => Err(error),
-            },
-            Some(ticket) => {
-                let refresh = matches!(ticket.grant(), Grant::Refresh(_));
-                match state.cache.complete(now, ticket, result, seed) {
-                    Completion::Stored(token) => {
-                        let left = token.expires_at().saturating_duration_since(now);
-                        tracing::debug!(target: "helloflex::token", refresh, expires_in_s = left.as_secs(), "token installed");
-                        Ok(token)
-                    }
-                    Completion::Failed(error) => {
-                        tracing::warn!(target: "helloflex::token", refresh, reauthorize = error.requires_reauthorization(), %error, "token request failed");
-                        Err(error)
-                    }
-                    _ => {
-                        tracing::debug!(target: "helloflex::token", "stale token completion ignored");
-                        Err(Interruption::Superseded.into())
-                    }
-                }
-            }
-        };
-        drop(state);
-        self.signal.notify(usize::MAX);
-        answer
-    }
-
-    /// Hands a set the store has not taken yet to the cache (its job goes on writing it back):
-    /// completes the ticket (or, for an authorization, starts the new generation), records the
-    /// store's failure, and keeps other jobs from starting until the write-back ends.
-    pub(crate) fn deliver(
-        &self,
-        ticket: Option<Ticket>,
-        check: bool,
-        set: TokenSet,
-        error: Option<StoreError>,
-    ) -> Result<Token, Error> {
-        self.lock().busy = Some(Busy::WriteBack);
-        if check {
-            // A check writes back the set the cache holds already: nothing to hand over.
-            let mut state = self.lock();
-            if let Some(error) = error {
-                state.store_error = Some(error);
-            }
-            return state.cache.current().cloned().ok_or_else(|| Interruption::NoToken.into());
-        }
-        let outcome = Outcome {
-            result: Ok(set),
-            store_error: None,
-            version: None,
-            watch: None,
-            unchanged: false,
-            contact_since: self.lock().contact_since,
-        };
-        let token = self.finish(ticket, outcome);
-        // `finish` cleared the store error for a good result: the write-back is still due.
-        if let Some(error) = error {
-            self.lock().store_error = Some(error);
-        }
-        token
-    }
-
-    /// Ends a write-back: the store holds the delivered set (or a newer grant replaced it).
-    pub(crate) fn written_back(&self, delivered: &AccessToken, outcome: Outcome) {
-        let Outcome { result, store_error, version, watch, unchanged: _, contact_since } = outcome;
-        let seed = self.entropy.jitter_seed();
-        let mut state = self.lock();
-        state.busy = None;
-        state.watch = watch;
-        state.contact_since = contact_since;
-        if let Some(version) = version {
-            state.version = state.version.max(version);
-        }
-        state.store_error = store_error;
-        match result {
-            Ok(set) if set.access_token != *delivered => {
-                tracing::info!(target: "helloflex::token", "a newer grant replaced the tokens being written back");
-                let _ = state.cache.insert(set, seed);
-            }
-            Ok(_) => tracing::info!(target: "helloflex::store", "new tokens written back"),
-            Err(error) => {
-                tracing::warn!(target: "helloflex::store", %error, "tokens being written back were refused elsewhere");
-            }
-        }
-        drop(state);
-        self.signal.notify(usize::MAX);
-    }
-
-    /// The write-back of a delivered set ended without its job finishing (its runner was
-    /// dropped): other jobs may start again, and one of them writes the set back.
-    pub(crate) fn write_back_dropped(&self) {
-        self.lock().busy = None;
-        self.signal.notify(usize::MAX);
-    }
-
-    /// Ends a look at the store: a newer set adopted, or nothing changed.
-    pub(crate) fn checked(&self, outcome: Outcome) {
-        let Outcome { result, store_error: _, version, watch, unchanged, contact_since } = outcome;
-        let seed = self.entropy.jitter_seed();
-        let mut state = self.lock();
-        state.busy = None;
-        state.watch = watch;
-        state.contact_since = contact_since;
-        match result {
-            Ok(set) if !unchanged => {
-                if let Some(version) = version {
-                    state.version = state.version.max(version);
-                }
-                let _ = state.cache.insert(set, seed);
-            }
-            Ok(_) => {}
-            Err(error) if unchanged => {
-                let _ = error;
-            }
-            Err(error) => {
-                tracing::debug!(target: "helloflex::store", %error, "a look at the store failed");
-            }
-        }
-        drop(state);
-        self.signal.notify(usize::MAX);
-    }
-
-    /// Gives an unfinished job's ticket back (its runner was cancelled before sending).
-    pub(crate) fn abandon(&self, ticket: Ticket) {
-        tracing::debug!(target: "helloflex::token", "token request abandoned");
-        self.lock().cache.abandon(ticket);
-        self.signal.notify(usize::MAX);
-    }
-
-    /// Fails a job that never ran (its runtime dropped it unstarted, having shut down): its
-    /// ticket completes with `error`, so the callers waiting for it hear now rather than at the
-    /// ticket's deadline, and the next attempt waits out the backoff instead of spinning.
-    pub(crate) fn fail_unstarted(&self, job: Job, error: Error) {
-        let Job { ticket, running, check, .. } = job;
-        drop(running);
-        if check {
-            self.lock().busy = None;
-        }
-        if let Some(ticket) = ticket {
-            tracing::warn!(target: "helloflex::token", %error, "token request never started");
-            let now = self.clock.now();
-            let _ = self.lock().cache.complete(now, ticket, Err(error), self.entropy.jitter_seed());
-        }
-        self.signal.notify(usize::MAX);
-    }
-
     /// Drops the token with `id` after the API refused it; a newer token is left alone.
     pub(crate) fn invalidate(&self, id: TokenId) {
         let mut state = self.lock();
@@ -611,89 +399,9 @@ impl Shared {
         }
     }
 
-    /// When a close allowed `within` from now gives up waiting (`Duration::MAX`: waits as long
-    /// as it takes, not at all).
-    pub(crate) fn close_by(&self, within: Duration) -> Instant {
-        helloflex_core::machines::saturating_add(self.clock.now(), within)
-    }
-
-    /// Closes the manager (and every per-user manager sharing its jobs) and says what the
-    /// closing caller does until `give_up`: from now on no refresh ahead of expiry starts (a
-    /// caller whose token expired still fetches one), and the caller waits until no token
-    /// request is in flight, so every answer the server gave is stored before the process
-    /// exits.
-    pub(crate) fn drain(&self, now: Instant, give_up: Instant) -> Drain {
-        self.jobs.closing.store(true, Ordering::SeqCst);
-        // Listen before looking, so a job ending in between still wakes this caller.
-        let listener = self.jobs.idle.listen();
-        if self.jobs.running.load(Ordering::SeqCst) == 0 {
-            Drain::Done(true)
-        } else if now >= give_up {
-            Drain::Done(false)
-        } else {
-            Drain::Wait(listener, give_up)
-        }
-    }
-
     /// The last failed store write, if no write succeeded since.
     pub(crate) fn store_error(&self) -> Option<StoreError> {
         self.lock().store_error.clone()
-    }
-
-    fn auth_code(&self) -> Result<&AuthorizationCodeConfig, Error> {
-        match &self.grant {
-            GrantConfig::AuthorizationCode { config, .. } => Ok(config),
-            GrantConfig::ClientCredentials { .. } => Err(UsageError::WrongState(
-                "this token manager uses the client-credentials grant, not the authorization-code flow",
-            )
-            .into()),
-        }
-    }
-
-    /// Starts an authorization with the manager's entropy.
-    pub(crate) fn start_authorization(&self) -> Result<(String, PendingAuthorization), Error> {
-        let mut bytes = [0u8; helloflex_core::machines::AUTHORIZATION_ENTROPY_BYTES];
-        self.entropy.fill(&mut bytes)?;
-        let started = helloflex_core::machines::start_authorization(self.auth_code()?, &bytes);
-        zeroize::Zeroize::zeroize(&mut bytes);
-        started
-    }
-
-    /// Checks a callback for `pending` and returns the code exchange to run. A wrong or missing
-    /// `state` leaves `pending` good for the genuine callback; an authorization whose callback
-    /// was accepted once is refused locally, so a code is never exchanged twice.
-    pub(crate) fn begin_authorization(
-        &self,
-        pending: &PendingAuthorization,
-        callback: &str,
-    ) -> Result<Job, Error> {
-        let config = self.auth_code()?;
-        let id = pending.id();
-        let completed = || self.completed.lock().unwrap_or_else(PoisonError::into_inner);
-        if completed().contains(&id) {
-            return Err(CallbackError::AlreadyCompleted.into());
-        }
-        let checked = pending.check_callback(callback);
-        let attributed = checked.as_ref().map_or_else(|e| !e.is_stray(), |_| true);
-        if attributed {
-            let mut completed = completed();
-            if completed.contains(&id) {
-                // Another caller took this callback in between.
-                return Err(CallbackError::AlreadyCompleted.into());
-            }
-            if completed.len() == COMPLETED_KEPT {
-                completed.pop_front();
-            }
-            completed.push_back(id);
-        }
-        let request = checked?.into_token_request(config)?;
-        let seed = self.entropy.jitter_seed();
-        let exchange = TokenExchange::new(request, self.options.retry.clone(), seed);
-        let purpose =
-            Purpose::Authorize { id: id.fingerprint(), held_version: self.lock().version };
-        let (holder, now) = (self.holder_name(), self.clock.now());
-        let fill = FillJob::new(purpose, Some(exchange), now, holder, &self.options);
-        Ok(Job { ticket: None, check: false, fill, running: Running::start(&self.jobs) })
     }
 }
 
@@ -723,55 +431,4 @@ pub struct ManagerBuilder {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) options: ManagerOptions,
-}
-
-impl ManagerBuilder {
-    /// A manager for the client-credentials grant (HelloFlex).
-    pub fn client_credentials(config: ClientCredentialsConfig) -> Self {
-        Self::new(GrantConfig::ClientCredentials { config, store: None })
-    }
-
-    /// A manager for user tokens (authorization-code grant, Flextell) kept in `store`. The
-    /// store is read by the first caller that needs a token, not here.
-    pub fn authorization_code(config: AuthorizationCodeConfig, store: Arc<dyn TokenStore>) -> Self {
-        Self::new(GrantConfig::AuthorizationCode { config, store })
-    }
-
-    fn new(grant: GrantConfig) -> Self {
-        Self {
-            grant,
-            clock: Arc::new(SystemClock),
-            entropy: Arc::new(OsEntropy),
-            options: ManagerOptions::default(),
-        }
-    }
-
-    /// Shares the client-credentials token through `store` with every process using it: one
-    /// of them fetches (holding the store's lease), the others adopt its token. For the
-    /// authorization-code grant this replaces the store given at first.
-    pub fn shared_store(mut self, shared: Arc<dyn TokenStore>) -> Self {
-        match &mut self.grant {
-            GrantConfig::ClientCredentials { store, .. } => *store = Some(shared),
-            GrantConfig::AuthorizationCode { store, .. } => *store = shared,
-        }
-        self
-    }
-
-    /// The clock (a [`crate::ManualClock`] in tests).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The entropy (the OS by default; a seeded source makes a run replayable).
-    pub fn entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
-        self.entropy = entropy;
-        self
-    }
-
-    /// Lifecycle, retries and the attempt timeout.
-    pub fn options(mut self, options: ManagerOptions) -> Self {
-        self.options = options;
-        self
-    }
 }

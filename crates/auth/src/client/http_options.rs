@@ -1,0 +1,93 @@
+//! What [`Timeouts`] and [`HttpOptions`] do (the types are defined in `client/mod.rs`): their
+//! defaults, `Timeouts::LONGEST` (no limit in practice) and `clamped`, and `HttpOptions`'s
+//! `User-Agent`, body cap and `validate`.
+
+use std::time::Duration;
+
+use helloflex_core::ConfigError;
+
+use super::{HttpOptions, Timeouts};
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(10), total: Duration::from_secs(60) }
+    }
+}
+
+impl Timeouts {
+    /// A connect and a total limit.
+    pub fn new(connect: Duration, total: Duration) -> Self {
+        Self { connect, total }
+    }
+
+    /// Both limits `each`.
+    pub fn uniform(each: Duration) -> Self {
+        Self { connect: each, total: each }
+    }
+
+    /// The longest limit a transport hands its HTTP library: 100 years
+    /// ([`helloflex_core::machines::FAR_FUTURE`]), no limit in practice. A longer one is cut
+    /// to it.
+    pub const LONGEST: Duration = helloflex_core::machines::FAR_FUTURE;
+
+    /// These limits, each cut to [`Timeouts::LONGEST`]: what a transport hands its HTTP library
+    /// (a transport of your own should too, if its library adds a limit to an `Instant`).
+    pub fn clamped(self) -> Self {
+        Self { connect: self.connect.min(Self::LONGEST), total: self.total.min(Self::LONGEST) }
+    }
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            timeouts: Timeouts::default(),
+            user_agent: None,
+            body_limit: None,
+            proxy_from_env: true,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// The `User-Agent`: the one set, or `helloflex-rs/<version> (<transport>)`.
+    pub fn user_agent_for(&self, transport: &str) -> String {
+        match &self.user_agent {
+            Some(ua) => ua.clone(),
+            None => format!("helloflex-rs/{} ({transport})", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// The response body cap: the one set, or [`crate::MAX_BODY_BYTES`].
+    pub fn body_limit(&self) -> usize {
+        self.body_limit.unwrap_or(crate::MAX_BODY_BYTES)
+    }
+
+    /// Refuses settings that cannot work, rather than have a transport drop or misread them: a
+    /// `User-Agent` that is no header value (a control character, a line break), a zero
+    /// timeout (every request would time out).
+    /// [`ClientBuilder::build`](super::ClientBuilder::build) calls it.
+    ///
+    /// ```
+    /// use helloflex_auth::HttpOptions;
+    ///
+    /// let mut options = HttpOptions::default();
+    /// assert!(options.validate().is_ok());
+    /// options.user_agent = Some("my-app/1.0\r\nX-Injected: 1".into());
+    /// assert!(options.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.user_agent.as_deref().is_some_and(|ua| http::HeaderValue::from_str(ua).is_err()) {
+            return Err(ConfigError::Invalid {
+                name: "user_agent",
+                reason: "not a header value (control characters and line breaks are refused)",
+            });
+        }
+        if self.timeouts.connect.is_zero() || self.timeouts.total.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "timeouts",
+                reason: "a zero timeout fails every request",
+            });
+        }
+        Ok(())
+    }
+}
