@@ -11,7 +11,7 @@ use crate::identity::{ClientAuthMethod, ClientIdentity, validate_scopes};
 use crate::secret::{AuthorizationCode, PkceVerifier, RefreshToken};
 
 /// The grant a token request is for. It decides how the request may be replayed (see
-/// `docs/ARCHITECTURE.md`, "Replaying a token request"), so it travels with the request.
+/// `docs/behaviour.md`, "Replaying a token request"), so it travels with the request.
 ///
 /// ```
 /// use helloflex_core::{ClientCredentialsConfig, ClientSecret, Environment};
