@@ -264,41 +264,35 @@ pub(crate) async fn get_item(
     with_item(&state, id, |_| {})
 }
 
-/// `PUT /items/{id}`: replaces.
-pub(crate) async fn put_item(
+/// `PUT /items/{id}` replaces the item's body (checked as a new item's is); `PATCH` merges the
+/// fields of a JSON object into it.
+pub(crate) async fn write_item(
+    method: axum::http::Method,
     AxumState(state): AxumState<State>,
     headers: HeaderMap,
     Path(id): Path<u64>,
     body: axum::body::Bytes,
 ) -> Response {
     guard!(state, headers, "items.write", Some(&body));
+    if method == axum::http::Method::PATCH {
+        let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(&body) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "Body": ["The body must be a JSON object."] })),
+            )
+                .into_response();
+        };
+        return with_item(&state, id, |item| {
+            if let Some(map) = item.body.as_object_mut() {
+                map.extend(patch);
+            }
+        });
+    }
     let value = match validate_item(&body) {
         Ok(v) => v,
         Err(response) => return response,
     };
     with_item(&state, id, |item| item.body = value)
-}
-
-/// `PATCH /items/{id}`: merges fields.
-pub(crate) async fn patch_item(
-    AxumState(state): AxumState<State>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-    body: axum::body::Bytes,
-) -> Response {
-    guard!(state, headers, "items.write", Some(&body));
-    let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "Body": ["The body must be a JSON object."] })),
-        )
-            .into_response();
-    };
-    with_item(&state, id, |item| {
-        if let Some(map) = item.body.as_object_mut() {
-            map.extend(patch);
-        }
-    })
 }
 
 /// `DELETE /items/{id}`: 204.

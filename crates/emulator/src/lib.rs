@@ -160,7 +160,7 @@ fn router(state: State) -> Router {
         .route("/items", post(api::create_item).get(api::list_items))
         .route(
             "/items/{id}",
-            get(api::get_item).put(api::put_item).patch(api::patch_item).delete(api::delete_item),
+            get(api::get_item).put(api::write_item).patch(api::write_item).delete(api::delete_item),
         )
         .route("/boom", get(api::boom))
         .route("/_admin/counters", get(admin::counters).fallback(admin::wrong_method))
