@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         "ci" => {
             eprintln!(
                 "xtask ci: format, clippy, the test suite, the fleet simulation, docs, the public \
-                 API, the core's dependency budget, a fuzz smoke: about 13 minutes on two warm cores, 17 or more \
+                 API, the core's dependency budget, a fuzz smoke: about 16 minutes on two warm cores, 20 or more \
                  from a cold build"
             );
             nextest_installed()
