@@ -909,19 +909,13 @@ fn a_hung_server_costs_the_timeout_not_a_hang_and_no_reply_goes_astray() {
 /// `rediss://`: the store speaks TLS to a redis-server with a certificate from a private CA.
 #[test]
 fn rediss_works_with_a_private_ca() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert =
-        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
-    let server = RedisServer::start_tls(&cert.pem(), &key.serialize_pem(), &ca.pem());
+    let tls = helloflex_testkit::tls::loopback_tls();
+    let server = RedisServer::start_tls(&tls.cert, &tls.key, &tls.ca);
     assert!(server.url().starts_with("rediss://"));
 
     let store = RedisStore::open(&server.url(), "client-tls", keys("k1", 1))
         .unwrap()
-        .with_root_certificates(ca.pem().as_bytes())
+        .with_root_certificates(tls.ca.as_bytes())
         .unwrap()
         .with_timeout(Duration::from_secs(2));
     assert!(matches!(store.swap(0, &record(1, 1)).unwrap(), Swap::Stored { version: 1, .. }));

@@ -266,17 +266,11 @@ fn an_unreachable_or_hung_server_is_a_typed_error_in_the_timeout_naming_no_passw
 /// a typed error that names no password.
 #[test]
 fn tls_to_a_server_a_private_ca_signed_and_typed_errors_without_it() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert =
-        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
-    let server = PgServer::start_tls(&cert.pem(), &key.serialize_pem());
+    let tls = helloflex_testkit::tls::loopback_tls();
+    let server = PgServer::start_tls(&tls.cert, &tls.key);
     let url = format!("{}?sslmode=require", server.url());
 
-    let database = Database::postgres(&url).with_root_certificates(ca.pem().as_bytes());
+    let database = Database::postgres(&url).with_root_certificates(tls.ca.as_bytes());
     let store = SqlStore::open(database, "client-tls", keys("k1", 1))
         .unwrap()
         .with_timeout(Duration::from_secs(5));

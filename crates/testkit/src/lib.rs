@@ -8,6 +8,7 @@
 //! - [`passthrough`]: a store that hands every call on to an inner store, through hooks that
 //!   a fault-injecting test store overrides for only the call it changes;
 //! - [`watchdog`]: aborts a test whose failure would be a hang;
+//! - [`tls`]: a private CA and a certificate for `127.0.0.1`, for servers over TLS;
 //! - [`contract`]: the store contract, written once and run by every store's tests, and the
 //!   fixtures they share.
 //!
@@ -18,6 +19,7 @@ pub mod contract;
 pub mod passthrough;
 pub mod pg_server;
 pub mod redis_server;
+pub mod tls;
 pub mod watchdog;
 
 pub use passthrough::{Passthrough, StoreHooks};

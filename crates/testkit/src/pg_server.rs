@@ -202,26 +202,18 @@ impl PgServer {
         format!("postgres://postgres:hunter2-password@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Runs a client tool (`psql`, `pg_basebackup`) against the server, as the `postgres` user
+    /// over loopback TCP, with `args` after the connection's; fails the test if it fails.
+    fn client(&self, tool: &str, args: &[&str]) -> Output {
+        let port = self.port.to_string();
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "postgres"];
+        all.extend_from_slice(args);
+        self.run_ok(tool, &all)
+    }
+
     /// Runs `sql` through `psql`; its output, unaligned, tuples only.
     pub fn sql(&self, sql: &str) -> String {
-        let port = self.port.to_string();
-        let out = self.run_ok(
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-X",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        );
+        let out = self.client("psql", &["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]);
         String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
     }
 
@@ -241,24 +233,9 @@ impl PgServer {
     pub fn online_backup(&mut self) -> PathBuf {
         let backup = self.dir.path().join(format!("online-backup-{}", self.backups));
         self.backups += 1;
-        let (port, target) = (self.port.to_string(), backup.display().to_string());
-        self.run_ok(
-            "pg_basebackup",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-D",
-                &target,
-                "-X",
-                "stream",
-                "--checkpoint=fast",
-                "--no-sync",
-            ],
-        );
+        let target = backup.display().to_string();
+        let args = ["-D", &target, "-X", "stream", "--checkpoint=fast", "--no-sync"];
+        self.client("pg_basebackup", &args);
         backup
     }
 
