@@ -163,7 +163,7 @@ impl BlockingTokenManager {
     /// [`Self::call`] on a boxed call: the loop's state then holds a pointer, not the whole
     /// call, so building and pinning it moves a few bytes instead of the call each time.
     pub(crate) fn call_boxed(&self, call: Box<ApiCall>) -> Result<Response, Error> {
-        drive_blocking(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call)
+        drive_blocking(&*self.inner.transport, &*self.inner.shared.clock, self, call)
     }
 }
 
@@ -241,7 +241,12 @@ impl Steps for Inner {
         exchange: Box<TokenExchange>,
     ) -> impl Future<Output = Result<Fetched, Error>> + Send {
         let clock = &*self.shared.clock;
-        std::future::ready(drive_blocking(&*self.transport, clock, None, exchange))
+        std::future::ready(drive_blocking(
+            &*self.transport,
+            clock,
+            &crate::drive::NoTokens,
+            exchange,
+        ))
     }
     fn sleep(&self, until: Instant) -> impl Future<Output = ()> + Send {
         self.transport.sleep(remaining(until, self.shared.clock.now()));

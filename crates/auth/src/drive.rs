@@ -141,13 +141,14 @@ fn exchange_span() -> tracing::Span {
     tracing::debug_span!(target: "helloflex::http", "exchange", method = Empty, path = Empty, status = Empty, attempt = Empty)
 }
 
-/// The blocking flavour: each step does its I/O on the calling thread, then is ready.
-struct Blocking<'a> {
-    transport: &'a dyn BlockingTransport,
-    tokens: Option<&'a dyn TokenSource>,
+/// What one flavour drives an exchange with: its transport and what answers `NeedToken`.
+struct Flavour<'a, T: ?Sized, K: ?Sized> {
+    transport: &'a T,
+    tokens: &'a K,
 }
 
-impl Io for Blocking<'_> {
+/// The blocking flavour: each step does its I/O on the calling thread, then is ready.
+impl<'a> Io for Flavour<'a, dyn BlockingTransport + 'a, dyn TokenSource + 'a> {
     fn send(
         &self,
         request: Request,
@@ -162,23 +163,15 @@ impl Io for Blocking<'_> {
         &self,
         rejected: Option<TokenId>,
     ) -> impl Future<Output = Result<Token, Error>> + Send {
-        std::future::ready(match self.tokens {
-            Some(tokens) => tokens.token_for(rejected),
-            None => Err(no_token_source()),
-        })
+        std::future::ready(self.tokens.token_for(rejected))
     }
     fn token_now(&self) -> Option<Token> {
-        self.tokens?.try_token_now()
+        self.tokens.try_token_now()
     }
 }
 
 /// The async flavour: the transport's futures, and the token source's fast path first.
-struct Async<'a> {
-    transport: &'a dyn AsyncTransport,
-    tokens: Option<&'a dyn AsyncTokenSource>,
-}
-
-impl Io for Async<'_> {
+impl<'a> Io for Flavour<'a, dyn AsyncTransport + 'a, dyn AsyncTokenSource + 'a> {
     fn send(
         &self,
         request: Request,
@@ -188,26 +181,43 @@ impl Io for Async<'_> {
     fn sleep(&self, wait: Duration) -> impl Future<Output = ()> + Send {
         self.transport.sleep(wait)
     }
-    async fn token(&self, rejected: Option<TokenId>) -> Result<Token, Error> {
-        match self.tokens {
-            Some(tokens) => tokens.token_for(rejected).await,
-            None => Err(no_token_source()),
-        }
+    fn token(
+        &self,
+        rejected: Option<TokenId>,
+    ) -> impl Future<Output = Result<Token, Error>> + Send {
+        self.tokens.token_for(rejected)
     }
     fn token_now(&self) -> Option<Token> {
-        self.tokens?.try_token_now()
+        self.tokens.try_token_now()
+    }
+}
+
+/// The token source of an exchange that needs none (a token request): asked anyway, it says
+/// so as a typed error rather than panicking.
+pub(crate) struct NoTokens;
+
+impl TokenSource for NoTokens {
+    fn token_for(&self, _: Option<TokenId>) -> Result<Token, Error> {
+        Err(no_token_source())
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncTokenSource for NoTokens {
+    async fn token_for(&self, _: Option<TokenId>) -> Result<Token, Error> {
+        Err(no_token_source())
     }
 }
 
 /// Runs `exchange` to completion on a blocking transport; `tokens` answers `NeedToken` (a
-/// token request needs none).
+/// token request needs none: [`NoTokens`]).
 pub(crate) fn drive_blocking<E: Exchange>(
     transport: &dyn BlockingTransport,
     clock: &dyn Clock,
-    tokens: Option<&dyn TokenSource>,
+    tokens: &dyn TokenSource,
     exchange: E,
 ) -> E::Output {
-    let io = Blocking { transport, tokens };
+    let io = Flavour { transport, tokens };
     // The whole exchange runs on this thread within this call, so entering the span here is
     // what `Instrumented` would do on each poll, without one more move of the future.
     let span = exchange_span();
@@ -221,14 +231,14 @@ pub(crate) fn drive_blocking<E: Exchange>(
 pub(crate) fn drive_async<'a, E: Exchange + Send + 'a>(
     transport: &'a dyn AsyncTransport,
     clock: &'a dyn Clock,
-    tokens: Option<&'a dyn AsyncTokenSource>,
+    tokens: &'a dyn AsyncTokenSource,
     exchange: E,
 ) -> impl Future<Output = E::Output> + Send + 'a
 where
     E::Output: Send,
 {
     let span = exchange_span();
-    drive(Async { transport, tokens }, clock, exchange, span.clone()).instrument(span)
+    drive(Flavour { transport, tokens }, clock, exchange, span.clone()).instrument(span)
 }
 
 fn no_token_source() -> Error {

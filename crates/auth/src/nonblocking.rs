@@ -243,7 +243,7 @@ impl AsyncTokenManager {
         &self,
         call: Box<ApiCall>,
     ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
-        drive_async(&*self.inner.transport, &*self.inner.shared.clock, Some(self), call)
+        drive_async(&*self.inner.transport, &*self.inner.shared.clock, self, call)
     }
 
     /// Whose held jobs are this manager's (see [`Owner`]).
@@ -298,7 +298,7 @@ impl Steps for Inner {
         reply.unwrap_or(lost)
     }
     async fn fetch(&self, exchange: Box<TokenExchange>) -> Result<Fetched, Error> {
-        drive_async(&*self.transport, &*self.shared.clock, None, exchange).await
+        drive_async(&*self.transport, &*self.shared.clock, &crate::drive::NoTokens, exchange).await
     }
     async fn sleep(&self, until: Instant) {
         self.transport.sleep(remaining(until, self.shared.clock.now())).await;

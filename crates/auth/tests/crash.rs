@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helloflex_auth::*;
-use helloflex_testkit::{Passthrough, StoreHooks};
+use helloflex_testkit::{Passthrough, StoreHooks, SwapCall};
 use support::{FakeServer, config};
 
 const CHILD: &str = "HELLOFLEX_CRASH_CHILD_DIR";
@@ -21,13 +21,8 @@ const CHILD: &str = "HELLOFLEX_CRASH_CHILD_DIR";
 struct AbortOnRotation;
 
 impl StoreHooks for AbortOnRotation {
-    fn swap(
-        &self,
-        inner: &dyn TokenStore,
-        expected: u64,
-        new: &Record,
-    ) -> Result<Swap, StoreError> {
-        let current = inner.load()?.record;
+    fn swap(&self, call: SwapCall<'_>) -> Result<Swap, StoreError> {
+        let (current, new) = (call.inner.load()?.record, call.new);
         let rotating = current.as_ref().is_some_and(|c| {
             c.claim.is_some()
                 && new.claim.is_none()
@@ -37,7 +32,7 @@ impl StoreHooks for AbortOnRotation {
         if rotating {
             std::process::abort(); // killed after the server rotated, before anything was stored
         }
-        inner.swap(expected, new)
+        call.pass()
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use helloflex_auth::*;
 use helloflex_core::{CallbackError, Error, PendingAuthorization, Token};
-use helloflex_testkit::{Passthrough, StoreHooks};
+use helloflex_testkit::{Passthrough, StoreHooks, SwapCall};
 use support::{AsyncFake, FakeServer, Tokio, config};
 
 /// What a scenario needs from a manager, blocking or async.
@@ -261,19 +261,14 @@ impl GateFlag {
 }
 
 impl StoreHooks for GateFlag {
-    fn swap(
-        &self,
-        inner: &dyn TokenStore,
-        expected: u64,
-        new: &Record,
-    ) -> Result<Swap, StoreError> {
+    fn swap(&self, call: SwapCall<'_>) -> Result<Swap, StoreError> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut closed = self.closed.lock().unwrap();
         while *closed {
             closed = self.changed.wait(closed).unwrap();
         }
         drop(closed);
-        inner.swap(expected, new)
+        call.pass()
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use helloflex_auth::*;
 use helloflex_core::Error;
-use helloflex_testkit::{Passthrough, StoreHooks};
+use helloflex_testkit::{Passthrough, StoreHooks, SwapCall};
 use support::{FakeServer, config};
 
 fn manager(
@@ -42,14 +42,9 @@ struct Writes {
 impl StoreHooks for Writes {
     /// Records (and, told to, fails) the writes that put new tokens in; a claim or a marked
     /// authorization keeps the tokens as they were.
-    fn swap(
-        &self,
-        inner: &dyn TokenStore,
-        expected: u64,
-        new: &Record,
-    ) -> Result<Swap, StoreError> {
-        let current = inner.load()?.into_tokens().map(|t| t.access_token);
-        let written = new.tokens.as_ref().map(|t| t.access_token.clone());
+    fn swap(&self, call: SwapCall<'_>) -> Result<Swap, StoreError> {
+        let current = call.inner.load()?.into_tokens().map(|t| t.access_token);
+        let written = call.new.tokens.as_ref().map(|t| t.access_token.clone());
         if written.is_some() && written != current {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError::new("write", StoreErrorKind::Refused, "disk full"));
@@ -58,7 +53,7 @@ impl StoreHooks for Writes {
                 self.writes.lock().unwrap().push(access.expose_secret().to_owned());
             }
         }
-        inner.swap(expected, new)
+        call.pass()
     }
 }
 

@@ -11,6 +11,9 @@ use crate::clients::raw_reqwest;
 use crate::emulator::{admin, environment, reset, token_requests};
 use crate::{DEMO, ROLL, Result};
 
+/// The callers in each herd.
+const CALLERS: usize = 1000;
+
 async fn raw_token(http: &reqwest::Client, base: &str) -> Option<String> {
     let body =
         format!("grant_type=client_credentials&client_id={}&client_secret={}", DEMO.0, DEMO.1);
@@ -28,7 +31,6 @@ async fn raw_token(http: &reqwest::Client, base: &str) -> Option<String> {
 /// Runs section 2 against the emulator at `base`: per pattern, the token requests made on
 /// loopback and with 25 ms of token latency.
 pub fn run(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<(String, u64, u64)>> {
-    const CALLERS: usize = 1000;
     let env = environment(base)?;
     let mut rows = Vec::new();
     let mut measure = |name: &str, run: &dyn Fn(&str) -> Result<()>| -> Result<()> {
@@ -52,60 +54,45 @@ pub fn run(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<(String, u64,
         rows.push((name.to_owned(), counts[0], counts[1]));
         Ok(())
     };
+    let sdk = |credentials: (&str, &str)| {
+        helloflex_transport_reqwest::Client::builder()
+            .environment(env.clone())
+            .client_credentials(credentials.0, ClientSecret::new(credentials.1))
+            .build()
+    };
     measure("helloflex-rs, cold cache", &|base| {
         reset(base)?;
         rt.block_on(async {
-            let client = helloflex_transport_reqwest::Client::builder()
-                .environment(env.clone())
-                .client_credentials(DEMO.0, ClientSecret::new(DEMO.1))
-                .build()?;
-            let tasks: Vec<_> = (0..CALLERS)
-                .map(|_| {
-                    let c = client.clone();
-                    tokio::spawn(async move { c.token().await.is_ok() })
-                })
-                .collect();
-            for t in tasks {
-                t.await?;
-            }
-            Ok::<_, Box<dyn std::error::Error>>(())
+            let client = sdk(DEMO)?;
+            herd(|| {
+                let c = client.clone();
+                async move { c.token().await.is_ok() }
+            })
+            .await
         })
     })?;
     measure("helloflex-rs, at expiry (1 s tokens)", &|base| {
         rt.block_on(async {
-            let client = helloflex_transport_reqwest::Client::builder()
-                .environment(env.clone())
-                .client_credentials(ROLL.0, ClientSecret::new(ROLL.1))
-                .build()?;
+            let client = sdk(ROLL)?;
             client.token().await?;
             tokio::time::sleep(Duration::from_millis(1100)).await;
             reset(base)?;
-            let tasks: Vec<_> = (0..CALLERS)
-                .map(|_| {
-                    let c = client.clone();
-                    tokio::spawn(async move { c.token().await.is_ok() })
-                })
-                .collect();
-            for t in tasks {
-                t.await?;
-            }
-            Ok::<_, Box<dyn std::error::Error>>(())
+            herd(|| {
+                let c = client.clone();
+                async move { c.token().await.is_ok() }
+            })
+            .await
         })
     })?;
     measure("a token per call (oauth2-rs README pattern)", &|base| {
         reset(base)?;
         rt.block_on(async {
             let http = raw_reqwest()?;
-            let tasks: Vec<_> = (0..CALLERS)
-                .map(|_| {
-                    let (h, b) = (http.clone(), base.to_owned());
-                    tokio::spawn(async move { raw_token(&h, &b).await })
-                })
-                .collect();
-            for t in tasks {
-                t.await?;
-            }
-            Ok::<_, Box<dyn std::error::Error>>(())
+            herd(|| {
+                let (h, b) = (http.clone(), base.to_owned());
+                async move { raw_token(&h, &b).await }
+            })
+            .await
         })
     })?;
     measure("hand-written mutex cache (check, unlock, fetch, store)", &|base| {
@@ -113,25 +100,33 @@ pub fn run(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<(String, u64,
         rt.block_on(async {
             let http = raw_reqwest()?;
             let cache: Arc<Mutex<Option<String>>> = Arc::default();
-            let tasks: Vec<_> = (0..CALLERS)
-                .map(|_| {
-                    let (h, b, cache) = (http.clone(), base.to_owned(), cache.clone());
-                    tokio::spawn(async move {
-                        let cached = cache.lock().ok().and_then(|c| c.clone());
-                        if cached.is_none() {
-                            let fresh = raw_token(&h, &b).await;
-                            if let Ok(mut c) = cache.lock() {
-                                *c = fresh;
-                            }
+            herd(|| {
+                let (h, b, cache) = (http.clone(), base.to_owned(), cache.clone());
+                async move {
+                    let cached = cache.lock().ok().and_then(|c| c.clone());
+                    if cached.is_none() {
+                        let fresh = raw_token(&h, &b).await;
+                        if let Ok(mut c) = cache.lock() {
+                            *c = fresh;
                         }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                t.await?;
-            }
-            Ok::<_, Box<dyn std::error::Error>>(())
+                    }
+                }
+            })
+            .await
         })
     })?;
     Ok(rows)
+}
+
+/// Runs [`CALLERS`] tasks at once, each the future `caller` makes, and waits for them all.
+async fn herd<F>(caller: impl Fn() -> F) -> Result<()>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = (0..CALLERS).map(|_| tokio::spawn(caller())).collect();
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
 }

@@ -22,7 +22,7 @@ pub mod redis_server;
 pub mod tls;
 pub mod watchdog;
 
-pub use passthrough::{Passthrough, StoreHooks};
+pub use passthrough::{Passthrough, StoreHooks, SwapCall};
 pub use pg_server::PgServer;
 pub use redis_server::{Persistence, RedisServer, Reply, free_port};
 pub use watchdog::Watchdog;

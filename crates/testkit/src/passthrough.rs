@@ -12,14 +12,28 @@ pub trait StoreHooks: std::fmt::Debug + Send + Sync {
         inner.load()
     }
 
-    /// [`TokenStore::swap`], given the inner store.
-    fn swap(
-        &self,
-        inner: &dyn TokenStore,
-        expected: u64,
-        new: &Record,
-    ) -> Result<Swap, StoreError> {
-        inner.swap(expected, new)
+    /// [`TokenStore::swap`], given the call (the inner store and the arguments).
+    fn swap(&self, call: SwapCall<'_>) -> Result<Swap, StoreError> {
+        call.pass()
+    }
+}
+
+/// One [`TokenStore::swap`] call on its way to the inner store: a hook reads it, and hands it
+/// on with [`SwapCall::pass`] (or does not).
+#[derive(Clone, Copy)]
+pub struct SwapCall<'a> {
+    /// The store the call is handed on to.
+    pub inner: &'a dyn TokenStore,
+    /// The version the caller expects to replace.
+    pub expected: u64,
+    /// The record it writes.
+    pub new: &'a Record,
+}
+
+impl SwapCall<'_> {
+    /// Hands the call on to the inner store unchanged.
+    pub fn pass(self) -> Result<Swap, StoreError> {
+        self.inner.swap(self.expected, self.new)
     }
 }
 
@@ -46,7 +60,7 @@ impl<H: StoreHooks, S: TokenStore> TokenStore for Passthrough<H, S> {
     }
 
     fn swap(&self, expected: u64, new: &Record) -> Result<Swap, StoreError> {
-        self.hooks.swap(&self.inner, expected, new)
+        self.hooks.swap(SwapCall { inner: &self.inner, expected, new })
     }
 }
 
