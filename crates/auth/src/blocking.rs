@@ -62,7 +62,7 @@ impl std::fmt::Debug for Inner {
 impl ManagerBuilder {
     /// A blocking manager over `transport`.
     pub fn blocking(self, transport: Arc<dyn BlockingTransport>) -> BlockingTokenManager {
-        let shared = Shared::new(self.grant, self.options, self.clock, self.entropy);
+        let shared = Shared::new(self.grant, Arc::new(self.options), self.clock, self.entropy);
         BlockingTokenManager { inner: Arc::new(Inner { shared, transport }) }
     }
 }

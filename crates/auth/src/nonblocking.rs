@@ -160,7 +160,7 @@ impl ManagerBuilder {
         transport: Arc<dyn AsyncTransport>,
         runtime: Option<Arc<dyn AsyncRuntime>>,
     ) -> AsyncTokenManager {
-        let shared = Shared::new(self.grant, self.options, self.clock, self.entropy);
+        let shared = Shared::new(self.grant, Arc::new(self.options), self.clock, self.entropy);
         let inner = Arc::new(Inner { shared, transport, runtime });
         AsyncTokenManager { inner, held: Arc::default() }
     }

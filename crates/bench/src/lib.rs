@@ -21,9 +21,11 @@
 //!    Redis store against the memory store, and token requests per lifetime of 8 processes
 //!    ([`fleet`]);
 //! 7. users' tokens in SQL: the request path on a SQLite file and on PostgreSQL (a real server
-//!    on loopback) against the memory store, and PostgreSQL round trips per refresh ([`sql`]).
+//!    on loopback) against the memory store, and PostgreSQL round trips per refresh ([`sql`]);
+//! 9. many signed-in users ([`many_users`]): memory per idle user, what runs while they are
+//!    idle, and how proactive refresh spreads 100,000 users' refreshes.
 //!
-//! [`report`] writes the sections as `load.md`; [`emulator`] starts and steers the emulator;
+//! [`report`] writes the sections as `load.md`, below this run's [`targets`] table; [`emulator`] starts and steers the emulator;
 //! [`probes`] holds the measures run by hand while working on the request path (client CPU per
 //! call, slot patterns). Every loop is bounded in count and in time.
 
@@ -35,12 +37,14 @@ pub mod emulator;
 pub mod fleet;
 pub mod herds;
 pub mod instructions;
+pub mod many_users;
 pub mod memory;
 pub mod peer;
 pub mod probes;
 pub mod report;
 pub mod rollover;
 pub mod sql;
+pub mod targets;
 pub mod throughput;
 
 /// The demo client, whose tokens live long.

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use helloflex_bench::report::{Measured, markdown};
 use helloflex_bench::{
-    ROLL, Result, arg, emulator, fleet, herds, instructions, memory, probes, rollover, runtime,
-    sql, throughput,
+    ROLL, Result, arg, emulator, fleet, herds, instructions, many_users, memory, probes, rollover,
+    runtime, sql, targets, throughput,
 };
 
 /// The value of a required argument, or an error naming it as `usage` says.
@@ -34,6 +34,9 @@ fn main() -> Result<()> {
         Some("rollover") => rollover::alone(&required("--emulator", "--emulator <path>")?),
         Some("throughput") => throughput::alone(&required("--emulator", "--emulator <path>")?),
         Some("sql") => sql::alone(&required("--emulator", "--emulator <path>")?),
+        Some("many-users") => {
+            many_users::phase(arg("--users").map_or(Ok(many_users::USERS), |n| n.parse())?)
+        }
         _ => whole_run(),
     }
 }
@@ -65,10 +68,14 @@ fn whole_run() -> Result<()> {
     let fleet = fleet::run(&rt, &base, &member)?;
     eprintln!("loadbench: tokens in SQL (SQLite, PostgreSQL)");
     let sql = sql::run(&rt, &base)?;
+    eprintln!("loadbench: many users");
+    let many_users = many_users::run(many_users::USERS)?;
 
     let chart = rollover::svg(&roll);
-    let measured = Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql };
-    std::fs::write(out_dir.join("load.md"), markdown(&measured))?;
+    let measured =
+        Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql, many_users };
+    let targets = targets::markdown(&targets::targets(&measured));
+    std::fs::write(out_dir.join("load.md"), targets + &markdown(&measured))?;
     std::fs::write(out_dir.join("rollover.svg"), chart)?;
     drop(emulator);
     eprintln!("loadbench: done");

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::abba::{AbbaRow, ROUND, ROUNDS, ROUNDS_ONE_CALLER};
 use crate::fleet::Fleet;
 use crate::instructions::{Counted, INSTR_CALLS};
+use crate::many_users::ManyUsers;
 use crate::rollover::{ROLLOVER_ROUNDS, ROLLOVER_WINDOW, Rollover};
 use crate::sql::SqlStores;
 
@@ -29,22 +30,29 @@ pub struct Measured {
     pub fleet: Fleet,
     /// Section 7.
     pub sql: SqlStores,
+    /// Section 9.
+    pub many_users: ManyUsers,
 }
 
-/// The report of a whole run, as Markdown.
+/// A section's heading and the paragraph that says how to read it.
+fn heading(md: &mut String, title: &str, intro: &str) {
+    let _ = writeln!(md, "\n### {title}\n\n{intro}\n");
+}
+
+/// The report of a whole run's sections, as Markdown (the targets table goes above it).
 pub fn markdown(m: &Measured) -> String {
-    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql } = m;
+    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql, many_users } =
+        m;
     let (core_allocs, sdk_allocs, raw_allocs) = allocations;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = rss;
     let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "### 1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw and SDK, raw, raw, SDK in turn)\n",
-        ROUND.as_millis()
-    );
-    let _ = writeln!(
-        md,
-        "Rates are medians (requests/s); ratios are medians of per-round ratios (a round's two SDK runs against its two raw runs; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends; ABBA and BAAB in turn give each side the round's first slot, which at one caller runs 1-3% slower than the others whoever is in it, in half the rounds).\n"
+    heading(
+        &mut md,
+        &format!(
+            "1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw and SDK, raw, raw, SDK in turn)",
+            ROUND.as_millis()
+        ),
+        "Rates are medians (requests/s); ratios are medians of per-round ratios (a round's two SDK runs against its two raw runs; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends; ABBA and BAAB in turn give each side the round's first slot, which at one caller runs 1-3% slower than the others whoever is in it, in half the rounds).",
     );
     let _ = writeln!(md, "{pinning}\n");
     let _ = writeln!(md, "| client | SDK | raw | SDK / raw | raw / raw (control) |");
@@ -66,14 +74,13 @@ pub fn markdown(m: &Measured) -> String {
     for (name, fast, slow) in herd {
         let _ = writeln!(md, "| {name} | {fast} | {slow} |");
     }
-    let _ = writeln!(
-        md,
-        "\n### 3. Latency across token rollover (8 concurrent callers, {ROLLOVER_ROUNDS} ABBA rounds of {} s windows: long-lived, 1 s, 1 s, long-lived)\n",
-        ROLLOVER_WINDOW.as_secs_f64()
-    );
-    let _ = writeln!(
-        md,
-        "Latencies are medians over the windows; the ratios are medians of per-round ratios (a round's two 1 s windows against its two long-lived ones).\n"
+    heading(
+        &mut md,
+        &format!(
+            "3. Latency across token rollover (8 concurrent callers, {ROLLOVER_ROUNDS} ABBA rounds of {} s windows: long-lived, 1 s, 1 s, long-lived)",
+            ROLLOVER_WINDOW.as_secs_f64()
+        ),
+        "Latencies are medians over the windows; the ratios are medians of per-round ratios (a round's two 1 s windows against its two long-lived ones).",
     );
     let _ = writeln!(md, "| tokens | calls (last window) | p50 | p99 |");
     let _ = writeln!(md, "|---|---:|---:|---:|");
@@ -176,5 +183,11 @@ pub fn markdown(m: &Measured) -> String {
         fleet.failed
     );
     md.push_str(&crate::sql::section(sql));
+    heading(
+        &mut md,
+        "9. Many signed-in users (100,000 `for_user` clients over one shared client)",
+        "What a web service pays per signed-in user: resident memory, what runs while users are idle, and the token requests per second when every token was issued within one minute (a deploy, a morning sign-in wave). In a child process of its own, no network: a stand-in server answers token requests at once and a manual clock stands for the hour (`crates/bench/src/many_users.rs`).",
+    );
+    md.push_str(&crate::many_users::markdown(many_users));
     md
 }

@@ -24,7 +24,7 @@ const COMPLETED_KEPT: usize = 4096;
 pub(super) type Completed = Arc<Mutex<VecDeque<AuthorizationId>>>;
 
 impl Shared {
-    pub(super) fn auth_code(&self) -> Result<&AuthorizationCodeConfig, Error> {
+    pub(super) fn auth_code(&self) -> Result<&Arc<AuthorizationCodeConfig>, Error> {
         match &self.grant {
             GrantConfig::AuthorizationCode { config, .. } => Ok(config),
             GrantConfig::ClientCredentials { .. } => Err(UsageError::WrongState(

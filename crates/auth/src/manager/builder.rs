@@ -23,7 +23,7 @@ impl ManagerBuilder {
     /// A manager for user tokens (authorization-code grant, Flextell) kept in `store`. The
     /// store is read by the first caller that needs a token, not here.
     pub fn authorization_code(config: AuthorizationCodeConfig, store: Arc<dyn TokenStore>) -> Self {
-        Self::new(GrantConfig::AuthorizationCode { config, store })
+        Self::new(GrantConfig::AuthorizationCode { config: Arc::new(config), store })
     }
 
     fn new(grant: GrantConfig) -> Self {

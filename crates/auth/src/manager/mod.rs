@@ -41,14 +41,10 @@ pub(crate) use jobs::{Drain, Running};
 #[derive(Debug, Clone)]
 pub(crate) enum GrantConfig {
     /// A shared `store` makes one fetch serve every process using it (a fleet).
-    ClientCredentials {
-        config: ClientCredentialsConfig,
-        store: Option<Arc<dyn TokenStore>>,
-    },
-    AuthorizationCode {
-        config: AuthorizationCodeConfig,
-        store: Arc<dyn TokenStore>,
-    },
+    ClientCredentials { config: ClientCredentialsConfig, store: Option<Arc<dyn TokenStore>> },
+    /// The config is shared by every user's manager made with `for_store` (one copy, not one
+    /// per signed-in user).
+    AuthorizationCode { config: Arc<AuthorizationCodeConfig>, store: Arc<dyn TokenStore> },
 }
 
 /// What the lock guards.
@@ -111,7 +107,8 @@ pub(crate) struct Shared {
     /// Wakes the callers waiting for a job (a caller listens under the lock, before it waits).
     pub(crate) signal: Event,
     grant: GrantConfig,
-    options: ManagerOptions,
+    /// Shared by every user's manager made with `for_store`.
+    options: Arc<ManagerOptions>,
     pub(crate) clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
 }
@@ -132,7 +129,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn new(
         grant: GrantConfig,
-        options: ManagerOptions,
+        options: Arc<ManagerOptions>,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
     ) -> Self {
@@ -163,10 +160,10 @@ impl Shared {
     /// empty cache of its own, the configuration, the memory of completed authorizations and
     /// the jobs in flight (closing one closes all) shared.
     pub(crate) fn for_store(&self, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
-        let config = self.auth_code()?.clone();
+        let config = Arc::clone(self.auth_code()?);
         let grant = GrantConfig::AuthorizationCode { config, store };
         let (clock, entropy) = (Arc::clone(&self.clock), Arc::clone(&self.entropy));
-        let mut sibling = Self::new(grant, self.options.clone(), clock, entropy);
+        let mut sibling = Self::new(grant, Arc::clone(&self.options), clock, entropy);
         sibling.completed = Arc::clone(&self.completed);
         sibling.jobs = Arc::clone(&self.jobs);
         Ok(sibling)
