@@ -23,7 +23,9 @@
 //! 7. users' tokens in SQL: the request path on a SQLite file and on PostgreSQL (a real server
 //!    on loopback) against the memory store, and PostgreSQL round trips per refresh ([`sql`]);
 //! 9. many signed-in users ([`many_users`]): memory per idle user, what runs while they are
-//!    idle, and how proactive refresh spreads 100,000 users' refreshes.
+//!    idle, and how proactive refresh spreads 100,000 users' refreshes;
+//! 10. section 1's async rows unpinned, client and emulator sharing both cores, in several
+//!     runtime shapes ([`shared_cores`]).
 //!
 //! [`report`] writes the sections as `load.md`, below this run's [`targets`] table; [`emulator`] starts and steers the emulator;
 //! [`probes`] holds the measures run by hand while working on the request path (client CPU per
@@ -43,6 +45,7 @@ pub mod peer;
 pub mod probes;
 pub mod report;
 pub mod rollover;
+pub mod shared_cores;
 pub mod sql;
 pub mod targets;
 pub mod throughput;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use helloflex_bench::report::{Measured, markdown};
 use helloflex_bench::{
     ROLL, Result, arg, emulator, fleet, herds, instructions, many_users, memory, probes, rollover,
-    runtime, sql, targets, throughput,
+    runtime, shared_cores, sql, targets, throughput,
 };
 
 /// The value of a required argument, or an error naming it as `usage` says.
@@ -54,30 +54,34 @@ fn whole_run() -> Result<()> {
     emulator::admin(&base, "token-lifetime", Some(lifetime))?;
 
     let (rows, pinning) = throughput::measure(&rt, &emulator_path, &out_dir, &base)?;
-    eprintln!("loadbench: herds");
-    let herd = herds::run(&rt, &base)?;
-    eprintln!("loadbench: rollover");
-    let roll = rollover::run(&rt, &base)?;
-    eprintln!("loadbench: allocations and memory");
-    let allocations = memory::allocations_in_child(&base)?;
-    let rss = memory::peak_rss(&base)?;
-    eprintln!("loadbench: instructions and cache misses per call (callgrind)");
-    let counted = instructions::counted_per_call(&base, &out_dir)?;
-    eprintln!("loadbench: fleet on Redis");
     let member = required("--fleet-member", "--fleet-member <path>")?;
-    let fleet = fleet::run(&rt, &base, &member)?;
-    eprintln!("loadbench: tokens in SQL (SQLite, PostgreSQL)");
-    let sql = sql::run(&rt, &base)?;
-    eprintln!("loadbench: many users");
-    let many_users = many_users::run(many_users::USERS)?;
-
-    let chart = rollover::svg(&roll);
-    let measured =
-        Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql, many_users };
+    // The sections in the order they run; each says so on stderr as it starts.
+    let measured = Measured {
+        rows,
+        pinning,
+        herd: phase("herds", || herds::run(&rt, &base))?,
+        roll: phase("rollover", || rollover::run(&rt, &base))?,
+        allocations: phase("allocations", || memory::allocations_in_child(&base))?,
+        rss: phase("peak memory", || memory::peak_rss(&base))?,
+        counted: phase("instructions (callgrind)", || {
+            instructions::counted_per_call(&base, &out_dir)
+        })?,
+        fleet: phase("fleet on Redis", || fleet::run(&rt, &base, &member))?,
+        sql: phase("tokens in SQL", || sql::run(&rt, &base))?,
+        many_users: phase("many users", || many_users::run(many_users::USERS))?,
+        shared_cores: phase("unpinned", || shared_cores::run(&emulator_path, &out_dir))?,
+    };
+    let chart = rollover::svg(&measured.roll);
     let targets = targets::markdown(&targets::targets(&measured));
     std::fs::write(out_dir.join("load.md"), targets + &markdown(&measured))?;
     std::fs::write(out_dir.join("rollover.svg"), chart)?;
     drop(emulator);
     eprintln!("loadbench: done");
     Ok(())
+}
+
+/// Runs one section, saying so first.
+fn phase<T>(name: &str, run: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("loadbench: {name}");
+    run()
 }

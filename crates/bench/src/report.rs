@@ -8,6 +8,7 @@ use crate::fleet::Fleet;
 use crate::instructions::{Counted, INSTR_CALLS};
 use crate::many_users::ManyUsers;
 use crate::rollover::{ROLLOVER_ROUNDS, ROLLOVER_WINDOW, Rollover};
+use crate::shared_cores::ShapeRows;
 use crate::sql::SqlStores;
 
 /// What a whole run measured, section by section.
@@ -32,6 +33,8 @@ pub struct Measured {
     pub sql: SqlStores,
     /// Section 9.
     pub many_users: ManyUsers,
+    /// Section 10.
+    pub shared_cores: Vec<ShapeRows>,
 }
 
 /// A section's heading and the paragraph that says how to read it.
@@ -41,8 +44,19 @@ fn heading(md: &mut String, title: &str, intro: &str) {
 
 /// The report of a whole run's sections, as Markdown (the targets table goes above it).
 pub fn markdown(m: &Measured) -> String {
-    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql, many_users } =
-        m;
+    let Measured {
+        rows,
+        pinning,
+        herd,
+        roll,
+        allocations,
+        rss,
+        counted,
+        fleet,
+        sql,
+        many_users,
+        shared_cores,
+    } = m;
     let (core_allocs, sdk_allocs, raw_allocs) = allocations;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = rss;
     let mut md = String::new();
@@ -189,5 +203,11 @@ pub fn markdown(m: &Measured) -> String {
         "What a web service pays per signed-in user: resident memory, what runs while users are idle, and the token requests per second when every token was issued within one minute (a deploy, a morning sign-in wave). In a child process of its own, no network: a stand-in server answers token requests at once and a manual clock stands for the hour (`crates/bench/src/many_users.rs`).",
     );
     md.push_str(&crate::many_users::markdown(many_users));
+    heading(
+        &mut md,
+        "10. The hot loop unpinned: client and emulator sharing both cores",
+        "Section 1's async rows again, neither process pinned, in three runtime shapes (fewer rounds per row than section 1: 90 for one caller, 45 for 32). Where section 1 measures the client's own work on a core of its own, these rows add what a service sharing its cores pays: wake-ups, hand-offs between threads, timers.",
+    );
+    md.push_str(&crate::shared_cores::markdown(shared_cores));
     md
 }

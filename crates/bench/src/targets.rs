@@ -29,23 +29,28 @@ fn ratio_at_least(row: &AbbaRow, at_least: f64, what: &str) -> Target {
     )
 }
 
+/// A throughput row's target: async rows and one-caller rows at least 0.99x the raw client,
+/// eight blocking threads at least 0.97x, the async client at least level with oauth2-rs and
+/// its cache.
+fn throughput_target(row: &AbbaRow, section: &str) -> Target {
+    let n = &row.name;
+    let (at_least, against) = if n.contains("oauth2-rs") {
+        (1.0, "oauth2-rs 5 + cache")
+    } else if n.starts_with("blocking") {
+        (if n.contains(" 1 thread") { 0.99 } else { 0.97 }, "raw ureq")
+    } else {
+        (0.99, "raw reqwest")
+    };
+    let row_name = n.split(':').next().unwrap_or(n);
+    ratio_at_least(row, at_least, &format!("{section} {row_name} against {against}:"))
+}
+
 /// Every target of the run, in the order of the sections.
 pub fn targets(m: &Measured) -> Vec<Target> {
     let mut out = Vec::new();
     // 1. Throughput: async and one-caller rows at least 0.99x raw, eight blocking threads at
     // least 0.97x, and the async client at least level with oauth2-rs and its cache.
-    for row in &m.rows {
-        let n = &row.name;
-        let (at_least, against) = if n.contains("oauth2-rs") {
-            (1.0, "oauth2-rs 5 + cache")
-        } else if n.starts_with("blocking") {
-            (if n.contains(" 1 thread") { 0.99 } else { 0.97 }, "raw ureq")
-        } else {
-            (0.99, "raw reqwest")
-        };
-        let row_name = n.split(':').next().unwrap_or(n);
-        out.push(ratio_at_least(row, at_least, &format!("1. {row_name} against {against}:")));
-    }
+    out.extend(m.rows.iter().map(|row| throughput_target(row, "1.")));
     // 2. Herds: one token request each, whatever the pattern of arrival.
     for (name, fast, slow) in m.herd.iter().filter(|(name, ..)| name.starts_with("helloflex")) {
         out.push(target(
@@ -130,6 +135,11 @@ pub fn targets(m: &Measured) -> Vec<Target> {
         format!("{spread:.2}x ({} / {:.0} per s)", users.peak(), users.average()),
         spread <= 2.0 && users.refreshes() == users.users as u64,
     ));
+    // 10. The async rows unpinned, in each runtime shape.
+    for shape in &m.shared_cores {
+        let section = format!("10. {}:", shape.shape);
+        out.extend(shape.rows.iter().map(|row| throughput_target(row, &section)));
+    }
     out
 }
 

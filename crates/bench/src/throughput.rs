@@ -35,11 +35,25 @@ pub fn measure(
 }
 
 /// Section 1 alone (`--phase throughput`), for iterating on the request path: printed, and with
-/// `--rows-out <file>` written there for the pinned run's parent.
+/// `--rows-out <file>` written there for the parent (section 1 pinned, section 10 unpinned).
+/// `--runtime current` runs the clients on a current-thread runtime (default: 2 workers);
+/// `--emulator in-process` serves from this process, on the emulator's own runtime.
 pub fn alone(emulator_path: &str) -> Result<()> {
-    let emulator = emulator::start(emulator_path)?;
-    let rt = runtime()?;
-    let rows = section_one(&rt, &emulator.base)?;
+    let (_process, _in_process, base) = if emulator_path == "in-process" {
+        let config = helloflex_emulator::EmulatorConfig::default();
+        let emulator = helloflex_emulator::start(config)?;
+        let base = emulator.base_url().to_owned();
+        (None, Some(emulator), base)
+    } else {
+        let emulator = emulator::start(emulator_path)?;
+        let base = emulator.base.clone();
+        (Some(emulator), None, base)
+    };
+    let rt = match arg("--runtime").as_deref() {
+        Some("current") => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => runtime()?,
+    };
+    let rows = section_one(&rt, &base)?;
     if let Some(file) = arg("--rows-out") {
         std::fs::write(file, rows.iter().map(AbbaRow::to_line).collect::<String>())?;
     }
@@ -57,7 +71,7 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
             continue;
         }
         let mut rounds = Vec::new();
-        for index in 0..rounds_for(concurrency) {
+        for index in 0..rounds_of(concurrency) {
             rounds.push(AbbaRow::round(index, |sdk| pair.rate(rt, concurrency, sdk)));
         }
         rows.push(AbbaRow { name: format!("async (reqwest), concurrency {concurrency}"), rounds });
@@ -68,7 +82,7 @@ fn throughput(rt: &tokio::runtime::Runtime, base: &str) -> Result<Vec<AbbaRow>> 
             continue;
         }
         let mut rounds = Vec::new();
-        for index in 0..rounds_for(threads) {
+        for index in 0..rounds_of(threads) {
             rounds.push(AbbaRow::round(index, |sdk| pair.rate(threads, sdk)));
         }
         rows.push(AbbaRow { name: format!("blocking (ureq), {threads} thread(s)"), rounds });
@@ -136,7 +150,7 @@ fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
     let peer = Arc::new(Oauth2Cached::new(base, raw_reqwest()?)?);
     let url = format!("{base}/news");
     let mut rounds = Vec::new();
-    for index in 0..ROUNDS {
+    for index in 0..rounds_of(32) {
         rounds.push(AbbaRow::round(index, |is_sdk| {
             rt.block_on(async {
                 if is_sdk {
@@ -157,6 +171,16 @@ fn against_oauth2(rt: &tokio::runtime::Runtime, base: &str) -> Result<AbbaRow> {
             .into(),
         rounds,
     })
+}
+
+/// The rounds of a row with `callers`: [`rounds_for`], or `--rounds <n>` (per caller count: n
+/// for one caller, n / 2 for more, as `rounds_for` halves them).
+fn rounds_of(callers: usize) -> usize {
+    match arg("--rounds").and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) if callers == 1 => n,
+        Some(n) => n.div_ceil(2),
+        None => rounds_for(callers),
+    }
 }
 
 /// Whether a throughput row is wanted: all of them, or those `--only a,b` names (`async1`,
