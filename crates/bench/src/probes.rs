@@ -1,6 +1,7 @@
 //! Measures run by hand while working on the request path (`loadbench --phase load --base URL
 //! --kind ...`), not by `cargo xtask bench`: rates of one side (`sdk`, `raw`, `sdk-blocking`,
-//! `raw-blocking`), the size of a call's future (`--sizes`), client CPU per call (`cpu`) and
+//! `raw-blocking`), the size of a call's future (`--sizes`), client CPU per call (`cpu`),
+//! context switches per call (`switches`) and
 //! patterns of slots (`slots`), to see position effects and which layer costs what.
 
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub fn load(base: &str) -> Result<()> {
     }
     if kind == "cpu" {
         return cpu_per_call(base);
+    }
+    if kind == "switches" {
+        return switches_per_call(base);
     }
     if kind == "slots" {
         return slots(base, &arg("--pattern").unwrap_or_else(|| "ABBA".into()));
@@ -91,6 +95,49 @@ fn cpu_per_call(base: &str) -> Result<()> {
         median(ratios)
     );
     Ok(())
+}
+
+/// Context switches (voluntary and not, every thread of this process) per call, SDK against
+/// raw reqwest, at `--concurrency` (32 by default) on the 2-worker runtime: the wake-ups and
+/// hand-offs a call causes, which cost more when client and server share cores than the
+/// pinned rows show. A count, so steadier than a rate on a busy host.
+fn switches_per_call(base: &str) -> Result<()> {
+    let concurrency: usize = arg("--concurrency").and_then(|c| c.parse().ok()).unwrap_or(32);
+    let rt = runtime()?;
+    let pair = AsyncPair::new(&rt, base)?;
+    let (mut sdk, mut raw) = (Vec::new(), Vec::new());
+    for index in 0..ROUNDS / 3 {
+        let per_call = AbbaRow::round(index, |is_sdk| {
+            let before = context_switches();
+            let calls = pair.rate(&rt, concurrency, is_sdk) * ROUND.as_secs_f64();
+            (context_switches() - before) as f64 / calls.max(1.0)
+        });
+        sdk.push((per_call[1] + per_call[2]) / 2.0);
+        raw.push((per_call[0] + per_call[3]) / 2.0);
+    }
+    println!(
+        "context switches per call at concurrency {concurrency}: SDK {:.3}, raw {:.3} (medians of {} rounds)",
+        median(sdk),
+        median(raw),
+        ROUNDS / 3
+    );
+    Ok(())
+}
+
+/// Context switches of every thread of this process so far.
+fn context_switches() -> u64 {
+    let mut total = 0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
 }
 
 /// Rounds of slots in the order `pattern` names them (`A` raw reqwest, `B` the SDK, `T` the
