@@ -1,6 +1,6 @@
 //! What [`Timeouts`] and [`HttpOptions`] do (the types are defined in `client/mod.rs`): their
 //! defaults, `Timeouts::LONGEST` (no limit in practice) and `clamped`, and `HttpOptions`'s
-//! `User-Agent`, body cap and `validate`.
+//! `User-Agent`, body cap, whether TLS is needed, and `validate`.
 
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ impl Default for HttpOptions {
             user_agent: None,
             body_limit: None,
             proxy_from_env: true,
+            plain_http_only: false,
         }
     }
 }
@@ -55,6 +56,27 @@ impl HttpOptions {
             Some(ua) => ua.clone(),
             None => format!("helloflex-rs/{} ({transport})", env!("CARGO_PKG_VERSION")),
         }
+    }
+
+    /// Whether the client calls an `https` endpoint: yes, unless
+    /// [`ClientBuilder::build`](super::ClientBuilder::build) found its API base and its token
+    /// endpoint both plain HTTP (on loopback, as the emulator is, which
+    /// [`InsecureLoopback::Allow`](helloflex_core::InsecureLoopback::Allow) lets through). A
+    /// transport may then leave out what only TLS needs: the shipped reqwest transport loads no
+    /// root certificates (reading and parsing the system's store takes milliseconds).
+    ///
+    /// ```
+    /// use helloflex_auth::HttpOptions;
+    ///
+    /// assert!(HttpOptions::default().needs_tls()); // for a transport built without a client
+    /// ```
+    pub fn needs_tls(&self) -> bool {
+        !self.plain_http_only
+    }
+
+    /// Records whether every endpoint the client calls is plain HTTP.
+    pub(crate) fn set_plain_http_only(&mut self, yes: bool) {
+        self.plain_http_only = yes;
     }
 
     /// The response body cap: the one set, or [`crate::MAX_BODY_BYTES`].

@@ -93,6 +93,9 @@ pub struct HttpOptions {
     /// route requests through a proxy (default: yes, as curl does). Turn it off where the
     /// environment is not yours to trust: a proxy sees every request's host.
     pub proxy_from_env: bool,
+    /// Every endpoint the client calls is plain HTTP (see [`HttpOptions::needs_tls`]); set by
+    /// [`ClientBuilder::build`].
+    plain_http_only: bool,
 }
 
 /// A transport crate's part of a client: builds its transport from [`HttpOptions`] and puts the
