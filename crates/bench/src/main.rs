@@ -5,14 +5,15 @@
 //! It runs itself again for the phases measured apart: `--phase throughput` (section 1 pinned,
 //! or alone), `--phase instructions` (under callgrind), `--phase memory` (peak RSS), and
 //! `allocbench` beside it for allocations. `--phase rollover` runs section 3 alone and
-//! `--phase load` the measures in `probes`, `--phase sql` section 7 alone.
+//! `--phase load` the measures in `probes`, `--phase sql` section 7 alone, `--phase first-call`
+//! section 8 alone (its samples are `firstcall` processes, beside this binary).
 
 use std::path::PathBuf;
 
 use helloflex_bench::report::{Measured, markdown};
 use helloflex_bench::{
-    ROLL, Result, arg, emulator, fleet, herds, instructions, memory, probes, rollover, runtime,
-    sql, throughput,
+    ROLL, Result, arg, emulator, first_call, fleet, herds, instructions, memory, probes, rollover,
+    runtime, sql, throughput,
 };
 
 /// The value of a required argument, or an error naming it as `usage` says.
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
         Some("rollover") => rollover::alone(&required("--emulator", "--emulator <path>")?),
         Some("throughput") => throughput::alone(&required("--emulator", "--emulator <path>")?),
         Some("sql") => sql::alone(&required("--emulator", "--emulator <path>")?),
+        Some("first-call") => first_call::alone(&required("--emulator", "--emulator <path>")?),
         _ => whole_run(),
     }
 }
@@ -65,9 +67,12 @@ fn whole_run() -> Result<()> {
     let fleet = fleet::run(&rt, &base, &member)?;
     eprintln!("loadbench: tokens in SQL (SQLite, PostgreSQL)");
     let sql = sql::run(&rt, &base)?;
+    eprintln!("loadbench: the first call (a process per sample)");
+    let first_call = first_call::run(&base)?;
 
     let chart = rollover::svg(&roll);
-    let measured = Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql };
+    let measured =
+        Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql, first_call };
     std::fs::write(out_dir.join("load.md"), markdown(&measured))?;
     std::fs::write(out_dir.join("rollover.svg"), chart)?;
     drop(emulator);

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::abba::{AbbaRow, ROUND, ROUNDS, ROUNDS_ONE_CALLER};
+use crate::first_call::FirstCall;
 use crate::fleet::Fleet;
 use crate::instructions::{Counted, INSTR_CALLS};
 use crate::rollover::{ROLLOVER_ROUNDS, ROLLOVER_WINDOW, Rollover};
@@ -29,11 +30,14 @@ pub struct Measured {
     pub fleet: Fleet,
     /// Section 7.
     pub sql: SqlStores,
+    /// Section 8.
+    pub first_call: FirstCall,
 }
 
 /// The report of a whole run, as Markdown.
 pub fn markdown(m: &Measured) -> String {
-    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql } = m;
+    let Measured { rows, pinning, herd, roll, allocations, rss, counted, fleet, sql, first_call } =
+        m;
     let (core_allocs, sdk_allocs, raw_allocs) = allocations;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = rss;
     let mut md = String::new();
@@ -176,5 +180,6 @@ pub fn markdown(m: &Measured) -> String {
         fleet.failed
     );
     md.push_str(&crate::sql::section(sql));
+    md.push_str(&crate::first_call::section(first_call));
     md
 }
