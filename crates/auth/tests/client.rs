@@ -52,7 +52,20 @@ fn settings_that_cannot_work_are_refused_by_name() {
             "{built:?}"
         );
     }
+    let not_pem = ["/etc/ssl/ca.pem", "-----BEGIN CERTIFICATE-----\nnot base64!\n"];
+    for pem in not_pem {
+        let built = builder().root_certificates(pem).build();
+        assert!(
+            matches!(
+                &built,
+                Err(Error::Config(ConfigError::Invalid { name: "root_certificates", .. }))
+            ),
+            "{pem:?}: {built:?}"
+        );
+    }
     assert!(builder().user_agent("my-app/1.0 (ops@example.com)").build().is_ok());
+    let ca = helloflex_testkit::tls::loopback_tls().ca;
+    assert!(builder().root_certificates(ca).build().is_ok());
 }
 
 #[test]

@@ -95,7 +95,7 @@ impl ReqwestTransport {
     }
 
     /// A transport with its own client, set up from `options` (timeouts, User-Agent, body cap,
-    /// whether `*_PROXY` environment variables apply).
+    /// whether `*_PROXY` environment variables apply, root certificates).
     pub fn from_options(options: &HttpOptions) -> Result<Self, TransportError> {
         let transport = Self::build(options, &options.user_agent_for("reqwest"))?;
         Ok(transport.with_body_limit(options.body_limit()))
@@ -117,8 +117,15 @@ impl ReqwestTransport {
             .pool_max_idle_per_host(64)
             .user_agent(user_agent);
         let builder = if options.proxy_from_env { builder } else { builder.no_proxy() };
+        let invalid = |e: &dyn std::fmt::Display| {
+            TransportError::new(TransportErrorKind::Other, format!("root certificates: {e}"))
+        };
+        let roots = options.root_certificates_der().map_err(|e| invalid(&e))?;
         let proxy_env = |name: &str| std::env::var(name).ok();
-        let builder = if options.needs_tls() || (options.proxy_from_env && tls_proxy(proxy_env)) {
+        let builder = if !roots.is_empty() {
+            let roots = roots.iter().map(|der| reqwest::Certificate::from_der(der));
+            builder.tls_certs_only(roots.collect::<Result<Vec<_>, _>>().map_err(|e| invalid(&e))?)
+        } else if options.needs_tls() || (options.proxy_from_env && tls_proxy(proxy_env)) {
             builder
         } else {
             // Every endpoint is plain HTTP on loopback, and no proxy speaks TLS: no TLS

@@ -141,6 +141,15 @@ impl<C: Connector> ClientBuilder<C> {
         self
     }
 
+    /// Trusts the PEM certificates in `pem` (the text, such as `std::fs::read_to_string` of a
+    /// `.pem` file) as the only roots of TLS connections, in place of the transport's own: a
+    /// private CA (see [`HttpOptions::root_certificates`]). `build` refuses text with no
+    /// certificate in it.
+    pub fn root_certificates(mut self, pem: impl Into<String>) -> Self {
+        self.http.root_certificates = Some(pem.into());
+        self
+    }
+
     /// The clock (a manual clock in tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
