@@ -70,11 +70,12 @@ impl Variant {
     }
 }
 
-/// Runs `variant` against the API at `base`; over TLS, ureq is told to trust the CA in the PEM
-/// file `ca` (reqwest trusts it through `SSL_CERT_FILE`, see [`super::TlsFiles`]). Answers how
-/// long its client took to build.
+/// Runs `variant` against the API at `base`; over TLS, the ureq clients are told to trust the CA
+/// in the PEM file `ca` (it is not among ureq's compiled-in roots; reqwest's clients find it in
+/// the system's store through `SSL_CERT_FILE`, see [`super::TlsFiles`]). Answers how long its
+/// client took to build.
 pub fn run(variant: Variant, base: &str, ca: Option<&Path>) -> Result<Duration> {
-    let ca = ca.map(std::fs::read).transpose()?;
+    let ca = ca.map(std::fs::read_to_string).transpose()?;
     match variant {
         Variant::SdkBlocking => sdk_blocking(base, ca.as_deref(), true),
         Variant::BuildBlocking => sdk_blocking(base, ca.as_deref(), false),
@@ -114,14 +115,14 @@ async fn sdk_async(base: &str, call: bool) -> Result<Duration> {
     Ok(built)
 }
 
-/// The SDK's blocking client: built (over an agent trusting `ca` where given, as a user with a
-/// private CA hands it in), then (with `call`) one GET.
-fn sdk_blocking(base: &str, ca: Option<&[u8]>, call: bool) -> Result<Duration> {
+/// The SDK's blocking client: built (trusting the CA in `ca` where given), then (with `call`)
+/// one GET.
+fn sdk_blocking(base: &str, ca: Option<&str>, call: bool) -> Result<Duration> {
     let env = environment(base)?;
     let started = Instant::now();
     let builder = helloflex_transport_ureq::Client::builder();
     let builder = match ca {
-        Some(pem) => builder.connector(helloflex_transport_ureq::Ureq::with_agent(agent(pem)?)),
+        Some(pem) => builder.root_certificates(pem),
         None => builder,
     };
     let client =
@@ -135,9 +136,9 @@ fn sdk_blocking(base: &str, ca: Option<&[u8]>, call: bool) -> Result<Duration> {
 
 /// A ureq agent that trusts the CA in `pem` alone, otherwise configured as
 /// [`clients::raw_ureq`].
-fn agent(pem: &[u8]) -> Result<ureq::Agent> {
+fn agent(pem: &str) -> Result<ureq::Agent> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let ca = Certificate::from_pem(pem)?.to_owned();
+    let ca = Certificate::from_pem(pem.as_bytes())?.to_owned();
     let tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&[ca])).build();
     Ok(clients::raw_ureq_config().tls_config(tls).build().new_agent())
 }
@@ -184,7 +185,7 @@ async fn raw_reqwest(base: &str) -> Result<Duration> {
 }
 
 /// ureq by hand: the token POST, then the GET.
-fn raw_ureq(base: &str, ca: Option<&[u8]>) -> Result<Duration> {
+fn raw_ureq(base: &str, ca: Option<&str>) -> Result<Duration> {
     let started = Instant::now();
     let http = match ca {
         Some(pem) => agent(pem)?,
