@@ -4,11 +4,11 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use helloflex_auth::*;
-use helloflex_core::{CallbackError, ConfigError, Environment, Error, InsecureLoopback};
+use helloflex_core::{CallbackError, ConfigError, Endpoint, Environment, Error, InsecureLoopback};
 use support::{FakeServer, config};
 
 fn flextell() -> Environment {
@@ -52,7 +52,20 @@ fn settings_that_cannot_work_are_refused_by_name() {
             "{built:?}"
         );
     }
+    let not_pem = ["/etc/ssl/ca.pem", "-----BEGIN CERTIFICATE-----\nnot base64!\n"];
+    for pem in not_pem {
+        let built = builder().root_certificates(pem).build();
+        assert!(
+            matches!(
+                &built,
+                Err(Error::Config(ConfigError::Invalid { name: "root_certificates", .. }))
+            ),
+            "{pem:?}: {built:?}"
+        );
+    }
     assert!(builder().user_agent("my-app/1.0 (ops@example.com)").build().is_ok());
+    let ca = helloflex_testkit::tls::loopback_tls().ca;
+    assert!(builder().root_certificates(ca).build().is_ok());
 }
 
 #[test]
@@ -128,4 +141,45 @@ fn an_async_call_is_a_small_future() {
     let sent = client.get("news").query("a", "b").send();
     let size = std::mem::size_of_val(&sent);
     assert!(size <= 512, "the future of an API call is {size} bytes");
+}
+
+/// A transport is told TLS is not needed only when every origin the client sends to (the API
+/// base, the token endpoint) is plain HTTP, so it can skip loading root certificates.
+#[test]
+fn a_transport_is_told_whether_any_endpoint_needs_tls() {
+    /// Notes what the builder told it, over the fake server.
+    struct Noting(Arc<FakeServer>, Arc<AtomicBool>);
+    impl Connector for Noting {
+        type Manager = BlockingTokenManager;
+        fn connect(
+            self,
+            http: &HttpOptions,
+            tokens: ManagerBuilder,
+        ) -> Result<Self::Manager, Error> {
+            self.1.store(http.needs_tls(), Ordering::Relaxed);
+            OwnBlocking(self.0).connect(http, tokens)
+        }
+    }
+    let server = Arc::new(FakeServer::new(Duration::ZERO, 600));
+    let needs_tls = |setup: &dyn Fn(ClientBuilder<Noting>) -> ClientBuilder<Noting>| {
+        let told = Arc::new(AtomicBool::new(false));
+        setup(ClientBuilder::new(Noting(server.clone(), told.clone()))).build().unwrap();
+        told.load(Ordering::Relaxed)
+    };
+    let loopback =
+        || Environment::custom("http://127.0.0.1:8080", InsecureLoopback::Allow).unwrap();
+    let secret = || helloflex_core::ClientSecret::new("s");
+    let https_token = Endpoint::parse("https://login.flextell.test/token", InsecureLoopback::Deny);
+    let https_token = https_token.unwrap();
+    let users = || Arc::new(MemoryStore::new());
+
+    assert!(!needs_tls(&|b| b.environment(loopback()).client_credentials("id", secret())));
+    assert!(needs_tls(&|b| b.client_credentials("id", secret())), "the sandbox");
+    assert!(needs_tls(&|b| b
+        .environment(loopback())
+        .client_credentials("id", secret())
+        .token_url(https_token.clone())));
+    // The test configuration's token endpoint is HTTPS.
+    assert!(needs_tls(&|b| b.environment(loopback()).authorization_code(config(), users())));
+    assert!(needs_tls(&|b| b.environment(flextell()).authorization_code(config(), users())));
 }

@@ -82,6 +82,11 @@ pub fn raw_reqwest() -> Result<reqwest::Client> {
 
 /// Raw ureq configured as the SDK's ureq transport is.
 pub fn raw_ureq() -> ureq::Agent {
+    raw_ureq_config().build().new_agent()
+}
+
+/// The settings of [`raw_ureq`], for a caller to add to (TLS roots).
+pub fn raw_ureq_config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .user_agent(sdk_user_agent("ureq"))
         .http_status_as_error(false)
@@ -91,8 +96,6 @@ pub fn raw_ureq() -> ureq::Agent {
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(Duration::from_secs(30)))
         .timeout_recv_body(Some(Duration::from_secs(30)))
-        .build()
-        .new_agent()
 }
 
 /// The two async clients of a throughput row: the SDK, and raw reqwest sending the SDK's

@@ -1,7 +1,7 @@
-//! The loopback load benchmark behind `loadbench` and `allocbench` (run by `cargo xtask bench`),
-//! one module per section. Against the emulator in a separate process (so this process's memory
-//! is the client's alone), it measures side by side in one run, in interleaved rounds, reporting
-//! medians and ratios:
+//! The loopback load benchmark behind `loadbench`, `allocbench` and `firstcall` (run by
+//! `cargo xtask bench`), one module per section. Against the emulator in a separate process (so
+//! this process's memory is the client's alone), it measures side by side in one run, in
+//! interleaved rounds, reporting medians and ratios:
 //!
 //! 1. authenticated GET throughput ([`throughput`], over the clients in [`clients`], in the
 //!    rounds of [`abba`]): SDK vs raw client with a fixed bearer header, plus a raw-vs-raw
@@ -22,6 +22,10 @@
 //!    ([`fleet`]);
 //! 7. users' tokens in SQL: the request path on a SQLite file and on PostgreSQL (a real server
 //!    on loopback) against the memory store, and PostgreSQL round trips per refresh ([`sql`]);
+//! 8. the first call ([`first_call`]): a new `firstcall` process per sample (beside
+//!    `loadbench`), from its start to the first API answer, the SDK's clients against raw
+//!    reqwest and ureq and oauth2-rs, and `build()` alone, over plain HTTP and over TLS (a
+//!    loopback TLS listener with a private CA in front of the emulator);
 //! 9. many signed-in users ([`many_users`]): memory per idle user, what runs while they are
 //!    idle, and how proactive refresh spreads 100,000 users' refreshes;
 //! 10. section 1's async rows unpinned, client and emulator sharing both cores, in several
@@ -36,6 +40,7 @@
 pub mod abba;
 pub mod clients;
 pub mod emulator;
+pub mod first_call;
 pub mod fleet;
 pub mod herds;
 pub mod instructions;

@@ -5,14 +5,15 @@
 //! It runs itself again for the phases measured apart: `--phase throughput` (section 1 pinned,
 //! or alone), `--phase instructions` (under callgrind), `--phase memory` (peak RSS), and
 //! `allocbench` beside it for allocations. `--phase rollover` runs section 3 alone and
-//! `--phase load` the measures in `probes`, `--phase sql` section 7 alone.
+//! `--phase load` the measures in `probes`, `--phase sql` section 7 alone, `--phase first-call`
+//! section 8 alone (its samples are `firstcall` processes, beside this binary).
 
 use std::path::PathBuf;
 
 use helloflex_bench::report::{Measured, markdown};
 use helloflex_bench::{
-    ROLL, Result, arg, emulator, fleet, herds, instructions, many_users, memory, probes, rollover,
-    runtime, shared_cores, sql, targets, throughput,
+    ROLL, Result, arg, emulator, first_call, fleet, herds, instructions, many_users, memory,
+    probes, rollover, runtime, shared_cores, sql, targets, throughput,
 };
 
 /// The value of a required argument, or an error naming it as `usage` says.
@@ -37,6 +38,7 @@ fn main() -> Result<()> {
         Some("many-users") => {
             many_users::phase(arg("--users").map_or(Ok(many_users::USERS), |n| n.parse())?)
         }
+        Some("first-call") => first_call::alone(&required("--emulator", "--emulator <path>")?),
         _ => whole_run(),
     }
 }
@@ -68,6 +70,7 @@ fn whole_run() -> Result<()> {
         })?,
         fleet: phase("fleet on Redis", || fleet::run(&rt, &base, &member))?,
         sql: phase("tokens in SQL", || sql::run(&rt, &base))?,
+        first_call: phase("the first call (a process per sample)", || first_call::run(&base))?,
         many_users: phase("many users", || many_users::run(many_users::USERS))?,
         shared_cores: phase("unpinned", || shared_cores::run(&emulator_path, &out_dir))?,
     };

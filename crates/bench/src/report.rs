@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::abba::{AbbaRow, ROUND, ROUNDS, ROUNDS_ONE_CALLER};
+use crate::first_call::FirstCall;
 use crate::fleet::Fleet;
 use crate::instructions::{Counted, INSTR_CALLS};
 use crate::many_users::ManyUsers;
@@ -31,6 +32,8 @@ pub struct Measured {
     pub fleet: Fleet,
     /// Section 7.
     pub sql: SqlStores,
+    /// Section 8.
+    pub first_call: FirstCall,
     /// Section 9.
     pub many_users: ManyUsers,
     /// Section 10.
@@ -54,6 +57,7 @@ pub fn markdown(m: &Measured) -> String {
         counted,
         fleet,
         sql,
+        first_call,
         many_users,
         shared_cores,
     } = m;
@@ -197,6 +201,7 @@ pub fn markdown(m: &Measured) -> String {
         fleet.failed
     );
     md.push_str(&crate::sql::section(sql));
+    md.push_str(&crate::first_call::section(first_call));
     heading(
         &mut md,
         "9. Many signed-in users (100,000 `for_user` clients over one shared client)",

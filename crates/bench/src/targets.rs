@@ -112,6 +112,34 @@ pub fn targets(m: &Measured) -> Vec<Target> {
         m.sql.round_trips_fresh.to_string(),
         m.sql.round_trips_fresh == 0,
     ));
+    // 8. The first call: the SDK's cold process against doing it by hand, and build() alone.
+    {
+        use crate::first_call::{Flavour, variants::Variant as V};
+        let fc = &m.first_call;
+        for (flavour, name) in [(Flavour::Plain, "plain HTTP"), (Flavour::Tls, "TLS")] {
+            for (sdk, base, at_most, what) in [
+                (V::SdkAsync, V::RawReqwest, 1.05, "async client / raw reqwest by hand"),
+                (V::SdkBlocking, V::RawUreq, 1.05, "blocking client / raw ureq by hand"),
+                (V::SdkAsync, V::Oauth2Reqwest, 1.0, "async client / oauth2-rs 5 + reqwest"),
+            ] {
+                let ratio = fc.ratio(flavour, sdk, base);
+                out.push(target(
+                    format!("8. first call ({name}), {what} <= {at_most:.2}x"),
+                    format!("{ratio:.3}x"),
+                    ratio > 0.0 && ratio <= at_most,
+                ));
+            }
+        }
+        for variant in [V::BuildAsync, V::BuildBlocking] {
+            let built = fc.of(Flavour::Plain, variant).map(|s| s.build_median());
+            let micros = built.map_or(f64::NAN, |b| b.as_secs_f64() * 1e6);
+            out.push(target(
+                format!("8. `build()` without TLS roots under 1 ms ({variant:?})"),
+                format!("{micros:.0} µs"),
+                micros < 1000.0,
+            ));
+        }
+    }
     // 9. Many users.
     let users = &m.many_users;
     out.push(target(

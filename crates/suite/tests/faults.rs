@@ -2,8 +2,8 @@
 //! truncated body) retried within the call where the request may be replayed and never for a
 //! POST, bounded in attempts and time; deadlines that fire on a silent or dripping server; a
 //! refused connection, a name that does not resolve and a TLS failure each of their own kind
-//! (never retried where the same server would fail the same way); and `Duration::MAX` as
-//! every limit meaning no limit.
+//! (never retried where the same server would fail the same way); a private CA trusted once
+//! named as the root; and `Duration::MAX` as every limit meaning no limit.
 
 mod support;
 
@@ -266,4 +266,85 @@ fn a_tls_failure_is_tls_and_is_not_retried_on_both_transports() {
         check(rt.block_on(nonblocking.get("news").send()).unwrap_err());
         assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 2, "{what}");
     }
+}
+
+/// A TLS server whose certificate a private CA signed, answering every connection's one
+/// request with a token (then closing it).
+fn token_over_tls(
+    tls: &helloflex_testkit::tls::LoopbackTls,
+) -> impl Fn(std::net::TcpStream) + Send + use<> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(tls.cert.as_bytes()).map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_slice(tls.key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let config = Arc::new(config);
+    move |stream| {
+        use std::io::{Read, Write};
+        let connection = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        // The request: its head, then as many body bytes as it declares.
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        let complete = |r: &[u8]| {
+            let text = String::from_utf8_lossy(r).to_ascii_lowercase();
+            let Some(head) = text.find("\r\n\r\n") else { return false };
+            let length = text[..head]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |n| n.trim().parse().unwrap_or(0));
+            r.len() >= head + 4 + length
+        };
+        while !complete(&request) {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => return, // the client gave up (an unknown issuer)
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let body = r#"{"access_token":"private-ca","token_type":"Bearer","expires_in":3600}"#;
+        let _ = write!(
+            tls,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+}
+
+/// A private CA named with `root_certificates` is trusted on both transports, in place of
+/// their own roots; without it, the same server's certificate is from an unknown issuer.
+#[test]
+fn a_private_ca_named_as_the_root_is_trusted_on_both_transports() {
+    let tls = helloflex_testkit::tls::loopback_tls();
+    let (address, _) = counting_server(token_over_tls(&tls));
+    let environment =
+        Environment::custom(&format!("https://{address}"), InsecureLoopback::Deny).unwrap();
+    let unknown_issuer = |result: Result<helloflex_core::Token, Error>| match result {
+        Err(Error::Transport(e)) => e.kind == TransportErrorKind::Tls,
+        _ => false,
+    };
+    let blocking = || demo_once(helloflex_transport_ureq::Client::builder(), &environment);
+    let token = blocking().root_certificates(tls.ca.clone()).build().unwrap().token().unwrap();
+    assert_eq!(token.access_token().expose_secret(), "private-ca");
+    assert!(unknown_issuer(blocking().build().unwrap().token()));
+    let rt = runtime();
+    let nonblocking = |pem: Option<&str>| {
+        let builder = demo_once(helloflex_transport_reqwest::Client::builder(), &environment);
+        let builder = match pem {
+            Some(pem) => builder.root_certificates(pem),
+            None => builder,
+        };
+        let client = rt.block_on(async { builder.build() }).unwrap();
+        rt.block_on(client.token())
+    };
+    let token = nonblocking(Some(&tls.ca)).unwrap();
+    assert_eq!(token.access_token().expose_secret(), "private-ca");
+    assert!(unknown_issuer(nonblocking(None)));
 }

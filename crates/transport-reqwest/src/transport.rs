@@ -95,7 +95,7 @@ impl ReqwestTransport {
     }
 
     /// A transport with its own client, set up from `options` (timeouts, User-Agent, body cap,
-    /// whether `*_PROXY` environment variables apply).
+    /// whether `*_PROXY` environment variables apply, root certificates).
     pub fn from_options(options: &HttpOptions) -> Result<Self, TransportError> {
         let transport = Self::build(options, &options.user_agent_for("reqwest"))?;
         Ok(transport.with_body_limit(options.body_limit()))
@@ -117,6 +117,22 @@ impl ReqwestTransport {
             .pool_max_idle_per_host(64)
             .user_agent(user_agent);
         let builder = if options.proxy_from_env { builder } else { builder.no_proxy() };
+        let invalid = |e: &dyn std::fmt::Display| {
+            TransportError::new(TransportErrorKind::Other, format!("root certificates: {e}"))
+        };
+        let roots = options.root_certificates_der().map_err(|e| invalid(&e))?;
+        let proxy_env = |name: &str| std::env::var(name).ok();
+        let builder = if !roots.is_empty() {
+            let roots = roots.iter().map(|der| reqwest::Certificate::from_der(der));
+            builder.tls_certs_only(roots.collect::<Result<Vec<_>, _>>().map_err(|e| invalid(&e))?)
+        } else if options.needs_tls() || (options.proxy_from_env && tls_proxy(proxy_env)) {
+            builder
+        } else {
+            // Every endpoint is plain HTTP on loopback, and no proxy speaks TLS: no TLS
+            // connection is ever made, so no root certificates are loaded (by default reqwest
+            // reads and parses the system's store, milliseconds, whatever the URLs).
+            builder.tls_certs_only(std::iter::empty())
+        };
         let client = builder.build().map_err(|e| {
             TransportError::new(TransportErrorKind::Other, format!("building the HTTP client: {e}"))
         })?;
@@ -248,6 +264,15 @@ fn too_large(limit: usize) -> TransportError {
     )
 }
 
+/// Whether a proxy named by the environment (read through `var`) is reached over TLS, so a
+/// client of plain-HTTP endpoints needs root certificates after all.
+fn tls_proxy(var: impl Fn(&str) -> Option<String>) -> bool {
+    ["ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"]
+        .into_iter()
+        .filter_map(var)
+        .any(|url| url.trim().get(..6).is_some_and(|s| s.eq_ignore_ascii_case("https:")))
+}
+
 /// Sorts reqwest's errors by what they say about whether the request was sent.
 fn map_error(error: reqwest::Error) -> TransportError {
     let kind = if is_tls(&error) {
@@ -324,6 +349,23 @@ impl AsyncRuntime for TokioRuntime {
         Box::pin(async move {
             let _ = handle.await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tls_proxy_tests {
+    /// Only a proxy URL with the `https` scheme counts; unset, plain-HTTP and unparseable
+    /// values do not.
+    #[test]
+    fn only_an_https_proxy_needs_roots() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        assert!(!super::tls_proxy(env(&[])));
+        assert!(!super::tls_proxy(env(&[("HTTP_PROXY", "http://proxy:3128"), ("NO_PROXY", "*")])));
+        assert!(!super::tls_proxy(env(&[("all_proxy", "socks5://proxy:1080")])));
+        assert!(super::tls_proxy(env(&[("http_proxy", " HTTPS://proxy:443")])));
+        assert!(super::tls_proxy(env(&[("ALL_PROXY", "https://proxy")])));
     }
 }
 

@@ -42,7 +42,11 @@ pub struct Ureq {
 }
 
 impl Ureq {
-    /// Uses an existing ureq agent.
+    /// Uses an existing ureq agent. It keeps its own resolver: under the contract's total
+    /// deadline, ureq's default resolver looks each call's host up on a new thread (an IP
+    /// literal too), which the client's own agent spares. For a private CA, a proxy setting or
+    /// timeouts, the builder's settings keep the client's own agent
+    /// ([`ClientBuilder::root_certificates`](helloflex_auth::ClientBuilder::root_certificates)).
     pub fn with_agent(agent: ureq::Agent) -> Self {
         Self { agent: Some(agent) }
     }

@@ -66,19 +66,31 @@ impl UreqTransport {
     /// ([`Timeouts::clamped`]).
     /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts) -> Self {
-        Self::build(timeouts, true, None)
+        Self::build(timeouts, true, None, None)
     }
 
     /// A transport with its own agent, set up from `options` (timeouts, User-Agent, body cap,
-    /// whether `*_PROXY` environment variables apply). Settings [`HttpOptions::validate`]
-    /// refuses are not checked here: an invalid User-Agent is left out.
+    /// whether `*_PROXY` environment variables apply, root certificates). Settings
+    /// [`HttpOptions::validate`] refuses are not checked here: an invalid User-Agent is left
+    /// out, and root certificates that do not read as PEM are none to trust (every TLS
+    /// connection then fails; never the default roots in their place).
     pub fn from_options(options: &HttpOptions) -> Self {
         let user_agent = options.user_agent_for("ureq");
-        Self::build(options.timeouts, options.proxy_from_env, Some(&user_agent))
+        let roots = match options.root_certificates_der() {
+            Ok(der) if der.is_empty() => None,
+            Ok(der) => Some(der),
+            Err(_) => Some(Vec::new()),
+        };
+        Self::build(options.timeouts, options.proxy_from_env, Some(&user_agent), roots)
             .with_body_limit(options.body_limit())
     }
 
-    fn build(timeouts: Timeouts, proxy_from_env: bool, user_agent: Option<&str>) -> Self {
+    fn build(
+        timeouts: Timeouts,
+        proxy_from_env: bool,
+        user_agent: Option<&str>,
+        roots: Option<Vec<Vec<u8>>>,
+    ) -> Self {
         // ureq adds each limit to an `Instant` and panics when that overflows: no limit
         // (`Duration::MAX`) is handed over as 100 years.
         let timeouts = timeouts.clamped();
@@ -91,6 +103,16 @@ impl UreqTransport {
         let valid = user_agent.filter(|ua| http::HeaderValue::from_str(ua).is_ok());
         let pooled = match valid {
             Some(ua) => pooled.user_agent(ua),
+            None => pooled,
+        };
+        let pooled = match roots {
+            Some(der) => {
+                use ureq::tls::{Certificate, RootCerts, TlsConfig};
+                let roots: Vec<_> =
+                    der.iter().map(|d| Certificate::from_der(d).to_owned()).collect();
+                let tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&roots));
+                pooled.tls_config(tls.build())
+            }
             None => pooled,
         };
         let config = contract!(pooled, timeouts).build();

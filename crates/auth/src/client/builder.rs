@@ -141,6 +141,15 @@ impl<C: Connector> ClientBuilder<C> {
         self
     }
 
+    /// Trusts the PEM certificates in `pem` (the text, such as `std::fs::read_to_string` of a
+    /// `.pem` file) as the only roots of TLS connections, in place of the transport's own: a
+    /// private CA (see [`HttpOptions::root_certificates`]). `build` refuses text with no
+    /// certificate in it.
+    pub fn root_certificates(mut self, pem: impl Into<String>) -> Self {
+        self.http.root_certificates = Some(pem.into());
+        self
+    }
+
     /// The clock (a manual clock in tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -151,14 +160,15 @@ impl<C: Connector> ClientBuilder<C> {
     /// [`HttpOptions::validate`]) or the transport cannot be built. A
     /// token store is read by the first call that needs a token, not here.
     pub fn build(self) -> Result<Client<C::Manager, C>, Error> {
-        let (environment, mut tokens) = match (self.authorization_code, self.client_id) {
+        let (environment, token_url, mut tokens) = match (self.authorization_code, self.client_id) {
             (Some((config, store)), _) => {
                 config.client().validate()?;
                 let environment = self.environment.ok_or(ConfigError::Missing(
                     "the Flextell API's environment (.environment(Environment::custom(..))): \
                      an authorization-code client has no default",
                 ))?;
-                (environment, ManagerBuilder::authorization_code(config, store))
+                let token_url = config.token_url().clone();
+                (environment, token_url, ManagerBuilder::authorization_code(config, store))
             }
             (None, Some((id, secret))) => {
                 let environment = self.environment.unwrap_or(Environment::Sandbox);
@@ -169,7 +179,8 @@ impl<C: Connector> ClientBuilder<C> {
                     config = config.with_token_url(url);
                 }
                 config.client().validate()?;
-                (environment, ManagerBuilder::client_credentials(config))
+                let token_url = config.token_url().clone();
+                (environment, token_url, ManagerBuilder::client_credentials(config))
             }
             (None, None) => {
                 return Err(ConfigError::Missing("credentials (client id and secret)").into());
@@ -179,15 +190,19 @@ impl<C: Connector> ClientBuilder<C> {
             tokens = tokens.shared_store(store);
         }
         self.http.validate()?;
-        let attempt = self.connector.attempt_timeout(&self.http.timeouts);
+        let base = environment.base_url();
+        // The API base and the token endpoint are the only origins a client sends to (a
+        // request's path is appended to the base).
+        let mut http = self.http;
+        http.set_plain_http_only(plain_http(&base) && plain_http(&token_url));
+        let attempt = self.connector.attempt_timeout(&http.timeouts);
         let options = self.manager.with_attempt_timeout(attempt);
-        let tokens =
-            self.connector.connect(&self.http, tokens.clock(self.clock).options(options))?;
-        Ok(Client {
-            tokens,
-            base: environment.base_url(),
-            retry: self.retry,
-            connector: PhantomData,
-        })
+        let tokens = self.connector.connect(&http, tokens.clock(self.clock).options(options))?;
+        Ok(Client { tokens, base, retry: self.retry, connector: PhantomData })
     }
+}
+
+/// Whether `endpoint` is plain HTTP (which [`Endpoint::parse`] lets through on loopback only).
+fn plain_http(endpoint: &Endpoint) -> bool {
+    endpoint.as_str().get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http:"))
 }

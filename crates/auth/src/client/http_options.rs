@@ -1,9 +1,11 @@
 //! What [`Timeouts`] and [`HttpOptions`] do (the types are defined in `client/mod.rs`): their
 //! defaults, `Timeouts::LONGEST` (no limit in practice) and `clamped`, and `HttpOptions`'s
-//! `User-Agent`, body cap and `validate`.
+//! `User-Agent`, body cap, whether TLS is needed, the root certificates read from PEM, and
+//! `validate`.
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use helloflex_core::ConfigError;
 
 use super::{HttpOptions, Timeouts};
@@ -44,6 +46,8 @@ impl Default for HttpOptions {
             user_agent: None,
             body_limit: None,
             proxy_from_env: true,
+            root_certificates: None,
+            plain_http_only: false,
         }
     }
 }
@@ -57,6 +61,65 @@ impl HttpOptions {
         }
     }
 
+    /// Whether the client calls an `https` endpoint: yes, unless
+    /// [`ClientBuilder::build`](super::ClientBuilder::build) found its API base and its token
+    /// endpoint both plain HTTP (on loopback, as the emulator is, which
+    /// [`InsecureLoopback::Allow`](helloflex_core::InsecureLoopback::Allow) lets through). A
+    /// transport may then leave out what only TLS needs: the shipped reqwest transport loads no
+    /// root certificates (reading and parsing the system's store takes milliseconds).
+    ///
+    /// ```
+    /// use helloflex_auth::HttpOptions;
+    ///
+    /// assert!(HttpOptions::default().needs_tls()); // for a transport built without a client
+    /// ```
+    pub fn needs_tls(&self) -> bool {
+        !self.plain_http_only
+    }
+
+    /// Records whether every endpoint the client calls is plain HTTP.
+    pub(crate) fn set_plain_http_only(&mut self, yes: bool) {
+        self.plain_http_only = yes;
+    }
+
+    /// The DER bytes of each certificate in [`HttpOptions::root_certificates`] (none when
+    /// unset), for a transport to trust as its roots. Fails when the text holds no
+    /// `CERTIFICATE` block, or one whose base64 does not decode.
+    ///
+    /// ```
+    /// use helloflex_auth::HttpOptions;
+    ///
+    /// let mut options = HttpOptions::default();
+    /// assert!(options.root_certificates_der()?.is_empty());
+    /// options.root_certificates =
+    ///     Some("-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n".into());
+    /// assert_eq!(options.root_certificates_der()?, vec![vec![0, 1, 2]]);
+    /// options.root_certificates = Some("ca.pem".into()); // a path, not the PEM text
+    /// assert!(options.root_certificates_der().is_err());
+    /// # Ok::<(), helloflex_core::ConfigError>(())
+    /// ```
+    pub fn root_certificates_der(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
+        const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+        const END: &str = "-----END CERTIFICATE-----";
+        let Some(mut rest) = self.root_certificates.as_deref() else { return Ok(Vec::new()) };
+        let refused = |reason| ConfigError::Invalid { name: "root_certificates", reason };
+        let mut certificates = Vec::new();
+        while let Some(start) = rest.find(BEGIN) {
+            let body = &rest[start + BEGIN.len()..];
+            let end = body.find(END).ok_or(refused("a certificate's PEM block does not end"))?;
+            let base64: String = body[..end].chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map_err(|_| refused("a certificate's PEM block is not base64"))?;
+            certificates.push(der);
+            rest = &body[end + END.len()..];
+        }
+        if certificates.is_empty() {
+            return Err(refused("no PEM certificate (the PEM text, not a path, is expected)"));
+        }
+        Ok(certificates)
+    }
+
     /// The response body cap: the one set, or [`crate::MAX_BODY_BYTES`].
     pub fn body_limit(&self) -> usize {
         self.body_limit.unwrap_or(crate::MAX_BODY_BYTES)
@@ -64,7 +127,7 @@ impl HttpOptions {
 
     /// Refuses settings that cannot work, rather than have a transport drop or misread them: a
     /// `User-Agent` that is no header value (a control character, a line break), a zero
-    /// timeout (every request would time out).
+    /// timeout (every request would time out), root certificates that are not PEM.
     /// [`ClientBuilder::build`](super::ClientBuilder::build) calls it.
     ///
     /// ```
@@ -88,6 +151,7 @@ impl HttpOptions {
                 reason: "a zero timeout fails every request",
             });
         }
+        self.root_certificates_der()?;
         Ok(())
     }
 }

@@ -93,6 +93,14 @@ pub struct HttpOptions {
     /// route requests through a proxy (default: yes, as curl does). Turn it off where the
     /// environment is not yours to trust: a proxy sees every request's host.
     pub proxy_from_env: bool,
+    /// PEM certificates trusted as the only roots of TLS connections, in place of the
+    /// transport's own (the system's store for reqwest, Mozilla's roots for ureq): a private CA,
+    /// such as one in front of the emulator, or a company's own (default: none). Applies to the
+    /// transport the client builds itself, not to an HTTP client you hand in.
+    pub root_certificates: Option<String>,
+    /// Every endpoint the client calls is plain HTTP (see [`HttpOptions::needs_tls`]); set by
+    /// [`ClientBuilder::build`].
+    plain_http_only: bool,
 }
 
 /// A transport crate's part of a client: builds its transport from [`HttpOptions`] and puts the
