@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use helloflex_core::ConfigError;
 
 use super::{HttpOptions, Timeouts};
@@ -99,21 +98,16 @@ impl HttpOptions {
     /// # Ok::<(), helloflex_core::ConfigError>(())
     /// ```
     pub fn root_certificates_der(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
-        const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-        const END: &str = "-----END CERTIFICATE-----";
-        let Some(mut rest) = self.root_certificates.as_deref() else { return Ok(Vec::new()) };
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let Some(pem) = self.root_certificates.as_deref() else { return Ok(Vec::new()) };
         let refused = |reason| ConfigError::Invalid { name: "root_certificates", reason };
-        let mut certificates = Vec::new();
-        while let Some(start) = rest.find(BEGIN) {
-            let body = &rest[start + BEGIN.len()..];
-            let end = body.find(END).ok_or(refused("a certificate's PEM block does not end"))?;
-            let base64: String = body[..end].chars().filter(|c| !c.is_ascii_whitespace()).collect();
-            let der = base64::engine::general_purpose::STANDARD
-                .decode(base64)
-                .map_err(|_| refused("a certificate's PEM block is not base64"))?;
-            certificates.push(der);
-            rest = &body[end + END.len()..];
-        }
+        let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .map(|c| c.map(|der| der.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                refused("a certificate's PEM block does not read (no end, or not base64)")
+            })?;
         if certificates.is_empty() {
             return Err(refused("no PEM certificate (the PEM text, not a path, is expected)"));
         }
