@@ -333,14 +333,17 @@ fn verdicts(rows: &[Row]) -> String {
 pub(crate) const MEANING: &str = "What the rows mean when choosing: a build's cost is paid on \
 each cold build (a first build, a CI job without a cache, a `cargo install`), never at run time. \
 With its default features the SDK compiles two rustls providers: aws-lc-rs for the async client \
-(reqwest's own default, kept as the default for its post-quantum key exchange and its FIPS \
-build; a C and assembly library that wants a C compiler, and cmake or NASM on some targets) and \
-ring, which the blocking client's ureq always uses. oauth2 + reqwest 0.13 compiles aws-lc-rs \
-too, and with oauth2's default features a second HTTP client, reqwest 0.12 over ring, which the \
-program does not call. `default-features = false, features = [\"async\", \"blocking\"]` (or \
-only the client you call) builds the SDK on ring alone: the rows whose provider is ring alone. \
-aws-lc-rs is faster at some ciphers and offers X25519MLKEM768; ring is a smaller build of Rust and assembly, \
-and speaks the same TLS 1.2 and 1.3 with the same certificate checks.";
+(reqwest's own default; a C and assembly library that wants a C compiler, and cmake or NASM on \
+some targets) and ring, which the blocking client's ureq always uses. oauth2 + reqwest 0.13 \
+compiles aws-lc-rs too, and with oauth2's default features a second HTTP client, reqwest 0.12 \
+over ring, which the program never calls. Against those, the SDK leaves out reqwest's default \
+HTTP/2 (`h2`) and charset decoding (`encoding_rs`), and oauth2's `chrono` and `rand`; it adds \
+its own crates and ChaCha20-Poly1305 for stored tokens. With `default-features = false, \
+features = [\"async\", \"blocking\"]` (or only the client you call) the SDK builds on ring \
+alone: the rows whose provider is ring alone. aws-lc-rs stays the default for what it offers in \
+exchange: the post-quantum X25519MLKEM768 key exchange (rustls 0.23.48 deprecates its ring \
+provider for lacking it), a FIPS build, faster ciphers on some CPUs; both speak TLS 1.2 and 1.3 \
+with the same certificate checks.";
 
 /// Normal dependency counts of our crates, beside oauth2 and yup-oauth2 (`cargo tree -e
 /// normal`, default features, as a user gets them).
