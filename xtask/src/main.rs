@@ -18,11 +18,16 @@
 //!   `publish = false`) compared with its committed `crates/<name>/public-api.txt`, failing with
 //!   the diff; `--bless` writes the files (see `public_api.rs`).
 //! - `deps`: the core's normal dependency count (it must stay small).
-//! - `bench`: criterion benches of the core, the loopback load benchmark and dependency
-//!   footprints, written to `docs/benchmarks.md` (and `docs/rollover.svg`).
+//! - `bench [--no-build-rows]`: criterion benches of the core, the loopback load benchmark and
+//!   footprints (the build rows of `footprint`, unless `--no-build-rows`; dependency counts),
+//!   written to `docs/benchmarks.md` (and `docs/rollover.svg`).
+//! - `footprint`: a minimal program on the SDK (several feature choices) and on oauth2 +
+//!   reqwest, each built cold in a scratch project: crates compiled, release build time, binary
+//!   size, written to `target/bench/footprint.md` (see `footprint.rs`).
 //! - `fuzz [seconds]`: every fuzz target of the core for that long (default 60; `ci` runs 10 as a
 //!   smoke). Installs cargo-fuzz if missing; runs it on stable with `RUSTC_BOOTSTRAP=1`.
 
+mod footprint;
 mod public_api;
 
 use std::env;
@@ -51,7 +56,12 @@ fn main() -> ExitCode {
                 .and_then(|()| deps())
                 .and_then(|()| fuzz(10))
         }
-        "bench" => bench(),
+        "bench" => match env::args().nth(2).as_deref() {
+            None => bench(true),
+            Some("--no-build-rows") => bench(false),
+            Some(_) => Err("usage: cargo xtask bench [--no-build-rows]".into()),
+        },
+        "footprint" => footprint::footprint().map(drop),
         "fuzz" => match env::args().nth(2).map(|s| s.parse::<u64>()) {
             None => fuzz(60),
             Some(Ok(seconds)) => fuzz(seconds),
@@ -70,7 +80,7 @@ fn main() -> ExitCode {
         "deps" => deps(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|test|sim|defects|lint|docs|public-api [--bless]|deps|bench|fuzz [seconds]>"
+                "usage: cargo xtask <ci|test|sim|defects|lint|docs|public-api [--bless]|deps|bench [--no-build-rows]|footprint|fuzz [seconds]>"
             );
             return ExitCode::from(2);
         }
@@ -713,8 +723,9 @@ fn target_directory() -> Result<std::path::PathBuf, String> {
     Ok(std::path::PathBuf::from(&text[start..end]))
 }
 
-/// Runs every benchmark and writes `docs/benchmarks.md`.
-fn bench() -> Result<(), String> {
+/// Runs every benchmark and writes `docs/benchmarks.md`; `build_rows`: with the cold builds of
+/// `footprint` (several minutes).
+fn bench(build_rows: bool) -> Result<(), String> {
     #[allow(clippy::disallowed_methods)] // timing the whole run, outside any library
     let started = Instant::now();
     let root = workspace_root();
@@ -769,8 +780,15 @@ fn bench() -> Result<(), String> {
     let load = std::fs::read_to_string(out.join("load.md")).map_err(|e| e.to_string())?;
     std::fs::copy(out.join("rollover.svg"), root.join("docs/rollover.svg"))
         .map_err(|e| e.to_string())?;
-    // 3. Footprints.
-    let footprint = footprint_table(&root)?;
+    // 3. Footprints: the build rows (cold builds, one after another, before the document is
+    // written), then the dependency counts.
+    let builds = if build_rows {
+        footprint::footprint()?
+    } else {
+        "Not measured in this run (`cargo xtask bench --no-build-rows`).\n".into()
+    };
+    let footprint = footprint::dependency_table(&root)?;
+    let meaning = footprint::MEANING;
     // 4. The document.
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -799,7 +817,9 @@ fn bench() -> Result<(), String> {
          Every figure is measured in this one run; speed is reported as ratios against a baseline measured\n\
          beside it (interleaved rounds, medians), never as absolute promises. The server is the emulator in\n\
          a separate release-mode process on loopback, sharing the machine's cores with the client.\n\n\
-         {}\n## Load (`crates/bench`, loopback)\n\n{load}\n## Footprint (normal dependencies, `cargo tree -e normal`)\n\n{footprint}\n{}",
+         {}\n## Load (`crates/bench`, loopback)\n\n{load}\n## Footprint\n\n\
+         ### Building a minimal program on the SDK or on oauth2 + reqwest (`cargo xtask footprint`)\n\n{builds}\n{meaning}\n\n\
+         ### Normal dependencies (`cargo tree -e normal`)\n\n{footprint}\n{}",
         criterion,
         std::fs::read_to_string(root.join("docs/benchmarks-notes.md")).unwrap_or_default()
     );
@@ -858,60 +878,6 @@ fn criterion_table(dir: &std::path::Path) -> String {
         ));
     }
     out
-}
-
-/// Normal dependency counts of our crates, beside oauth2 and yup-oauth2.
-fn footprint_table(root: &std::path::Path) -> Result<String, String> {
-    let count = |manifest: &std::path::Path, package: &str| -> Result<usize, String> {
-        let output = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "tree",
-                "-e",
-                "normal",
-                "--prefix",
-                "none",
-                "--no-dedupe",
-                "-p",
-                package,
-                "--manifest-path",
-            ])
-            .arg(manifest)
-            .output()
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mut names: Vec<&str> =
-            text.lines().filter_map(|l| l.split_whitespace().next()).collect();
-        names.sort_unstable();
-        names.dedup();
-        Ok(names.len().saturating_sub(1))
-    };
-    let manifest = root.join("Cargo.toml");
-    let mut out = String::from("| crate | dependencies |\n|---|---:|\n");
-    for package in [
-        "helloflex-core",
-        "helloflex-auth",
-        "helloflex-transport-ureq",
-        "helloflex-transport-reqwest",
-    ] {
-        out.push_str(&format!("| {package} | {} |\n", count(&manifest, package)?));
-    }
-    // The alternatives, resolved in a scratch project (default features, as a user gets them).
-    let scratch = root.join("target/footprint");
-    std::fs::create_dir_all(scratch.join("src")).map_err(|e| e.to_string())?;
-    std::fs::write(scratch.join("src/lib.rs"), "").map_err(|e| e.to_string())?;
-    for (package, dep) in [("oauth2", "oauth2 = \"5\""), ("yup-oauth2", "yup-oauth2 = \"12\"")] {
-        let dir = scratch.join(package);
-        std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("src/lib.rs"), "").map_err(|e| e.to_string())?;
-        std::fs::write(
-            dir.join("Cargo.toml"),
-            format!("[package]\nname = \"footprint-{package}\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\n[dependencies]\n{dep}\n\n[workspace]\n"),
-        )
-        .map_err(|e| e.to_string())?;
-        let n = count(&dir.join("Cargo.toml"), &format!("footprint-{package}"))?.saturating_sub(1);
-        out.push_str(&format!("| {package} (default features) | {n} |\n"));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

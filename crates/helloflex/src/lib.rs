@@ -14,6 +14,13 @@
 //! `RedisStore` (one token lifecycle for a fleet of instances), `emulator` adds
 //! `helloflex::emulator`, a local HelloFlex + Flextell sandbox for your tests.
 //!
+//! TLS is rustls: the async client's over aws-lc-rs (feature `aws-lc-rs`, on by default, as in
+//! reqwest: it also offers the post-quantum X25519MLKEM768 key exchange and has a FIPS build),
+//! the blocking client's over ring (as in ureq). With `default-features = false, features =
+//! ["async", "blocking"]` both run on ring: fewer crates, a faster cold build, a smaller binary,
+//! no C toolchain (README.md, "A lighter build"; the figures in docs/benchmarks.md). A
+//! `CryptoProvider` the application installs as rustls's process default is used either way.
+//!
 //! The examples below run against that emulator: no network, no credentials. Against the real
 //! API, name the environment and your client, its id and secret from the environment, never
 //! from code:

@@ -1,6 +1,10 @@
 //! The async transport of the HelloFlex / Flextell SDK, over reqwest 0.13 and tokio (rustls, no
 //! OpenSSL), and a ready [`Client`] whose futures are `Send` (usable from axum handlers).
 //!
+//! Its own client's TLS runs on aws-lc-rs with the feature `aws-lc-rs` (on by default) and on
+//! ring without it, verified by the platform's verifier as reqwest's own is; a `CryptoProvider`
+//! installed as rustls's process default is used instead of either.
+//!
 //! Against the emulator (for the real API: `Environment::Sandbox` or `Environment::Live`, and
 //! your id and secret from the environment):
 //!
@@ -23,6 +27,7 @@
 
 mod client;
 mod recent;
+mod tls;
 mod transport;
 
 pub use client::{Client, ClientBuilder, RequestBuilder, Reqwest};

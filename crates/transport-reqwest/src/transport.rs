@@ -84,9 +84,10 @@ impl Origins {
 }
 
 impl ReqwestTransport {
-    /// A transport with its own client: rustls, redirects and reqwest's own retries off (the
-    /// core decides every retry), connect and total timeouts (`Duration::MAX`: none, see
-    /// [`Timeouts::clamped`]).
+    /// A transport with its own client: rustls (over aws-lc-rs with the feature `aws-lc-rs`,
+    /// else ring, unless the process has a default provider), redirects and reqwest's own
+    /// retries off (the core decides every retry), connect and total timeouts
+    /// (`Duration::MAX`: none, see [`Timeouts::clamped`]).
     /// Proxies named by `*_PROXY` environment variables are used (see [`Self::from_options`]).
     pub fn new(timeouts: Timeouts, user_agent: &str) -> Result<Self, TransportError> {
         let mut options = HttpOptions::default();
@@ -106,6 +107,7 @@ impl ReqwestTransport {
         // saturates a far deadline today, but nothing promises every timer in the stack will.
         let timeouts = options.timeouts.clamped();
         let builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config()?)
             .redirect(reqwest::redirect::Policy::none())
             // Retries are the core's alone (it counts each attempt and knows which requests may
             // be replayed). reqwest's own layer would replay only HTTP/2 refusals, which this
@@ -373,11 +375,18 @@ mod tls_proxy_tests {
 mod url_tests {
     use super::{ORIGINS_KEPT, ReqwestTransport};
 
+    /// A client of the caller's own (with the transport's TLS: without the feature
+    /// `aws-lc-rs`, reqwest has no provider of its own).
+    fn own_client() -> reqwest::Client {
+        let tls = crate::tls::client_config().unwrap();
+        reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap()
+    }
+
     /// The URL reqwest is handed is the request's, byte for byte: the core's percent-encoding
     /// kept, the query kept, across origins (one parsed once and reused).
     #[test]
     fn the_url_is_the_requests_exactly() {
-        let transport = ReqwestTransport::with_client(reqwest::Client::new());
+        let transport = ReqwestTransport::with_client(own_client());
         for uri in [
             "https://api.example/news",
             "https://api.example/customers/a%2Fb%20c/news?Lang=en&q=%26x%3Dy",
@@ -400,7 +409,7 @@ mod url_tests {
     /// Past the origins kept, each is still right (parsed per call), and the kept ones too.
     #[test]
     fn more_origins_than_are_kept_still_get_their_own_urls() {
-        let transport = ReqwestTransport::with_client(reqwest::Client::new());
+        let transport = ReqwestTransport::with_client(own_client());
         for round in 0..2 {
             for port in 1..=(ORIGINS_KEPT as u16 + 3) {
                 let uri: http::Uri =

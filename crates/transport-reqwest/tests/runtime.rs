@@ -21,6 +21,10 @@ fn builder(emulator: &Emulator) -> ClientBuilder {
         .client_credentials(DEMO_CLIENT.0, ClientSecret::new(DEMO_CLIENT.1))
 }
 
+fn ring() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
 }
@@ -39,7 +43,14 @@ fn building_outside_a_runtime_is_a_typed_error_that_names_the_fix() {
         assert!(message.contains(fix), "{fix:?} is not named in: {message}");
     }
     // A client of your own counts too: it is the runtime that is missing.
-    let own = builder(&emu).connector(Reqwest::with_client(reqwest::Client::new())).build();
+    // (Over ring, with no roots: without the feature `aws-lc-rs` reqwest has no provider.)
+    let tls = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let yours = reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap();
+    let own = builder(&emu).connector(Reqwest::with_client(yours)).build();
     assert!(matches!(own, Err(Error::Config(ConfigError::NoRuntime { .. }))), "{own:?}");
     assert_eq!(emu.counters().total_token_requests(), 0);
 }
