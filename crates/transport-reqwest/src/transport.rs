@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::tls::Roots;
 use helloflex_auth::{
     AsyncRuntime, AsyncTransport, HttpOptions, MAX_BODY_BYTES, Request, Response, Task, Timeouts,
 };
@@ -106,8 +107,21 @@ impl ReqwestTransport {
         // No limit (`Duration::MAX`) as 100 years, as every transport hands it over: tokio
         // saturates a far deadline today, but nothing promises every timer in the stack will.
         let timeouts = options.timeouts.clamped();
+        let invalid = |e: &dyn std::fmt::Display| {
+            TransportError::new(TransportErrorKind::Other, format!("root certificates: {e}"))
+        };
+        let certificates = options.root_certificates_der().map_err(|e| invalid(&e))?;
+        let proxy_env = |name: &str| std::env::var(name).ok();
+        let roots = if !certificates.is_empty() {
+            Roots::Only(certificates)
+        } else if options.needs_tls() || (options.proxy_from_env && tls_proxy(proxy_env)) {
+            Roots::Platform
+        } else {
+            // Every endpoint is plain HTTP on loopback, and no proxy speaks TLS.
+            Roots::Nothing
+        };
         let builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::tls::client_config()?)
+            .tls_backend_preconfigured(crate::tls::client_config(roots)?)
             .redirect(reqwest::redirect::Policy::none())
             // Retries are the core's alone (it counts each attempt and knows which requests may
             // be replayed). reqwest's own layer would replay only HTTP/2 refusals, which this
@@ -119,22 +133,6 @@ impl ReqwestTransport {
             .pool_max_idle_per_host(64)
             .user_agent(user_agent);
         let builder = if options.proxy_from_env { builder } else { builder.no_proxy() };
-        let invalid = |e: &dyn std::fmt::Display| {
-            TransportError::new(TransportErrorKind::Other, format!("root certificates: {e}"))
-        };
-        let roots = options.root_certificates_der().map_err(|e| invalid(&e))?;
-        let proxy_env = |name: &str| std::env::var(name).ok();
-        let builder = if !roots.is_empty() {
-            let roots = roots.iter().map(|der| reqwest::Certificate::from_der(der));
-            builder.tls_certs_only(roots.collect::<Result<Vec<_>, _>>().map_err(|e| invalid(&e))?)
-        } else if options.needs_tls() || (options.proxy_from_env && tls_proxy(proxy_env)) {
-            builder
-        } else {
-            // Every endpoint is plain HTTP on loopback, and no proxy speaks TLS: no TLS
-            // connection is ever made, so no root certificates are loaded (by default reqwest
-            // reads and parses the system's store, milliseconds, whatever the URLs).
-            builder.tls_certs_only(std::iter::empty())
-        };
         let client = builder.build().map_err(|e| {
             TransportError::new(TransportErrorKind::Other, format!("building the HTTP client: {e}"))
         })?;
@@ -378,7 +376,7 @@ mod url_tests {
     /// A client of the caller's own (with the transport's TLS: without the feature
     /// `aws-lc-rs`, reqwest has no provider of its own).
     fn own_client() -> reqwest::Client {
-        let tls = crate::tls::client_config().unwrap();
+        let tls = crate::tls::client_config(crate::tls::Roots::Nothing).unwrap();
         reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap()
     }
 
