@@ -40,9 +40,13 @@ pub struct Measured {
     pub shared_cores: Vec<ShapeRows>,
 }
 
-/// A section's heading and the paragraph that says how to read it.
-fn heading(md: &mut String, title: &str, intro: &str) {
+/// A section's heading, the paragraph that says how to read it, and (unless empty) the head
+/// of its table: the column names, then their alignment row.
+fn heading(md: &mut String, title: &str, intro: &str, table: [&str; 2]) {
     let _ = writeln!(md, "\n### {title}\n\n{intro}\n");
+    for row in table.iter().filter(|r| !r.is_empty()) {
+        let _ = writeln!(md, "{row}");
+    }
 }
 
 /// The report of a whole run's sections, as Markdown (the targets table goes above it).
@@ -63,18 +67,18 @@ pub fn markdown(m: &Measured) -> String {
     } = m;
     let (core_allocs, sdk_allocs, raw_allocs) = allocations;
     let [(sdk_rss, sdk_secs), (raw_rss, raw_secs)] = rss;
+    let (round_ms, window_s) = (ROUND.as_millis(), ROLLOVER_WINDOW.as_secs_f64());
     let mut md = String::new();
     heading(
         &mut md,
         &format!(
-            "1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw and SDK, raw, raw, SDK in turn)",
-            ROUND.as_millis()
+            "1. Authenticated GET throughput ({ROUNDS} interleaved rounds of {round_ms} ms, {ROUNDS_ONE_CALLER} for one caller: raw, SDK, SDK, raw and SDK, raw, raw, SDK in turn)"
         ),
-        "Rates are medians (requests/s); ratios are medians of per-round ratios (a round's two SDK runs against its two raw runs; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends; ABBA and BAAB in turn give each side the round's first slot, which at one caller runs 1-3% slower than the others whoever is in it, in half the rounds).",
+        &format!(
+            "Rates are medians (requests/s); ratios are medians of per-round ratios (a round's two SDK runs against its two raw runs; ABBA order cancels drift within a round, which raw-SDK-raw did not: it favoured the ends; ABBA and BAAB in turn give each side the round's first slot, which at one caller runs 1-3% slower than the others whoever is in it, in half the rounds).\n\n{pinning}"
+        ),
+        ["| client | SDK | raw | SDK / raw | raw / raw (control) |", "|---|---:|---:|---:|---:|"],
     );
-    let _ = writeln!(md, "{pinning}\n");
-    let _ = writeln!(md, "| client | SDK | raw | SDK / raw | raw / raw (control) |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
     for r in rows {
         let _ = writeln!(
             md,
@@ -95,28 +99,19 @@ pub fn markdown(m: &Measured) -> String {
     heading(
         &mut md,
         &format!(
-            "3. Latency across token rollover (8 concurrent callers, {ROLLOVER_ROUNDS} ABBA rounds of {} s windows: long-lived, 1 s, 1 s, long-lived)",
-            ROLLOVER_WINDOW.as_secs_f64()
+            "3. Latency across token rollover (8 concurrent callers, {ROLLOVER_ROUNDS} ABBA rounds of {window_s} s windows: long-lived, 1 s, 1 s, long-lived)"
         ),
         "Latencies are medians over the windows; the ratios are medians of per-round ratios (a round's two 1 s windows against its two long-lived ones).",
+        ["| tokens | calls (last window) | p50 | p99 |", "|---|---:|---:|---:|"],
     );
-    let _ = writeln!(md, "| tokens | calls (last window) | p50 | p99 |");
-    let _ = writeln!(md, "|---|---:|---:|---:|");
-    let _ = writeln!(
-        md,
-        "| 1 s, rolling over ({} refreshes in all windows) | {} | {:.0} µs | {:.0} µs |",
-        roll.refreshes,
-        roll.calls.0,
-        roll.p50.0.as_secs_f64() * 1e6,
-        roll.p99.0.as_secs_f64() * 1e6
-    );
-    let _ = writeln!(
-        md,
-        "| long-lived | {} | {:.0} µs | {:.0} µs |",
-        roll.calls.1,
-        roll.p50.1.as_secs_f64() * 1e6,
-        roll.p99.1.as_secs_f64() * 1e6
-    );
+    let rolling = format!("1 s, rolling over ({} refreshes in all windows)", roll.refreshes);
+    for (tokens, calls, p50, p99) in [
+        (rolling.as_str(), roll.calls.0, roll.p50.0, roll.p99.0),
+        ("long-lived", roll.calls.1, roll.p50.1, roll.p99.1),
+    ] {
+        let (p50, p99) = (p50.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
+        let _ = writeln!(md, "| {tokens} | {calls} | {p50:.0} µs | {p99:.0} µs |");
+    }
     let _ = writeln!(
         md,
         "\nrollover p99 / long-lived p99: **{:.3}x**; p50: {:.3}x\n",
@@ -206,12 +201,14 @@ pub fn markdown(m: &Measured) -> String {
         &mut md,
         "9. Many signed-in users (100,000 `for_user` clients over one shared client)",
         "What a web service pays per signed-in user: resident memory, what runs while users are idle, and the token requests per second when every token was issued within one minute (a deploy, a morning sign-in wave). In a child process of its own, no network: a stand-in server answers token requests at once and a manual clock stands for the hour (`crates/bench/src/many_users.rs`).",
+        ["", ""],
     );
     md.push_str(&crate::many_users::markdown(many_users));
     heading(
         &mut md,
         "10. The hot loop unpinned: client and emulator sharing both cores",
         "Section 1's async rows again, neither process pinned, in three runtime shapes (fewer rounds per row than section 1: 90 for one caller, 45 for 32). Where section 1 measures the client's own work on a core of its own, these rows add what a service sharing its cores pays: wake-ups, hand-offs between threads, timers.",
+        ["", ""],
     );
     md.push_str(&crate::shared_cores::markdown(shared_cores));
     md

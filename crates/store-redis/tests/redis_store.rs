@@ -381,26 +381,7 @@ fn for_user_then_with_prefix_keeps_the_user_and_either_order_reads_the_others_wr
     assert_eq!(stored(&open().with_prefix("prod").for_user("bob")), None, "not bob's");
 }
 
-/// Parts of a scope that would forge another's key if they were not encoded.
-const TRICKY: &[&str] = &[
-    "",
-    "a",
-    "b",
-    "a/b",
-    "a/",
-    "/b",
-    "a:b",
-    ":",
-    "{a}",
-    "{",
-    "}",
-    "%",
-    "%2F",
-    "a b",
-    "ü",
-    "日本",
-    "helloflex",
-];
+use helloflex_testkit::TRICKY_SCOPE_PARTS as TRICKY;
 
 /// One store to build in the property test.
 #[derive(Debug, Clone)]

@@ -26,3 +26,38 @@ pub use passthrough::{Passthrough, StoreHooks, SwapCall};
 pub use pg_server::PgServer;
 pub use redis_server::{Persistence, RedisServer, Reply, free_port};
 pub use watchdog::Watchdog;
+
+/// Parts of a record scope (client, user, namespace) that could forge another scope's key if a
+/// part were not encoded: the separators (`:`, `/`), the hash tag's braces, the escape
+/// character, what percent-encoding produces, spaces, control characters, unicode, the empty
+/// string and the default namespace. The scope's unit tests and the Redis store's property
+/// test draw from it.
+pub const TRICKY_SCOPE_PARTS: &[&str] = &[
+    "",
+    "a",
+    "b",
+    "a/b",
+    "a/",
+    "/b",
+    "/",
+    "a:b",
+    ":",
+    "a:",
+    "{a}",
+    "{",
+    "}",
+    "a}",
+    "}:",
+    "%",
+    "%2F",
+    "a%2Fb",
+    "%3A",
+    "a b",
+    " ",
+    "ü",
+    "日本",
+    "a\0b",
+    "a\nb",
+    "helloflex",
+    "tokens",
+];

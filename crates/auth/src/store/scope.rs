@@ -195,38 +195,7 @@ mod tests {
 
     use super::RecordScope;
 
-    /// Parts that could forge another scope's key if a part were not encoded: the separators
-    /// (`:`, `/`), the hash tag's braces, the escape character, what percent-encoding produces,
-    /// spaces, control characters, unicode, the empty string and the default namespace.
-    const TRICKY: &[&str] = &[
-        "",
-        "a",
-        "b",
-        "a/b",
-        "a/",
-        "/b",
-        "/",
-        "a:b",
-        ":",
-        "a:",
-        "{a}",
-        "{",
-        "}",
-        "a}",
-        "}:",
-        "%",
-        "%2F",
-        "a%2Fb",
-        "%3A",
-        "a b",
-        " ",
-        "ü",
-        "日本",
-        "a\0b",
-        "a\nb",
-        "helloflex",
-        "tokens",
-    ];
+    use helloflex_testkit::TRICKY_SCOPE_PARTS as TRICKY;
 
     /// Every scope made of [`TRICKY`] parts: each client, with no user or each user, in each
     /// namespace.
