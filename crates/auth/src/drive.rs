@@ -77,15 +77,13 @@ async fn drive<E: Exchange, I: Io>(
             Poll::Send(request) => {
                 attempt += 1;
                 if recording {
-                    span.record("method", tracing::field::display(request.method()));
-                    span.record("path", request.uri().path());
-                    span.record("attempt", attempt);
+                    record_attempt(&span, &request, attempt);
                 }
                 Step::Send(io.send(request))
             }
             Poll::Sleep(until) => {
                 let wait = remaining(until, clock.now());
-                tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
+                note_backoff(wait);
                 Step::Sleep(io.sleep(wait))
             }
             // After a 401 the refused token is invalidated first, which only `Io::token` does
@@ -106,7 +104,7 @@ async fn drive<E: Exchange, I: Io>(
             Step::Send(sent) => match sent.await {
                 Ok(response) => {
                     if recording {
-                        span.record("status", response.status().as_u16());
+                        record_status(&span, &response);
                     }
                     now = clock.now();
                     exchange.handle_response(now, response);
@@ -127,6 +125,30 @@ async fn drive<E: Exchange, I: Io>(
             }
         }
     }
+}
+
+// The span's records and the backoff's event, out of the loop's line: a call that nobody
+// traces and that is not retried runs none of their code, and its cache lines hold only the
+// loop's (at 32 callers a call's cost follows the lines it touches more than its instructions).
+
+#[cold]
+#[inline(never)]
+fn record_attempt(span: &tracing::Span, request: &Request, attempt: u32) {
+    span.record("method", tracing::field::display(request.method()));
+    span.record("path", request.uri().path());
+    span.record("attempt", attempt);
+}
+
+#[cold]
+#[inline(never)]
+fn record_status(span: &tracing::Span, response: &Response) {
+    span.record("status", response.status().as_u16());
+}
+
+#[cold]
+#[inline(never)]
+fn note_backoff(wait: Duration) {
+    tracing::debug!(target: "helloflex::retry", wait_ms = wait.as_millis() as u64, "retrying after backoff");
 }
 
 /// One step's I/O, started.

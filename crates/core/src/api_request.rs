@@ -177,14 +177,18 @@ impl ApiRequest {
             .ok_or(UsageError::WrongState("the request URL is not valid"))?;
         // Sized once for what is added below: no growth per request.
         let mut headers = HeaderMap::with_capacity(self.headers.len() + 4);
-        if !self.headers.is_empty() {
+        let json = || HeaderValue::from_static("application/json");
+        if self.headers.is_empty() {
+            headers.insert(ACCEPT, json());
+            if self.body.is_some() {
+                headers.insert(CONTENT_TYPE, json());
+            }
+        } else {
             headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
-        }
-        if !headers.contains_key(ACCEPT) {
-            headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        }
-        if self.body.is_some() && !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.entry(ACCEPT).or_insert_with(json);
+            if self.body.is_some() {
+                headers.entry(CONTENT_TYPE).or_insert_with(json);
+            }
         }
         // The framing is decided here, once for every transport (which sends what the headers
         // say): a method whose requests carry content declares its length, 0 included (RFC 9110
