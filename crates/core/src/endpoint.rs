@@ -168,6 +168,21 @@ impl Endpoint {
         &self.inner.host
     }
 
+    /// Whether requests to this endpoint go over TLS (`https`); the other scheme an endpoint
+    /// can have is plain `http`, on loopback only.
+    ///
+    /// ```
+    /// use helloflex_core::{Endpoint, InsecureLoopback};
+    ///
+    /// assert!(Endpoint::parse("https://api.example", InsecureLoopback::Deny)?.is_https());
+    /// assert!(Endpoint::parse("HTTPS://api.example", InsecureLoopback::Deny)?.is_https());
+    /// assert!(!Endpoint::parse("http://127.0.0.1:8080", InsecureLoopback::Allow)?.is_https());
+    /// # Ok::<(), helloflex_core::ConfigError>(())
+    /// ```
+    pub fn is_https(&self) -> bool {
+        self.inner.scheme == Scheme::HTTPS
+    }
+
     /// This URL with `path` (which must start with `/`) appended.
     pub(crate) fn join(&self, path: &str) -> String {
         let base = self.inner.text.trim_end_matches('/');

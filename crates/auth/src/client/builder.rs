@@ -194,15 +194,10 @@ impl<C: Connector> ClientBuilder<C> {
         // The API base and the token endpoint are the only origins a client sends to (a
         // request's path is appended to the base).
         let mut http = self.http;
-        http.set_plain_http_only(plain_http(&base) && plain_http(&token_url));
+        http.set_plain_http_only(!base.is_https() && !token_url.is_https());
         let attempt = self.connector.attempt_timeout(&http.timeouts);
         let options = self.manager.with_attempt_timeout(attempt);
         let tokens = self.connector.connect(&http, tokens.clock(self.clock).options(options))?;
         Ok(Client { tokens, base, retry: self.retry, connector: PhantomData })
     }
-}
-
-/// Whether `endpoint` is plain HTTP (which [`Endpoint::parse`] lets through on loopback only).
-fn plain_http(endpoint: &Endpoint) -> bool {
-    endpoint.as_str().get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http:"))
 }
