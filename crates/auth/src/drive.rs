@@ -58,13 +58,16 @@ trait Io {
     fn token_now(&self) -> Option<Token>;
 }
 
-/// The loop (see the module docs). `span` is the exchange's, recorded into as the loop goes.
-async fn drive<E: Exchange, I: Io>(
+/// The loop (see the module docs). `span` is the exchange's, recorded into as the loop goes;
+/// `finish` maps the exchange's output as it is returned (a typed response), so that no future
+/// around this one is polled per call for it.
+async fn drive<E: Exchange, I: Io, O>(
     io: I,
     clock: &dyn Clock,
     mut exchange: E,
     span: tracing::Span,
-) -> E::Output {
+    finish: impl FnOnce(E::Output) -> O,
+) -> O {
     let mut attempt = 0u32;
     // A span no subscriber wants still looks each field up by name when recorded into.
     let recording = !span.is_disabled();
@@ -98,7 +101,7 @@ async fn drive<E: Exchange, I: Io>(
                     None => Step::Token(io.token(rejected)),
                 }
             }
-            Poll::Done(output) => return output,
+            Poll::Done(output) => return finish(output),
         };
         match step {
             Step::Send(sent) => match sent.await {
@@ -244,7 +247,7 @@ pub(crate) fn drive_blocking<E: Exchange>(
     // what `Instrumented` would do on each poll, without one more move of the future.
     let span = exchange_span();
     let _entered = span.enter();
-    crate::ready::run_ready(drive(io, clock, exchange, span.clone()))
+    crate::ready::run_ready(drive(io, clock, exchange, span.clone(), std::convert::identity))
 }
 
 /// Runs `exchange` to completion on an async transport. A plain function returning the loop's
@@ -259,8 +262,22 @@ pub(crate) fn drive_async<'a, E: Exchange + Send + 'a>(
 where
     E::Output: Send,
 {
+    drive_async_then(transport, clock, tokens, exchange, std::convert::identity)
+}
+
+/// [`drive_async`], its output mapped by `finish` as the loop returns it.
+pub(crate) fn drive_async_then<'a, E: Exchange + Send + 'a, O: Send + 'a>(
+    transport: &'a dyn AsyncTransport,
+    clock: &'a dyn Clock,
+    tokens: &'a dyn AsyncTokenSource,
+    exchange: E,
+    finish: impl FnOnce(E::Output) -> O + Send + 'a,
+) -> impl Future<Output = O> + Send + 'a
+where
+    E::Output: Send,
+{
     let span = exchange_span();
-    drive(Flavour { transport, tokens }, clock, exchange, span.clone()).instrument(span)
+    drive(Flavour { transport, tokens }, clock, exchange, span.clone(), finish).instrument(span)
 }
 
 fn no_token_source() -> Error {

@@ -16,7 +16,7 @@ use helloflex_core::{
     ClientCredentialsConfig, Error, Interruption, PendingAuthorization, StoreError, Token, TokenId,
 };
 
-use crate::drive::{AsyncTokenSource, drive_async, remaining};
+use crate::drive::{AsyncTokenSource, drive_async, drive_async_then, remaining};
 use crate::fill::{StoreOp, StoreReply};
 use crate::flavour::{self, Flavour};
 use crate::held::{Held, Owner};
@@ -243,7 +243,17 @@ impl AsyncTokenManager {
         &self,
         call: Box<ApiCall>,
     ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
-        drive_async(&*self.inner.transport, &*self.inner.shared.clock, self, call)
+        self.call_then(call, std::convert::identity)
+    }
+
+    /// [`Self::call_boxed`], its result mapped by `finish` as the drive loop returns it (no
+    /// future around the loop's is polled for it).
+    pub(crate) fn call_then<'a, O: Send + 'a>(
+        &'a self,
+        call: Box<ApiCall>,
+        finish: impl FnOnce(Result<Response, Error>) -> O + Send + 'a,
+    ) -> impl Future<Output = O> + Send + 'a {
+        drive_async_then(&*self.inner.transport, &*self.inner.shared.clock, self, call, finish)
     }
 
     /// Whose held jobs are this manager's (see [`Owner`]).

@@ -191,7 +191,7 @@ impl AsyncTransport for ReqwestTransport {
         // there (the drive loop always is) it takes it now, and the boxed future holds reqwest's
         // small handle instead of the request (760 bytes -> a third of that, written per call).
         if tokio::runtime::Handle::try_current().is_err() {
-            return Box::pin(async move { self.read(self.client.execute(request), sent_to).await });
+            return self.send_when_polled(request, sent_to);
         }
         Box::pin(self.read(self.client.execute(request), sent_to))
     }
@@ -209,7 +209,22 @@ impl AsyncTransport for ReqwestTransport {
 type BoxFuture<'f, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'f>>;
 
 impl ReqwestTransport {
-    /// The core's request as reqwest's.
+    /// A send made outside any runtime: reqwest takes the request on the future's first poll.
+    /// Out of `send`'s line, so its future (the whole request) is not laid out in `send`'s
+    /// stack frame, below which reqwest builds its own on every call.
+    #[cold]
+    #[inline(never)]
+    fn send_when_polled<'f>(
+        &'f self,
+        request: reqwest::Request,
+        sent_to: Option<u64>,
+    ) -> BoxFuture<'f, Result<Response, TransportError>> {
+        Box::pin(async move { self.read(self.client.execute(request), sent_to).await })
+    }
+
+    /// The core's request as reqwest's. Out of `send`'s line, so the parts it takes apart
+    /// are laid out in a frame of its own, gone before reqwest builds its own below `send`'s.
+    #[inline(never)]
     fn prepare(&self, request: Request) -> Result<reqwest::Request, TransportError> {
         let (parts, body) = request.into_parts();
         let mut request = reqwest::Request::new(parts.method, self.url(&parts.uri)?);

@@ -49,11 +49,9 @@ impl RequestBuilder<'_, BlockingTokenManager> {
 impl<'a> RequestBuilder<'a, AsyncTokenManager> {
     /// Sends the request: a success, or a typed error with the core's classification.
     pub fn send(self) -> impl std::future::Future<Output = Result<ApiResponse, Error>> + Send + 'a {
-        let tokens = self.tokens;
         let call = ApiCall::new(self.request, self.base.clone(), self.retry.clone(), jitter_seed());
-        // Only the box and the manager are carried into the future: a user's task holds the
-        // call's future beside its own state, and each layer's copy is moved as it is built.
-        let call = Box::new(call);
-        async move { tokens.call_boxed(call).await.map(ApiResponse::new) }
+        // The drive loop's own future, with no layer around it: the call is boxed (a user's
+        // task holds the future beside its own state) and its response typed as the loop ends.
+        self.tokens.call_then(Box::new(call), |result| result.map(ApiResponse::new))
     }
 }
