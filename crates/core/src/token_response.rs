@@ -1,9 +1,11 @@
 //! Token endpoint responses (RFC 6749 sections 5.1 and 5.2), read leniently where real servers
 //! are sloppy and strictly where a value ends up in a header.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::StatusCode;
+use serde::de::{self, Visitor};
 
 use crate::error::{Error, ProtocolError};
 use crate::excerpt::Excerpt;
@@ -100,29 +102,27 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         );
     }
 
-    let access_token = match present(fields.access_token) {
-        None => return Err(ProtocolError::MissingField { status, field: "access_token" }.into()),
-        Some(raw) => {
-            json::as_string(raw).ok_or_else(|| invalid(status, "access_token", "not a string"))?
+    let access_token = match fields.access_token {
+        Text::Null => {
+            return Err(ProtocolError::MissingField { status, field: "access_token" }.into());
         }
+        Text::Other => return Err(invalid(status, "access_token", "not a string")),
+        Text::Str(token) => token,
     };
     check_token(status, "access_token", &access_token)?;
 
     // Absent means Bearer; present but null does not.
-    if fields.token_type.is_some_and(|raw| raw.get() == "null") {
-        return Err(invalid(status, "token_type", "null"));
-    }
-    if let Some(raw) = present(fields.token_type)
-        && !json::as_plain_str(raw).is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
-    {
-        let token_type =
-            json::as_string(raw).ok_or_else(|| invalid(status, "token_type", "not a string"))?;
-        if !token_type.eq_ignore_ascii_case("bearer") {
+    match &fields.token_type {
+        None => {}
+        Some(Text::Str(token_type)) if token_type.eq_ignore_ascii_case("bearer") => {}
+        Some(Text::Str(token_type)) => {
             return Err(ProtocolError::UnsupportedTokenType {
-                token_type: Excerpt::of_text(&token_type, 32).as_str().to_owned(),
+                token_type: Excerpt::of_text(token_type, 32).as_str().to_owned(),
             }
             .into());
         }
+        Some(Text::Null) => return Err(invalid(status, "token_type", "null")),
+        Some(Text::Other) => return Err(invalid(status, "token_type", "not a string")),
     }
 
     let expires_in = match present(fields.expires_in) {
@@ -134,50 +134,46 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         }
     };
 
-    let refresh_token = match present(fields.refresh_token) {
-        None => None,
-        Some(raw) => {
-            let token = json::as_string(raw)
-                .ok_or_else(|| invalid(status, "refresh_token", "not a string"))?;
-            if token.is_empty() {
-                None
-            } else {
-                check_token(status, "refresh_token", &token)?;
-                Some(RefreshToken::new(token))
-            }
+    let refresh_token = match fields.refresh_token {
+        Text::Null => None,
+        Text::Other => return Err(invalid(status, "refresh_token", "not a string")),
+        Text::Str(token) if token.is_empty() => None,
+        Text::Str(token) => {
+            check_token(status, "refresh_token", &token)?;
+            Some(RefreshToken::new(token.into_owned()))
         }
     };
 
-    let scope = present(fields.scope).and_then(|raw| {
-        if let Some(text) = json::as_string(raw) {
-            return Some(text.split_ascii_whitespace().map(str::to_owned).collect());
-        }
-        serde_json::from_str::<Vec<String>>(raw.get()).ok()
-    });
+    let scope = match fields.scope {
+        Scope::Text(text) => Some(text.split_ascii_whitespace().map(str::to_owned).collect()),
+        Scope::List(scopes) => Some(scopes),
+        Scope::Ignored => None,
+    };
 
     Ok(TokenResponse {
-        access_token: AccessToken::new(access_token),
+        access_token: AccessToken::new(access_token.into_owned()),
         expires_in,
         refresh_token,
         scope,
     })
 }
 
-/// The fields RFC 6749 defines, borrowed raw from the body so each is read leniently on its own.
+/// The fields RFC 6749 defines, borrowed from the body so each is read leniently on its own:
+/// the tokens and their type as text (a string is decoded once, by the parser), the rest raw.
 /// serde's derived visitor matches names without allocating and refuses a repeated field.
 #[derive(serde::Deserialize)]
 struct TokenFields<'a> {
     #[serde(borrow, default)]
-    access_token: Option<&'a RawValue>,
-    /// Read so that a JSON `null` stays visible: a null token type is not an absent one.
+    access_token: Text<'a>,
+    /// `Some` whenever the field is in the body: a null token type is not an absent one.
     #[serde(borrow, default, deserialize_with = "keep_null")]
-    token_type: Option<&'a RawValue>,
+    token_type: Option<Text<'a>>,
     #[serde(borrow, default)]
     expires_in: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    refresh_token: Option<&'a RawValue>,
+    refresh_token: Text<'a>,
     #[serde(borrow, default)]
-    scope: Option<&'a RawValue>,
+    scope: Scope<'a>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -186,10 +182,136 @@ struct TokenFields<'a> {
     error_uri: Option<&'a RawValue>,
 }
 
+/// A field where a string belongs: the string (borrowed unless it had escapes), JSON `null` or
+/// absent, or any other value (refused by the caller as "not a string", never read further).
+#[derive(Default)]
+enum Text<'a> {
+    #[default]
+    Null,
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Text::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Text::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Text::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Text::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Text::Null)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Text::Other)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Text::Other)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Text::Other)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Text::Other)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Text::Other)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+        Ok(Text::Other)
+    }
+}
+
+/// The `scope` field: a space-separated string, leniently an array of strings; anything else
+/// (null, a number, an array holding other values) is ignored, as an absent scope.
+#[derive(Default)]
+enum Scope<'a> {
+    Text(Cow<'a, str>),
+    List(Vec<String>),
+    #[default]
+    Ignored,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Scope<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScopeVisitor;
+        impl<'de> Visitor<'de> for ScopeVisitor {
+            type Value = Scope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scope::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scope::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scope::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                // Read to the end whatever it holds: one odd element ignores the field, not the
+                // whole response.
+                let mut scopes = Some(Vec::new());
+                while let Some(element) = seq.next_element::<Text<'de>>()? {
+                    match (element, &mut scopes) {
+                        (Text::Str(scope), Some(list)) => list.push(scope.into_owned()),
+                        _ => scopes = None,
+                    }
+                }
+                Ok(scopes.map_or(Scope::Ignored, Scope::List))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                TextVisitor.visit_map(map).map(|_| Scope::Ignored)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scope::Ignored)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scope::Ignored)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Scope::Ignored)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Scope::Ignored)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Scope::Ignored)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Scope::Ignored)
+            }
+        }
+        deserializer.deserialize_any(ScopeVisitor)
+    }
+}
+
 /// A field that is present stays `Some`, even when it is `null` (serde's `Option` maps null to
 /// `None`).
-fn keep_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+fn keep_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Text<'de>>, D::Error> {
+    <Text<'de> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// A field's raw value; JSON `null` counts as absent.
@@ -288,6 +410,54 @@ mod tests {
         };
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         assert!(excerpt.as_str().contains("Bad Gateway"));
+    }
+
+    /// Every kind of JSON value where a string belongs: a string is read (escapes decoded), a
+    /// null or absent field is as RFC 6749 has it, and anything else is "not a string" (read
+    /// to its end: the fields after it still count, a duplicate after it is still refused).
+    #[test]
+    fn each_kind_of_value_where_a_string_belongs() {
+        let invalid = |field, result: Result<TokenResponse, Error>| matches!(result, Err(Error::Protocol(ProtocolError::InvalidField { field: f, reason: "not a string", .. })) if f == field);
+        for other in ["5", "1.5", "true", "[\"a\"]", "{\"a\":[1,{}]}"] {
+            assert!(invalid("access_token", ok(&format!(r#"{{"access_token":{other}}}"#))));
+            let typed = ok(&format!(r#"{{"access_token":"a","token_type":{other}}}"#));
+            assert!(invalid("token_type", typed), "{other}");
+            let refresh = ok(&format!(r#"{{"access_token":"a","refresh_token":{other}}}"#));
+            assert!(invalid("refresh_token", refresh), "{other}");
+            let scope = ok(&format!(r#"{{"access_token":"a","scope":{other},"expires_in":9}}"#));
+            let scope = scope.unwrap();
+            // An array of strings is a scope (leniently); any other value, none.
+            let listed = (other == "[\"a\"]").then(|| vec!["a".to_owned()]);
+            assert_eq!((scope.scope, scope.expires_in), (listed, Some(Duration::from_secs(9))));
+            let twice = format!(r#"{{"access_token":{other},"access_token":"a"}}"#);
+            assert!(matches!(
+                ok(&twice),
+                Err(Error::Protocol(ProtocolError::DuplicateField { .. }))
+            ));
+        }
+        let t =
+            ok(r#"{"access_token":"a\u0062c","token_type":"B\u0065arer","refresh_token":"r\/1"}"#)
+                .unwrap();
+        assert_eq!(t.access_token.expose_secret(), "abc");
+        assert_eq!(t.refresh_token.map(|r| r.expose_secret().to_owned()), Some("r/1".to_owned()));
+        for absent in [r#"{"access_token":null}"#, r#"{"token_type":"Bearer"}"#] {
+            assert!(matches!(
+                ok(absent),
+                Err(Error::Protocol(ProtocolError::MissingField { field: "access_token", .. }))
+            ));
+        }
+        for none in [r#""refresh_token":null"#, r#""refresh_token":"""#, r#""scope":null"#] {
+            let t = ok(&format!(r#"{{"access_token":"a",{none}}}"#)).unwrap();
+            assert!(t.refresh_token.is_none() && t.scope.is_none(), "{none}");
+        }
+        let scopes =
+            |field: &str| ok(&format!(r#"{{"access_token":"a","scope":{field}}}"#)).unwrap().scope;
+        let two = Some(vec!["a".to_owned(), "b/c".to_owned()]);
+        assert_eq!(scopes(r#"" a  b\/c ""#), two);
+        assert_eq!(scopes(r#"["a","b\/c"]"#), two);
+        assert_eq!(scopes(r#"["a",null,"b"]"#), None);
+        assert_eq!(scopes(r#"["a",["b"]]"#), None);
+        assert_eq!(scopes(r#""""#), Some(Vec::new()));
     }
 
     #[test]
