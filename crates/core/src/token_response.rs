@@ -106,7 +106,9 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         Text::Null => {
             return Err(ProtocolError::MissingField { status, field: "access_token" }.into());
         }
-        Text::Other => return Err(invalid(status, "access_token", "not a string")),
+        Text::Strings(_) | Text::Other => {
+            return Err(invalid(status, "access_token", "not a string"));
+        }
         Text::Str(token) => token,
     };
     check_token(status, "access_token", &access_token)?;
@@ -122,7 +124,9 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
             .into());
         }
         Some(Text::Null) => return Err(invalid(status, "token_type", "null")),
-        Some(Text::Other) => return Err(invalid(status, "token_type", "not a string")),
+        Some(Text::Strings(_) | Text::Other) => {
+            return Err(invalid(status, "token_type", "not a string"));
+        }
     }
 
     let expires_in = match present(fields.expires_in) {
@@ -136,7 +140,9 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
 
     let refresh_token = match fields.refresh_token {
         Text::Null => None,
-        Text::Other => return Err(invalid(status, "refresh_token", "not a string")),
+        Text::Strings(_) | Text::Other => {
+            return Err(invalid(status, "refresh_token", "not a string"));
+        }
         Text::Str(token) if token.is_empty() => None,
         Text::Str(token) => {
             check_token(status, "refresh_token", &token)?;
@@ -144,10 +150,11 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         }
     };
 
+    // Leniently: a list of strings too; any other value is ignored, as an absent scope.
     let scope = match fields.scope {
-        Scope::Text(text) => Some(text.split_ascii_whitespace().map(str::to_owned).collect()),
-        Scope::List(scopes) => Some(scopes),
-        Scope::Ignored => None,
+        Text::Str(text) => Some(text.split_ascii_whitespace().map(str::to_owned).collect()),
+        Text::Strings(scopes) => Some(scopes),
+        Text::Null | Text::Other => None,
     };
 
     Ok(TokenResponse {
@@ -173,7 +180,7 @@ struct TokenFields<'a> {
     #[serde(borrow, default)]
     refresh_token: Text<'a>,
     #[serde(borrow, default)]
-    scope: Scope<'a>,
+    scope: Text<'a>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -182,13 +189,16 @@ struct TokenFields<'a> {
     error_uri: Option<&'a RawValue>,
 }
 
-/// A field where a string belongs: the string (borrowed unless it had escapes), JSON `null` or
-/// absent, or any other value (refused by the caller as "not a string", never read further).
+/// A field where a string belongs (a token, its type, the scope): the string (borrowed unless
+/// it had escapes), JSON `null` or absent, an array of strings (a scope, leniently), or any
+/// other value. Whatever it holds is read to its end: one odd value refuses or ignores its
+/// field, never the fields after it.
 #[derive(Default)]
 enum Text<'a> {
     #[default]
     Null,
     Str(Cow<'a, str>),
+    Strings(Vec<String>),
     Other,
 }
 
@@ -234,77 +244,18 @@ impl<'de> Visitor<'de> for TextVisitor {
         Ok(Text::Other)
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(Text::Other)
+        let mut strings = Some(Vec::new());
+        while let Some(element) = seq.next_element::<Text<'de>>()? {
+            match (element, &mut strings) {
+                (Text::Str(string), Some(list)) => list.push(string.into_owned()),
+                _ => strings = None,
+            }
+        }
+        Ok(strings.map_or(Text::Other, Text::Strings))
     }
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
         Ok(Text::Other)
-    }
-}
-
-/// The `scope` field: a space-separated string, leniently an array of strings; anything else
-/// (null, a number, an array holding other values) is ignored, as an absent scope.
-#[derive(Default)]
-enum Scope<'a> {
-    Text(Cow<'a, str>),
-    List(Vec<String>),
-    #[default]
-    Ignored,
-}
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Scope<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScopeVisitor;
-        impl<'de> Visitor<'de> for ScopeVisitor {
-            type Value = Scope<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Scope::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Scope::Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Scope::Text(Cow::Owned(v)))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                // Read to the end whatever it holds: one odd element ignores the field, not the
-                // whole response.
-                let mut scopes = Some(Vec::new());
-                while let Some(element) = seq.next_element::<Text<'de>>()? {
-                    match (element, &mut scopes) {
-                        (Text::Str(scope), Some(list)) => list.push(scope.into_owned()),
-                        _ => scopes = None,
-                    }
-                }
-                Ok(scopes.map_or(Scope::Ignored, Scope::List))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                TextVisitor.visit_map(map).map(|_| Scope::Ignored)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Scope::Ignored)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Scope::Ignored)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Scope::Ignored)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Scope::Ignored)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Scope::Ignored)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Scope::Ignored)
-            }
-        }
-        deserializer.deserialize_any(ScopeVisitor)
     }
 }
 
