@@ -36,7 +36,10 @@ async fn a_person_signs_in_reloads_goes_back_signs_out_uses_two_tabs_denies_idle
         .with_redirect_uri(WEB_APP.0, &format!("{self_url}/callback"))
         .with_redirect_uri(WEB_APP.0, &format!("{small_url}/callback"));
     let emulator = helloflex_emulator::start(config).unwrap();
-    let idle = Duration::from_secs(2);
+    // Long enough that no step of a loaded machine (a screenshot under two busy cores took
+    // over 2 s in CI) lets a session lapse between two of its requests; the expiry step waits
+    // it out once.
+    let idle = Duration::from_secs(5);
     let dir = tempfile::tempdir().unwrap();
     let storage = |name: &str| {
         let db = dir.path().join(name);
