@@ -207,7 +207,7 @@ pub fn markdown(m: &Measured) -> String {
     heading(
         &mut md,
         "10. The hot loop unpinned: client and emulator sharing both cores",
-        "Section 1's async rows again, neither process pinned, in three runtime shapes (fewer rounds per row than section 1: 90 for one caller, 45 for 32). Where section 1 measures the client's own work on a core of its own, these rows add what a service sharing its cores pays: wake-ups, hand-offs between threads, timers.",
+        "Section 1's async rows again, neither process pinned, in three runtime shapes, in as many rounds per row as section 1 (180 for one caller, 90 for 32). Where section 1 measures the client's own work on a core of its own, these rows add what a service sharing its cores pays: wake-ups, hand-offs between threads, timers.",
         ["", ""],
     );
     md.push_str(&crate::shared_cores::markdown(shared_cores));

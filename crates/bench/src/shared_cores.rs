@@ -37,8 +37,10 @@ const SHAPES: [Shape; 3] = [
     },
 ];
 
-/// Rounds per row for one caller (half that for 32): fewer than section 1's, three shapes.
-const ROUNDS_ONE_CALLER: usize = 90;
+/// Rounds per row for one caller (half that for 32): section 1's. With half as many, a row's
+/// median over rounds moved by 1-4% (bootstrap standard error, 27 rows of three runs) against
+/// a target 1% from parity; doubling them narrows that by a quarter to a third.
+const ROUNDS_ONE_CALLER: usize = crate::abba::ROUNDS_ONE_CALLER;
 
 /// One shape's rows (async at 1 and 32 callers against raw reqwest, and against oauth2-rs).
 pub struct ShapeRows {
