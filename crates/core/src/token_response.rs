@@ -88,13 +88,17 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
         }
         Err(e) => return Err(e.into_protocol(status, body).into()),
     };
-    if let Some(raw) = present(fields.error) {
-        let Some(code) = json::as_string(raw) else {
-            return Err(invalid(status, "error", "not a string"));
-        };
-        let description = present(fields.error_description).and_then(json::as_string);
-        let uri = present(fields.error_uri).and_then(json::as_string);
-        return Err(OAuthError::new(status, &code, description.as_deref(), uri.as_deref()).into());
+    match fields.error {
+        Text::Null => {}
+        Text::Str(code) => {
+            // Leniently: a description or URI that is not a string is left out.
+            let description = fields.error_description.into_str();
+            let uri = fields.error_uri.into_str();
+            return Err(
+                OAuthError::new(status, &code, description.as_deref(), uri.as_deref()).into()
+            );
+        }
+        Text::Strings(_) | Text::Other => return Err(invalid(status, "error", "not a string")),
     }
     if !status.is_success() {
         return Err(
@@ -166,7 +170,8 @@ pub fn parse_token_response(status: StatusCode, body: &[u8]) -> Result<TokenResp
 }
 
 /// The fields RFC 6749 defines, borrowed from the body so each is read leniently on its own:
-/// the tokens and their type as text (a string is decoded once, by the parser), the rest raw.
+/// every field where a string belongs as text (a string is decoded once, by the parser), the
+/// lifetime raw (a number or a digit string).
 /// serde's derived visitor matches names without allocating and refuses a repeated field.
 #[derive(serde::Deserialize)]
 struct TokenFields<'a> {
@@ -182,14 +187,14 @@ struct TokenFields<'a> {
     #[serde(borrow, default)]
     scope: Text<'a>,
     #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
+    error: Text<'a>,
     #[serde(borrow, default)]
-    error_description: Option<&'a RawValue>,
+    error_description: Text<'a>,
     #[serde(borrow, default)]
-    error_uri: Option<&'a RawValue>,
+    error_uri: Text<'a>,
 }
 
-/// A field where a string belongs (a token, its type, the scope): the string (borrowed unless
+/// A field where a string belongs (a token, its type, the scope, an error's fields): the string (borrowed unless
 /// it had escapes), JSON `null` or absent, an array of strings (a scope, leniently), or any
 /// other value. Whatever it holds is read to its end: one odd value refuses or ignores its
 /// field, never the fields after it.
@@ -205,6 +210,16 @@ enum Text<'a> {
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+impl<'a> Text<'a> {
+    /// The string, if the field holds one.
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Text::Str(text) => Some(text),
+            Text::Null | Text::Strings(_) | Text::Other => None,
+        }
     }
 }
 
@@ -380,6 +395,17 @@ mod tests {
             // An array of strings is a scope (leniently); any other value, none.
             let listed = (other == "[\"a\"]").then(|| vec!["a".to_owned()]);
             assert_eq!((scope.scope, scope.expires_in), (listed, Some(Duration::from_secs(9))));
+            let error = ok(&format!(r#"{{"error":{other},"error_description":"d"}}"#));
+            assert!(invalid("error", error), "{other}");
+            // An error's description or URI that is not a string is left out, the error kept.
+            let body = format!(
+                r#"{{"error":"invalid_grant","error_description":{other},"error_uri":{other}}}"#
+            );
+            let Err(Error::OAuth(e)) = ok(&body) else { panic!("{other}") };
+            assert_eq!(
+                (e.code(), e.description(), e.uri()),
+                (&OAuthErrorCode::InvalidGrant, None, None)
+            );
             let twice = format!(r#"{{"access_token":{other},"access_token":"a"}}"#);
             assert!(matches!(
                 ok(&twice),
@@ -391,6 +417,11 @@ mod tests {
                 .unwrap();
         assert_eq!(t.access_token.expose_secret(), "abc");
         assert_eq!(t.refresh_token.map(|r| r.expose_secret().to_owned()), Some("r/1".to_owned()));
+        // A null error is no error; an escaped one is decoded like any string.
+        assert!(ok(r#"{"access_token":"a","error":null}"#).is_ok());
+        let e = ok(r#"{"error":"invalid\u005fgrant","error_description":"a\/b"}"#).unwrap_err();
+        let Error::OAuth(e) = e else { panic!("{e:?}") };
+        assert_eq!((e.code(), e.description()), (&OAuthErrorCode::InvalidGrant, Some("a/b")));
         for absent in [r#"{"access_token":null}"#, r#"{"token_type":"Bearer"}"#] {
             assert!(matches!(
                 ok(absent),
