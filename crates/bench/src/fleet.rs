@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use helloflex_core::ClientSecret;
 use helloflex_testkit::RedisServer;
 
-use crate::abba::{AbbaRow, ROUNDS};
+use crate::abba::{AbbaRow, ROUNDS_SAME_PATH};
 use crate::clients::async_rate;
 use crate::emulator::{admin, environment, reset, token_requests};
 use crate::{DEMO, Result};
@@ -62,7 +62,7 @@ pub fn run(rt: &tokio::runtime::Runtime, base: &str, member: &str) -> Result<Fle
         }))
     };
     let mut rounds = Vec::new();
-    for index in 0..ROUNDS {
+    for index in 0..ROUNDS_SAME_PATH {
         rounds.push(AbbaRow::round(index, |redis| rate(if redis { &shared } else { &memory })));
     }
     let path = AbbaRow { name: "async (reqwest), concurrency 32".into(), rounds };

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::abba::{AbbaRow, ROUND, ROUNDS, ROUNDS_ONE_CALLER};
+use crate::abba::{AbbaRow, ROUND, ROUNDS, ROUNDS_ONE_CALLER, ROUNDS_SAME_PATH};
 use crate::first_call::FirstCall;
 use crate::fleet::Fleet;
 use crate::instructions::{Counted, INSTR_CALLS};
@@ -177,7 +177,7 @@ pub fn markdown(m: &Measured) -> String {
     let _ = writeln!(md, "|---|---:|");
     let _ = writeln!(
         md,
-        "| request path, {}: Redis store / memory store ({ROUNDS} ABBA / BAAB rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
+        "| request path, {}: Redis store / memory store ({ROUNDS_SAME_PATH} ABBA / BAAB rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
         fleet.path.name,
         fleet.path.control(),
         fleet.path.ratio(),

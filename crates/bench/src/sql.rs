@@ -15,7 +15,7 @@ use helloflex_store_sql::{Database, SqlStore};
 use helloflex_testkit::PgServer;
 use helloflex_transport_reqwest::Client;
 
-use crate::abba::{AbbaRow, ROUNDS};
+use crate::abba::{AbbaRow, ROUNDS_SAME_PATH};
 use crate::clients::async_rate;
 use crate::emulator::{environment, reset, token_requests};
 use crate::{DEMO, ROLL, Result};
@@ -67,7 +67,7 @@ pub fn run(rt: &tokio::runtime::Runtime, base: &str) -> Result<SqlStores> {
     };
     let row = |name: &str, shared: &Client| AbbaRow {
         name: name.into(),
-        rounds: (0..ROUNDS)
+        rounds: (0..ROUNDS_SAME_PATH)
             .map(|i| AbbaRow::round(i, |b| rate(if b { shared } else { &memory })))
             .collect(),
     };
@@ -203,7 +203,7 @@ pub fn section(sql: &SqlStores) -> String {
     for row in [&sql.sqlite, &sql.postgres] {
         let _ = writeln!(
             md,
-            "| request path, async (reqwest), concurrency 32: {} / memory store ({ROUNDS} ABBA / BAAB rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
+            "| request path, async (reqwest), concurrency 32: {} / memory store ({ROUNDS_SAME_PATH} ABBA / BAAB rounds; memory / memory control {:.3}x) | **{:.3}x** ({:.0} vs {:.0} requests/s) |",
             row.name,
             row.control(),
             row.ratio(),
