@@ -3,10 +3,7 @@
 //!
 //! Its own client's TLS runs on aws-lc-rs with the feature `aws-lc-rs` (on by default) and on
 //! ring without it, verified by the platform's verifier as reqwest's own is; a `CryptoProvider`
-//! installed as rustls's process default is used instead of either. With aws-lc-rs, the first
-//! client built that may speak TLS draws from aws-lc's random generator on a short-lived thread,
-//! once per process, so that the generator's seeding from CPU jitter (tens of milliseconds) runs
-//! beside the first request instead of inside its handshake.
+//! installed as rustls's process default is used instead of either.
 //!
 //! Against the emulator (for the real API: `Environment::Sandbox` or `Environment::Live`, and
 //! your id and secret from the environment):

@@ -43,9 +43,6 @@ pub(crate) fn client_config(roots: Roots) -> Result<rustls::ClientConfig, Transp
         TransportError::new(TransportErrorKind::Other, format!("setting up TLS: {e}"))
     };
     let provider = provider();
-    if !matches!(roots, Roots::Nothing) {
-        seed_random_early(&provider);
-    }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(failed)?;
@@ -72,31 +69,6 @@ pub(crate) fn client_config(roots: Roots) -> Result<rustls::ClientConfig, Transp
     Ok(config)
 }
 
-/// Whether [`seed_random_early`] has run in this process.
-#[cfg(feature = "aws-lc-rs")]
-static SEEDING: std::sync::Once = std::sync::Once::new();
-
-/// Draws from the provider's random generator once per process, on a thread of its own, as
-/// soon as a client that may speak TLS is built. aws-lc seeds its generator from CPU jitter the
-/// first time a process asks it for randomness (about 20 ms on a 2-core host, see
-/// `docs/benchmarks.md`, section 8), which would otherwise wait in the first handshake; begun
-/// here, it runs beside the reading of the roots and the first request's connection. The
-/// thread draws 32 bytes and ends; with ring, whose generator is the system's, there is
-/// nothing to wait for, so nothing is started.
-#[cfg(feature = "aws-lc-rs")]
-fn seed_random_early(provider: &CryptoProvider) {
-    let random = provider.secure_random;
-    SEEDING.call_once(|| {
-        // A thread that cannot start leaves the seeding to the first handshake, as without it.
-        let _ = std::thread::Builder::new().name("helloflex-tls-seed".into()).spawn(move || {
-            let _ = random.fill(&mut [0u8; 32]);
-        });
-    });
-}
-
-#[cfg(not(feature = "aws-lc-rs"))]
-fn seed_random_early(_provider: &CryptoProvider) {}
-
 #[cfg(test)]
 mod tests {
     use rustls::NamedGroup;
@@ -115,16 +87,5 @@ mod tests {
             "{groups:?}"
         );
         assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
-    }
-
-    /// A client that may speak TLS starts aws-lc's seeding as it is built (once per process);
-    /// the configuration comes back without waiting for it.
-    #[cfg(feature = "aws-lc-rs")]
-    #[test]
-    fn a_tls_client_starts_seeding_the_generator() {
-        let config = super::client_config(super::Roots::Only(Vec::new())).unwrap();
-        assert!(super::SEEDING.is_completed());
-        let mut bytes = [0u8; 16];
-        config.crypto_provider().secure_random.fill(&mut bytes).unwrap();
     }
 }

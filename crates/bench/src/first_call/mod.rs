@@ -245,7 +245,7 @@ pub fn section(m: &FirstCall) -> String {
     ) {
         let _ = writeln!(
             md,
-            "\n`build()` without TLS roots: {} async (every endpoint plain HTTP, so no roots are loaded), {} blocking. Its TLS cost: loading the system's roots makes the async `build()` {} against an `https` API (ureq loads its compiled-in roots at the first TLS connection, not in `build()`). The first call over TLS costs the async client {} more with reqwest's default provider, aws-lc-rs, than with ring: aws-lc seeds its random generator from CPU jitter once per process. The SDK starts that seeding on a thread of its own as a client that may speak TLS is built, so it runs beside the reading of the roots and the first connection; raw reqwest and oauth2-rs pay it whole in the first handshake. Building aws-lc with `AWS_LC_SYS_NO_JITTER_ENTROPY=1`, or ring, removes it.",
+            "\n`build()` without TLS roots: {} async (every endpoint plain HTTP, so no roots are loaded), {} blocking. Its TLS cost: loading the system's roots makes the async `build()` {} against an `https` API (ureq loads its compiled-in roots at the first TLS connection, not in `build()`). The first handshake costs the async client {} more with reqwest's default provider, aws-lc-rs, than with ring: aws-lc seeds its random generator from CPU jitter once per process.",
             us(plain),
             us(blocking),
             ms(tls),
