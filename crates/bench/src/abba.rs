@@ -17,7 +17,7 @@ pub const ROUNDS_ONE_CALLER: usize = 2 * ROUNDS;
 /// Rounds of a row whose two sides run the same request path (a shared store against the memory
 /// store: a fresh token is served without the store). Such a row can only show noise or a
 /// defect, and its noise is the host's: over four full runs these rows read 0.965-1.016 with
-/// 90 rounds while the host's rate swung between 50,000 and 80,000 calls/s from one row to the
+/// 90 rounds while the host's rate swung between 50,000 and 82,000 calls/s from one row to the
 /// next; twice the rounds narrow the spread of its median by a factor of about 1.4.
 pub const ROUNDS_SAME_PATH: usize = 2 * ROUNDS;
 /// One slot's length.
