@@ -194,10 +194,10 @@ struct TokenFields<'a> {
     error_uri: Text<'a>,
 }
 
-/// A field where a string belongs (a token, its type, the scope, an error's fields): the string (borrowed unless
-/// it had escapes), JSON `null` or absent, an array of strings (a scope, leniently), or any
-/// other value. Whatever it holds is read to its end: one odd value refuses or ignores its
-/// field, never the fields after it.
+/// A field where a string belongs (a token, its type, the scope, an error's fields): the
+/// string (borrowed unless it had escapes), JSON `null` or absent, an array of strings (a
+/// scope, leniently), or any other value. Whatever it holds is read to its end: one odd value
+/// refuses or ignores its field, never the fields after it.
 #[derive(Default)]
 enum Text<'a> {
     #[default]
